@@ -1,0 +1,17 @@
+import type { Knex } from 'knex';
+import * as initial from './0001_initial.js';
+
+interface Migration {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+// Migrations are listed here rather than discovered on disk so they load the same way under tsx,
+// vitest and compiled output. Append new ones; never reorder or edit a released one.
+const migrations: Array<[string, Migration]> = [['0001_initial', initial]];
+
+export const migrationSource: Knex.MigrationSource<Migration> = {
+  getMigrations: async () => migrations.map(([, m]) => m),
+  getMigrationName: (m) => migrations.find(([, x]) => x === m)![0],
+  getMigration: async (m) => m,
+};

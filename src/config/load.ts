@@ -1,0 +1,45 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { configSchema, type HomeserverConfig } from './schema.js';
+
+export class ConfigError extends Error {}
+
+// One line per problem, naming the key, so a wrong key or value stops start-up clearly.
+function describeIssues(error: z.ZodError, source: string): string {
+  const lines = error.issues.map((issue) => {
+    const key = issue.path.join('.') || '(top level)';
+    if (issue.code === 'unrecognized_keys') {
+      const where = issue.path.length ? `${issue.path.join('.')}.` : '';
+      return `  unknown key${issue.keys.length > 1 ? 's' : ''}: ${issue.keys.map((k) => where + k).join(', ')}`;
+    }
+    return `  ${key}: ${issue.message}`;
+  });
+  return `Invalid configuration in ${source}:\n${lines.join('\n')}`;
+}
+
+export function parseConfig(raw: unknown, source = 'configuration'): HomeserverConfig {
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) throw new ConfigError(describeIssues(result.error, source));
+  return result.data;
+}
+
+export function loadConfigFile(path: string): HomeserverConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`Cannot read configuration file ${path}: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`Configuration file ${path} is not valid YAML: ${(err as Error).message}`);
+  }
+  return parseConfig(raw, path);
+}
+
+export function defaultConfig(overrides: Record<string, unknown> = {}): HomeserverConfig {
+  return parseConfig({ server_name: 'localhost', ...overrides }, 'defaults');
+}

@@ -1,0 +1,84 @@
+import { z } from 'zod';
+
+// Synapse's key names where the concept is the same, so admins feel at home.
+const rateLimit = z.strictObject({
+  per_second: z.number().positive(),
+  burst_count: z.number().int().positive(),
+});
+
+const listener = z.strictObject({
+  port: z.number().int().min(0).max(65535),
+  bind_addresses: z.array(z.string()).default(['::', '0.0.0.0']),
+  type: z.literal('http').default('http'),
+  tls: z.boolean().default(false),
+  tls_certificate_path: z.string().optional(),
+  tls_private_key_path: z.string().optional(),
+  x_forwarded: z.boolean().default(false),
+  resources: z
+    .array(z.strictObject({ names: z.array(z.enum(['client', 'federation', 'media', 'keys'])), compress: z.boolean().optional() }))
+    .default([{ names: ['client', 'federation'] }]),
+});
+
+const sqliteDatabase = z.strictObject({
+  name: z.literal('sqlite3'),
+  args: z.strictObject({ database: z.string() }),
+});
+
+const postgresDatabase = z.strictObject({
+  name: z.enum(['postgres', 'psycopg2']),
+  args: z.strictObject({
+    user: z.string().optional(),
+    password: z.string().optional(),
+    database: z.string().optional(),
+    dbname: z.string().optional(),
+    host: z.string().optional(),
+    port: z.number().int().optional(),
+    cp_min: z.number().int().optional(),
+    cp_max: z.number().int().optional(),
+    schema: z.string().optional(),
+  }),
+});
+
+export const configSchema = z.strictObject({
+  server_name: z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, 'must be a valid Matrix server name'),
+  public_baseurl: z.url().optional(),
+  listeners: z.array(listener).min(1).default([{ port: 8008, bind_addresses: ['::', '0.0.0.0'], type: 'http', tls: false, x_forwarded: false, resources: [{ names: ['client', 'federation'] }] }]),
+  database: z.discriminatedUnion('name', [sqliteDatabase, postgresDatabase]).default({ name: 'sqlite3', args: { database: './data/homeserver.db' } }),
+  signing_key_path: z.string().default('./data/signing.key'),
+  enable_registration: z.boolean().default(true),
+  enable_registration_without_verification: z.boolean().optional(),
+  registration_shared_secret: z.string().optional(),
+  registration_requires_token: z.boolean().default(false),
+  registration_tokens: z.array(z.string()).default([]),
+  app_service_config_files: z.array(z.string()).default([]),
+  media_store_path: z.string().default('./data/media_store'),
+  max_upload_size: z.union([z.number().int().positive(), z.string().regex(/^\d+[KMG]?$/)]).default('50M'),
+  max_request_body_size: z.number().int().positive().default(1024 * 1024),
+  rc_message: rateLimit.default({ per_second: 10, burst_count: 50 }),
+  rc_registration: rateLimit.default({ per_second: 0.17, burst_count: 3 }),
+  rc_login: z
+    .strictObject({ address: rateLimit.optional(), account: rateLimit.optional(), failed_attempts: rateLimit.optional() })
+    .default({}),
+  rc_enabled: z.boolean().default(true),
+  default_room_version: z.string().default('10'),
+  access_token_lifetime_ms: z.number().int().positive().optional(),
+  refresh_token_lifetime_ms: z.number().int().positive().optional(),
+  password_config: z
+    .strictObject({ enabled: z.boolean().default(true), minimum_length: z.number().int().min(0).default(0) })
+    .default({ enabled: true, minimum_length: 0 }),
+  allow_public_rooms_without_auth: z.boolean().default(false),
+  log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+});
+
+export type RawConfig = z.input<typeof configSchema>;
+export type HomeserverConfig = z.output<typeof configSchema>;
+
+export function parseSize(value: number | string): number {
+  if (typeof value === 'number') return value;
+  const unit = value.slice(-1);
+  const n = Number.parseInt(value, 10);
+  const mult = unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1;
+  return n * mult;
+}

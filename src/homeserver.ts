@@ -1,0 +1,120 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express, { type Express } from 'express';
+import type { Logger } from 'pino';
+import type { HomeserverConfig } from './config/schema.js';
+import { loadOrCreateSigningKey } from './config/signingKey.js';
+import type { SigningKey } from './crypto/signing.js';
+import { clientRoutes } from './clientapi/index.js';
+import { applyCors, errorHandling, mountRoutes, requestLogging } from './http/mount.js';
+import { RateLimiter } from './http/rateLimit.js';
+import { TransactionStore } from './http/transactions.js';
+import { createLogger } from './logger.js';
+import { RoomService } from './rooms/roomService.js';
+import { openDatabase, type Database } from './storage/database.js';
+import { Notifier } from './sync/notifier.js';
+import { SyncService } from './sync/syncService.js';
+import { UserService } from './users/userService.js';
+import type { Clock } from './serviceDeps.js';
+
+export type { Clock } from './serviceDeps.js';
+
+/** Everything a route handler may use; built once per homeserver, never a module-level singleton. */
+export interface Services {
+  config: HomeserverConfig;
+  serverName: string;
+  publicBaseUrl: string;
+  /** The host[:port] other servers reach us on (.well-known/matrix/server). */
+  federationAuthority: string;
+  logger: Logger;
+  db: Database;
+  signingKey: SigningKey;
+  clock: Clock;
+  notifier: Notifier;
+  transactions: TransactionStore;
+  users: UserService;
+  rooms: RoomService;
+  sync: SyncService;
+}
+
+export interface Homeserver {
+  app: Express;
+  services: Services;
+  /** Starts listening; port 0 picks a free port. Returns the bound port. */
+  listen(port?: number, host?: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+export interface HomeserverOptions {
+  logger?: Logger;
+  clock?: Clock;
+}
+
+export async function createHomeserver(config: HomeserverConfig, options: HomeserverOptions = {}): Promise<Homeserver> {
+  const logger = options.logger ?? createLogger(config.log_level);
+  const clock = options.clock ?? { now: () => Date.now() };
+  const db = await openDatabase(config.database);
+  const signingKey = loadOrCreateSigningKey(config.signing_key_path);
+  const firstPort = config.listeners[0]?.port ?? 8008;
+  const publicBaseUrl = (config.public_baseurl ?? `http://${config.server_name}:${firstPort}`).replace(/\/$/, '');
+  const notifier = new Notifier();
+
+  const base = { config, serverName: config.server_name, logger, db, clock, notifier, signingKey };
+  const users = new UserService(base);
+  const rooms = new RoomService(base);
+  const sync = new SyncService({ ...base, rooms });
+  const services: Services = {
+    ...base,
+    publicBaseUrl,
+    federationAuthority: config.server_name.includes(':') ? config.server_name : `${config.server_name}:8448`,
+    transactions: new TransactionStore(db.knex),
+    users,
+    rooms,
+    sync,
+  };
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', config.listeners.some((l) => l.x_forwarded));
+  app.set('query parser', 'simple');
+  requestLogging(app, logger);
+  applyCors(app);
+  const limiters = config.rc_enabled
+    ? {
+        message: new RateLimiter(config.rc_message),
+        registration: new RateLimiter(config.rc_registration),
+        login: new RateLimiter(config.rc_login.address ?? { per_second: 0.17, burst_count: 3 }),
+      }
+    : {};
+  mountRoutes(app, clientRoutes(services), {
+    logger,
+    authenticate: (token, ctx) => users.authenticate(token, ctx),
+    rateLimiters: limiters,
+    maxBodyBytes: Math.max(config.max_request_body_size, 65536),
+  });
+  errorHandling(app, logger);
+
+  const servers: Server[] = [];
+  return {
+    app,
+    services,
+    listen(port = firstPort, host = '127.0.0.1') {
+      return new Promise((resolve, reject) => {
+        const server = app.listen(port, host);
+        server.once('listening', () => resolve((server.address() as AddressInfo).port));
+        server.once('error', reject);
+        // Long-polling /sync must not be cut by Node's default request timeout.
+        server.requestTimeout = 0;
+        server.keepAliveTimeout = 65_000;
+        servers.push(server);
+      });
+    },
+    async close() {
+      for (const s of servers) {
+        s.closeAllConnections();
+        await new Promise<void>((r) => s.close(() => r()));
+      }
+      await db.close();
+    },
+  };
+}

@@ -1,0 +1,193 @@
+import { randomBytes } from 'node:crypto';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { MatrixError, badJson, limitExceeded, unrecognized } from '../errors.js';
+import type { RateLimiter } from './rateLimit.js';
+import { JsonReply, RawReply, type RateLimitName, type RequestContext, type Requester, type RouteDefinition } from './route.js';
+
+export interface HttpDeps {
+  logger: Logger;
+  /** Resolves an access token to its requester or throws M_UNKNOWN_TOKEN. */
+  authenticate(token: string, ctx: { ip: string; userAgent: string | undefined; query: Record<string, unknown> }): Promise<Requester>;
+  rateLimiters: Partial<Record<RateLimitName, RateLimiter>>;
+  /** Users exempt from rate limits (e.g. appservices with rate_limited: false). */
+  isRateLimitExempt?(requester: Requester): boolean;
+  maxBodyBytes: number;
+}
+
+function extractToken(req: Request): string | undefined {
+  const header = req.headers.authorization;
+  if (header !== undefined) {
+    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    return match?.[1];
+  }
+  const q = req.query.access_token;
+  return typeof q === 'string' ? q : undefined;
+}
+
+function zodToMatrix(error: z.ZodError, where: 'body' | 'query'): MatrixError {
+  const issue = error.issues[0]!;
+  const field = issue.path.join('.') || where;
+  if (where === 'query') return new MatrixError('M_INVALID_PARAM', `Invalid parameter '${field}': ${issue.message}`);
+  if (issue.code === 'invalid_type' && /received undefined/.test(issue.message)) {
+    return new MatrixError('M_MISSING_PARAM', `Missing parameter '${field}'`);
+  }
+  return badJson(`Invalid field '${field}': ${issue.message}`);
+}
+
+function parseJsonBody(raw: Buffer): Record<string, unknown> {
+  if (raw.length === 0) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw new MatrixError('M_NOT_JSON', 'Content not JSON.');
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new MatrixError('M_BAD_JSON', 'Content must be a JSON object.');
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function sendError(res: Response, err: MatrixError): void {
+  if (res.headersSent) return;
+  res.status(err.status).json(err.toJSON());
+}
+
+export function applyCors(app: Express): void {
+  // Browser clients (Element Web) call from another origin (spec: "Web Browser Clients").
+  app.use((req, res, next) => {
+    res.setHeader('Access-Control-Allow-Origin', '*');
+    res.setHeader('Access-Control-Allow-Methods', 'GET, HEAD, POST, PUT, DELETE, OPTIONS');
+    res.setHeader('Access-Control-Allow-Headers', 'X-Requested-With, Content-Type, Authorization, Date');
+    res.setHeader('Access-Control-Expose-Headers', 'ETag, Content-Disposition');
+    if (req.method === 'OPTIONS') {
+      res.status(204).end();
+      return;
+    }
+    next();
+  });
+}
+
+export function requestLogging(app: Express, logger: Logger): void {
+  app.use((req, res, next) => {
+    const started = process.hrtime.bigint();
+    const requestId = randomBytes(6).toString('hex');
+    res.locals.requestId = requestId;
+    res.on('finish', () => {
+      // Only the path: the query string may carry an access token.
+      logger.debug(
+        { requestId, method: req.method, path: req.path, status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 },
+        'request',
+      );
+    });
+    next();
+  });
+}
+
+export function mountRoutes(app: Express, routes: readonly RouteDefinition[], deps: HttpDeps): void {
+  const paths = new Set<string>();
+  for (const route of routes) {
+    const limit = route.maxBodyBytes ?? deps.maxBodyBytes;
+    const bodyParser = express.raw({ type: () => true, limit });
+    for (const prefix of route.prefixes) {
+      const fullPath = prefix + route.path;
+      paths.add(fullPath);
+      const method = route.method.toLowerCase() as 'get' | 'post' | 'put' | 'delete';
+      app[method](fullPath, bodyParser, (req: Request, res: Response, next: NextFunction) => {
+        handle(route, req, res, deps).catch(next);
+      });
+    }
+  }
+  // A known path with the wrong method is 405 M_UNRECOGNIZED (spec: "Common error codes").
+  for (const path of paths) {
+    app.all(path, (_req, res) => sendError(res, unrecognized('Unrecognized request method', 405)));
+  }
+}
+
+async function handle(route: RouteDefinition, req: Request, res: Response, deps: HttpDeps): Promise<void> {
+  const ip = req.ip ?? req.socket.remoteAddress ?? 'unknown';
+  const userAgent = req.headers['user-agent'];
+  const raw: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+  const token = extractToken(req);
+
+  let requester: Requester | undefined;
+  if (route.auth !== 'none' && token !== undefined) {
+    requester = await deps.authenticate(token, { ip, userAgent, query: req.query as Record<string, unknown> });
+  } else if (route.auth === 'user') {
+    throw new MatrixError('M_MISSING_TOKEN', 'Missing access token', 401);
+  }
+  if (requester?.isGuest && route.auth !== 'none' && !route.allowGuests) {
+    throw new MatrixError('M_GUEST_ACCESS_FORBIDDEN', 'Guest access not allowed');
+  }
+
+  if (route.rateLimit) {
+    const limiter = deps.rateLimiters[route.rateLimit];
+    const exempt = requester !== undefined && deps.isRateLimitExempt?.(requester);
+    if (limiter && !exempt) {
+      const wait = limiter.take(requester?.userId ?? ip);
+      if (wait > 0) throw limitExceeded(wait);
+    }
+  }
+
+  let body: unknown = undefined;
+  if (!route.rawBody && route.body) {
+    const parsed = route.body.safeParse(parseJsonBody(raw));
+    if (!parsed.success) throw zodToMatrix(parsed.error, 'body');
+    body = parsed.data;
+  } else if (!route.rawBody && raw.length > 0 && (route.method === 'POST' || route.method === 'PUT')) {
+    body = parseJsonBody(raw);
+  }
+
+  let query: unknown = req.query;
+  if (route.query) {
+    const parsed = route.query.safeParse(req.query);
+    if (!parsed.success) throw zodToMatrix(parsed.error, 'query');
+    query = parsed.data;
+  }
+
+  const ctx: RequestContext = {
+    params: req.params as Record<string, string>,
+    query: query as Record<string, unknown>,
+    body,
+    rawBody: raw,
+    requester,
+    accessToken: token,
+    ip,
+    userAgent,
+    headers: req.headers,
+    requestId: String(res.locals.requestId ?? ''),
+  };
+  const result = await route.handler(ctx);
+  if (result instanceof RawReply) {
+    res.status(result.status);
+    for (const [k, v] of Object.entries(result.headers)) res.setHeader(k, v);
+    if (Buffer.isBuffer(result.body)) res.end(result.body);
+    else (result.body as NodeJS.ReadableStream).pipe(res);
+    return;
+  }
+  if (result instanceof JsonReply) {
+    for (const [k, v] of Object.entries(result.headers)) res.setHeader(k, v);
+    res.status(result.status).json(result.body);
+    return;
+  }
+  res.status(200).json(result ?? {});
+}
+
+/** Last in the chain: unknown paths, body-parser failures, and anything unexpected. */
+export function errorHandling(app: Express, logger: Logger): void {
+  app.use((_req: Request, res: Response) => sendError(res, unrecognized()));
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    if (err instanceof MatrixError) return sendError(res, err);
+    const e = err as { type?: string; status?: number };
+    if (e.type === 'entity.too.large') return sendError(res, new MatrixError('M_TOO_LARGE', 'Request body too large', 413));
+    if (e.type === 'request.aborted') return;
+    if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') {
+      return sendError(res, new MatrixError('M_NOT_JSON', 'Unsupported content encoding'));
+    }
+    if (err instanceof URIError || e.status === 400) return sendError(res, new MatrixError('M_UNRECOGNIZED', 'Malformed request path', 400));
+    logger.error({ requestId: res.locals.requestId, err }, 'unhandled error');
+    sendError(res, new MatrixError('M_UNKNOWN', 'Internal server error', 500));
+  });
+}

@@ -1,0 +1,100 @@
+import type { z } from 'zod';
+
+// Who may call a route: nobody in particular, a logged-in user, or either (handler sees undefined).
+export type AuthMode = 'none' | 'user' | 'optional';
+
+export interface Requester {
+  userId: string;
+  deviceId: string | undefined;
+  tokenId: number | undefined;
+  isGuest: boolean;
+  appserviceId: string | undefined;
+}
+
+export type RateLimitName = 'message' | 'registration' | 'login';
+
+export interface RequestContext<B = unknown, Q = Record<string, unknown>> {
+  params: Record<string, string>;
+  query: Q;
+  body: B;
+  rawBody: Buffer;
+  requester: Requester | undefined;
+  /** The access token as presented, for endpoints that act on the calling token itself (logout). */
+  accessToken: string | undefined;
+  ip: string;
+  userAgent: string | undefined;
+  headers: Record<string, string | string[] | undefined>;
+  requestId: string;
+}
+
+export interface AuthedContext<B = unknown, Q = Record<string, unknown>> extends RequestContext<B, Q> {
+  requester: Requester;
+}
+
+/** A non-200 JSON reply, or a reply with headers. */
+export class JsonReply {
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+    readonly headers: Record<string, string> = {},
+  ) {}
+}
+
+/** Bytes with a content type, for media and other non-JSON replies. */
+export class RawReply {
+  constructor(
+    readonly status: number,
+    readonly body: Buffer | NodeJS.ReadableStream,
+    readonly headers: Record<string, string>,
+  ) {}
+}
+
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+export interface RouteDefinition {
+  method: HttpMethod;
+  /** Path prefixes the route is served under, e.g. ['/_matrix/client/v3', '/_matrix/client/r0']. */
+  prefixes: readonly string[];
+  /** Express 5 path below the prefix, e.g. '/rooms/:roomId/send/:eventType/:txnId'. */
+  path: string;
+  auth: AuthMode;
+  body?: z.ZodType;
+  query?: z.ZodType;
+  /** Accept any bytes as the body (media upload) instead of a JSON object. */
+  rawBody?: boolean;
+  maxBodyBytes?: number;
+  rateLimit?: RateLimitName;
+  /** Guests may call this route (spec: "Guest access"). */
+  allowGuests?: boolean;
+  handler(ctx: RequestContext<any, any>): Promise<unknown> | unknown;
+}
+
+// Infer the handler's body/query types from the zod schemas it declares.
+export function defineRoute<
+  B extends z.ZodType | undefined = undefined,
+  Q extends z.ZodType | undefined = undefined,
+  A extends AuthMode = AuthMode,
+>(route: {
+  method: HttpMethod;
+  prefixes: readonly string[];
+  path: string;
+  auth: A;
+  body?: B;
+  query?: Q;
+  rawBody?: boolean;
+  maxBodyBytes?: number;
+  rateLimit?: RateLimitName;
+  allowGuests?: boolean;
+  handler(
+    ctx: A extends 'user'
+      ? AuthedContext<B extends z.ZodType ? z.output<B> : unknown, Q extends z.ZodType ? z.output<Q> : Record<string, unknown>>
+      : RequestContext<B extends z.ZodType ? z.output<B> : unknown, Q extends z.ZodType ? z.output<Q> : Record<string, unknown>>,
+  ): Promise<unknown> | unknown;
+}): RouteDefinition {
+  return route as RouteDefinition;
+}
+
+/** The client API prefixes: v3 plus the legacy r0 that older clients still call (as Synapse does). */
+export const CLIENT_V3 = ['/_matrix/client/v3', '/_matrix/client/r0'] as const;
+export const CLIENT_V3_ONLY = ['/_matrix/client/v3'] as const;
+export const CLIENT_V1 = ['/_matrix/client/v1'] as const;

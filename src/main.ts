@@ -1,0 +1,92 @@
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError, defaultConfig, loadConfigFile } from './config/load.js';
+import type { HomeserverConfig } from './config/schema.js';
+import { formatSigningKeyFile, generateSigningKey } from './crypto/signing.js';
+import { createHomeserver } from './homeserver.js';
+
+const USAGE = `Usage: skjol <command> [options]
+
+Commands:
+  serve [--config FILE]                     run the homeserver (defaults: server_name localhost, port 8008, SQLite in ./data)
+  register-user --user NAME [--password P] [--admin] [--config FILE]
+                                            create an account directly in the database
+  generate-signing-key [--output FILE]      write a new ed25519 signing key in Synapse's format
+`;
+
+function readConfig(path: string | undefined): HomeserverConfig {
+  return path ? loadConfigFile(path) : defaultConfig();
+}
+
+async function serve(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } } });
+  const config = readConfig(values.config);
+  const hs = await createHomeserver(config);
+  for (const listener of config.listeners) {
+    for (const address of listener.bind_addresses) {
+      const port = await hs.listen(listener.port, address);
+      hs.services.logger.info({ address, port }, 'listening');
+    }
+  }
+  hs.services.logger.info({ server_name: config.server_name }, 'Skjól is serving');
+  const stop = () => {
+    hs.services.logger.info('shutting down');
+    void hs.close().then(() => process.exit(0));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+async function registerUser(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string', short: 'c' },
+      user: { type: 'string', short: 'u' },
+      password: { type: 'string', short: 'p' },
+      admin: { type: 'boolean', default: false },
+    },
+  });
+  if (!values.user) throw new ConfigError('register-user needs --user NAME');
+  const password = values.password ?? process.env.SKJOL_PASSWORD;
+  if (!password) throw new ConfigError('register-user needs --password or SKJOL_PASSWORD');
+  const config = readConfig(values.config);
+  const hs = await createHomeserver({ ...config, log_level: 'warn' });
+  try {
+    const userId = await hs.services.users.createAccountFromCli(values.user, password, values.admin ?? false);
+    process.stdout.write(`Registered ${userId}\n`);
+  } finally {
+    await hs.close();
+  }
+}
+
+function generateKey(argv: string[]): void {
+  const { values } = parseArgs({ args: argv, options: { output: { type: 'string', short: 'o' } } });
+  const text = formatSigningKeyFile([generateSigningKey()]);
+  if (values.output) writeFileSync(values.output, text, { mode: 0o600 });
+  else process.stdout.write(text);
+}
+
+async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2);
+  switch (command) {
+    case 'serve':
+      return serve(rest);
+    case 'register-user':
+      return registerUser(rest);
+    case 'generate-signing-key':
+      return generateKey(rest);
+    default:
+      process.stdout.write(USAGE);
+      process.exitCode = command === undefined || command === 'help' || command === '--help' ? 0 : 2;
+  }
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`skjol: ${(err as Error).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,60 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+import type { HomeserverConfig } from '../config/schema.js';
+import { migrationSource } from '../../migrations/index.js';
+
+export type Db = Knex | Knex.Transaction;
+
+export interface Database {
+  knex: Knex;
+  dialect: 'sqlite' | 'postgres';
+  close(): Promise<void>;
+}
+
+// SQLite runs with one connection: that connection is the single writer queue, so transactions never
+// see SQLITE_BUSY and the ordering of stream positions is the commit order.
+function sqliteKnex(path: string): Knex {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  return knexFactory({
+    client: 'sqlite3',
+    connection: { filename: path },
+    useNullAsDefault: true,
+    pool: {
+      min: 1,
+      max: 1,
+      afterCreate(conn: { exec(sql: string, cb: (err: Error | null) => void): void }, done: (err: Error | null, conn: unknown) => void) {
+        conn.exec(
+          'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
+          (err) => done(err, conn),
+        );
+      },
+    },
+    acquireConnectionTimeout: 120_000,
+  });
+}
+
+function postgresKnex(args: Extract<HomeserverConfig['database'], { name: 'postgres' | 'psycopg2' }>['args']): Knex {
+  return knexFactory({
+    client: 'pg',
+    connection: {
+      host: args.host ?? '127.0.0.1',
+      port: args.port ?? 5432,
+      user: args.user ?? 'postgres',
+      password: args.password,
+      database: args.database ?? args.dbname ?? 'postgres',
+    },
+    searchPath: args.schema ? [args.schema] : undefined,
+    pool: { min: args.cp_min ?? 1, max: args.cp_max ?? 10 },
+  });
+}
+
+export async function openDatabase(config: HomeserverConfig['database']): Promise<Database> {
+  const knex = config.name === 'sqlite3' ? sqliteKnex(config.args.database) : postgresKnex(config.args);
+  const dialect = config.name === 'sqlite3' ? 'sqlite' : 'postgres';
+  if (dialect === 'postgres' && config.name !== 'sqlite3' && config.args.schema) {
+    await knex.raw('CREATE SCHEMA IF NOT EXISTS ??', [config.args.schema]);
+  }
+  await knex.migrate.latest({ migrationSource });
+  return { knex, dialect, close: () => knex.destroy() };
+}

@@ -1,0 +1,104 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import knexFactory from 'knex';
+import pino from 'pino';
+import { parseConfig } from '../../src/config/load.js';
+import { createHomeserver, type Homeserver } from '../../src/homeserver.js';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+/** Databases the integration tests run on: SQLite always, PostgreSQL unless SKJOL_TEST_PG=off. */
+export function testDialects(): Dialect[] {
+  return process.env.SKJOL_TEST_PG === 'off' ? ['sqlite'] : ['sqlite', 'postgres'];
+}
+
+export interface PgTarget {
+  host: string;
+  port: number;
+  user: string;
+  database: string;
+}
+
+export function pgTarget(): PgTarget {
+  return {
+    host: process.env.SKJOL_TEST_PG_HOST ?? '127.0.0.1',
+    port: Number(process.env.SKJOL_TEST_PG_PORT ?? 5432),
+    user: process.env.SKJOL_TEST_PG_USER ?? 'postgres',
+    database: process.env.SKJOL_TEST_PG_DATABASE ?? 'test',
+  };
+}
+
+export interface TestServer {
+  hs: Homeserver;
+  baseUrl: string;
+  serverName: string;
+  dir: string;
+  /** Stops the server; the data stays unless `wipe` (the default) is true. */
+  stop(): Promise<void>;
+  /** Starts a new process-equivalent on the same database and keys (a restart). */
+  restart(): Promise<TestServer>;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  dialect?: Dialect;
+  serverName?: string;
+  config?: Record<string, unknown>;
+}
+
+/** Starts a real Skjól on port 0 with its own SQLite file or PostgreSQL schema. */
+export async function startHomeserver(options: StartOptions = {}): Promise<TestServer> {
+  const dialect = options.dialect ?? 'sqlite';
+  const dir = mkdtempSync(join(tmpdir(), 'skjol-test-'));
+  const schema = `skjol_t_${randomBytes(6).toString('hex')}`;
+  const pg = pgTarget();
+  const database =
+    dialect === 'sqlite'
+      ? { name: 'sqlite3', args: { database: join(dir, 'homeserver.db') } }
+      : { name: 'postgres', args: { ...pg, schema, cp_max: 5 } };
+  const raw = {
+    server_name: options.serverName ?? 'localhost',
+    database,
+    signing_key_path: join(dir, 'signing.key'),
+    media_store_path: join(dir, 'media'),
+    rc_enabled: false,
+    log_level: 'silent',
+    ...options.config,
+  };
+
+  const boot = async (): Promise<TestServer> => {
+    const config = parseConfig(raw, 'test');
+    const logger = pino({ level: process.env.SKJOL_TEST_LOG ?? 'silent' });
+    const hs = await createHomeserver(config, { logger });
+    const port = await hs.listen(0, '127.0.0.1');
+    let stopped = false;
+    const stop = async () => {
+      if (stopped) return;
+      stopped = true;
+      await hs.close();
+    };
+    return {
+      hs,
+      baseUrl: `http://127.0.0.1:${port}`,
+      serverName: config.server_name,
+      dir,
+      stop,
+      async restart() {
+        await stop();
+        return boot();
+      },
+      async close() {
+        await stop();
+        if (dialect === 'postgres') {
+          const admin = knexFactory({ client: 'pg', connection: pg });
+          await admin.raw('DROP SCHEMA IF EXISTS ?? CASCADE', [schema]);
+          await admin.destroy();
+        }
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  };
+  return boot();
+}
