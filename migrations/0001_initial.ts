@@ -100,6 +100,13 @@ export async function up(knex: Knex): Promise<void> {
     t.string('creator', 255).nullable();
     t.boolean('is_public').notNullable().defaultTo(false);
     t.bigInteger('created_ts').notNullable();
+    t.integer('current_state_group').nullable();
+  });
+
+  await knex.schema.createTable('forgotten_rooms', (t) => {
+    t.string('user_id', 255).notNullable();
+    t.string('room_id', 255).notNullable();
+    t.primary(['user_id', 'room_id']);
   });
 
   await knex.schema.createTable('state_groups', (t) => {
@@ -137,6 +144,8 @@ export async function up(knex: Knex): Promise<void> {
     t.string('redacted_by', 255).nullable();
     t.string('sender_device', 255).nullable();
     t.string('txn_id', 255).nullable();
+    // The state event this one replaced, for unsigned.prev_content in client responses.
+    t.string('replaces_state', 255).nullable();
     t.index(['room_id', 'stream_ordering']);
     t.index(['room_id', 'depth', 'stream_ordering']);
     t.index(['room_id', 'type', 'state_key']);
@@ -175,7 +184,7 @@ export async function up(knex: Knex): Promise<void> {
 export async function down(knex: Knex): Promise<void> {
   for (const table of [
     'room_aliases', 'current_state', 'forward_extremities', 'redactions', 'events', 'state_group_entries',
-    'state_groups', 'rooms', 'transaction_responses', 'account_data', 'filters', 'registration_tokens',
+    'state_groups', 'forgotten_rooms', 'rooms', 'transaction_responses', 'account_data', 'filters', 'registration_tokens',
     'uia_sessions', 'access_tokens', 'refresh_tokens', 'devices', 'users',
   ]) {
     await knex.schema.dropTableIfExists(table);

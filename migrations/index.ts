@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import * as initial from './0001_initial.js';
+import * as accounts from './0002_accounts.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -8,7 +9,10 @@ interface Migration {
 
 // Migrations are listed here rather than discovered on disk so they load the same way under tsx,
 // vitest and compiled output. Append new ones; never reorder or edit a released one.
-const migrations: Array<[string, Migration]> = [['0001_initial', initial]];
+const migrations: Array<[string, Migration]> = [
+  ['0001_initial', initial],
+  ['0002_accounts', accounts],
+];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => migrations.map(([, m]) => m),

@@ -1,8 +1,339 @@
+import { randomBytes } from 'node:crypto';
+import type { Knex } from 'knex';
+import { MatrixError, forbidden, notFound } from '../errors.js';
 import type { ServiceDeps } from '../serviceDeps.js';
+import type { Db } from '../storage/database.js';
+import type { StoredEvent } from '../storage/repositories/events.js';
+import { getProfile } from '../storage/repositories/profiles.js';
+import * as roomsRepo from '../storage/repositories/rooms.js';
+import * as stateRepo from '../storage/repositories/state.js';
+import { stateMapKey, type Pdu } from '../types/pdu.js';
+import { LruCache } from '../util/lru.js';
+import { powerLevelFor, userPowerLevel } from './authRules.js';
+import { eventIdOf, serverNameOf } from './eventFormat.js';
+import { EventStore } from './eventStore.js';
+import { initialRoomEvents, type CreateRoomRequest } from './roomCreation.js';
+import { RoomReader } from './roomReader.js';
+import { getRoomVersion, type RoomVersion } from './roomVersions.js';
+import { RoomWriter, type AppendMeta, type EventDraft, type RoomWriteContext, type WriteResult } from './roomWriter.js';
+import { StateStore } from './stateStore.js';
 
-// PLACEHOLDER
+export interface Actor {
+  userId: string;
+  deviceId?: string | undefined;
+}
+
+const ROOM_ID_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
+
+function randomRoomLocalpart(): string {
+  const bytes = randomBytes(18);
+  return Array.from(bytes, (b) => ROOM_ID_CHARS[b % ROOM_ID_CHARS.length]).join('');
+}
+
+/** Rooms: creation, sending and membership through one append path, plus reads through RoomReader. */
 export class RoomService {
+  readonly events = new EventStore();
+  readonly state: StateStore;
+  readonly reader: RoomReader;
+  private readonly writer: RoomWriter;
+  private readonly versions = new LruCache<string, RoomVersion>(10_000);
+  private readonly afterCommitHooks: Array<(result: WriteResult) => void> = [];
+
   constructor(private readonly deps: ServiceDeps) {
-    void this.deps;
+    this.state = new StateStore(this.events);
+    const lastKnownHashes = new LruCache<string, Pdu['hashes']>(10_000);
+    this.writer = new RoomWriter({
+      serverName: deps.serverName,
+      signingKey: deps.signingKey,
+      clock: deps.clock,
+      eventStore: this.events,
+      stateStore: this.state,
+      lastKnownHashes,
+      idOf: (pdu, version) => eventIdOf(pdu, version),
+    });
+    this.reader = new RoomReader({ db: deps.db, events: this.events, state: this.state, clock: deps.clock, roomVersion: (db, id) => this.roomVersion(db, id) });
+  }
+
+  /** Subscribers run after a room write committed (push rules, appservices, federation …). */
+  onCommitted(hook: (result: WriteResult) => void): void {
+    this.afterCommitHooks.push(hook);
+  }
+
+  async roomVersion(db: Db, roomId: string): Promise<RoomVersion> {
+    const cached = this.versions.get(roomId);
+    if (cached) return cached;
+    const room = await roomsRepo.getRoom(db, roomId);
+    if (!room) throw notFound('Unknown room');
+    const version = getRoomVersion(room.roomVersion);
+    if (!version) throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Unsupported room version ${room.roomVersion}`);
+    this.versions.set(roomId, version);
+    return version;
+  }
+
+  /** Runs `fn` in one stream-write transaction on one room, then publishes what it wrote. */
+  async write<T>(roomId: string, fn: (ctx: RoomWriteContext, trx: Knex.Transaction) => Promise<T>): Promise<T> {
+    let result: WriteResult | undefined;
+    let value: T;
+    try {
+      value = await this.deps.db.write(async (trx) => {
+        const ctx = await this.writer.open(trx, roomId);
+        const out = await fn(ctx, trx);
+        result = ctx.finish();
+        return out;
+      });
+    } catch (err) {
+      if (result) this.state.forget(result.createdGroups);
+      throw err;
+    }
+    this.publish(result!);
+    return value;
+  }
+
+  private publish(result: WriteResult): void {
+    for (const ev of result.events) this.events.remember(ev);
+    for (const id of result.redactedTargets) this.events.invalidate(id);
+    this.deps.notifier.notifyUsers(result.notifyUsers);
+    for (const hook of this.afterCommitHooks) {
+      try {
+        hook(result);
+      } catch (err) {
+        this.deps.logger.error({ err }, 'after-commit hook failed');
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Creation
+
+  async createRoom(actor: Actor, req: CreateRoomRequest): Promise<{ roomId: string; alias?: string }> {
+    const versionId = req.room_version ?? this.deps.config.default_room_version;
+    const version = getRoomVersion(versionId);
+    if (!version) throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Room version ${versionId} is not supported`);
+    const invitees = [...new Set(req.invite ?? [])];
+    for (const u of invitees) {
+      if (!/^@[^:]+:.+$/.test(u)) throw new MatrixError('M_INVALID_PARAM', `Invalid user id in invite: ${u}`);
+    }
+    let alias: string | undefined;
+    if (req.room_alias_name !== undefined) {
+      if (!/^[^:\s#]+$/.test(req.room_alias_name)) throw new MatrixError('M_INVALID_PARAM', 'Invalid room_alias_name');
+      alias = `#${req.room_alias_name}:${this.deps.serverName}`;
+      if (await roomsRepo.getAlias(this.deps.db.knex, alias)) throw new MatrixError('M_ROOM_IN_USE', 'Room alias already taken');
+    }
+    const profile = (await getProfile(this.deps.db.knex, actor.userId)) ?? { displayname: null, avatar_url: null };
+    const drafts = initialRoomEvents(req, { creator: actor.userId, version, profile, canonicalAlias: alias });
+    const roomId = `!${randomRoomLocalpart()}:${this.deps.serverName}`;
+    let result: WriteResult | undefined;
+    try {
+      await this.deps.db.write(async (trx) => {
+        const ctx = await this.writer.create(trx, roomId, version, actor.userId, req.visibility === 'public');
+        for (const draft of drafts) await ctx.append(draft);
+        if (alias && !(await roomsRepo.insertAlias(trx, alias, roomId, actor.userId, this.deps.clock.now()))) {
+          throw new MatrixError('M_ROOM_IN_USE', 'Room alias already taken');
+        }
+        for (const invitee of invitees) {
+          const content: Record<string, unknown> = { membership: 'invite' };
+          if (req.is_direct) content.is_direct = true;
+          const target = await getProfile(trx, invitee);
+          if (target?.displayname) content.displayname = target.displayname;
+          if (target?.avatar_url) content.avatar_url = target.avatar_url;
+          await ctx.append({ type: 'm.room.member', stateKey: invitee, content, sender: actor.userId });
+        }
+        result = ctx.finish();
+      });
+    } catch (err) {
+      if (result) this.state.forget(result.createdGroups);
+      throw err;
+    }
+    this.versions.set(roomId, version);
+    this.publish(result!);
+    return alias ? { roomId, alias } : { roomId };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Sending
+
+  async sendEvent(actor: Actor, roomId: string, draft: Omit<EventDraft, 'sender'>, meta: AppendMeta = {}): Promise<string> {
+    return this.write(roomId, async (ctx) => {
+      if (ctx.membershipOf(actor.userId) !== 'join') throw forbidden(`User ${actor.userId} is not in room ${roomId}`);
+      const ev = await ctx.append({ ...draft, sender: actor.userId }, { ...meta, ...(actor.deviceId ? { senderDevice: actor.deviceId } : {}) });
+      return ev.eventId;
+    });
+  }
+
+  /** PUT /rooms/{roomId}/redact: allowed for the sender of the target or anyone with the redact level. */
+  async redact(actor: Actor, roomId: string, targetId: string, reason: string | undefined, meta: AppendMeta = {}): Promise<string> {
+    return this.write(roomId, async (ctx, trx) => {
+      if (ctx.membershipOf(actor.userId) !== 'join') throw forbidden(`User ${actor.userId} is not in room ${roomId}`);
+      const target = await this.events.get(trx, targetId);
+      const own = target?.pdu.sender === actor.userId;
+      if (target && target.pdu.room_id !== roomId) throw notFound('Event not found');
+      if (!own && userPowerLevel(ctx.state, actor.userId, ctx.version) < powerLevelFor(ctx.state, 'redact', ctx.version)) {
+        throw forbidden('You do not have permission to redact this event');
+      }
+      const content: Record<string, unknown> = reason !== undefined ? { reason } : {};
+      const ev = await ctx.append(
+        { type: 'm.room.redaction', content, sender: actor.userId, redacts: targetId },
+        { ...meta, ...(actor.deviceId ? { senderDevice: actor.deviceId } : {}) },
+      );
+      return ev.eventId;
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Membership
+
+  async resolveRoomIdOrAlias(roomIdOrAlias: string): Promise<string> {
+    if (roomIdOrAlias.startsWith('!')) return roomIdOrAlias;
+    if (!roomIdOrAlias.startsWith('#')) throw new MatrixError('M_INVALID_PARAM', 'Expected a room id or alias');
+    const alias = await roomsRepo.getAlias(this.deps.db.knex, roomIdOrAlias);
+    if (!alias) throw notFound(`Room alias ${roomIdOrAlias} not found`);
+    return alias.roomId;
+  }
+
+  async join(actor: Actor, roomIdOrAlias: string, reason?: string): Promise<string> {
+    const roomId = await this.resolveRoomIdOrAlias(roomIdOrAlias);
+    const room = await roomsRepo.getRoom(this.deps.db.knex, roomId);
+    if (!room) {
+      // Rooms on other servers need federation; until then they are unknown here.
+      throw notFound(serverNameOf(roomId) === this.deps.serverName ? 'Unknown room' : 'Joining rooms on other servers is not supported yet');
+    }
+    const profile = (await getProfile(this.deps.db.knex, actor.userId)) ?? { displayname: null, avatar_url: null };
+    await this.write(roomId, async (ctx) => {
+      const content: Record<string, unknown> = { membership: 'join' };
+      if (profile.displayname) content.displayname = profile.displayname;
+      if (profile.avatar_url) content.avatar_url = profile.avatar_url;
+      if (reason !== undefined) content.reason = reason;
+      const current = ctx.state.get(stateMapKey('m.room.member', actor.userId));
+      // Joining again with the same profile changes nothing: answer without a new event.
+      if (current?.content.membership === 'join' && current.content.displayname === content.displayname && current.content.avatar_url === content.avatar_url) {
+        return;
+      }
+      await ctx.append({ type: 'm.room.member', stateKey: actor.userId, content, sender: actor.userId });
+    });
+    await roomsRepo.unforgetRoom(this.deps.db.knex, actor.userId, roomId);
+    return roomId;
+  }
+
+  async invite(actor: Actor, roomId: string, target: string, reason?: string, isDirect?: boolean): Promise<void> {
+    if (!/^@[^:]+:.+$/.test(target)) throw new MatrixError('M_INVALID_PARAM', 'Invalid user id');
+    const profile = await getProfile(this.deps.db.knex, target);
+    if (!profile && serverNameOf(target) === this.deps.serverName) throw notFound('Unknown user');
+    await this.write(roomId, async (ctx) => {
+      const current = ctx.membershipOf(target);
+      if (current === 'join') throw forbidden(`${target} is already in the room`);
+      if (current === 'ban') throw forbidden(`${target} is banned from the room`);
+      const content: Record<string, unknown> = { membership: 'invite' };
+      if (profile?.displayname) content.displayname = profile.displayname;
+      if (profile?.avatar_url) content.avatar_url = profile.avatar_url;
+      if (reason !== undefined) content.reason = reason;
+      if (isDirect) content.is_direct = true;
+      await ctx.append({ type: 'm.room.member', stateKey: target, content, sender: actor.userId });
+    });
+  }
+
+  /** leave (own), kick (other → leave), ban, unban (ban → leave). */
+  async setMembership(actor: Actor, roomId: string, target: string, membership: 'leave' | 'ban', reason?: string, expect?: 'unban' | 'kick'): Promise<void> {
+    if (!/^@[^:]+:.+$/.test(target)) throw new MatrixError('M_INVALID_PARAM', 'Invalid user id');
+    await this.write(roomId, async (ctx) => {
+      const current = ctx.membershipOf(target);
+      if (expect === 'unban' && current !== 'ban') throw forbidden(`${target} is not banned`);
+      if (expect === 'kick' && current !== 'join' && current !== 'invite' && current !== 'knock') {
+        throw forbidden(`${target} is not in the room`);
+      }
+      if (target === actor.userId && membership === 'leave' && (current === undefined || current === 'leave' || current === 'ban')) {
+        throw forbidden(`${target} is not in the room`);
+      }
+      const content: Record<string, unknown> = { membership };
+      if (reason !== undefined) content.reason = reason;
+      await ctx.append({ type: 'm.room.member', stateKey: target, content, sender: actor.userId });
+    });
+  }
+
+  async forget(actor: Actor, roomId: string): Promise<void> {
+    const m = await stateRepo.currentMembership(this.deps.db.knex, roomId, actor.userId);
+    if (!m) throw notFound('Unknown room');
+    if (m.membership === 'join' || m.membership === 'invite' || m.membership === 'knock') {
+      throw new MatrixError('M_UNKNOWN', 'User must leave the room before forgetting it', 400);
+    }
+    await roomsRepo.forgetRoom(this.deps.db.knex, actor.userId, roomId);
+  }
+
+  async joinedRooms(userId: string): Promise<string[]> {
+    return (await stateRepo.roomsForUser(this.deps.db.knex, userId, ['join'])).map((r) => r.roomId);
+  }
+
+  /** Pushes a profile change into the member event of every room the user is in. */
+  async propagateProfile(userId: string): Promise<void> {
+    const profile = (await getProfile(this.deps.db.knex, userId)) ?? { displayname: null, avatar_url: null };
+    for (const roomId of await this.joinedRooms(userId)) {
+      try {
+        await this.write(roomId, async (ctx) => {
+          const current = ctx.state.get(stateMapKey('m.room.member', userId));
+          if (current?.content.membership !== 'join') return;
+          const content: Record<string, unknown> = { ...current.content, membership: 'join' };
+          delete content.displayname;
+          delete content.avatar_url;
+          delete content.reason;
+          if (profile.displayname) content.displayname = profile.displayname;
+          if (profile.avatar_url) content.avatar_url = profile.avatar_url;
+          await ctx.append({ type: 'm.room.member', stateKey: userId, content, sender: userId });
+        });
+      } catch (err) {
+        // A room whose rules refuse the update keeps the old profile; the others still change.
+        this.deps.logger.warn({ roomId, err: (err as Error).message }, 'profile propagation refused');
+      }
+    }
+  }
+
+  /** Leaves every room (deactivation). */
+  async leaveAllRooms(userId: string): Promise<void> {
+    const rooms = await stateRepo.roomsForUser(this.deps.db.knex, userId, ['join', 'invite', 'knock']);
+    for (const { roomId } of rooms) {
+      try {
+        await this.setMembership({ userId }, roomId, userId, 'leave');
+      } catch (err) {
+        this.deps.logger.warn({ roomId, err: (err as Error).message }, 'leave on deactivation failed');
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Aliases (spec: "Room aliases")
+
+  async createAlias(actor: Actor, alias: string, roomId: string): Promise<void> {
+    const server = alias.slice(alias.indexOf(':') + 1);
+    if (!alias.startsWith('#') || !alias.includes(':') || /\s/.test(alias)) throw new MatrixError('M_INVALID_PARAM', 'Invalid room alias');
+    if (server !== this.deps.serverName) throw new MatrixError('M_INVALID_PARAM', 'Room alias must be on this server');
+    if (!(await roomsRepo.getRoom(this.deps.db.knex, roomId))) throw notFound('Unknown room');
+    const m = await stateRepo.currentMembership(this.deps.db.knex, roomId, actor.userId);
+    if (m?.membership !== 'join') throw forbidden('You must be in the room to give it an alias');
+    if (!(await roomsRepo.insertAlias(this.deps.db.knex, alias, roomId, actor.userId, this.deps.clock.now()))) {
+      throw new MatrixError('M_UNKNOWN', `Room alias ${alias} already exists`, 409);
+    }
+  }
+
+  async resolveAlias(alias: string): Promise<{ room_id: string; servers: string[] }> {
+    const found = await roomsRepo.getAlias(this.deps.db.knex, alias);
+    if (!found) throw notFound(`Room alias ${alias} not found`);
+    return { room_id: found.roomId, servers: [this.deps.serverName] };
+  }
+
+  async deleteAlias(actor: Actor, alias: string, isAdmin: boolean): Promise<void> {
+    const found = await roomsRepo.getAlias(this.deps.db.knex, alias);
+    if (!found) throw notFound(`Room alias ${alias} not found`);
+    if (found.creator !== actor.userId && !isAdmin) {
+      const version = await this.roomVersion(this.deps.db.knex, found.roomId);
+      const state = await this.reader.currentState(found.roomId);
+      if (userPowerLevel(state, actor.userId, version) < 50) throw forbidden('You may not delete this alias');
+    }
+    await roomsRepo.deleteAlias(this.deps.db.knex, alias);
+  }
+
+  async roomAliases(actor: Actor, roomId: string): Promise<string[]> {
+    await this.reader.assertCanSeeRoom(actor.userId, roomId);
+    return roomsRepo.aliasesForRoom(this.deps.db.knex, roomId);
   }
 }
+
+export type { WriteResult } from './roomWriter.js';
+export type { StoredEvent };

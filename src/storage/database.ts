@@ -9,8 +9,16 @@ export type Db = Knex | Knex.Transaction;
 export interface Database {
   knex: Knex;
   dialect: 'sqlite' | 'postgres';
+  /**
+   * A transaction that writes to a stream (events, account data, to-device …). Such transactions are
+   * serialised — by the single SQLite connection, or a PostgreSQL advisory lock across all processes —
+   * so stream positions commit in order and /sync never skips one.
+   */
+  write<T>(fn: (trx: Knex.Transaction) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
+
+const STREAM_WRITE_LOCK = 0x736b6a6f; // 'skjo'
 
 // SQLite runs with one connection: that connection is the single writer queue, so transactions never
 // see SQLITE_BUSY and the ordering of stream positions is the commit order.
@@ -56,5 +64,10 @@ export async function openDatabase(config: HomeserverConfig['database']): Promis
     await knex.raw('CREATE SCHEMA IF NOT EXISTS ??', [config.args.schema]);
   }
   await knex.migrate.latest({ migrationSource });
-  return { knex, dialect, close: () => knex.destroy() };
+  const write = <T>(fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> =>
+    knex.transaction(async (trx) => {
+      if (dialect === 'postgres') await trx.raw('SELECT pg_advisory_xact_lock(?)', [STREAM_WRITE_LOCK]);
+      return fn(trx);
+    });
+  return { knex, dialect, write, close: () => knex.destroy() };
 }

@@ -1,0 +1,60 @@
+import type { Pdu } from '../types/pdu.js';
+import { redactPdu, redactsOf } from './eventFormat.js';
+import type { RoomVersion } from './roomVersions.js';
+
+/** The client-server shape of a room event (spec: "ClientEvent"). */
+export interface ClientEvent {
+  content: Record<string, unknown>;
+  event_id: string;
+  origin_server_ts: number;
+  room_id?: string;
+  sender: string;
+  state_key?: string;
+  type: string;
+  redacts?: string;
+  unsigned?: Record<string, unknown>;
+}
+
+export interface ClientEventExtras {
+  eventId: string;
+  now: number;
+  /** Only for the device (or token) that sent it. */
+  transactionId?: string | undefined;
+  /** Present when the event was redacted: its redaction, already formatted. */
+  redactedBecause?: ClientEvent | undefined;
+  /** The state event this one replaced. */
+  prevState?: { content: Record<string, unknown>; sender: string; eventId: string } | undefined;
+  includeRoomId: boolean;
+}
+
+/** Pure: a PDU formatted for clients, redacted if it was, with its unsigned data. */
+export function toClientEvent(pdu: Pdu, version: RoomVersion, extras: ClientEventExtras): ClientEvent {
+  const source = extras.redactedBecause ? redactPdu(pdu, version) : pdu;
+  const event: ClientEvent = {
+    content: source.content,
+    event_id: extras.eventId,
+    origin_server_ts: source.origin_server_ts,
+    sender: source.sender,
+    type: source.type,
+  };
+  if (extras.includeRoomId) event.room_id = source.room_id;
+  if (source.state_key !== undefined) event.state_key = source.state_key;
+  const redacts = pdu.type === 'm.room.redaction' ? redactsOf(pdu, version) : undefined;
+  // Clients of every room version look for `redacts` at the top level; v11 also has it in content.
+  if (redacts !== undefined) event.redacts = redacts;
+  const unsigned: Record<string, unknown> = { age: Math.max(0, extras.now - pdu.origin_server_ts) };
+  if (extras.transactionId !== undefined) unsigned.transaction_id = extras.transactionId;
+  if (extras.redactedBecause) unsigned.redacted_because = extras.redactedBecause;
+  if (extras.prevState) {
+    unsigned.prev_content = extras.prevState.content;
+    unsigned.prev_sender = extras.prevState.sender;
+    unsigned.replaces_state = extras.prevState.eventId;
+  }
+  event.unsigned = unsigned;
+  return event;
+}
+
+/** Stripped state for invites and knocks (spec: "Stripped state"). */
+export function toStrippedState(pdu: Pdu): { content: Record<string, unknown>; sender: string; state_key: string; type: string } {
+  return { content: pdu.content, sender: pdu.sender, state_key: pdu.state_key ?? '', type: pdu.type };
+}

@@ -1,0 +1,102 @@
+// Spec: Client-Server API, "Creation" (POST /createRoom) — the initial events, in order, as pure data.
+import { MatrixError } from '../errors.js';
+import type { EventDraft } from './roomWriter.js';
+import type { RoomVersion } from './roomVersions.js';
+
+export type Preset = 'private_chat' | 'public_chat' | 'trusted_private_chat';
+
+export interface CreateRoomRequest {
+  visibility?: 'public' | 'private' | undefined;
+  room_alias_name?: string | undefined;
+  name?: string | undefined;
+  topic?: string | undefined;
+  invite?: string[] | undefined;
+  room_version?: string | undefined;
+  creation_content?: Record<string, unknown> | undefined;
+  initial_state?: Array<{ type: string; state_key?: string | undefined; content: Record<string, unknown> }> | undefined;
+  preset?: Preset | undefined;
+  is_direct?: boolean | undefined;
+  power_level_content_override?: Record<string, unknown> | undefined;
+}
+
+export interface CreatorProfile {
+  displayname: string | null;
+  avatar_url: string | null;
+}
+
+function defaultPowerLevels(creator: string, preset: Preset, invitees: readonly string[]): Record<string, unknown> {
+  const users: Record<string, number> = { [creator]: 100 };
+  if (preset === 'trusted_private_chat') for (const u of invitees) users[u] = 100;
+  return {
+    users,
+    users_default: 0,
+    events: {
+      'm.room.name': 50,
+      'm.room.power_levels': 100,
+      'm.room.history_visibility': 100,
+      'm.room.canonical_alias': 50,
+      'm.room.avatar': 50,
+      'm.room.tombstone': 100,
+      'm.room.server_acl': 100,
+      'm.room.encryption': 100,
+    },
+    events_default: 0,
+    state_default: 50,
+    ban: 50,
+    kick: 50,
+    redact: 50,
+    invite: preset === 'public_chat' ? 0 : 0,
+    historical: 100,
+    notifications: { room: 50 },
+  };
+}
+
+/** The events of a new room in the order the spec gives, before invites. */
+export function initialRoomEvents(
+  req: CreateRoomRequest,
+  ctx: { creator: string; version: RoomVersion; profile: CreatorProfile; canonicalAlias: string | undefined },
+): EventDraft[] {
+  const { creator, version } = ctx;
+  const preset: Preset = req.preset ?? (req.visibility === 'public' ? 'public_chat' : 'private_chat');
+  const invitees = req.invite ?? [];
+  const creation = { ...(req.creation_content ?? {}) };
+  if (version.implicitRoomCreator) delete creation.creator;
+  else creation.creator = creator;
+  // room_version is always written so clients need not assume "1".
+  creation.room_version = version.id;
+
+  const drafts: EventDraft[] = [{ type: 'm.room.create', stateKey: '', content: creation, sender: creator }];
+  const memberContent: Record<string, unknown> = { membership: 'join' };
+  if (ctx.profile.displayname) memberContent.displayname = ctx.profile.displayname;
+  if (ctx.profile.avatar_url) memberContent.avatar_url = ctx.profile.avatar_url;
+  drafts.push({ type: 'm.room.member', stateKey: creator, content: memberContent, sender: creator });
+
+  const power = { ...defaultPowerLevels(creator, preset, invitees), ...(req.power_level_content_override ?? {}) };
+  drafts.push({ type: 'm.room.power_levels', stateKey: '', content: power, sender: creator });
+
+  if (ctx.canonicalAlias) {
+    drafts.push({ type: 'm.room.canonical_alias', stateKey: '', content: { alias: ctx.canonicalAlias }, sender: creator });
+  }
+
+  const presetState: Array<[string, Record<string, unknown>]> = [
+    ['m.room.join_rules', { join_rule: preset === 'public_chat' ? 'public' : 'invite' }],
+    ['m.room.history_visibility', { history_visibility: 'shared' }],
+  ];
+  if (preset !== 'public_chat') presetState.push(['m.room.guest_access', { guest_access: 'can_join' }]);
+  const initial = req.initial_state ?? [];
+  for (const [type, content] of presetState) {
+    // initial_state takes precedence over the preset for the same (type, state_key).
+    if (!initial.some((s) => s.type === type && (s.state_key ?? '') === '')) {
+      drafts.push({ type, stateKey: '', content, sender: creator });
+    }
+  }
+  for (const s of initial) {
+    if (s.type === 'm.room.create' || s.type === 'm.room.member' || s.type === 'm.room.power_levels') {
+      throw new MatrixError('M_INVALID_PARAM', `initial_state may not contain ${s.type}`);
+    }
+    drafts.push({ type: s.type, stateKey: s.state_key ?? '', content: s.content, sender: creator });
+  }
+  if (req.name !== undefined) drafts.push({ type: 'm.room.name', stateKey: '', content: { name: req.name }, sender: creator });
+  if (req.topic !== undefined) drafts.push({ type: 'm.room.topic', stateKey: '', content: { topic: req.topic }, sender: creator });
+  return drafts;
+}

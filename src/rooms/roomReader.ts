@@ -1,0 +1,335 @@
+import { forbidden, notFound, MatrixError } from '../errors.js';
+import type { Clock } from '../serviceDeps.js';
+import type { Database, Db } from '../storage/database.js';
+import * as eventsRepo from '../storage/repositories/events.js';
+import type { StoredEvent } from '../storage/repositories/events.js';
+import * as roomsRepo from '../storage/repositories/rooms.js';
+import * as stateRepo from '../storage/repositories/state.js';
+import { stateMapKey, type StateMap } from '../types/pdu.js';
+import { toClientEvent, type ClientEvent } from './clientEvent.js';
+import { eventIdOf } from './eventFormat.js';
+import { matchesRoomEventFilter, type RoomEventFilter } from './eventFilter.js';
+import type { EventStore } from './eventStore.js';
+import type { RoomVersion } from './roomVersions.js';
+import type { StateStore } from './stateStore.js';
+import { canSeeEvent, parseHistoryVisibility } from './visibility.js';
+import { decodePaginationToken, encodePaginationToken } from './paginationToken.js';
+
+export interface Viewer {
+  userId: string;
+  deviceId?: string | undefined;
+}
+
+export interface RoomReaderDeps {
+  db: Database;
+  events: EventStore;
+  state: StateStore;
+  clock: Clock;
+  roomVersion(db: Db, roomId: string): Promise<RoomVersion>;
+}
+
+const HV_KEY = stateMapKey('m.room.history_visibility', '');
+
+/** Every read of room events goes through here, so history visibility is enforced on every read path. */
+export class RoomReader {
+  constructor(private readonly deps: RoomReaderDeps) {}
+
+  private get db(): Db {
+    return this.deps.db.knex;
+  }
+
+  async currentState(roomId: string): Promise<StateMap> {
+    const room = await roomsRepo.getRoom(this.db, roomId);
+    if (!room || room.currentStateGroup === null) throw notFound('Unknown room');
+    return this.deps.state.stateEvents(this.db, room.currentStateGroup);
+  }
+
+  /** Formats events for a viewer: redactions applied, prev_content and transaction_id added. */
+  async format(events: readonly StoredEvent[], viewer: Viewer | undefined, opts: { includeRoomId?: boolean } = {}): Promise<ClientEvent[]> {
+    const lookups = new Set<string>();
+    for (const e of events) {
+      if (e.redactedBy) lookups.add(e.redactedBy);
+      if (e.replacesState) lookups.add(e.replacesState);
+    }
+    const related = lookups.size ? await this.deps.events.getMany(this.db, [...lookups]) : new Map<string, StoredEvent>();
+    const now = this.deps.clock.now();
+    const out: ClientEvent[] = [];
+    for (const e of events) {
+      const version = await this.deps.roomVersion(this.db, e.pdu.room_id);
+      const redaction = e.redactedBy ? related.get(e.redactedBy) : undefined;
+      const prev = e.replacesState ? related.get(e.replacesState) : undefined;
+      const ownTxn = viewer && e.txnId && e.pdu.sender === viewer.userId && e.senderDevice === (viewer.deviceId ?? null);
+      out.push(
+        toClientEvent(e.pdu, version, {
+          eventId: e.eventId,
+          now,
+          transactionId: ownTxn ? e.txnId! : undefined,
+          redactedBecause: redaction
+            ? toClientEvent(redaction.pdu, version, { eventId: redaction.eventId, now, includeRoomId: opts.includeRoomId ?? true })
+            : undefined,
+          prevState: prev ? { content: prev.redactedBy ? {} : prev.pdu.content, sender: prev.pdu.sender, eventId: prev.eventId } : undefined,
+          includeRoomId: opts.includeRoomId ?? true,
+        }),
+      );
+    }
+    return out;
+  }
+
+  /** Keeps the events `userId` may see (spec: "History visibility"). */
+  async filterVisible(userId: string, roomId: string, events: readonly StoredEvent[]): Promise<StoredEvent[]> {
+    const current = (await stateRepo.currentMembership(this.db, roomId, userId))?.membership;
+    const memberKey = stateMapKey('m.room.member', userId);
+    const verdictByGroup = new Map<number | null, { visibility: string; membership: string | undefined }>();
+    const out: StoredEvent[] = [];
+    for (const e of events) {
+      const group = e.stateBefore;
+      let atEvent = verdictByGroup.get(group);
+      if (!atEvent) {
+        atEvent = { visibility: 'shared', membership: undefined };
+        if (group !== null) {
+          const ids = await this.deps.state.stateIds(this.db, group);
+          const wanted = [ids.get(HV_KEY), ids.get(memberKey)].filter((x): x is string => x !== undefined);
+          const evs = await this.deps.events.getMany(this.db, wanted);
+          const hv = evs.get(ids.get(HV_KEY) ?? '');
+          const member = evs.get(ids.get(memberKey) ?? '');
+          atEvent = {
+            visibility: hv ? String(hv.pdu.content.history_visibility ?? 'shared') : 'shared',
+            membership: member ? String(member.pdu.content.membership) : undefined,
+          };
+        }
+        verdictByGroup.set(group, atEvent);
+      }
+      const visible = canSeeEvent({
+        visibility: parseHistoryVisibility(atEvent.visibility),
+        membershipAtEvent: atEvent.membership,
+        currentMembership: current,
+        isOwnMembership: e.pdu.type === 'm.room.member' && e.pdu.state_key === userId,
+      });
+      if (visible) out.push(e);
+    }
+    return out;
+  }
+
+  /**
+   * Whether the user may read the room at all, and up to which point: a joined user reads the present,
+   * a user who left reads up to their leave event; world-readable rooms are readable by anyone.
+   */
+  async readableUpTo(userId: string, roomId: string): Promise<{ untilStream: number | undefined; membership: string | undefined }> {
+    const room = await roomsRepo.getRoom(this.db, roomId);
+    if (!room) throw forbidden('You are not allowed to view this room');
+    const m = await stateRepo.currentMembership(this.db, roomId, userId);
+    if (m?.membership === 'join') return { untilStream: undefined, membership: 'join' };
+    if (m && (m.membership === 'leave' || m.membership === 'ban')) {
+      const ev = await this.deps.events.get(this.db, m.eventId);
+      return { untilStream: ev?.streamOrdering, membership: m.membership };
+    }
+    const state = await this.currentState(roomId);
+    if (state.get(HV_KEY)?.content.history_visibility === 'world_readable') return { untilStream: undefined, membership: m?.membership };
+    if (m?.membership === 'invite' || m?.membership === 'knock') return { untilStream: undefined, membership: m.membership };
+    throw forbidden('You are not allowed to view this room');
+  }
+
+  async assertCanSeeRoom(userId: string, roomId: string): Promise<void> {
+    await this.readableUpTo(userId, roomId);
+  }
+
+  /** The room state a user may see: current state if joined (or world-readable), else the state at their leave. */
+  async visibleState(userId: string, roomId: string): Promise<StateMap> {
+    const access = await this.readableUpTo(userId, roomId);
+    if (access.membership === 'invite' || access.membership === 'knock') {
+      throw forbidden('You are not allowed to view this room');
+    }
+    if (access.untilStream === undefined) return this.currentState(roomId);
+    const m = await stateRepo.currentMembership(this.db, roomId, userId);
+    const leave = m ? await this.deps.events.get(this.db, m.eventId) : undefined;
+    if (!leave || leave.stateAfter === null) return new Map();
+    return this.deps.state.stateEvents(this.db, leave.stateAfter);
+  }
+
+  async getEvent(viewer: Viewer, roomId: string, eventId: string): Promise<ClientEvent> {
+    const ev = await this.deps.events.get(this.db, eventId);
+    if (!ev || ev.pdu.room_id !== roomId || ev.rejected) throw notFound('Event not found');
+    const access = await this.readableUpTo(viewer.userId, roomId).catch(() => undefined);
+    if (!access) throw notFound('Event not found');
+    const [visible] = await this.filterVisible(viewer.userId, roomId, [ev]);
+    if (!visible || (access.untilStream !== undefined && ev.streamOrdering > access.untilStream)) throw notFound('Event not found');
+    return (await this.format([ev], viewer))[0]!;
+  }
+
+  /** GET /rooms/{roomId}/messages */
+  async messages(
+    viewer: Viewer,
+    roomId: string,
+    params: { from?: string | undefined; to?: string | undefined; dir: 'b' | 'f'; limit: number; filter?: RoomEventFilter | undefined },
+  ): Promise<{ chunk: ClientEvent[]; start: string; end?: string; state?: ClientEvent[] }> {
+    const access = await this.readableUpTo(viewer.userId, roomId);
+    const ceiling = access.untilStream ?? Number.MAX_SAFE_INTEGER;
+    let from = params.from !== undefined ? await this.resolveToken(roomId, params.from) : undefined;
+    if (!from) {
+      if (params.dir === 'b') {
+        const last = await eventsRepo.lastRoomEventAtStream(this.db, roomId, ceiling);
+        from = last ? { depth: last.depth, stream: last.streamOrdering } : { depth: 0, stream: 0 };
+      } else {
+        from = { depth: 0, stream: 0 };
+      }
+    }
+    const to = params.to !== undefined ? await this.resolveToken(roomId, params.to) : undefined;
+    const limit = Math.min(Math.max(params.limit, 0), 1000);
+    const chunk: StoredEvent[] = [];
+    let cursor = from;
+    let exhausted = false;
+    let scanned = 0;
+    // Filtering happens after the query, so keep reading pages until the chunk is full or the room ends.
+    while (chunk.length < limit && !exhausted && scanned < 5000) {
+      const page = await eventsRepo.roomEventsTopological(this.db, roomId, cursor, params.dir, Math.max(limit * 2, 20), to);
+      if (page.length === 0) {
+        exhausted = true;
+        break;
+      }
+      scanned += page.length;
+      const last = page[page.length - 1]!;
+      cursor = params.dir === 'b' ? { depth: last.depth, stream: last.streamOrdering - 1 } : { depth: last.depth, stream: last.streamOrdering };
+      const inRange = page.filter((e) => e.streamOrdering <= ceiling);
+      const matching = inRange.filter((e) => matchesRoomEventFilter(e.pdu, params.filter));
+      const visible = await this.filterVisible(viewer.userId, roomId, matching);
+      for (const e of visible) {
+        if (chunk.length >= limit) break;
+        chunk.push(e);
+        cursor = params.dir === 'b' ? { depth: e.depth, stream: e.streamOrdering - 1 } : { depth: e.depth, stream: e.streamOrdering };
+      }
+      if (chunk.length >= limit) break;
+      if (page.length < Math.max(limit * 2, 20)) exhausted = true;
+      cursor = params.dir === 'b' ? { depth: last.depth, stream: last.streamOrdering - 1 } : { depth: last.depth, stream: last.streamOrdering };
+    }
+    const response: { chunk: ClientEvent[]; start: string; end?: string; state?: ClientEvent[] } = {
+      chunk: await this.format(chunk, viewer),
+      start: encodePaginationToken(from),
+    };
+    if (!exhausted || chunk.length >= limit) response.end = encodePaginationToken(cursor);
+    if (params.filter?.lazy_load_members && chunk.length) {
+      response.state = await this.membersForSenders(viewer, roomId, chunk);
+    }
+    return response;
+  }
+
+  /** Member events of the senders of `events` (lazy-loading members). */
+  async membersForSenders(viewer: Viewer, roomId: string, events: readonly StoredEvent[]): Promise<ClientEvent[]> {
+    const senders = new Set(events.map((e) => e.pdu.sender));
+    const state = await this.visibleState(viewer.userId, roomId);
+    const members: StateMap = new Map();
+    for (const s of senders) {
+      const key = stateMapKey('m.room.member', s);
+      const pdu = state.get(key);
+      if (pdu) members.set(key, pdu);
+    }
+    return this.formatState(viewer, members);
+  }
+
+  /** Turns a /messages or /sync token into a (depth, stream) point in the room. */
+  async resolveToken(roomId: string, token: string): Promise<{ depth: number; stream: number }> {
+    const topo = decodePaginationToken(token);
+    if (topo) return topo;
+    const streamPos = streamPositionOfSyncToken(token);
+    if (streamPos === undefined) throw new MatrixError('M_INVALID_PARAM', 'Invalid pagination token');
+    const ev = await eventsRepo.lastRoomEventAtStream(this.db, roomId, streamPos);
+    return ev ? { depth: ev.depth, stream: ev.streamOrdering } : { depth: 0, stream: 0 };
+  }
+
+  /** State as a list of client events. */
+  async stateEvents(viewer: Viewer, roomId: string): Promise<ClientEvent[]> {
+    const state = await this.visibleState(viewer.userId, roomId);
+    return this.formatState(viewer, state);
+  }
+
+  async formatState(viewer: Viewer, state: StateMap): Promise<ClientEvent[]> {
+    const first = state.values().next();
+    if (first.done) return [];
+    const version = await this.deps.roomVersion(this.db, first.value.room_id);
+    const ids = [...state.values()].map((p) => eventIdOf(p, version));
+    const stored = await this.deps.events.getMany(this.db, ids);
+    return this.format(ids.map((id) => stored.get(id)!).filter(Boolean), viewer);
+  }
+
+  /** GET /rooms/{roomId}/context/{eventId} */
+  async context(
+    viewer: Viewer,
+    roomId: string,
+    eventId: string,
+    limit: number,
+    filter: RoomEventFilter | undefined,
+  ): Promise<{ event: ClientEvent; events_before: ClientEvent[]; events_after: ClientEvent[]; start: string; end: string; state: ClientEvent[] }> {
+    const access = await this.readableUpTo(viewer.userId, roomId).catch(() => undefined);
+    const target = await this.deps.events.get(this.db, eventId);
+    if (!access || !target || target.pdu.room_id !== roomId) throw notFound('Event not found');
+    if ((await this.filterVisible(viewer.userId, roomId, [target])).length === 0) throw notFound('Event not found');
+    const capped = Math.min(Math.max(limit, 0), 100);
+    const beforeCount = Math.floor(capped / 2);
+    const afterCount = capped - beforeCount;
+    const point = { depth: target.depth, stream: target.streamOrdering };
+    const before = await this.messages(viewer, roomId, {
+      from: encodePaginationToken({ depth: point.depth, stream: point.stream - 1 }), dir: 'b', limit: beforeCount, filter,
+    });
+    const after = await this.messages(viewer, roomId, { from: encodePaginationToken(point), dir: 'f', limit: afterCount, filter });
+    const stateGroup = target.stateAfter;
+    let state: StateMap = stateGroup === null ? new Map() : await this.deps.state.stateEvents(this.db, stateGroup);
+    if (filter?.lazy_load_members) {
+      const senders = new Set([target.pdu.sender, ...before.chunk.map((e) => e.sender), ...after.chunk.map((e) => e.sender)]);
+      state = new Map([...state].filter(([, p]) => p.type !== 'm.room.member' || senders.has(p.state_key ?? '')));
+    }
+    return {
+      event: (await this.format([target], viewer))[0]!,
+      events_before: before.chunk,
+      events_after: after.chunk,
+      start: before.end ?? encodePaginationToken({ depth: point.depth, stream: point.stream - 1 }),
+      end: after.end ?? encodePaginationToken(point),
+      state: await this.formatState(viewer, state),
+    };
+  }
+
+  /** GET /rooms/{roomId}/members, optionally at a sync/pagination token. */
+  async members(viewer: Viewer, roomId: string, opts: { at?: string | undefined; membership?: string | undefined; notMembership?: string | undefined }): Promise<ClientEvent[]> {
+    let state = await this.visibleState(viewer.userId, roomId);
+    if (opts.at !== undefined) {
+      const point = await this.resolveToken(roomId, opts.at);
+      const page = await eventsRepo.roomEventsTopological(this.db, roomId, point, 'b', 1);
+      const at = page[0];
+      if (at && at.stateAfter !== null) {
+        const access = await this.readableUpTo(viewer.userId, roomId);
+        if (access.untilStream === undefined || at.streamOrdering <= access.untilStream) {
+          state = await this.deps.state.stateEvents(this.db, at.stateAfter);
+        }
+      }
+    }
+    const members: StateMap = new Map();
+    for (const [key, pdu] of state) {
+      if (pdu.type !== 'm.room.member') continue;
+      const m = String(pdu.content.membership);
+      if (opts.membership !== undefined && m !== opts.membership) continue;
+      if (opts.notMembership !== undefined && m === opts.notMembership) continue;
+      members.set(key, pdu);
+    }
+    return this.formatState(viewer, members);
+  }
+
+  /** GET /rooms/{roomId}/joined_members */
+  async joinedMembers(viewer: Viewer, roomId: string): Promise<Record<string, { display_name?: string; avatar_url?: string }>> {
+    const access = await this.readableUpTo(viewer.userId, roomId);
+    if (access.membership !== 'join' && access.untilStream !== undefined) throw forbidden('You are not in this room');
+    const state = await this.currentState(roomId);
+    const joined: Record<string, { display_name?: string; avatar_url?: string }> = {};
+    for (const pdu of state.values()) {
+      if (pdu.type !== 'm.room.member' || pdu.content.membership !== 'join') continue;
+      const entry: { display_name?: string; avatar_url?: string } = {};
+      if (typeof pdu.content.displayname === 'string') entry.display_name = pdu.content.displayname;
+      if (typeof pdu.content.avatar_url === 'string') entry.avatar_url = pdu.content.avatar_url;
+      joined[pdu.state_key!] = entry;
+    }
+    return joined;
+  }
+}
+
+/** The timeline position inside a /sync token (`s<version>_<timeline>_…`). */
+export function streamPositionOfSyncToken(token: string): number | undefined {
+  const m = /^s\d+_(\d+)/.exec(token);
+  return m ? Number(m[1]) : undefined;
+}

@@ -1,0 +1,211 @@
+import type { Knex } from 'knex';
+import { MatrixError } from '../errors.js';
+import type { SigningKey } from '../crypto/signing.js';
+import type { Clock } from '../serviceDeps.js';
+import { getForwardExtremities, insertEvent, markRedacted, replaceForwardExtremities, type StoredEvent } from '../storage/repositories/events.js';
+import { getRoom, insertRoom, setCurrentStateGroup } from '../storage/repositories/rooms.js';
+import { setCurrentState } from '../storage/repositories/state.js';
+import { stateMapKey, type Pdu, type StateMap } from '../types/pdu.js';
+import { LruCache } from '../util/lru.js';
+import { checkAuth, authTypesForEvent } from './authRules.js';
+import { buildPdu, redactsOf } from './eventFormat.js';
+import type { EventStore } from './eventStore.js';
+import { getRoomVersion, type RoomVersion } from './roomVersions.js';
+import type { StateStore } from './stateStore.js';
+
+const MAX_PREV_EVENTS = 10;
+
+export interface EventDraft {
+  type: string;
+  stateKey?: string;
+  content: Record<string, unknown>;
+  sender: string;
+  redacts?: string;
+  originServerTs?: number;
+}
+
+export interface AppendMeta {
+  senderDevice?: string;
+  txnId?: string;
+}
+
+/** What a committed write produced: the events, and who must be woken. */
+export interface WriteResult {
+  events: StoredEvent[];
+  notifyUsers: Set<string>;
+  createdGroups: number[];
+  redactedTargets: string[];
+}
+
+/**
+ * One room's write unit inside a stream-write transaction: builds real PDUs of the room version from the
+ * current state and forward extremities, checks them against the auth rules and persists them.
+ */
+export class RoomWriteContext {
+  readonly result: WriteResult = { events: [], notifyUsers: new Set(), createdGroups: [], redactedTargets: [] };
+
+  constructor(
+    private readonly trx: Knex.Transaction,
+    private readonly deps: RoomWriterDeps,
+    readonly roomId: string,
+    readonly version: RoomVersion,
+    /** State after the last appended event. Mutated as events are appended. */
+    readonly state: StateMap,
+    private currentGroup: number | null,
+    private extremities: Array<{ eventId: string; depth: number }>,
+    private readonly stateById: Map<string, Pdu>,
+  ) {}
+
+  get stateGroup(): number | null {
+    return this.currentGroup;
+  }
+
+  membershipOf(userId: string): string | undefined {
+    const ev = this.state.get(stateMapKey('m.room.member', userId));
+    return typeof ev?.content.membership === 'string' ? ev.content.membership : undefined;
+  }
+
+  async append(draft: EventDraft, meta: AppendMeta = {}): Promise<StoredEvent> {
+    const { version } = this;
+    const authKeys = authTypesForEvent(draft.type, draft.stateKey, draft.content, draft.sender, version);
+    const authEvents: Pdu[] = [];
+    const authIds: string[] = [];
+    for (const [type, stateKey] of authKeys) {
+      const ev = this.state.get(stateMapKey(type, stateKey));
+      if (ev) {
+        authEvents.push(ev);
+        authIds.push(this.idOf(ev));
+      }
+    }
+    const prev = this.extremities.slice(0, MAX_PREV_EVENTS);
+    const depth = prev.reduce((m, e) => Math.max(m, e.depth), 0) + 1;
+    const hashLookup = (id: string) => this.stateById.get(id)?.hashes ?? this.deps.lastKnownHashes.get(id);
+    const { pdu, eventId } = buildPdu(
+      {
+        room_id: this.roomId,
+        sender: draft.sender,
+        type: draft.type,
+        ...(draft.stateKey !== undefined ? { state_key: draft.stateKey } : {}),
+        content: draft.content,
+        prev_events: prev.map((e) => e.eventId),
+        auth_events: authIds,
+        depth,
+        origin_server_ts: draft.originServerTs ?? this.deps.clock.now(),
+        ...(draft.redacts !== undefined ? { redacts: draft.redacts } : {}),
+      },
+      version,
+      { serverName: this.deps.serverName, key: this.deps.signingKey },
+    );
+
+    const authState: StateMap = new Map(authEvents.map((e) => [stateMapKey(e.type, e.state_key ?? ''), e]));
+    const verdict = checkAuth(pdu, authState, version);
+    if (!verdict.allowed) throw new MatrixError('M_FORBIDDEN', verdict.reason);
+
+    const isState = draft.stateKey !== undefined;
+    const key = isState ? stateMapKey(draft.type, draft.stateKey!) : undefined;
+    const replaced = key ? this.state.get(key) : undefined;
+    const stateBefore = this.currentGroup;
+    let stateAfter = this.currentGroup;
+    if (key) {
+      stateAfter = await this.deps.stateStore.createGroup(this.trx, this.roomId, this.currentGroup, new Map([[key, eventId]]));
+      this.result.createdGroups.push(stateAfter);
+    }
+    const streamOrdering = await insertEvent(this.trx, {
+      eventId,
+      pdu,
+      stateBefore: this.currentGroup,
+      stateAfter,
+      ...(meta.senderDevice !== undefined ? { senderDevice: meta.senderDevice } : {}),
+      ...(meta.txnId !== undefined ? { txnId: meta.txnId } : {}),
+      ...(replaced ? { replacesState: this.idOf(replaced) } : {}),
+    });
+    await replaceForwardExtremities(this.trx, this.roomId, prev.map((e) => e.eventId), eventId);
+    this.extremities = [{ eventId, depth }, ...this.extremities.filter((e) => !prev.some((p) => p.eventId === e.eventId))];
+    this.deps.lastKnownHashes.set(eventId, pdu.hashes);
+
+    if (key) {
+      const membership = draft.type === 'm.room.member' ? String(draft.content.membership) : null;
+      await setCurrentState(this.trx, this.roomId, draft.type, draft.stateKey!, eventId, membership, streamOrdering);
+      await setCurrentStateGroup(this.trx, this.roomId, stateAfter!);
+      this.state.set(key, pdu);
+      this.stateById.set(eventId, pdu);
+      if (replaced) this.stateById.delete(this.idOf(replaced));
+      this.currentGroup = stateAfter;
+    }
+    const redacts = redactsOf(pdu, version);
+    if (draft.type === 'm.room.redaction' && redacts) {
+      await markRedacted(this.trx, eventId, redacts);
+      this.result.redactedTargets.push(redacts);
+    }
+
+    const stored: StoredEvent = {
+      eventId,
+      streamOrdering,
+      depth,
+      pdu,
+      stateBefore,
+      stateAfter,
+      redactedBy: null,
+      senderDevice: meta.senderDevice ?? null,
+      txnId: meta.txnId ?? null,
+      replacesState: replaced ? this.idOf(replaced) : null,
+      rejected: false,
+      outlier: false,
+    };
+    this.result.events.push(stored);
+    if (draft.type === 'm.room.member' && draft.stateKey) this.result.notifyUsers.add(draft.stateKey);
+    return stored;
+  }
+
+  /** Completes the result once all events are appended: everyone joined or invited is woken. */
+  finish(): WriteResult {
+    for (const ev of this.state.values()) {
+      if (ev.type === 'm.room.member' && (ev.content.membership === 'join' || ev.content.membership === 'invite')) {
+        this.result.notifyUsers.add(ev.state_key!);
+      }
+    }
+    return this.result;
+  }
+
+  idOf(pdu: Pdu): string {
+    return this.deps.idOf(pdu, this.version);
+  }
+}
+
+export interface RoomWriterDeps {
+  serverName: string;
+  signingKey: SigningKey;
+  clock: Clock;
+  eventStore: EventStore;
+  stateStore: StateStore;
+  /** Content hashes of recent events, for v1/v2 `[id, hashes]` references. */
+  lastKnownHashes: LruCache<string, Pdu['hashes']>;
+  idOf(pdu: Pdu, version: RoomVersion): string;
+}
+
+export class RoomWriter {
+  constructor(private readonly deps: RoomWriterDeps) {}
+
+  async open(trx: Knex.Transaction, roomId: string): Promise<RoomWriteContext> {
+    const room = await getRoom(trx, roomId);
+    if (!room) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+    const version = getRoomVersion(room.roomVersion);
+    if (!version) throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Unsupported room version ${room.roomVersion}`);
+    const state = room.currentStateGroup === null ? new Map() : await this.deps.stateStore.stateEvents(trx, room.currentStateGroup);
+    const stateById = new Map<string, Pdu>();
+    for (const pdu of state.values()) stateById.set(this.deps.idOf(pdu, version), pdu);
+    const extremities = await getForwardExtremities(trx, roomId);
+    for (const e of extremities) {
+      if (!stateById.has(e.eventId) && !this.deps.lastKnownHashes.get(e.eventId)) {
+        const ev = await this.deps.eventStore.get(trx, e.eventId);
+        if (ev) this.deps.lastKnownHashes.set(e.eventId, ev.pdu.hashes);
+      }
+    }
+    return new RoomWriteContext(trx, this.deps, roomId, version, state, room.currentStateGroup, extremities, stateById);
+  }
+
+  async create(trx: Knex.Transaction, roomId: string, version: RoomVersion, creator: string, isPublic: boolean): Promise<RoomWriteContext> {
+    await insertRoom(trx, { roomId, roomVersion: version.id, creator, isPublic, createdTs: this.deps.clock.now() });
+    return new RoomWriteContext(trx, this.deps, roomId, version, new Map(), null, [], new Map());
+  }
+}
