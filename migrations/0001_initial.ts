@@ -74,7 +74,7 @@ export async function up(knex: Knex): Promise<void> {
   });
 
   await knex.schema.createTable('account_data', (t) => {
-    t.increments('stream_id');
+    t.bigIncrements('stream_id');
     t.string('user_id', 255).notNullable();
     t.string('room_id', 255).notNullable().defaultTo('');
     t.string('type', 255).notNullable();
@@ -127,7 +127,7 @@ export async function up(knex: Knex): Promise<void> {
   });
 
   await knex.schema.createTable('events', (t) => {
-    t.increments('stream_ordering');
+    t.bigIncrements('stream_ordering');
     t.string('event_id', 255).notNullable().unique();
     t.string('room_id', 255).notNullable();
     t.string('type', 255).notNullable();
@@ -168,7 +168,7 @@ export async function up(knex: Knex): Promise<void> {
     t.string('state_key', 255).notNullable();
     t.string('event_id', 255).notNullable();
     t.string('membership', 32).nullable();
-    t.integer('stream_ordering').notNullable();
+    t.bigInteger('stream_ordering').notNullable();
     t.primary(['room_id', 'type', 'state_key']);
     t.index(['state_key', 'type', 'membership']);
   });

@@ -1,0 +1,67 @@
+import { z } from 'zod';
+import { MatrixError, forbidden, notFound } from '../errors.js';
+import type { Services } from '../homeserver.js';
+import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
+import { getProfile, setProfileField } from '../storage/repositories/profiles.js';
+
+const FIELDS = { displayname: 'displayname', avatar_url: 'avatar_url' } as const;
+
+// Spec: Client-Server API, "Profiles".
+export function profileRoutes(services: Services): RouteDefinition[] {
+  const { db, rooms } = services;
+  const load = async (userId: string) => {
+    const profile = await getProfile(db.knex, userId);
+    if (!profile) throw notFound('Profile not found');
+    return profile;
+  };
+  const toBody = (p: { displayname: string | null; avatar_url: string | null }) => {
+    const out: Record<string, string> = {};
+    if (p.displayname !== null) out.displayname = p.displayname;
+    if (p.avatar_url !== null) out.avatar_url = p.avatar_url;
+    return out;
+  };
+  return [
+    // Spec: GET /_matrix/client/v3/profile/{userId}
+    defineRoute({
+      method: 'GET',
+      prefixes: CLIENT_V3,
+      path: '/profile/:userId',
+      auth: 'optional',
+      handler: async ({ params }) => toBody(await load(params.userId!)),
+    }),
+    // Spec: GET /_matrix/client/v3/profile/{userId}/{keyName}
+    defineRoute({
+      method: 'GET',
+      prefixes: CLIENT_V3,
+      path: '/profile/:userId/:field',
+      auth: 'optional',
+      handler: async ({ params }) => {
+        const field = FIELDS[params.field as keyof typeof FIELDS];
+        const profile = await load(params.userId!);
+        if (!field || profile[field] === null) throw notFound('Profile field not set');
+        return { [field]: profile[field] };
+      },
+    }),
+    // Spec: PUT /_matrix/client/v3/profile/{userId}/{keyName}
+    defineRoute({
+      method: 'PUT',
+      prefixes: CLIENT_V3,
+      path: '/profile/:userId/:field',
+      auth: 'user',
+      body: z.record(z.string(), z.unknown()),
+      rateLimit: 'message',
+      handler: async ({ params, body, requester }) => {
+        const field = FIELDS[params.field as keyof typeof FIELDS];
+        if (!field) throw new MatrixError('M_UNRECOGNIZED', 'Unknown profile field', 400);
+        if (params.userId !== requester.userId) throw forbidden('You may only change your own profile');
+        const value = body[field];
+        if (value !== undefined && value !== null && typeof value !== 'string') throw new MatrixError('M_BAD_JSON', `${field} must be a string`);
+        if (typeof value === 'string' && value.length > 1024) throw new MatrixError('M_TOO_LARGE', `${field} is too long`, 400);
+        await load(requester.userId);
+        await setProfileField(db.knex, requester.userId, field, (value as string | undefined) ?? null);
+        await rooms.propagateProfile(requester.userId);
+        return {};
+      },
+    }),
+  ];
+}

@@ -1,0 +1,169 @@
+import { z } from 'zod';
+import { MatrixError } from '../errors.js';
+import type { Services } from '../homeserver.js';
+import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
+import type { RoomEventFilter } from '../rooms/eventFilter.js';
+import { parseFilterParam } from './filterParam.js';
+
+const jsonObject = z.record(z.string(), z.unknown());
+
+// Sending, state, redaction and reading single events (spec: Client-Server API, "Events").
+export function roomEventRoutes(services: Services): RouteDefinition[] {
+  const { rooms, transactions } = services;
+  const sizeLimit = 65536;
+  const checkSize = (content: unknown) => {
+    if (Buffer.byteLength(JSON.stringify(content)) > sizeLimit) throw new MatrixError('M_TOO_LARGE', 'Event too large', 413);
+  };
+
+  return [
+    // Spec: PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}
+    defineRoute({
+      method: 'PUT',
+      prefixes: CLIENT_V3,
+      path: '/rooms/:roomId/send/:eventType/:txnId',
+      auth: 'user',
+      body: jsonObject,
+      rateLimit: 'message',
+      handler: async ({ params, body, requester }) => {
+        checkSize(body);
+        const actor = { userId: requester.userId, deviceId: requester.deviceId };
+        return transactions.run(
+          { userId: requester.userId, deviceId: requester.deviceId ?? `token:${requester.tokenId}`, scope: 'send', txnId: params.txnId! },
+          async () => {
+            const eventId = await rooms.sendEvent(actor, params.roomId!, { type: params.eventType!, content: body }, { txnId: params.txnId! });
+            return { event_id: eventId };
+          },
+        );
+      },
+    }),
+    // Spec: PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
+    defineRoute({
+      method: 'PUT',
+      prefixes: CLIENT_V3,
+      path: '/rooms/:roomId/state/:eventType{/:stateKey}',
+      auth: 'user',
+      body: jsonObject,
+      rateLimit: 'message',
+      handler: async ({ params, body, requester }) => {
+        checkSize(body);
+        const type = params.eventType!;
+        if (type === 'm.room.member') {
+          throw new MatrixError('M_FORBIDDEN', 'Use the membership endpoints to change membership');
+        }
+        const eventId = await rooms.sendEvent(
+          { userId: requester.userId, deviceId: requester.deviceId },
+          params.roomId!,
+          { type, stateKey: params.stateKey ?? '', content: body },
+        );
+        return { event_id: eventId };
+      },
+    }),
+    // Spec: GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
+    defineRoute({
+      method: 'GET',
+      prefixes: CLIENT_V3,
+      path: '/rooms/:roomId/state/:eventType{/:stateKey}',
+      auth: 'user',
+      query: z.object({ format: z.enum(['content', 'event']).optional() }).loose(),
+      handler: async ({ params, query, requester }) => {
+        const state = await rooms.reader.visibleState(requester.userId, params.roomId!);
+        const pdu = [...state.values()].find((p) => p.type === params.eventType && (p.state_key ?? '') === (params.stateKey ?? ''));
+        if (!pdu) throw new MatrixError('M_NOT_FOUND', 'Event not found');
+        if (query.format === 'event') {
+          const [ev] = await rooms.reader.formatState(requester, new Map([['k', pdu]]));
+          return ev;
+        }
+        return pdu.content;
+      },
+    }),
+    // Spec: GET /_matrix/client/v3/rooms/{roomId}/state
+    defineRoute({
+      method: 'GET',
+      prefixes: CLIENT_V3,
+      path: '/rooms/:roomId/state',
+      auth: 'user',
+      handler: ({ params, requester }) => rooms.reader.stateEvents(requester, params.roomId!),
+    }),
+    // Spec: PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}
+    defineRoute({
+      method: 'PUT',
+      prefixes: CLIENT_V3,
+      path: '/rooms/:roomId/redact/:eventId/:txnId',
+      auth: 'user',
+      body: z.object({ reason: z.string().optional() }).loose(),
+      rateLimit: 'message',
+      handler: ({ params, body, requester }) =>
+        transactions.run(
+          { userId: requester.userId, deviceId: requester.deviceId ?? `token:${requester.tokenId}`, scope: 'redact', txnId: params.txnId! },
+          async () => ({
+            event_id: await rooms.redact({ userId: requester.userId, deviceId: requester.deviceId }, params.roomId!, params.eventId!, body.reason, { txnId: params.txnId! }),
+          }),
+        ),
+    }),
+    // Spec: GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}
+    defineRoute({
+      method: 'GET',
+      prefixes: CLIENT_V3,
+      path: '/rooms/:roomId/event/:eventId',
+      auth: 'user',
+      handler: ({ params, requester }) => rooms.reader.getEvent(requester, params.roomId!, params.eventId!),
+    }),
+    // Spec: GET /_matrix/client/v3/rooms/{roomId}/messages
+    defineRoute({
+      method: 'GET',
+      prefixes: CLIENT_V3,
+      path: '/rooms/:roomId/messages',
+      auth: 'user',
+      query: z
+        .object({
+          from: z.string().optional(),
+          to: z.string().optional(),
+          dir: z.enum(['b', 'f']).default('b'),
+          limit: z.coerce.number().int().min(0).default(10),
+          filter: z.string().optional(),
+        })
+        .loose(),
+      handler: async ({ params, query, requester }) => {
+        const filter = (await parseFilterParam(services, requester.userId, query.filter)) as RoomEventFilter | undefined;
+        return rooms.reader.messages(requester, params.roomId!, { from: query.from, to: query.to, dir: query.dir, limit: query.limit, filter });
+      },
+    }),
+    // Spec: GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}
+    defineRoute({
+      method: 'GET',
+      prefixes: CLIENT_V3,
+      path: '/rooms/:roomId/context/:eventId',
+      auth: 'user',
+      query: z.object({ limit: z.coerce.number().int().min(0).default(10), filter: z.string().optional() }).loose(),
+      handler: async ({ params, query, requester }) => {
+        const filter = (await parseFilterParam(services, requester.userId, query.filter)) as RoomEventFilter | undefined;
+        return rooms.reader.context(requester, params.roomId!, params.eventId!, query.limit, filter);
+      },
+    }),
+    // Spec: GET /_matrix/client/v3/rooms/{roomId}/members
+    defineRoute({
+      method: 'GET',
+      prefixes: CLIENT_V3,
+      path: '/rooms/:roomId/members',
+      auth: 'user',
+      query: z
+        .object({
+          at: z.string().optional(),
+          membership: z.enum(['join', 'invite', 'knock', 'leave', 'ban']).optional(),
+          not_membership: z.enum(['join', 'invite', 'knock', 'leave', 'ban']).optional(),
+        })
+        .loose(),
+      handler: async ({ params, query, requester }) => ({
+        chunk: await rooms.reader.members(requester, params.roomId!, { at: query.at, membership: query.membership, notMembership: query.not_membership }),
+      }),
+    }),
+    // Spec: GET /_matrix/client/v3/rooms/{roomId}/joined_members
+    defineRoute({
+      method: 'GET',
+      prefixes: CLIENT_V3,
+      path: '/rooms/:roomId/joined_members',
+      auth: 'user',
+      handler: async ({ params, requester }) => ({ joined: await rooms.reader.joinedMembers(requester, params.roomId!) }),
+    }),
+  ];
+}

@@ -1,0 +1,27 @@
+import { createClient, type MatrixClient } from 'matrix-js-sdk';
+import { request } from './http.js';
+
+export interface TestUser {
+  userId: string;
+  accessToken: string;
+  deviceId: string;
+  password: string;
+}
+
+/** Registers through the real /register flow (user-interactive auth with m.login.dummy). */
+export async function registerUser(baseUrl: string, username: string, password = `pw-${username}-secret`): Promise<TestUser> {
+  const first = await request(baseUrl, 'POST', '/_matrix/client/v3/register', { body: { username, password } });
+  let res = first;
+  if (first.status === 401) {
+    res = await request(baseUrl, 'POST', '/_matrix/client/v3/register', {
+      body: { username, password, auth: { type: 'm.login.dummy', session: first.body.session } },
+    });
+  }
+  if (res.status !== 200) throw new Error(`register ${username} failed: ${res.status} ${JSON.stringify(res.body)}`);
+  return { userId: res.body.user_id, accessToken: res.body.access_token, deviceId: res.body.device_id, password };
+}
+
+/** A matrix-js-sdk client for a registered user (not started). */
+export function sdkClient(baseUrl: string, user: TestUser): MatrixClient {
+  return createClient({ baseUrl, userId: user.userId, accessToken: user.accessToken, deviceId: user.deviceId });
+}
