@@ -38,7 +38,8 @@ export type ErrCode =
   | 'M_UNABLE_TO_AUTHORISE_JOIN'
   | 'M_UNABLE_TO_GRANT_JOIN'
   | 'M_CONSENT_NOT_GIVEN'
-  | 'M_TOKEN_INCORRECT';
+  | 'M_TOKEN_INCORRECT'
+  | 'M_BAD_ALIAS';
 
 const DEFAULT_STATUS: Partial<Record<ErrCode, number>> = {
   M_FORBIDDEN: 403,

@@ -25,6 +25,12 @@ const createRoomBody = z
   })
   .loose();
 
+/** Extra keys a client put in its join body end up in the member event, minus the protocol ones. */
+function joinContent(body: Record<string, unknown>): Record<string, unknown> {
+  const { reason: _r, third_party_signed: _t, ...rest } = body;
+  return rest;
+}
+
 // Spec: Client-Server API, "Room membership" and "Creation".
 export function membershipRoutes(services: Services): RouteDefinition[] {
   const { rooms } = services;
@@ -51,7 +57,7 @@ export function membershipRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       body: reasonBody,
       rateLimit: 'message',
-      handler: async ({ params, body, requester }) => ({ room_id: await rooms.join(actorOf(requester), params.roomIdOrAlias!, body.reason) }),
+      handler: async ({ params, body, requester }) => ({ room_id: await rooms.join(actorOf(requester), params.roomIdOrAlias!, body.reason, joinContent(body)) }),
     }),
     // Spec: POST /_matrix/client/v3/rooms/{roomId}/join
     defineRoute({
@@ -61,7 +67,7 @@ export function membershipRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       body: reasonBody,
       rateLimit: 'message',
-      handler: async ({ params, body, requester }) => ({ room_id: await rooms.join(actorOf(requester), params.roomId!, body.reason) }),
+      handler: async ({ params, body, requester }) => ({ room_id: await rooms.join(actorOf(requester), params.roomId!, body.reason, joinContent(body)) }),
     }),
     // Spec: POST /_matrix/client/v3/rooms/{roomId}/invite
     defineRoute({

@@ -47,9 +47,6 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
       handler: async ({ params, body, requester }) => {
         checkSize(body);
         const type = params.eventType!;
-        if (type === 'm.room.member') {
-          throw new MatrixError('M_FORBIDDEN', 'Use the membership endpoints to change membership');
-        }
         const eventId = await rooms.sendEvent(
           { userId: requester.userId, deviceId: requester.deviceId },
           params.roomId!,

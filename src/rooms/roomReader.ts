@@ -120,6 +120,7 @@ export class RoomReader {
     const m = await stateRepo.currentMembership(this.db, roomId, userId);
     if (m?.membership === 'join') return { untilStream: undefined, membership: 'join' };
     if (m && (m.membership === 'leave' || m.membership === 'ban')) {
+      if ((await roomsRepo.forgottenRooms(this.db, userId)).has(roomId)) throw forbidden('You have forgotten this room');
       const ev = await this.deps.events.get(this.db, m.eventId);
       return { untilStream: ev?.streamOrdering, membership: m.membership };
     }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
+import { canonicalJson } from '../crypto/canonicalJson.js';
 import { MatrixError, forbidden, notFound } from '../errors.js';
 import type { ServiceDeps } from '../serviceDeps.js';
 import type { Db } from '../storage/database.js';
@@ -17,6 +18,10 @@ import { RoomReader } from './roomReader.js';
 import { getRoomVersion, type RoomVersion } from './roomVersions.js';
 import { RoomWriter, type AppendMeta, type EventDraft, type RoomWriteContext, type WriteResult } from './roomWriter.js';
 import { StateStore } from './stateStore.js';
+
+function canonicalEqual(a: unknown, b: unknown): boolean {
+  return canonicalJson(a) === canonicalJson(b);
+}
 
 export interface Actor {
   userId: string;
@@ -153,11 +158,34 @@ export class RoomService {
   // Sending
 
   async sendEvent(actor: Actor, roomId: string, draft: Omit<EventDraft, 'sender'>, meta: AppendMeta = {}): Promise<string> {
+    if (draft.type === 'm.room.canonical_alias' && draft.stateKey === '') await this.checkCanonicalAlias(roomId, draft.content);
     return this.write(roomId, async (ctx) => {
-      if (ctx.membershipOf(actor.userId) !== 'join') throw forbidden(`User ${actor.userId} is not in room ${roomId}`);
+      const isMember = draft.type === 'm.room.member';
+      if (!isMember && ctx.membershipOf(actor.userId) !== 'join') throw forbidden(`User ${actor.userId} is not in room ${roomId}`);
+      if (draft.stateKey !== undefined) {
+        // Setting the same state twice is idempotent: the existing event answers.
+        const current = ctx.state.get(stateMapKey(draft.type, draft.stateKey));
+        if (current && current.sender === actor.userId && canonicalEqual(current.content, draft.content)) return ctx.idOf(current);
+      }
       const ev = await ctx.append({ ...draft, sender: actor.userId }, { ...meta, ...(actor.deviceId ? { senderDevice: actor.deviceId } : {}) });
       return ev.eventId;
     });
+  }
+
+  /** Spec: "m.room.canonical_alias" — every alias must be valid, and local ones must point at this room. */
+  private async checkCanonicalAlias(roomId: string, content: Record<string, unknown>): Promise<void> {
+    const aliases: unknown[] = [];
+    if (content.alias !== undefined && content.alias !== null) aliases.push(content.alias);
+    if (content.alt_aliases !== undefined) {
+      if (!Array.isArray(content.alt_aliases)) throw new MatrixError('M_INVALID_PARAM', 'alt_aliases must be a list');
+      aliases.push(...content.alt_aliases);
+    }
+    for (const alias of aliases) {
+      if (typeof alias !== 'string' || !/^#[^:]+:.+$/.test(alias)) throw new MatrixError('M_INVALID_PARAM', `Invalid alias ${String(alias)}`);
+      if (serverNameOf(alias) !== this.deps.serverName) continue;
+      const found = await roomsRepo.getAlias(this.deps.db.knex, alias);
+      if (found?.roomId !== roomId) throw new MatrixError('M_BAD_ALIAS', `Alias ${alias} does not point to this room`);
+    }
   }
 
   /** PUT /rooms/{roomId}/redact: allowed for the sender of the target or anyone with the redact level. */
@@ -190,7 +218,7 @@ export class RoomService {
     return alias.roomId;
   }
 
-  async join(actor: Actor, roomIdOrAlias: string, reason?: string): Promise<string> {
+  async join(actor: Actor, roomIdOrAlias: string, reason?: string, extraContent: Record<string, unknown> = {}): Promise<string> {
     const roomId = await this.resolveRoomIdOrAlias(roomIdOrAlias);
     const room = await roomsRepo.getRoom(this.deps.db.knex, roomId);
     if (!room) {
@@ -199,13 +227,14 @@ export class RoomService {
     }
     const profile = (await getProfile(this.deps.db.knex, actor.userId)) ?? { displayname: null, avatar_url: null };
     await this.write(roomId, async (ctx) => {
-      const content: Record<string, unknown> = { membership: 'join' };
-      if (profile.displayname) content.displayname = profile.displayname;
-      if (profile.avatar_url) content.avatar_url = profile.avatar_url;
+      // Custom keys from the request body are kept, as Synapse does; membership is always ours.
+      const content: Record<string, unknown> = { ...extraContent, membership: 'join' };
+      if (profile.displayname && content.displayname === undefined) content.displayname = profile.displayname;
+      if (profile.avatar_url && content.avatar_url === undefined) content.avatar_url = profile.avatar_url;
       if (reason !== undefined) content.reason = reason;
       const current = ctx.state.get(stateMapKey('m.room.member', actor.userId));
       // Joining again with the same profile changes nothing: answer without a new event.
-      if (current?.content.membership === 'join' && current.content.displayname === content.displayname && current.content.avatar_url === content.avatar_url) {
+      if (current?.content.membership === 'join' && canonicalEqual(current.content, content)) {
         return;
       }
       await ctx.append({ type: 'm.room.member', stateKey: actor.userId, content, sender: actor.userId });

@@ -176,6 +176,63 @@ describe.each(testDialects())('rooms on %s', (dialect) => {
     expect((await aliceClient.getRoomDirectoryVisibility(room_id)).visibility).toBe('public');
   });
 
+  it('treats setting identical state twice as one event', async () => {
+    const { room_id } = await aliceClient.createRoom({});
+    const a = await aliceClient.sendStateEvent(room_id, 'm.room.topic' as never, { topic: 'same' } as never, '');
+    const b = await aliceClient.sendStateEvent(room_id, 'm.room.topic' as never, { topic: 'same' } as never, '');
+    expect(b.event_id).toBe(a.event_id);
+  });
+
+  it('lets members set a room-specific display name through the state endpoint', async () => {
+    const { room_id } = await aliceClient.createRoom({ preset: 'public_chat' as never });
+    await bobClient.joinRoom(room_id);
+    await bobClient.sendStateEvent(room_id, 'm.room.member' as never, { membership: 'join', displayname: 'Bob in here' } as never, bob.userId);
+    const members = await aliceClient.getJoinedRoomMembers(room_id);
+    expect(members.joined[bob.userId]?.display_name).toBe('Bob in here');
+    // Nobody may set someone else's join.
+    await expect(
+      aliceClient.sendStateEvent(room_id, 'm.room.member' as never, { membership: 'join', displayname: 'fake' } as never, bob.userId),
+    ).rejects.toMatchObject({ errcode: 'M_FORBIDDEN' });
+  });
+
+  it('accepts a canonical alias only when it points at the room', async () => {
+    const { room_id } = await aliceClient.createRoom({});
+    const other = await aliceClient.createRoom({});
+    await aliceClient.createAlias('#canon:localhost', room_id);
+    await aliceClient.createAlias('#elsewhere:localhost', other.room_id);
+    await aliceClient.sendStateEvent(room_id, 'm.room.canonical_alias' as never, { alias: '#canon:localhost' } as never, '');
+    const wrong = await request(server.baseUrl, 'PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(room_id)}/state/m.room.canonical_alias/`, {
+      token: alice.accessToken,
+      body: { alias: '#canon:localhost', alt_aliases: ['#elsewhere:localhost'] },
+    });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body.errcode).toBe('M_BAD_ALIAS');
+  });
+
+  it('forgets a room only after leaving, and then hides its history', async () => {
+    const { room_id } = await aliceClient.createRoom({ preset: 'public_chat' as never });
+    await bobClient.joinRoom(room_id);
+    await aliceClient.sendTextMessage(room_id, 'hello');
+    const stillIn = await request(server.baseUrl, 'POST', `/_matrix/client/v3/rooms/${encodeURIComponent(room_id)}/forget`, { token: bob.accessToken, body: {} });
+    expect(stillIn.status).toBe(400);
+    await bobClient.leave(room_id);
+    const departed = await bobClient.createMessagesRequest(room_id, null, 10, Direction.Backward);
+    expect(departed.chunk.some((e) => e.content.body === 'hello')).toBe(true);
+    await bobClient.forget(room_id);
+    const after = await request(server.baseUrl, 'GET', `/_matrix/client/v3/rooms/${encodeURIComponent(room_id)}/messages?dir=b`, { token: bob.accessToken });
+    expect(after.status).toBe(403);
+    await bobClient.joinRoom(room_id);
+    expect((await bobClient.getJoinedRooms()).joined_rooms).toContain(room_id);
+  });
+
+  it('keeps custom keys of a join body in the member event', async () => {
+    const { room_id } = await aliceClient.createRoom({ preset: 'public_chat' as never });
+    const res = await request(server.baseUrl, 'POST', `/_matrix/client/v3/join/${encodeURIComponent(room_id)}`, { token: bob.accessToken, body: { foo: 'bar' } });
+    expect(res.status).toBe(200);
+    const member = await aliceClient.getStateEvent(room_id, 'm.room.member', bob.userId);
+    expect(member).toMatchObject({ membership: 'join', foo: 'bar' });
+  });
+
   it('answers bad input with spec errors', async () => {
     const { room_id } = await aliceClient.createRoom({});
     const notJson = await request(server.baseUrl, 'PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(room_id)}/send/m.room.message/t2`, {
