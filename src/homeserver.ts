@@ -1,4 +1,6 @@
-import type { Server } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
 import type { Logger } from 'pino';
@@ -40,8 +42,8 @@ export interface Services {
 export interface Homeserver {
   app: Express;
   services: Services;
-  /** Starts listening; port 0 picks a free port. Returns the bound port. */
-  listen(port?: number, host?: string): Promise<number>;
+  /** Starts listening (HTTPS when `tls` is given); port 0 picks a free port. Returns the bound port. */
+  listen(port?: number, host?: string, tls?: { certificatePath: string; privateKeyPath: string }): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -98,9 +100,12 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   return {
     app,
     services,
-    listen(port = firstPort, host = '127.0.0.1') {
+    listen(port = firstPort, host = '127.0.0.1', tls) {
       return new Promise((resolve, reject) => {
-        const server = app.listen(port, host);
+        const server = tls
+          ? createHttpsServer({ cert: readFileSync(tls.certificatePath), key: readFileSync(tls.privateKeyPath) }, app)
+          : createHttpServer(app);
+        server.listen(port, host);
         server.once('listening', () => resolve((server.address() as AddressInfo).port));
         server.once('error', reject);
         // Long-polling /sync must not be cut by Node's default request timeout.

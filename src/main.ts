@@ -23,9 +23,13 @@ async function serve(argv: string[]): Promise<void> {
   const config = readConfig(values.config);
   const hs = await createHomeserver(config);
   for (const listener of config.listeners) {
+    if (listener.tls && (!listener.tls_certificate_path || !listener.tls_private_key_path)) {
+      throw new ConfigError(`listeners: port ${listener.port} has tls: true but no tls_certificate_path / tls_private_key_path`);
+    }
+    const tls = listener.tls ? { certificatePath: listener.tls_certificate_path!, privateKeyPath: listener.tls_private_key_path! } : undefined;
     for (const address of listener.bind_addresses) {
-      const port = await hs.listen(listener.port, address);
-      hs.services.logger.info({ address, port }, 'listening');
+      const port = await hs.listen(listener.port, address, tls);
+      hs.services.logger.info({ address, port, tls: Boolean(tls) }, 'listening');
     }
   }
   hs.services.logger.info({ server_name: config.server_name }, 'Skjól is serving');

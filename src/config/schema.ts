@@ -8,7 +8,7 @@ const rateLimit = z.strictObject({
 
 const listener = z.strictObject({
   port: z.number().int().min(0).max(65535),
-  bind_addresses: z.array(z.string()).default(['::', '0.0.0.0']),
+  bind_addresses: z.array(z.string()).default(['127.0.0.1']),
   type: z.literal('http').default('http'),
   tls: z.boolean().default(false),
   tls_certificate_path: z.string().optional(),
@@ -44,7 +44,7 @@ export const configSchema = z.strictObject({
     .string()
     .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, 'must be a valid Matrix server name'),
   public_baseurl: z.url().optional(),
-  listeners: z.array(listener).min(1).default([{ port: 8008, bind_addresses: ['::', '0.0.0.0'], type: 'http', tls: false, x_forwarded: false, resources: [{ names: ['client', 'federation'] }] }]),
+  listeners: z.array(listener).min(1).default([{ port: 8008, bind_addresses: ['127.0.0.1'], type: 'http', tls: false, x_forwarded: false, resources: [{ names: ['client', 'federation'] }] }]),
   database: z.discriminatedUnion('name', [sqliteDatabase, postgresDatabase]).default({ name: 'sqlite3', args: { database: './data/homeserver.db' } }),
   signing_key_path: z.string().default('./data/signing.key'),
   enable_registration: z.boolean().default(true),
