@@ -1,0 +1,189 @@
+import { MatrixError, forbidden } from '../errors.js';
+import type { Requester } from '../http/route.js';
+import type { ServiceDeps } from '../serviceDeps.js';
+import * as regTokens from '../storage/repositories/registrationTokens.js';
+import { insertUser, userExists } from '../storage/repositories/users.js';
+import type { DeviceService, OpenedSession } from './deviceService.js';
+import type { UserHooks } from './hooks.js';
+import { hashPassword, MAX_PASSWORD_LENGTH } from './passwords.js';
+import type { UserInteractiveAuth } from './uia.js';
+import { registrationTokenValid } from './uiaStages.js';
+import { checkLocalpart, describeProblem, generateLocalpart, normalizeUsername, userIdFor } from './usernames.js';
+import { inTransaction } from './unitOfWork.js';
+
+// Spec: Client-Server API, "Account registration" (POST /_matrix/client/v3/register and friends).
+
+export interface RegisterRequest {
+  /** `m.login.application_service` when an application service registers one of its users. */
+  type?: string;
+  auth?: unknown;
+  username?: string;
+  password?: string;
+  device_id?: string;
+  initial_device_display_name?: string;
+  inhibit_login?: boolean;
+  refresh_token?: boolean;
+}
+
+export interface RegisterContext {
+  kind: 'user' | 'guest';
+  requester: Requester | undefined;
+  ip: string;
+  userAgent: string | undefined;
+}
+
+export interface Registered {
+  userId: string;
+  session?: OpenedSession;
+}
+
+export interface NewAccount {
+  localpart: string;
+  password?: string;
+  admin?: boolean;
+  isGuest?: boolean;
+  appserviceId?: string;
+  displayname?: string | null;
+  /** Log the new account in on this device (omitted: no device, no token). */
+  login?: { deviceId?: string; displayName?: string; ip?: string; userAgent?: string; withRefresh: boolean };
+  /** Counted as used once the account exists. */
+  registrationToken?: string;
+}
+
+export class RegistrationService {
+  constructor(
+    private readonly deps: ServiceDeps,
+    private readonly devices: DeviceService,
+    private readonly uia: UserInteractiveAuth,
+    private readonly hooks: UserHooks,
+  ) {}
+
+  private get guestAccessAllowed(): boolean {
+    // `allow_guest_access` (Synapse's name) once the config grows it; guests follow registration until then.
+    const flag = (this.deps.config as { allow_guest_access?: boolean }).allow_guest_access;
+    return flag ?? this.deps.config.enable_registration;
+  }
+
+  flows(): string[][] {
+    return this.deps.config.registration_requires_token ? [['m.login.registration_token']] : [['m.login.dummy']];
+  }
+
+  /** The checks the spec wants before UIA starts: grammar, availability, exclusivity. Returns the localpart. */
+  async checkUsername(username: string, appserviceId?: string): Promise<string> {
+    const localpart = normalizeUsername(username);
+    const problem = checkLocalpart(localpart, this.deps.serverName);
+    if (problem) throw new MatrixError('M_INVALID_USERNAME', describeProblem(problem), 400);
+    const userId = userIdFor(localpart, this.deps.serverName);
+    if (this.hooks.isExclusive(userId, appserviceId)) throw new MatrixError('M_EXCLUSIVE', 'This user ID is reserved by an application service', 400);
+    if (await userExists(this.deps.db.knex, userId)) throw new MatrixError('M_USER_IN_USE', 'User ID already taken.', 400);
+    return localpart;
+  }
+
+  checkPassword(password: string | undefined): void {
+    if (password === undefined) return;
+    if (password.length > MAX_PASSWORD_LENGTH) throw new MatrixError('M_BAD_JSON', 'Password too long', 400);
+    if (password.length < this.deps.config.password_config.minimum_length) {
+      throw new MatrixError('M_WEAK_PASSWORD', 'Password too short', 400);
+    }
+  }
+
+  /** Spec: "POST /_matrix/client/v3/register". */
+  async register(body: RegisterRequest, ctx: RegisterContext): Promise<Registered> {
+    if (ctx.kind === 'guest') return this.registerGuest(body, ctx);
+    if (ctx.requester?.appserviceId !== undefined) return this.registerForAppservice(body, ctx.requester.appserviceId, ctx);
+    if (body.type === 'm.login.application_service') {
+      throw new MatrixError('M_MISSING_TOKEN', 'Application service registration needs the as_token', 401);
+    }
+    if (!this.deps.config.enable_registration) throw forbidden('Registration has been disabled');
+    const localpart = body.username !== undefined ? await this.checkUsername(body.username) : undefined;
+    this.checkPassword(body.password);
+
+    const passed = await this.uia.authenticate({ auth: body.auth, flows: this.flows(), operation: 'POST /register' });
+    const token = typeof passed.data.registrationToken === 'string' ? passed.data.registrationToken : undefined;
+    const registered = await this.createAccount({
+      localpart: localpart ?? '',
+      password: body.password,
+      registrationToken: token,
+      login: body.inhibit_login
+        ? undefined
+        : {
+            deviceId: body.device_id,
+            displayName: body.initial_device_display_name,
+            ip: ctx.ip,
+            userAgent: ctx.userAgent,
+            withRefresh: body.refresh_token === true,
+          },
+    });
+    await this.uia.finish(passed);
+    return registered;
+  }
+
+  // Spec: Application Service API, "Server admin style permissions": no UIA, no open-registration check;
+  // the namespace is enforced through the exclusive-namespace hook.
+  private async registerForAppservice(body: RegisterRequest, appserviceId: string, ctx: RegisterContext): Promise<Registered> {
+    if (body.type !== 'm.login.application_service') {
+      throw new MatrixError('M_UNKNOWN', "Application services must register with type 'm.login.application_service'", 400);
+    }
+    if (body.username === undefined) throw new MatrixError('M_MISSING_PARAM', "Missing 'username'", 400);
+    const localpart = await this.checkUsername(body.username, appserviceId);
+    return this.createAccount({
+      localpart,
+      appserviceId,
+      login: body.inhibit_login
+        ? undefined
+        : { deviceId: body.device_id, displayName: body.initial_device_display_name, ip: ctx.ip, userAgent: ctx.userAgent, withRefresh: body.refresh_token === true },
+    });
+  }
+
+  // Spec: "Guest access": everything but initial_device_display_name is ignored; the server picks the device.
+  private async registerGuest(body: RegisterRequest, ctx: RegisterContext): Promise<Registered> {
+    if (!this.guestAccessAllowed) throw new MatrixError('M_GUEST_ACCESS_FORBIDDEN', 'Guest access is disabled', 403);
+    return this.createAccount({
+      localpart: '',
+      isGuest: true,
+      login: { displayName: body.initial_device_display_name, ip: ctx.ip, userAgent: ctx.userAgent, withRefresh: false },
+    });
+  }
+
+  /**
+   * Creates an account (and optionally its first session) in one unit of work. An empty localpart means
+   * "generate one". Throws M_USER_IN_USE when the ID was taken meanwhile.
+   */
+  async createAccount(account: NewAccount): Promise<Registered> {
+    const passwordHash = account.password !== undefined ? await hashPassword(account.password) : null;
+    const generate = account.localpart === '';
+    for (let attempt = 0; ; attempt++) {
+      const localpart = generate ? generateLocalpart() : account.localpart;
+      const userId = userIdFor(localpart, this.deps.serverName);
+      const result = await inTransaction(this.deps.db.knex, this.deps.logger, async (work) => {
+        const inserted = await insertUser(work.db, {
+          userId,
+          passwordHash,
+          createdTs: this.deps.clock.now(),
+          admin: account.admin ?? false,
+          isGuest: account.isGuest ?? false,
+          appserviceId: account.appserviceId ?? null,
+          displayname: account.displayname === undefined ? localpart : account.displayname,
+        });
+        if (!inserted) return undefined;
+        if (account.registrationToken !== undefined) await regTokens.completePending(work.db, account.registrationToken);
+        const session = account.login ? await this.devices.openSessionIn(work, { userId, ...account.login }) : undefined;
+        return { userId, session };
+      });
+      if (result) return result;
+      if (!generate || attempt >= 5) throw new MatrixError('M_USER_IN_USE', 'User ID already taken.', 400);
+    }
+  }
+
+  /** Spec: "GET /_matrix/client/v3/register/available". */
+  async available(username: string): Promise<void> {
+    if (!this.deps.config.enable_registration) throw forbidden('Registration has been disabled');
+    await this.checkUsername(username);
+  }
+
+  /** Spec: "GET /_matrix/client/v1/register/m.login.registration_token/validity". */
+  async tokenValid(token: string): Promise<boolean> {
+    if (!this.deps.config.enable_registration) throw forbidden('Registration is not enabled on this homeserver.');
+    return registrationTokenValid(this.deps.db.knex, this.deps.config, token, this.deps.clock.now());
+  }
+}

@@ -1,0 +1,81 @@
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startHomeserver } from '../helpers/homeserver.js';
+
+const run = promisify(execFile);
+const TSX = join(process.cwd(), 'node_modules', '.bin', 'tsx');
+
+describe('command line and listeners', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'skjol-cli-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('refuses to start with a wrong configuration key, naming it', async () => {
+    const path = join(dir, 'bad.yaml');
+    writeFileSync(path, 'server_name: example.org\nenable_registrtion: true\n');
+    const err = await run(TSX, ['src/main.ts', 'serve', '--config', path]).catch((e: { code: number; stderr: string }) => e);
+    expect((err as { code: number }).code).toBe(2);
+    expect((err as { stderr: string }).stderr).toMatch(/enable_registrtion/);
+  });
+
+  it('registers a user from the command line who can then log in', async () => {
+    const server = await startHomeserver();
+    const configPath = join(dir, 'hs.yaml');
+    const dbPath = join(server.dir, 'homeserver.db');
+    writeFileSync(
+      configPath,
+      `server_name: localhost\ndatabase:\n  name: sqlite3\n  args:\n    database: ${dbPath}\nsigning_key_path: ${join(server.dir, 'signing.key')}\nlog_level: warn\n`,
+    );
+    const { stdout } = await run(TSX, ['src/main.ts', 'register-user', '--config', configPath, '--user', 'carol', '--password', 'carol-secret-pw']);
+    expect(stdout).toMatch(/@carol:localhost/);
+    const res = await fetch(`${server.baseUrl}/_matrix/client/v3/login`, {
+      method: 'POST',
+      body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user: 'carol' }, password: 'carol-secret-pw' }),
+    });
+    expect(res.status).toBe(200);
+    await server.close();
+  });
+
+  it('serves over TLS when a listener has a certificate', async () => {
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    await run('openssl', ['req', '-x509', '-newkey', 'ed25519', '-keyout', key, '-out', cert, '-days', '1', '-nodes', '-subj', '/CN=localhost']);
+    const server = await startHomeserver();
+    const port = await server.hs.listen(0, '127.0.0.1', { certificatePath: cert, privateKeyPath: key });
+    const body = await new Promise<string>((resolve, reject) => {
+      const req = httpsRequest({ host: '127.0.0.1', port, path: '/_matrix/client/versions', rejectUnauthorized: false }, (res) => {
+        let data = '';
+        res.on('data', (c) => (data += c));
+        res.on('end', () => resolve(data));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(JSON.parse(body).versions).toContain('v1.1');
+    await server.close();
+  });
+
+  it('npm start serves a homeserver on the defaults', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'skjol-start-'));
+    const child = spawn(TSX, [join(process.cwd(), 'src/main.ts'), 'serve'], { cwd, stdio: 'ignore' });
+    try {
+      let versions: unknown;
+      for (let i = 0; i < 100 && versions === undefined; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        versions = await fetch('http://127.0.0.1:8008/_matrix/client/versions').then((r) => r.json()).catch(() => undefined);
+      }
+      expect(versions).toMatchObject({ versions: expect.arrayContaining(['v1.1']) });
+    } finally {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});
