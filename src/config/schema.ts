@@ -48,6 +48,7 @@ export const configSchema = z.strictObject({
   database: z.discriminatedUnion('name', [sqliteDatabase, postgresDatabase]).default({ name: 'sqlite3', args: { database: './data/homeserver.db' } }),
   signing_key_path: z.string().default('./data/signing.key'),
   enable_registration: z.boolean().default(true),
+  allow_guest_access: z.boolean().default(false),
   enable_registration_without_verification: z.boolean().optional(),
   registration_shared_secret: z.string().optional(),
   registration_requires_token: z.boolean().default(false),

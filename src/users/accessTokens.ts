@@ -6,7 +6,7 @@ import type { Db } from '../storage/database.js';
 import * as tokensRepo from '../storage/repositories/tokens.js';
 import { updateLastSeen } from '../storage/repositories/devices.js';
 import type { UserHooks } from './hooks.js';
-import { LruCache } from './lru.js';
+import { LruCache } from '../util/lru.js';
 import { generateAccessToken, generateRefreshToken, hashToken } from './tokens.js';
 import { inTransaction } from './unitOfWork.js';
 

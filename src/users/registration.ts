@@ -59,9 +59,8 @@ export class RegistrationService {
   ) {}
 
   private get guestAccessAllowed(): boolean {
-    // `allow_guest_access` (Synapse's name) once the config grows it; guests follow registration until then.
-    const flag = (this.deps.config as { allow_guest_access?: boolean }).allow_guest_access;
-    return flag ?? this.deps.config.enable_registration;
+    // Synapse's `allow_guest_access`; off by default.
+    return this.deps.config.allow_guest_access;
   }
 
   flows(): string[][] {

@@ -8,7 +8,7 @@ const V3 = '/_matrix/client/v3';
 describe.each(testDialects())('registration on %s', (dialect) => {
   let server: TestServer;
   beforeAll(async () => {
-    server = await startHomeserver({ dialect });
+    server = await startHomeserver({ dialect, config: { allow_guest_access: true } });
   });
   afterAll(async () => {
     await server?.close();
@@ -86,6 +86,17 @@ describe.each(testDialects())('registration on %s', (dialect) => {
       body: { type: 'm.login.password', identifier: { type: 'm.id.user', user: res.body.user_id }, password: 'pw' },
     });
     expect(login.status).toBe(200);
+  });
+
+  it('refuses guest registration when allow_guest_access is off (the default)', async () => {
+    const closed = await startHomeserver({ dialect });
+    try {
+      const res = await request(closed.baseUrl, 'POST', `${V3}/register?kind=guest`, { body: {} });
+      expect(res.status).toBe(403);
+      expect(res.body.errcode).toBe('M_GUEST_ACCESS_FORBIDDEN');
+    } finally {
+      await closed.close();
+    }
   });
 
   it('registers guests, who are refused where guests may not go', async () => {

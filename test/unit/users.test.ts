@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { hashPassword, needsRehash, verifyPassword } from '../../src/users/passwords.js';
-import { LruCache } from '../../src/users/lru.js';
+import { LruCache } from '../../src/util/lru.js';
 import { registrationMac } from '../../src/users/sharedSecret.js';
 import { hashToken, generateAccessToken } from '../../src/users/tokens.js';
 import { checkLocalpart, generateDeviceId, generateLocalpart, normalizeUsername, parseLoginUser } from '../../src/users/usernames.js';
