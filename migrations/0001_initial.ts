@@ -149,6 +149,7 @@ export async function up(knex: Knex): Promise<void> {
     t.index(['room_id', 'stream_ordering']);
     t.index(['room_id', 'depth', 'stream_ordering']);
     t.index(['room_id', 'type', 'state_key']);
+    t.index(['sender', 'txn_id']);
   });
 
   await knex.schema.createTable('redactions', (t) => {

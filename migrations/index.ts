@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import * as initial from './0001_initial.js';
 import * as accounts from './0002_accounts.js';
+import * as e2ee from './0004_e2ee.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -12,6 +13,7 @@ interface Migration {
 const migrations: Array<[string, Migration]> = [
   ['0001_initial', initial],
   ['0002_accounts', accounts],
+  ['0004_e2ee', e2ee],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

@@ -39,7 +39,8 @@ export type ErrCode =
   | 'M_UNABLE_TO_GRANT_JOIN'
   | 'M_CONSENT_NOT_GIVEN'
   | 'M_TOKEN_INCORRECT'
-  | 'M_BAD_ALIAS';
+  | 'M_BAD_ALIAS'
+  | 'M_INVALID_SIGNATURE';
 
 const DEFAULT_STATUS: Partial<Record<ErrCode, number>> = {
   M_FORBIDDEN: 403,

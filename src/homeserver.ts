@@ -11,6 +11,8 @@ import { clientRoutes } from './clientapi/index.js';
 import { applyCors, errorHandling, mountRoutes, requestLogging } from './http/mount.js';
 import { RateLimiter } from './http/rateLimit.js';
 import { TransactionStore } from './http/transactions.js';
+import { KeyBackupService } from './e2ee/keyBackupService.js';
+import { createE2ee, type E2eeServices } from './e2ee/index.js';
 import { createLogger } from './logger.js';
 import { RoomService } from './rooms/roomService.js';
 import { openDatabase, type Database } from './storage/database.js';
@@ -37,6 +39,8 @@ export interface Services {
   users: UserService;
   rooms: RoomService;
   sync: SyncService;
+  keyBackup: KeyBackupService;
+  e2ee: E2eeServices;
 }
 
 export interface Homeserver {
@@ -64,6 +68,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   const base = { config, serverName: config.server_name, logger, db, clock, notifier, signingKey };
   const users = new UserService(base);
   const rooms = new RoomService(base);
+  const e2ee = createE2ee(base, users);
   const sync = new SyncService({ ...base, rooms });
   const services: Services = {
     ...base,
@@ -73,6 +78,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     users,
     rooms,
     sync,
+    keyBackup: new KeyBackupService({ db }),
+    e2ee,
   };
 
   const app = express();

@@ -1,8 +1,42 @@
 import type { Services } from '../homeserver.js';
 import type { RouteDefinition } from '../http/route.js';
+import { accountRoutes } from './account.js';
+import { adminRoutes } from './admin.js';
+import { capabilityRoutes } from './capabilities.js';
+import { deviceRoutes } from './devices.js';
+import { loginRoutes } from './login.js';
+import { registerRoutes } from './register.js';
+import { dehydratedDeviceRoutes } from './dehydratedDevice.js';
+import { directoryRoutes } from './directory.js';
+import { keyRoutes } from './keys.js';
+import { keyBackupRoutes } from './keyBackup.js';
+import { membershipRoutes } from './membership.js';
+import { profileRoutes } from './profile.js';
+import { roomEventRoutes } from './roomEvents.js';
 import { versionRoutes } from './versions.js';
+import { accountDataRoutes } from './accountData.js';
+import { filterRoutes } from './filter.js';
+import { syncRoutes } from './sync.js';
 
 // One file per spec group; each returns its routes given the services.
 export function clientRoutes(services: Services): RouteDefinition[] {
-  return [...versionRoutes(services)];
+  return [
+    ...versionRoutes(services),
+    ...syncRoutes(services),
+    ...filterRoutes(services),
+    ...accountDataRoutes(services),
+    ...loginRoutes(services),
+    ...registerRoutes(services),
+    ...accountRoutes(services),
+    ...deviceRoutes(services),
+    ...capabilityRoutes(services),
+    ...adminRoutes(services),
+    ...membershipRoutes(services),
+    ...roomEventRoutes(services),
+    ...directoryRoutes(services),
+    ...keyRoutes(services),
+    ...dehydratedDeviceRoutes(services),
+    ...keyBackupRoutes(services),
+    ...profileRoutes(services),
+  ];
 }

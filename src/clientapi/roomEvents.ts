@@ -26,13 +26,15 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
       rateLimit: 'message',
       handler: async ({ params, body, requester }) => {
         checkSize(body);
-        const actor = { userId: requester.userId, deviceId: requester.deviceId };
+        const draft = { type: params.eventType!, content: body };
+        if (requester.deviceId !== undefined) {
+          const actor = { userId: requester.userId, deviceId: requester.deviceId };
+          return { event_id: await rooms.sendEventOnce(actor, params.roomId!, draft, params.txnId!) };
+        }
+        // Tokens without a device (application services) keep their responses in the transaction store.
         return transactions.run(
-          { userId: requester.userId, deviceId: requester.deviceId ?? `token:${requester.tokenId}`, scope: 'send', txnId: params.txnId! },
-          async () => {
-            const eventId = await rooms.sendEvent(actor, params.roomId!, { type: params.eventType!, content: body }, { txnId: params.txnId! });
-            return { event_id: eventId };
-          },
+          { userId: requester.userId, deviceId: `token:${requester.tokenId}`, scope: 'send', txnId: params.txnId! },
+          async () => ({ event_id: await rooms.sendEvent({ userId: requester.userId }, params.roomId!, draft, { txnId: params.txnId! }) }),
         );
       },
     }),

@@ -25,9 +25,17 @@ const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'he
 const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const VERSION_RE = /^[A-Za-z0-9_]+$/;
 
+// Building a KeyObject costs more than the signature itself; the server signs with one key all day.
+const privateKeyCache = new WeakMap<Uint8Array, KeyObject>();
+
 function privateKeyObject(seed: Uint8Array): KeyObject {
   if (seed.length !== 32) throw new Error('ed25519 seed must be 32 bytes');
-  return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+  let key = privateKeyCache.get(seed);
+  if (!key) {
+    key = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+    privateKeyCache.set(seed, key);
+  }
+  return key;
 }
 
 function publicKeyObject(publicKey: Uint8Array): KeyObject {

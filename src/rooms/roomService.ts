@@ -4,7 +4,7 @@ import { canonicalJson } from '../crypto/canonicalJson.js';
 import { MatrixError, forbidden, notFound } from '../errors.js';
 import type { ServiceDeps } from '../serviceDeps.js';
 import type { Db } from '../storage/database.js';
-import type { StoredEvent } from '../storage/repositories/events.js';
+import { eventIdForTransaction, type StoredEvent } from '../storage/repositories/events.js';
 import { getProfile } from '../storage/repositories/profiles.js';
 import * as roomsRepo from '../storage/repositories/rooms.js';
 import * as stateRepo from '../storage/repositories/state.js';
@@ -43,6 +43,7 @@ export class RoomService {
   private readonly writer: RoomWriter;
   private readonly versions = new LruCache<string, RoomVersion>(10_000);
   private readonly afterCommitHooks: Array<(result: WriteResult) => void> = [];
+  private readonly pendingSends = new Map<string, Promise<string>>();
 
   constructor(private readonly deps: ServiceDeps) {
     this.state = new StateStore(this.events);
@@ -156,6 +157,32 @@ export class RoomService {
 
   // ---------------------------------------------------------------------------------------------
   // Sending
+
+  /**
+   * Sends once per (device, room, type, txnId): the event row itself records the transaction, so a retry
+   * finds it without a second write (spec: "Transaction identifiers").
+   */
+  async sendEventOnce(actor: Actor & { deviceId: string }, roomId: string, draft: Omit<EventDraft, 'sender'>, txnId: string): Promise<string> {
+    const key = JSON.stringify([actor.userId, actor.deviceId, roomId, draft.type, txnId]);
+    const pending = this.pendingSends.get(key);
+    if (pending) return pending;
+    const work = (async () => {
+      const existing = await eventIdForTransaction(this.deps.db.knex, {
+        sender: actor.userId,
+        senderDevice: actor.deviceId,
+        roomId,
+        type: draft.type,
+        txnId,
+      });
+      return existing ?? this.sendEvent(actor, roomId, draft, { txnId });
+    })();
+    this.pendingSends.set(key, work);
+    try {
+      return await work;
+    } finally {
+      this.pendingSends.delete(key);
+    }
+  }
 
   async sendEvent(actor: Actor, roomId: string, draft: Omit<EventDraft, 'sender'>, meta: AppendMeta = {}): Promise<string> {
     if (draft.type === 'm.room.canonical_alias' && draft.stateKey === '') await this.checkCanonicalAlias(roomId, draft.content);

@@ -24,6 +24,8 @@ export class Notifier {
         resolve();
       };
       const timer = setTimeout(done, Math.max(0, timeoutMs));
+      // A parked request must not keep the process alive on shutdown; its socket does that while open.
+      timer.unref?.();
       signal?.addEventListener('abort', done);
       set.add(done);
     });

@@ -1,9 +1,148 @@
-import type { ServiceDeps } from '../serviceDeps.js';
 import type { RoomService } from '../rooms/roomService.js';
+import type { ServiceDeps } from '../serviceDeps.js';
+import { membershipAtStream, userMemberships, type MembershipRow } from '../storage/repositories/sync.js';
+import { AccountDataService } from './accountDataService.js';
+import { roomAllowed, type SyncFilter } from './filter.js';
+import { FilterService } from './filterService.js';
+import type { SyncContext, SyncProvider } from './provider.js';
+import { AccountDataProvider } from './providers/accountData.js';
+import { EmptyProvider } from './providers/empty.js';
+import { RoomsProvider } from './providers/rooms.js';
+import { SyncResponseBuilder, type SyncResponse } from './response.js';
+import { SYNC_TOPICS, encodeSyncToken, maxPositions, parseSyncToken, zeroPositions, type SyncPositions, type SyncTopic } from './token.js';
 
-// PLACEHOLDER
+export interface SyncRequest {
+  userId: string;
+  deviceId: string | undefined;
+  /** The `since` token; undefined for an initial sync. */
+  since?: string | undefined;
+  /** Long-poll for up to this many milliseconds when nothing is new. */
+  timeoutMs?: number | undefined;
+  /** The `filter` parameter: a filter id or inline JSON. */
+  filter?: string | undefined;
+  fullState?: boolean | undefined;
+  /** Waking the request early, e.g. when the client goes away. */
+  signal?: AbortSignal | undefined;
+}
+
+const MAX_TIMEOUT_MS = 5 * 60_000;
+
+/**
+ * GET /sync: one provider per topic (ARCHITECTURE.md, "Sync"). Positions are read at the start of a
+ * request; if an incremental sync finds nothing the request waits on the notifier and recomputes.
+ */
 export class SyncService {
+  readonly filters: FilterService;
+  readonly accountData: AccountDataService;
+  private readonly providers = new Map<SyncTopic, SyncProvider>();
+
   constructor(private readonly deps: ServiceDeps & { rooms: RoomService }) {
-    void this.deps;
+    this.filters = new FilterService(deps.db);
+    this.accountData = new AccountDataService(deps);
+    // Registration order is run order: rooms first, so others can decorate room entries.
+    this.registerProvider(new RoomsProvider({ db: deps.db, rooms: deps.rooms }));
+    this.registerProvider(new AccountDataProvider({ db: deps.db }));
+    for (const topic of SYNC_TOPICS) if (!this.providers.has(topic)) this.registerProvider(new EmptyProvider(topic));
+  }
+
+  /** Adds or replaces the provider of a topic (a replaced provider keeps its place in the run order). */
+  registerProvider(provider: SyncProvider): void {
+    this.providers.set(provider.topic, provider);
+  }
+
+  /** The newest position of every topic. */
+  async currentPositions(): Promise<SyncPositions> {
+    const out = zeroPositions();
+    const entries = [...this.providers.values()];
+    const values = await Promise.all(entries.map((p) => p.latest()));
+    entries.forEach((p, i) => (out[p.topic] = values[i]!));
+    return out;
+  }
+
+  async currentToken(): Promise<string> {
+    return encodeSyncToken(await this.currentPositions());
+  }
+
+  async sync(req: SyncRequest): Promise<SyncResponse> {
+    const since = req.since !== undefined && req.since !== '' ? parseSyncToken(req.since) : undefined;
+    const filter = await this.filters.resolveParam(req.userId, req.filter);
+    const fullState = req.fullState === true;
+    const timeout = Math.min(Math.max(0, req.timeoutMs ?? 0), MAX_TIMEOUT_MS);
+    const deadline = this.deps.clock.now() + timeout;
+
+    for (;;) {
+      // The waiter is registered before positions are read, so a commit after the read always wakes it.
+      const abort = new AbortController();
+      const onOuterAbort = () => abort.abort();
+      req.signal?.addEventListener('abort', onOuterAbort);
+      const remaining = deadline - this.deps.clock.now();
+      const wake = since && !fullState && remaining > 0 && !req.signal?.aborted ? this.deps.notifier.wait(req.userId, remaining, abort.signal) : undefined;
+      try {
+        const { response, changed } = await this.compute(req, since, filter, fullState);
+        if (!wake || changed) return response;
+        await wake;
+        if (req.signal?.aborted || this.deps.clock.now() >= deadline) {
+          // One last look: something may have arrived with the wake-up at the deadline.
+          const last = await this.compute(req, since, filter, fullState);
+          return last.response;
+        }
+      } finally {
+        abort.abort();
+        req.signal?.removeEventListener('abort', onOuterAbort);
+      }
+    }
+  }
+
+  private async compute(
+    req: SyncRequest,
+    since: SyncPositions | undefined,
+    filter: SyncFilter,
+    fullState: boolean,
+  ): Promise<{ response: SyncResponse; changed: boolean }> {
+    const latest = await this.currentPositions();
+    const to = since ? maxPositions(since, latest) : latest;
+    const ctx = this.context(req, filter, fullState, since, to);
+    let changed = false;
+    for (const provider of this.providers.values()) {
+      if (since === undefined) await provider.complete(ctx, to[provider.topic]);
+      else if (await provider.incremental(ctx, since[provider.topic], to[provider.topic])) changed = true;
+    }
+    return { response: ctx.response.build(encodeSyncToken(to)), changed };
+  }
+
+  private context(req: SyncRequest, filter: SyncFilter, fullState: boolean, since: SyncPositions | undefined, to: SyncPositions): SyncContext {
+    const db = this.deps.db.knex;
+    let memberships: Promise<Map<string, MembershipRow>> | undefined;
+    const loadMemberships = async (): Promise<Map<string, MembershipRow>> => {
+      const out = new Map<string, MembershipRow>();
+      for (const row of await userMemberships(db, req.userId)) {
+        if (row.streamOrdering <= to.timeline) {
+          out.set(row.roomId, row);
+          continue;
+        }
+        // Changed after this request's position: use the membership as of the position.
+        const atTo = await membershipAtStream(db, row.roomId, req.userId, to.timeline);
+        if (atTo) out.set(row.roomId, atTo);
+      }
+      return out;
+    };
+    return {
+      userId: req.userId,
+      deviceId: req.deviceId,
+      filter,
+      fullState,
+      since,
+      to,
+      response: new SyncResponseBuilder(),
+      newlyJoined: new Set(),
+      memberships: () => (memberships ??= loadMemberships()),
+      joinedRoomIds: async () => {
+        const all = await (memberships ??= loadMemberships());
+        return [...all.values()].filter((m) => m.membership === 'join' && roomAllowed(filter, m.roomId)).map((m) => m.roomId);
+      },
+    };
   }
 }
+
+export type { SyncProvider, SyncContext } from './provider.js';
+export type { SyncResponse } from './response.js';

@@ -16,7 +16,27 @@ const SALT_LENGTH = 16;
 /** Longest password accepted anywhere (Synapse uses 512 as well); keeps hashing cost bounded. */
 export const MAX_PASSWORD_LENGTH = 512;
 
+// Each hash holds 32 MiB; at most two at once keeps peak memory bounded under a burst of logins.
+const MAX_CONCURRENT_HASHES = 2;
+let running = 0;
+const waiting: Array<() => void> = [];
+
+async function withHashSlot<T>(fn: () => Promise<T>): Promise<T> {
+  if (running >= MAX_CONCURRENT_HASHES) await new Promise<void>((resolve) => waiting.push(resolve));
+  running++;
+  try {
+    return await fn();
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
 function scrypt(password: string, salt: Buffer, params: ScryptParams, keylen: number): Promise<Buffer> {
+  return withHashSlot(() => scryptOnce(password, salt, params, keylen));
+}
+
+function scryptOnce(password: string, salt: Buffer, params: ScryptParams, keylen: number): Promise<Buffer> {
   const N = 2 ** params.ln;
   const options: ScryptOptions = { N, r: params.r, p: params.p, maxmem: 128 * N * params.r * params.p + 16 * 1024 * 1024 };
   return new Promise((resolve, reject) => {

@@ -109,4 +109,9 @@ export class UserService {
   requireReauth(requester: Requester, auth: unknown, operation: string) {
     return this.account.requireReauth(requester, auth, operation);
   }
+
+  /** Completes a UIA session once the operation it guarded has succeeded. */
+  finishReauth(passed: Awaited<ReturnType<UserService['requireReauth']>>): Promise<void> {
+    return this.account.finishReauth(passed);
+  }
 }

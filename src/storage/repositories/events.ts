@@ -194,3 +194,14 @@ export async function eventIdByTimestamp(db: Db, roomId: string, ts: number, dir
   const row: EventRow | undefined = await q.first();
   return row ? toStoredEvent(row) : undefined;
 }
+
+/** The event a device already sent with this transaction id into this room, if any. */
+export async function eventIdForTransaction(
+  db: Db,
+  key: { sender: string; senderDevice: string; roomId: string; type: string; txnId: string },
+): Promise<string | undefined> {
+  const row = await db('events')
+    .where({ sender: key.sender, txn_id: key.txnId, sender_device: key.senderDevice, room_id: key.roomId, type: key.type })
+    .first('event_id');
+  return row?.event_id;
+}

@@ -1,0 +1,115 @@
+import { z } from 'zod';
+import type { Services } from '../homeserver.js';
+import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
+import { parseSyncToken } from '../sync/token.js';
+import { MatrixError } from '../errors.js';
+
+const keyObject = z.record(z.string(), z.unknown());
+
+const uploadBody = z
+  .object({
+    device_keys: z
+      .object({
+        user_id: z.string(),
+        device_id: z.string(),
+        algorithms: z.array(z.string()),
+        keys: z.record(z.string(), z.string()),
+        signatures: z.record(z.string(), z.record(z.string(), z.string())),
+      })
+      .loose()
+      .optional(),
+    one_time_keys: z.record(z.string(), z.union([z.string(), keyObject])).optional(),
+    fallback_keys: z.record(z.string(), z.union([z.string(), keyObject])).optional(),
+    'org.matrix.msc2732.fallback_keys': z.record(z.string(), z.union([z.string(), keyObject])).optional(),
+  })
+  .loose();
+
+// Spec: Client-Server API, "Key management API" and "Cross-signing".
+export function keyRoutes(services: Services): RouteDefinition[] {
+  const { e2ee } = services;
+  return [
+    // Spec: POST /_matrix/client/v3/keys/upload
+    defineRoute({
+      method: 'POST',
+      prefixes: CLIENT_V3,
+      path: '/keys/upload',
+      auth: 'user',
+      body: uploadBody,
+      handler: ({ body, requester }) =>
+        e2ee.deviceKeys.upload(requester, {
+          device_keys: body.device_keys,
+          one_time_keys: body.one_time_keys,
+          fallback_keys: body.fallback_keys ?? body['org.matrix.msc2732.fallback_keys'],
+        }),
+    }),
+    // Spec: POST /_matrix/client/v3/keys/query
+    defineRoute({
+      method: 'POST',
+      prefixes: CLIENT_V3,
+      path: '/keys/query',
+      auth: 'user',
+      body: z.object({ device_keys: z.record(z.string(), z.array(z.string())), timeout: z.number().optional() }).loose(),
+      handler: ({ body, requester }) => e2ee.deviceKeys.query(requester, body.device_keys),
+    }),
+    // Spec: POST /_matrix/client/v3/keys/claim
+    defineRoute({
+      method: 'POST',
+      prefixes: CLIENT_V3,
+      path: '/keys/claim',
+      auth: 'user',
+      body: z.object({ one_time_keys: z.record(z.string(), z.record(z.string(), z.string())), timeout: z.number().optional() }).loose(),
+      handler: ({ body }) => e2ee.deviceKeys.claim(body.one_time_keys),
+    }),
+    // Spec: GET /_matrix/client/v3/keys/changes
+    defineRoute({
+      method: 'GET',
+      prefixes: CLIENT_V3,
+      path: '/keys/changes',
+      auth: 'user',
+      query: z.object({ from: z.string(), to: z.string() }).loose(),
+      handler: async ({ query, requester }) => {
+        const from = parseSyncToken(query.from);
+        const to = parseSyncToken(query.to);
+        if (from.timeline > to.timeline && from.deviceLists > to.deviceLists) throw new MatrixError('M_INVALID_PARAM', 'from is after to');
+        return e2ee.deviceLists.delta(requester.userId, from, to);
+      },
+    }),
+    // Spec: POST /_matrix/client/v3/keys/device_signing/upload
+    defineRoute({
+      method: 'POST',
+      prefixes: CLIENT_V3,
+      path: '/keys/device_signing/upload',
+      auth: 'user',
+      body: z.object({ master_key: keyObject.optional(), self_signing_key: keyObject.optional(), user_signing_key: keyObject.optional(), auth: z.unknown().optional() }).loose(),
+      handler: async ({ body, requester }) => {
+        await e2ee.crossSigning.uploadDeviceSigningKeys(requester, body);
+        return {};
+      },
+    }),
+    // Spec: POST /_matrix/client/v3/keys/signatures/upload
+    defineRoute({
+      method: 'POST',
+      prefixes: CLIENT_V3,
+      path: '/keys/signatures/upload',
+      auth: 'user',
+      body: z.record(z.string(), z.record(z.string(), keyObject)),
+      handler: ({ body, requester }) => e2ee.crossSigning.uploadSignatures(requester, body),
+    }),
+    // Spec: PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}
+    defineRoute({
+      method: 'PUT',
+      prefixes: CLIENT_V3,
+      path: '/sendToDevice/:eventType/:txnId',
+      auth: 'user',
+      body: z.object({ messages: z.record(z.string(), z.record(z.string(), keyObject)) }).loose(),
+      handler: ({ params, body, requester }) =>
+        services.transactions.run(
+          { userId: requester.userId, deviceId: requester.deviceId ?? `token:${requester.tokenId}`, scope: 'sendToDevice', txnId: params.txnId! },
+          async () => {
+            await e2ee.toDevice.send(requester.userId, params.eventType!, body.messages);
+            return {};
+          },
+        ),
+    }),
+  ];
+}

@@ -1,0 +1,43 @@
+import { z } from 'zod';
+import type { Services } from '../homeserver.js';
+import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
+
+const booleanParam = z.enum(['true', 'false']).transform((v) => v === 'true');
+
+const syncQuery = z.looseObject({
+  since: z.string().optional(),
+  filter: z.string().optional(),
+  full_state: booleanParam.optional(),
+  // Accepted; presence is not tracked yet.
+  set_presence: z.enum(['offline', 'online', 'unavailable']).optional(),
+  timeout: z
+    .string()
+    .regex(/^\d{1,10}$/, 'must be a non-negative integer')
+    .transform(Number)
+    .optional(),
+  // MSC4222 / use_state_after: accepted and ignored (the response uses `state`).
+  use_state_after: booleanParam.optional(),
+});
+
+// Spec: Client-Server API, "GET /_matrix/client/v3/sync".
+export function syncRoutes(services: Services): RouteDefinition[] {
+  return [
+    defineRoute({
+      method: 'GET',
+      prefixes: CLIENT_V3,
+      path: '/sync',
+      auth: 'user',
+      allowGuests: true,
+      query: syncQuery,
+      handler: (ctx) =>
+        services.sync.sync({
+          userId: ctx.requester.userId,
+          deviceId: ctx.requester.deviceId,
+          since: ctx.query.since,
+          timeoutMs: ctx.query.timeout,
+          filter: ctx.query.filter,
+          fullState: ctx.query.full_state,
+        }),
+    }),
+  ];
+}

@@ -1,0 +1,185 @@
+import type { Knex } from 'knex';
+import { canonicalJson } from '../crypto/canonicalJson.js';
+import { MatrixError } from '../errors.js';
+import type { Requester } from '../http/route.js';
+import type { ServiceDeps } from '../serviceDeps.js';
+import { listDevices } from '../storage/repositories/devices.js';
+import * as repo from '../storage/repositories/e2ee.js';
+import type { DeviceListService } from './deviceLists.js';
+import { mergeStoredSignatures } from './signatures.js';
+
+export interface KeysUploadBody {
+  device_keys?: Record<string, unknown> | undefined;
+  one_time_keys?: Record<string, unknown> | undefined;
+  fallback_keys?: Record<string, unknown> | undefined;
+}
+
+type KeyObject = Record<string, unknown>;
+
+function identityKeys(keys: KeyObject): string {
+  return canonicalJson((keys.keys as Record<string, unknown> | undefined) ?? {});
+}
+
+/** Spec: Client-Server API, "Key management API" — /keys/upload, /keys/query, /keys/claim. */
+export class DeviceKeysService {
+  constructor(
+    private readonly deps: ServiceDeps,
+    private readonly deviceLists: DeviceListService,
+  ) {}
+
+  async upload(requester: Requester, body: KeysUploadBody): Promise<{ one_time_key_counts: Record<string, number> }> {
+    const { userId } = requester;
+    const deviceId = requester.deviceId;
+    if (!deviceId) throw new MatrixError('M_INVALID_PARAM', 'This access token has no device');
+    const keysChanged = await this.deps.db.write((trx) => this.writeKeys(trx, userId, deviceId, body));
+    if (keysChanged) await this.deviceLists.notifyChange(userId);
+    return { one_time_key_counts: await this.oneTimeKeyCounts(userId, deviceId) };
+  }
+
+  /** Stores a device's keys inside the caller's transaction; true when its device keys changed. */
+  async writeKeys(trx: Knex.Transaction, userId: string, deviceId: string, body: KeysUploadBody): Promise<boolean> {
+    let keysChanged = false;
+    if (body.device_keys) {
+      const dk = body.device_keys;
+      if (dk.user_id !== userId || dk.device_id !== deviceId) {
+        throw new MatrixError('M_INVALID_PARAM', 'device_keys.user_id and device_id must match the requesting device');
+      }
+      if (typeof dk.keys !== 'object' || dk.keys === null || !Array.isArray(dk.algorithms)) {
+        throw new MatrixError('M_BAD_JSON', 'device_keys needs keys and algorithms');
+      }
+      const existing = (await repo.getDeviceKeys(trx, userId, [deviceId])).get(deviceId);
+      // A device's identity keys never change; different keys for the same device ID are refused.
+      if (existing && identityKeys(existing) !== identityKeys(dk)) {
+        throw new MatrixError('M_INVALID_PARAM', 'This device already has different identity keys; log in as a new device');
+      }
+      const stored = { ...dk };
+      delete stored.unsigned;
+      if (!existing || canonicalJson(existing) !== canonicalJson(stored)) {
+        await repo.setDeviceKeys(trx, userId, deviceId, stored);
+        await this.deviceLists.recordChange(trx, userId);
+        keysChanged = true;
+      }
+    }
+    if (body.one_time_keys) {
+      const fresh: Array<{ algorithm: string; keyId: string; json: string }> = [];
+      for (const [fullId, key] of Object.entries(body.one_time_keys)) {
+        const [algorithm, keyId] = splitKeyId(fullId);
+        const json = JSON.stringify(key);
+        const existing = await repo.getOneTimeKey(trx, userId, deviceId, algorithm, keyId);
+        if (existing !== undefined) {
+          if (canonicalJson(JSON.parse(existing)) !== canonicalJson(key)) {
+            throw new MatrixError('M_INVALID_PARAM', `One-time key ${fullId} already exists with different content`);
+          }
+          continue;
+        }
+        fresh.push({ algorithm, keyId, json });
+      }
+      await repo.insertOneTimeKeys(trx, userId, deviceId, fresh);
+    }
+    if (body.fallback_keys) {
+      for (const [fullId, key] of Object.entries(body.fallback_keys)) {
+        const [algorithm, keyId] = splitKeyId(fullId);
+        const current = await repo.getFallbackKey(trx, userId, deviceId, algorithm);
+        // Re-uploading the same fallback key must not mark a used one as unused again.
+        if (current && current.keyId === keyId && canonicalJson(JSON.parse(current.json)) === canonicalJson(key)) continue;
+        await repo.setFallbackKey(trx, userId, deviceId, algorithm, keyId, JSON.stringify(key));
+      }
+    }
+    return keysChanged;
+  }
+
+  async oneTimeKeyCounts(userId: string, deviceId: string): Promise<Record<string, number>> {
+    // signed_curve25519 is always reported so clients know to top it up.
+    return { signed_curve25519: 0, ...(await repo.countOneTimeKeys(this.deps.db.knex, userId, deviceId)) };
+  }
+
+  unusedFallbackKeyTypes(userId: string, deviceId: string): Promise<string[]> {
+    return repo.unusedFallbackKeyTypes(this.deps.db.knex, userId, deviceId);
+  }
+
+  /** POST /keys/query for local users; remote servers go to `failures` until federation exists. */
+  async query(requester: Requester, request: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const db = this.deps.db.knex;
+    const deviceKeys: Record<string, Record<string, KeyObject>> = {};
+    const masterKeys: Record<string, KeyObject> = {};
+    const selfSigningKeys: Record<string, KeyObject> = {};
+    const userSigningKeys: Record<string, KeyObject> = {};
+    const failures: Record<string, unknown> = {};
+    const userIds = Object.keys(request);
+    const signatures = await repo.signaturesFor(db, userIds);
+    for (const userId of userIds) {
+      const server = userId.slice(userId.indexOf(':') + 1);
+      if (server !== this.deps.serverName) {
+        failures[server] = { errcode: 'M_UNRECOGNIZED', error: 'Federation is not available yet' };
+        continue;
+      }
+      const wanted = request[userId];
+      const deviceFilter = Array.isArray(wanted) && wanted.length ? (wanted as string[]) : undefined;
+      const keys = await repo.getDeviceKeys(db, userId, deviceFilter);
+      const devices = new Map((await listDevices(db, userId, true)).map((d) => [d.deviceId, d]));
+      const out: Record<string, KeyObject> = {};
+      for (const [deviceId, key] of keys) {
+        const device = devices.get(deviceId);
+        if (!device) continue;
+        const withSigs = mergeStoredSignatures(key, userId, deviceId, signatures, requester.userId);
+        withSigs.unsigned = device.displayName ? { device_display_name: device.displayName } : {};
+        out[deviceId] = withSigs;
+      }
+      deviceKeys[userId] = out;
+      const cross = await repo.getCrossSigningKeys(db, userId);
+      if (cross.master) masterKeys[userId] = mergeStoredSignatures(cross.master, userId, publicKeyOf(cross.master), signatures, requester.userId);
+      if (cross.self_signing) selfSigningKeys[userId] = cross.self_signing;
+      if (cross.user_signing && userId === requester.userId) userSigningKeys[userId] = cross.user_signing;
+    }
+    return {
+      device_keys: deviceKeys,
+      master_keys: masterKeys,
+      self_signing_keys: selfSigningKeys,
+      user_signing_keys: userSigningKeys,
+      failures,
+    };
+  }
+
+  /** POST /keys/claim: each one-time key is handed out once; the fallback key when none are left. */
+  async claim(request: Record<string, Record<string, string>>): Promise<Record<string, unknown>> {
+    const oneTimeKeys: Record<string, Record<string, Record<string, unknown>>> = {};
+    const failures: Record<string, unknown> = {};
+    await this.deps.db.write(async (trx) => {
+      for (const [userId, devices] of Object.entries(request)) {
+        const server = userId.slice(userId.indexOf(':') + 1);
+        if (server !== this.deps.serverName) {
+          failures[server] = { errcode: 'M_UNRECOGNIZED', error: 'Federation is not available yet' };
+          continue;
+        }
+        for (const [deviceId, algorithm] of Object.entries(devices)) {
+          const taken = await repo.takeOneTimeKey(trx, userId, deviceId, algorithm);
+          let result: { keyId: string; json: string } | undefined = taken;
+          if (!result) {
+            const fallback = await repo.getFallbackKey(trx, userId, deviceId, algorithm);
+            if (fallback) {
+              if (!fallback.used) await repo.markFallbackKeyUsed(trx, userId, deviceId, algorithm);
+              result = fallback;
+            }
+          }
+          if (!result) continue;
+          oneTimeKeys[userId] ??= {};
+          oneTimeKeys[userId][deviceId] = { [`${algorithm}:${result.keyId}`]: JSON.parse(result.json) };
+        }
+      }
+    });
+    return { one_time_keys: oneTimeKeys, failures };
+  }
+}
+
+function splitKeyId(fullId: string): [string, string] {
+  const i = fullId.indexOf(':');
+  if (i <= 0 || i === fullId.length - 1) throw new MatrixError('M_INVALID_PARAM', `Invalid key id ${fullId}`);
+  return [fullId.slice(0, i), fullId.slice(i + 1)];
+}
+
+/** The unpadded base64 public key of a cross-signing key object. */
+export function publicKeyOf(key: KeyObject): string {
+  const keys = (key.keys as Record<string, string> | undefined) ?? {};
+  const first = Object.values(keys)[0];
+  return first ?? '';
+}

@@ -1,0 +1,93 @@
+import type { Knex } from 'knex';
+import type { ServiceDeps } from '../serviceDeps.js';
+import type { Db } from '../storage/database.js';
+import * as e2eeRepo from '../storage/repositories/e2ee.js';
+import { roomsForUser, usersSharingRooms } from '../storage/repositories/state.js';
+import { membershipChangesInRooms } from '../storage/repositories/e2eeSync.js';
+
+export interface DeviceListDelta {
+  changed: string[];
+  left: string[];
+}
+
+/**
+ * Who must re-fetch whose device keys. Most "unable to decrypt" reports come from this bookkeeping, so every
+ * rule of spec "Tracking the device list for a user" lives here in one place.
+ */
+export class DeviceListService {
+  constructor(private readonly deps: ServiceDeps) {}
+
+  /** Records a change of `userId`'s devices or cross-signing keys inside the caller's write transaction. */
+  async recordChange(trx: Knex.Transaction, userId: string): Promise<void> {
+    await e2eeRepo.recordDeviceListChange(trx, userId);
+  }
+
+  /** After commit: wakes everyone who shares a room with `userId`, and the user's own devices. */
+  async notifyChange(userId: string): Promise<void> {
+    const users = await usersSharingRooms(this.deps.db.knex, userId);
+    this.deps.notifier.notifyUsers([userId, ...users]);
+  }
+
+  /** Records and publishes a change in its own transaction. */
+  async changed(userId: string): Promise<void> {
+    await this.deps.db.write((trx) => this.recordChange(trx, userId));
+    await this.notifyChange(userId);
+  }
+
+  latest(): Promise<number> {
+    return e2eeRepo.maxDeviceListStream(this.deps.db.knex);
+  }
+
+  /**
+   * `changed`: users who share a room with `userId` now and whose keys changed in the device-list range, or
+   * who newly share a room in the timeline range. `left`: users who no longer share any room.
+   */
+  async delta(
+    userId: string,
+    from: { deviceLists: number; timeline: number },
+    to: { deviceLists: number; timeline: number },
+  ): Promise<DeviceListDelta> {
+    const db = this.deps.db.knex;
+    const sharing = new Set(await usersSharingRooms(db, userId));
+    sharing.add(userId);
+    const changed = new Set<string>();
+    if (to.deviceLists > from.deviceLists) {
+      for (const u of await e2eeRepo.usersWithDeviceChanges(db, from.deviceLists, to.deviceLists)) {
+        if (sharing.has(u)) changed.add(u);
+      }
+    }
+    const left = new Set<string>();
+    if (to.timeline > from.timeline) {
+      await this.membershipDelta(db, userId, from.timeline, to.timeline, sharing, changed, left);
+    }
+    for (const u of changed) left.delete(u);
+    return { changed: [...changed].sort(), left: [...left].sort() };
+  }
+
+  private async membershipDelta(
+    db: Db,
+    userId: string,
+    from: number,
+    to: number,
+    sharing: Set<string>,
+    changed: Set<string>,
+    left: Set<string>,
+  ): Promise<void> {
+    const myRooms = await roomsForUser(db, userId, ['join', 'leave', 'ban']);
+    const roomIds = myRooms.map((r) => r.roomId);
+    const changes = await membershipChangesInRooms(db, roomIds, from, to);
+    for (const c of changes) {
+      if (c.stateKey === userId) {
+        if (c.membership === 'join') {
+          // We joined a room: everyone in it is (maybe newly) someone we share a room with.
+          for (const member of c.currentJoinedMembers) if (member !== userId && sharing.has(member)) changed.add(member);
+        } else if (c.membership === 'leave' || c.membership === 'ban') {
+          for (const member of c.currentJoinedMembers) if (!sharing.has(member)) left.add(member);
+        }
+        continue;
+      }
+      if (c.membership === 'join' && sharing.has(c.stateKey)) changed.add(c.stateKey);
+      if ((c.membership === 'leave' || c.membership === 'ban') && !sharing.has(c.stateKey)) left.add(c.stateKey);
+    }
+  }
+}

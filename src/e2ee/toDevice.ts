@@ -1,0 +1,66 @@
+import type { ServiceDeps } from '../serviceDeps.js';
+import { listDevices } from '../storage/repositories/devices.js';
+import * as repo from '../storage/repositories/e2ee.js';
+
+export const TO_DEVICE_STREAM = 'to_device';
+
+/** How many to-device messages one /sync delivers; the rest follow in the next. */
+export const TO_DEVICE_SYNC_LIMIT = 100;
+
+/**
+ * Spec: Client-Server API, "Send-to-Device messaging". Messages are stored durably, delivered in order per
+ * device, and deleted only when the device's next sync shows it has them.
+ */
+export class ToDeviceService {
+  /** Deliveries to users on other servers, set by federation when it exists. */
+  remoteSender: ((sender: string, type: string, messages: Record<string, Record<string, unknown>>, server: string) => Promise<void>) | undefined;
+
+  constructor(private readonly deps: ServiceDeps) {}
+
+  async send(sender: string, type: string, messages: Record<string, Record<string, unknown>>): Promise<void> {
+    const db = this.deps.db.knex;
+    const rows: Array<{ userId: string; deviceId: string; sender: string; type: string; content: string }> = [];
+    const remote = new Map<string, Record<string, Record<string, unknown>>>();
+    for (const [userId, byDevice] of Object.entries(messages)) {
+      const server = userId.slice(userId.indexOf(':') + 1);
+      if (server !== this.deps.serverName) {
+        const forServer = remote.get(server) ?? {};
+        forServer[userId] = byDevice;
+        remote.set(server, forServer);
+        continue;
+      }
+      for (const [deviceId, content] of Object.entries(byDevice)) {
+        const json = JSON.stringify(content);
+        const targets = deviceId === '*' ? (await listDevices(db, userId, true)).map((d) => d.deviceId) : [deviceId];
+        for (const target of targets) rows.push({ userId, deviceId: target, sender, type, content: json });
+      }
+    }
+    if (rows.length) {
+      await this.deps.db.write(async (trx) => {
+        const head = await repo.insertToDevice(trx, rows);
+        await repo.advanceStreamHead(trx, TO_DEVICE_STREAM, head);
+      });
+      this.deps.notifier.notifyUsers(new Set(rows.map((r) => r.userId)));
+    }
+    for (const [server, byUser] of remote) {
+      if (this.remoteSender) await this.remoteSender(sender, type, byUser, server);
+      else this.deps.logger.debug({ server }, 'to-device for a remote server dropped: no federation');
+    }
+  }
+
+  latest(): Promise<number> {
+    return repo.readStreamHead(this.deps.db.knex, TO_DEVICE_STREAM);
+  }
+
+  /**
+   * Messages for one device after `since` (acknowledging everything up to it), at most the sync limit.
+   * Returns the position the next sync token must carry.
+   */
+  async forSync(userId: string, deviceId: string, since: number, to: number): Promise<{ events: Array<{ sender: string; type: string; content: Record<string, unknown> }>; position: number }> {
+    const db = this.deps.db.knex;
+    if (since > 0) await repo.deleteToDeviceUpTo(db, userId, deviceId, since);
+    const rows = await repo.toDeviceAfter(db, userId, deviceId, since, to, TO_DEVICE_SYNC_LIMIT);
+    const position = rows.length === TO_DEVICE_SYNC_LIMIT ? rows[rows.length - 1]!.streamId : to;
+    return { events: rows.map((r) => ({ sender: r.sender, type: r.type, content: r.content })), position };
+  }
+}

@@ -1,0 +1,193 @@
+import type { Db } from '../database.js';
+
+// Batched reads for /sync: one query for many rooms wherever that is easy, so an initial sync of a user
+// in hundreds of rooms costs a handful of round trips, not several per room.
+
+const CHUNK = 400;
+
+function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+async function rawRows<T>(db: Db, sql: string, bindings: readonly unknown[]): Promise<T[]> {
+  const res = await db.raw(sql, bindings as never);
+  // sqlite3 answers with the rows, pg with a result object.
+  return (Array.isArray(res) ? res : (res as { rows: T[] }).rows) as T[];
+}
+
+export interface MembershipRow {
+  roomId: string;
+  membership: string;
+  eventId: string;
+  streamOrdering: number;
+}
+
+/** The user's current membership in every room they have one in (one query). */
+export async function userMemberships(db: Db, userId: string): Promise<MembershipRow[]> {
+  const rows: Array<{ room_id: string; membership: string; event_id: string; stream_ordering: number }> = await db('current_state')
+    .where({ type: 'm.room.member', state_key: userId })
+    .select('room_id', 'membership', 'event_id', 'stream_ordering');
+  return rows.map((r) => ({ roomId: r.room_id, membership: r.membership, eventId: r.event_id, streamOrdering: Number(r.stream_ordering) }));
+}
+
+/** The user's last membership event in a room at or before a stream position. */
+export async function membershipAtStream(db: Db, roomId: string, userId: string, stream: number): Promise<MembershipRow | undefined> {
+  const row = await db('events')
+    .where({ room_id: roomId, type: 'm.room.member', state_key: userId, outlier: false })
+    .whereNull('rejected_reason')
+    .andWhere('stream_ordering', '<=', stream)
+    .orderBy('stream_ordering', 'desc')
+    .first('room_id', 'membership', 'event_id', 'stream_ordering');
+  return row ? { roomId: row.room_id, membership: row.membership, eventId: row.event_id, streamOrdering: Number(row.stream_ordering) } : undefined;
+}
+
+/** The user's own membership events in (from, to], oldest first. */
+export async function userMembershipEventsInRange(db: Db, userId: string, fromExclusive: number, toInclusive: number): Promise<MembershipRow[]> {
+  const rows: Array<{ room_id: string; membership: string; event_id: string; stream_ordering: number }> = await db('events')
+    .where('stream_ordering', '>', fromExclusive)
+    .andWhere('stream_ordering', '<=', toInclusive)
+    .andWhere({ type: 'm.room.member', state_key: userId, outlier: false })
+    .whereNull('rejected_reason')
+    .orderBy('stream_ordering', 'asc')
+    .select('room_id', 'membership', 'event_id', 'stream_ordering');
+  return rows.map((r) => ({ roomId: r.room_id, membership: r.membership, eventId: r.event_id, streamOrdering: Number(r.stream_ordering) }));
+}
+
+/** Rooms with at least one event in (from, to] — a range scan of the stream, narrow for incremental syncs. */
+export async function roomsWithEventsInRange(db: Db, fromExclusive: number, toInclusive: number): Promise<Set<string>> {
+  if (fromExclusive >= toInclusive) return new Set();
+  const rows: Array<{ room_id: string }> = await db('events')
+    .where('stream_ordering', '>', fromExclusive)
+    .andWhere('stream_ordering', '<=', toInclusive)
+    .distinct('room_id');
+  return new Set(rows.map((r) => r.room_id));
+}
+
+export interface RoomRange {
+  roomId: string;
+  /** Exclusive lower bound. */
+  after: number;
+  /** Inclusive upper bound. */
+  upTo: number;
+}
+
+/**
+ * The newest `limit` event ids of each room inside its range, newest first — one UNION ALL query per
+ * chunk of rooms, each arm walking the (room_id, stream_ordering) index backwards.
+ */
+export async function latestEventIdsPerRoom(db: Db, ranges: readonly RoomRange[], limit: number): Promise<Map<string, Array<{ eventId: string; streamOrdering: number }>>> {
+  const out = new Map<string, Array<{ eventId: string; streamOrdering: number }>>();
+  for (const r of ranges) out.set(r.roomId, []);
+  if (limit <= 0) return out;
+  for (const part of chunks(ranges, 100)) {
+    const arms: string[] = [];
+    const bindings: unknown[] = [];
+    part.forEach((r, i) => {
+      arms.push(
+        `SELECT * FROM (SELECT event_id, room_id, stream_ordering FROM events WHERE room_id = ? AND stream_ordering > ? AND stream_ordering <= ? AND outlier = ? AND rejected_reason IS NULL ORDER BY stream_ordering DESC LIMIT ?) AS t${i}`,
+      );
+      bindings.push(r.roomId, r.after, r.upTo, false, limit);
+    });
+    const rows = await rawRows<{ event_id: string; room_id: string; stream_ordering: number }>(db, arms.join(' UNION ALL '), bindings);
+    for (const row of rows) out.get(row.room_id)?.push({ eventId: row.event_id, streamOrdering: Number(row.stream_ordering) });
+  }
+  for (const list of out.values()) list.sort((a, b) => b.streamOrdering - a.streamOrdering);
+  return out;
+}
+
+/** Joined and invited member counts per room. */
+export async function memberCounts(db: Db, roomIds: readonly string[]): Promise<Map<string, { joined: number; invited: number }>> {
+  const out = new Map<string, { joined: number; invited: number }>();
+  for (const id of roomIds) out.set(id, { joined: 0, invited: 0 });
+  for (const part of chunks(roomIds)) {
+    const rows: Array<{ room_id: string; membership: string; c: number | string }> = await db('current_state')
+      .where('type', 'm.room.member')
+      .whereIn('room_id', part)
+      .whereIn('membership', ['join', 'invite'])
+      .groupBy('room_id', 'membership')
+      .select('room_id', 'membership')
+      .count({ c: '*' });
+    for (const r of rows) {
+      const entry = out.get(r.room_id)!;
+      if (r.membership === 'join') entry.joined = Number(r.c);
+      else entry.invited = Number(r.c);
+    }
+  }
+  return out;
+}
+
+/**
+ * Up to `n` heroes per room (spec: "m.heroes"): other joined or invited members in the order they
+ * arrived; rooms with none fall back to members who left.
+ */
+export async function heroCandidates(db: Db, roomIds: readonly string[], userId: string, n = 5): Promise<Map<string, string[]>> {
+  const active = new Map<string, string[]>();
+  const former = new Map<string, string[]>();
+  for (const part of chunks(roomIds)) {
+    const placeholders = part.map(() => '?').join(',');
+    const rows = await rawRows<{ room_id: string; state_key: string; active: number | string }>(
+      db,
+      `SELECT room_id, state_key, active FROM (
+         SELECT room_id, state_key, CASE WHEN membership IN ('join', 'invite') THEN 1 ELSE 0 END AS active,
+                ROW_NUMBER() OVER (PARTITION BY room_id, CASE WHEN membership IN ('join', 'invite') THEN 1 ELSE 0 END ORDER BY stream_ordering) AS rn
+         FROM current_state WHERE type = 'm.room.member' AND state_key <> ? AND room_id IN (${placeholders})
+       ) AS ranked WHERE rn <= ? ORDER BY room_id, rn`,
+      [userId, ...part, n],
+    );
+    for (const r of rows) {
+      const target = Number(r.active) === 1 ? active : former;
+      let list = target.get(r.room_id);
+      if (!list) target.set(r.room_id, (list = []));
+      list.push(r.state_key);
+    }
+  }
+  const out = new Map<string, string[]>();
+  for (const id of roomIds) out.set(id, active.get(id) ?? former.get(id) ?? []);
+  return out;
+}
+
+const NOTIFYING_TYPES = ['m.room.message', 'm.room.encrypted'];
+
+/**
+ * Simple unread counts until receipts and push rules exist: messages from others after the user's own
+ * latest event in each room; a highlight is one whose JSON mentions one of `mentions` (lower-case).
+ */
+export async function unreadCounts(
+  db: Db,
+  roomIds: readonly string[],
+  userId: string,
+  mentions: readonly string[],
+  toInclusive: number,
+): Promise<Map<string, { notification_count: number; highlight_count: number }>> {
+  const out = new Map<string, { notification_count: number; highlight_count: number }>();
+  for (const id of roomIds) out.set(id, { notification_count: 0, highlight_count: 0 });
+  const patterns = mentions.filter((m) => m.length > 0).map((m) => `%${m.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+  const highlightExpr = patterns.length
+    ? `SUM(CASE WHEN ${patterns.map(() => `LOWER(e.json) LIKE ? ESCAPE '\\'`).join(' OR ')} THEN 1 ELSE 0 END)`
+    : '0';
+  for (const part of chunks(roomIds)) {
+    const placeholders = part.map(() => '?').join(',');
+    const rows = await rawRows<{ room_id: string; n: number | string; h: number | string | null }>(
+      db,
+      `SELECT e.room_id AS room_id, COUNT(*) AS n, ${highlightExpr} AS h
+       FROM events e
+       JOIN (SELECT room_id, MAX(stream_ordering) AS last_own FROM events
+             WHERE sender = ? AND stream_ordering <= ? AND room_id IN (${placeholders}) GROUP BY room_id) own
+         ON own.room_id = e.room_id
+       WHERE e.stream_ordering > own.last_own AND e.stream_ordering <= ? AND e.sender <> ?
+         AND e.type IN (${NOTIFYING_TYPES.map(() => '?').join(',')}) AND e.outlier = ? AND e.rejected_reason IS NULL
+         AND e.redacted_by IS NULL
+       GROUP BY e.room_id`,
+      [...patterns, userId, toInclusive, ...part, toInclusive, userId, ...NOTIFYING_TYPES, false],
+    );
+    for (const r of rows) out.set(r.room_id, { notification_count: Number(r.n), highlight_count: Number(r.h ?? 0) });
+  }
+  return out;
+}
+
+export async function maxEventStreamOrdering(db: Db): Promise<number> {
+  const row = await db('events').max({ m: 'stream_ordering' }).first();
+  return Number(row?.m ?? 0);
+}
