@@ -16,7 +16,7 @@
  * - auth events that were themselves rejected (rule 2.3).
  */
 import { verifyJsonSignature } from '../crypto/signing.js';
-import { stateMapKey, type Pdu, type StateMap } from '../types/pdu.js';
+import { stateMapKey, type Pdu, type ReadonlyStateMap, type StateMap } from '../types/pdu.js';
 import { eventIdOf, prevEventIds, redactsOf, serverNameOf } from './eventFormat.js';
 import { getRoomVersion, type RoomVersion } from './roomVersions.js';
 
@@ -128,11 +128,11 @@ export function parsePowerLevelValue(v: unknown, version?: RoomVersion): number 
   return undefined;
 }
 
-function getState(state: StateMap, type: string, stateKey = ''): Pdu | undefined {
+function getState(state: ReadonlyStateMap, type: string, stateKey = ''): Pdu | undefined {
   return state.get(stateMapKey(type, stateKey));
 }
 
-function plContent(state: StateMap): Record<string, unknown> | undefined {
+function plContent(state: ReadonlyStateMap): Record<string, unknown> | undefined {
   const pl = getState(state, 'm.room.power_levels');
   return pl && isPlainObject(pl.content) ? pl.content : undefined;
 }
@@ -142,7 +142,7 @@ function levelOr(v: unknown, dflt: number, version?: RoomVersion): number {
 }
 
 /** The room creator: `content.creator` before v11, the create event's sender from v11. */
-export function roomCreator(state: StateMap, version: RoomVersion): string | undefined {
+export function roomCreator(state: ReadonlyStateMap, version: RoomVersion): string | undefined {
   const create = getState(state, 'm.room.create');
   if (!create) return undefined;
   if (version.implicitRoomCreator) return create.sender;
@@ -154,7 +154,7 @@ export function roomCreator(state: StateMap, version: RoomVersion): string | und
  * A user's power level: `users[user]`, else `users_default` (default 0).
  * Without a power_levels event the creator has 100 and everyone else 0.
  */
-export function userPowerLevel(state: StateMap, userId: string, version: RoomVersion): number {
+export function userPowerLevel(state: ReadonlyStateMap, userId: string, version: RoomVersion): number {
   const pl = plContent(state);
   if (pl) {
     const users = isPlainObject(pl.users) ? pl.users : {};
@@ -172,7 +172,7 @@ export function userPowerLevel(state: StateMap, userId: string, version: RoomVer
  * `state_default` (50; 0 without a power_levels event) for state events or
  * `events_default` (0) for others.
  */
-export function requiredPowerLevel(state: StateMap, eventType: string, isState: boolean, version?: RoomVersion): number {
+export function requiredPowerLevel(state: ReadonlyStateMap, eventType: string, isState: boolean, version?: RoomVersion): number {
   const pl = plContent(state);
   if (!pl) return 0;
   const events = isPlainObject(pl.events) ? pl.events : {};
@@ -186,13 +186,13 @@ export function requiredPowerLevel(state: StateMap, eventType: string, isState: 
 const ACTION_DEFAULTS = { invite: 0, kick: 50, ban: 50, redact: 50 } as const;
 
 /** Level needed to invite (default 0), kick/ban/redact (default 50). */
-export function powerLevelFor(state: StateMap, action: 'invite' | 'kick' | 'ban' | 'redact', version?: RoomVersion): number {
+export function powerLevelFor(state: ReadonlyStateMap, action: 'invite' | 'kick' | 'ban' | 'redact', version?: RoomVersion): number {
   const pl = plContent(state);
   return levelOr(pl?.[action], ACTION_DEFAULTS[action], version);
 }
 
 /** Level needed for a notification type such as `room` (default 50). */
-export function notificationPowerLevel(state: StateMap, key: string, version?: RoomVersion): number {
+export function notificationPowerLevel(state: ReadonlyStateMap, key: string, version?: RoomVersion): number {
   const pl = plContent(state);
   const n = pl && isPlainObject(pl.notifications) ? pl.notifications : {};
   return levelOr(n[key], 50, version);
@@ -201,13 +201,13 @@ export function notificationPowerLevel(state: StateMap, key: string, version?: R
 // ---------------------------------------------------------------------------
 // Membership helpers
 
-function membershipOf(state: StateMap, userId: string): string | undefined {
+function membershipOf(state: ReadonlyStateMap, userId: string): string | undefined {
   const ev = getState(state, 'm.room.member', userId);
   const m = ev?.content?.membership;
   return typeof m === 'string' ? m : undefined;
 }
 
-function joinRuleOf(state: StateMap): string {
+function joinRuleOf(state: ReadonlyStateMap): string {
   const jr = getState(state, 'm.room.join_rules')?.content?.join_rule;
   // With no join_rules event nobody can join uninvited (Synapse defaults to "invite").
   return typeof jr === 'string' ? jr : 'invite';
@@ -216,7 +216,7 @@ function joinRuleOf(state: StateMap): string {
 // ---------------------------------------------------------------------------
 // The rules
 
-export function checkAuth(event: Pdu, authState: StateMap, version: RoomVersion, opts: CheckAuthOptions = {}): AuthResult {
+export function checkAuth(event: Pdu, authState: ReadonlyStateMap, version: RoomVersion, opts: CheckAuthOptions = {}): AuthResult {
   try {
     return checkAuthInner(event, authState, version, opts);
   } catch (e) {
@@ -225,7 +225,7 @@ export function checkAuth(event: Pdu, authState: StateMap, version: RoomVersion,
   }
 }
 
-function checkAuthInner(event: Pdu, authState: StateMap, version: RoomVersion, opts: CheckAuthOptions): AuthResult {
+function checkAuthInner(event: Pdu, authState: ReadonlyStateMap, version: RoomVersion, opts: CheckAuthOptions): AuthResult {
   if (typeof event.sender !== 'string' || typeof event.type !== 'string' || typeof event.room_id !== 'string') {
     return deny('event lacks sender, type or room_id');
   }
@@ -320,7 +320,7 @@ function checkAuthInner(event: Pdu, authState: StateMap, version: RoomVersion, o
 function checkMembership(
   event: Pdu,
   content: Record<string, unknown>,
-  state: StateMap,
+  state: ReadonlyStateMap,
   version: RoomVersion,
   opts: CheckAuthOptions,
 ): AuthResult {
@@ -443,7 +443,7 @@ function checkMembership(
 function checkThirdPartyInvite(
   event: Pdu,
   content: Record<string, unknown>,
-  state: StateMap,
+  state: ReadonlyStateMap,
   targetMembership: string | undefined,
 ): AuthResult {
   if (targetMembership === 'ban') return deny('invitee is banned');
@@ -484,7 +484,7 @@ const PL_SCALARS = ['users_default', 'events_default', 'state_default', 'ban', '
 function checkPowerLevels(
   event: Pdu,
   content: Record<string, unknown>,
-  state: StateMap,
+  state: ReadonlyStateMap,
   version: RoomVersion,
   senderLevel: number,
 ): AuthResult {

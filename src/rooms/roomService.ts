@@ -4,7 +4,7 @@ import { canonicalJson } from '../crypto/canonicalJson.js';
 import { MatrixError, forbidden, notFound } from '../errors.js';
 import type { ServiceDeps } from '../serviceDeps.js';
 import type { Db } from '../storage/database.js';
-import { eventIdForTransaction, type StoredEvent } from '../storage/repositories/events.js';
+import { eventIdsForTransactions, transactionKeyString, type StoredEvent, type TransactionKey } from '../storage/repositories/events.js';
 import { getProfile } from '../storage/repositories/profiles.js';
 import * as roomsRepo from '../storage/repositories/rooms.js';
 import * as stateRepo from '../storage/repositories/state.js';
@@ -16,12 +16,23 @@ import { EventStore } from './eventStore.js';
 import { initialRoomEvents, type CreateRoomRequest } from './roomCreation.js';
 import { RoomReader } from './roomReader.js';
 import { getRoomVersion, type RoomVersion } from './roomVersions.js';
-import { RoomWriter, type AppendMeta, type EventDraft, type RoomWriteContext, type WriteResult } from './roomWriter.js';
+import { RoomWriter, StreamAllocator, type AppendMeta, type EventDraft, type RoomWriteContext, type WriteResult } from './roomWriter.js';
 import { StateStore } from './stateStore.js';
 
 function canonicalEqual(a: unknown, b: unknown): boolean {
   return canonicalJson(a) === canonicalJson(b);
 }
+
+interface WriteJob {
+  roomId: string;
+  /** For sends with a transaction id: an event already sent under it answers instead of `fn`. */
+  txn?: TransactionKey;
+  fn: (ctx: RoomWriteContext, trx: Knex.Transaction) => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+const MAX_BATCH = 256;
 
 export interface Actor {
   userId: string;
@@ -44,6 +55,8 @@ export class RoomService {
   private readonly versions = new LruCache<string, RoomVersion>(10_000);
   private readonly afterCommitHooks: Array<(result: WriteResult) => void> = [];
   private readonly pendingSends = new Map<string, Promise<string>>();
+  private readonly writeQueue: WriteJob[] = [];
+  private flushing = false;
 
   constructor(private readonly deps: ServiceDeps) {
     this.state = new StateStore(this.events);
@@ -56,7 +69,7 @@ export class RoomService {
       stateStore: this.state,
       lastKnownHashes,
       idOf: (pdu, version) => eventIdOf(pdu, version),
-    });
+    }, deps.db.dialect === 'sqlite');
     this.reader = new RoomReader({ db: deps.db, events: this.events, state: this.state, clock: deps.clock, roomVersion: (db, id) => this.roomVersion(db, id) });
   }
 
@@ -76,23 +89,77 @@ export class RoomService {
     return version;
   }
 
-  /** Runs `fn` in one stream-write transaction on one room, then publishes what it wrote. */
-  async write<T>(roomId: string, fn: (ctx: RoomWriteContext, trx: Knex.Transaction) => Promise<T>): Promise<T> {
-    let result: WriteResult | undefined;
-    let value: T;
+  /**
+   * Runs `fn` against the room's current head inside a stream-write transaction, then publishes what it
+   * wrote. Writes that arrive while a transaction is running are committed together in the next one (group
+   * commit); a job refused with a MatrixError before writing anything does not affect the others.
+   */
+  write<T>(roomId: string, fn: (ctx: RoomWriteContext, trx: Knex.Transaction) => Promise<T>, txn?: TransactionKey): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.writeQueue.push({ roomId, fn, resolve: resolve as (v: unknown) => void, reject, ...(txn ? { txn } : {}) });
+      void this.flushWrites();
+    });
+  }
+
+  private async flushWrites(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
     try {
-      value = await this.deps.db.write(async (trx) => {
-        const ctx = await this.writer.open(trx, roomId);
-        const out = await fn(ctx, trx);
-        result = ctx.finish();
-        return out;
+      while (this.writeQueue.length) await this.runBatch(this.writeQueue.splice(0, MAX_BATCH));
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async runBatch(batch: WriteJob[]): Promise<void> {
+    const contexts = new Map<string, RoomWriteContext>();
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    try {
+      await this.deps.db.write(async (trx) => {
+        const stream = await StreamAllocator.start(trx);
+        const keys = batch.map((j) => j.txn).filter((k): k is TransactionKey => k !== undefined);
+        const alreadySent = await eventIdsForTransactions(trx, keys);
+        for (const job of batch) {
+          try {
+            const earlier = job.txn ? alreadySent.get(transactionKeyString(job.txn)) : undefined;
+            if (earlier) {
+              outcomes.push({ ok: true, value: earlier });
+              continue;
+            }
+            let ctx = contexts.get(job.roomId);
+            if (!ctx) {
+              ctx = await this.writer.open(trx, stream, job.roomId);
+              contexts.set(job.roomId, ctx);
+            }
+            const value = await job.fn(ctx, trx);
+            outcomes.push({ ok: true, value });
+            // A retry of this transaction later in the same batch finds this event.
+            if (job.txn) alreadySent.set(transactionKeyString(job.txn), String(value));
+          } catch (error) {
+            if (!(error instanceof MatrixError)) throw error;
+            outcomes.push({ ok: false, error });
+          }
+        }
+        // The head cache moves inside the transaction, so the next one never opens a stale head.
+        for (const ctx of contexts.values()) {
+          await ctx.finish();
+          this.writer.committed(ctx);
+        }
       });
     } catch (err) {
-      if (result) this.state.forget(result.createdGroups);
-      throw err;
+      for (const ctx of contexts.values()) {
+        this.state.forget(ctx.result.createdGroups);
+        this.writer.abandoned(ctx.roomId);
+      }
+      for (const job of batch) job.reject(err);
+      return;
     }
-    this.publish(result!);
-    return value;
+    for (const ctx of contexts.values()) this.publish(ctx.result);
+    batch.forEach((job, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) job.resolve(outcome.value);
+      else job.reject(outcome.error);
+    });
   }
 
   private publish(result: WriteResult): void {
@@ -131,7 +198,7 @@ export class RoomService {
     let result: WriteResult | undefined;
     try {
       await this.deps.db.write(async (trx) => {
-        const ctx = await this.writer.create(trx, roomId, version, actor.userId, req.visibility === 'public');
+        const ctx = await this.writer.create(trx, await StreamAllocator.start(trx), roomId, version, actor.userId, req.visibility === 'public');
         for (const draft of drafts) await ctx.append(draft);
         if (alias && !(await roomsRepo.insertAlias(trx, alias, roomId, actor.userId, this.deps.clock.now()))) {
           throw new MatrixError('M_ROOM_IN_USE', 'Room alias already taken');
@@ -144,10 +211,12 @@ export class RoomService {
           if (target?.avatar_url) content.avatar_url = target.avatar_url;
           await ctx.append({ type: 'm.room.member', stateKey: invitee, content, sender: actor.userId });
         }
-        result = ctx.finish();
+        result = await ctx.finish();
+        this.writer.committed(ctx);
       });
     } catch (err) {
       if (result) this.state.forget(result.createdGroups);
+      this.writer.abandoned(roomId);
       throw err;
     }
     this.versions.set(roomId, version);
@@ -166,16 +235,7 @@ export class RoomService {
     const key = JSON.stringify([actor.userId, actor.deviceId, roomId, draft.type, txnId]);
     const pending = this.pendingSends.get(key);
     if (pending) return pending;
-    const work = (async () => {
-      const existing = await eventIdForTransaction(this.deps.db.knex, {
-        sender: actor.userId,
-        senderDevice: actor.deviceId,
-        roomId,
-        type: draft.type,
-        txnId,
-      });
-      return existing ?? this.sendEvent(actor, roomId, draft, { txnId });
-    })();
+    const work = this.sendEvent(actor, roomId, draft, { txnId }, { sender: actor.userId, senderDevice: actor.deviceId, roomId, type: draft.type, txnId });
     this.pendingSends.set(key, work);
     try {
       return await work;
@@ -184,7 +244,13 @@ export class RoomService {
     }
   }
 
-  async sendEvent(actor: Actor, roomId: string, draft: Omit<EventDraft, 'sender'>, meta: AppendMeta = {}): Promise<string> {
+  async sendEvent(
+    actor: Actor,
+    roomId: string,
+    draft: Omit<EventDraft, 'sender'>,
+    meta: AppendMeta = {},
+    txn?: TransactionKey,
+  ): Promise<string> {
     if (draft.type === 'm.room.canonical_alias' && draft.stateKey === '') await this.checkCanonicalAlias(roomId, draft.content);
     return this.write(roomId, async (ctx) => {
       const isMember = draft.type === 'm.room.member';
@@ -196,7 +262,7 @@ export class RoomService {
       }
       const ev = await ctx.append({ ...draft, sender: actor.userId }, { ...meta, ...(actor.deviceId ? { senderDevice: actor.deviceId } : {}) });
       return ev.eventId;
-    });
+    }, txn);
   }
 
   /** Spec: "m.room.canonical_alias" — every alias must be valid, and local ones must point at this room. */

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { MatrixError } from '../errors.js';
 import type { SigningKey } from '../crypto/signing.js';
 import type { Clock } from '../serviceDeps.js';
-import { getForwardExtremities, insertEvent, markRedacted, replaceForwardExtremities, type StoredEvent } from '../storage/repositories/events.js';
+import { getForwardExtremities, insertEvents, markRedacted, maxStreamOrdering, updateForwardExtremities, type NewEvent, type StoredEvent } from '../storage/repositories/events.js';
 import { getRoom, insertRoom, setCurrentStateGroup } from '../storage/repositories/rooms.js';
 import { setCurrentState } from '../storage/repositories/state.js';
 import { stateMapKey, type Pdu, type StateMap } from '../types/pdu.js';
@@ -44,17 +44,33 @@ export interface WriteResult {
 export class RoomWriteContext {
   readonly result: WriteResult = { events: [], notifyUsers: new Set(), createdGroups: [], redactedTargets: [] };
 
+  private ownsState = false;
+  private initialExtremities: string[];
+  private pendingInserts: Array<NewEvent & { streamOrdering: number }> = [];
+
   constructor(
     private readonly trx: Knex.Transaction,
     private readonly deps: RoomWriterDeps,
+    private readonly stream: StreamAllocator,
     readonly roomId: string,
     readonly version: RoomVersion,
-    /** State after the last appended event. Mutated as events are appended. */
-    readonly state: StateMap,
+    /** State after the last appended event; shared with the head cache until the first state event. */
+    private stateMap: StateMap,
     private currentGroup: number | null,
     private extremities: Array<{ eventId: string; depth: number }>,
-    private readonly stateById: Map<string, Pdu>,
-  ) {}
+    private stateById: Map<string, Pdu>,
+  ) {
+    this.initialExtremities = extremities.map((e) => e.eventId);
+  }
+
+  get state(): ReadonlyMap<string, Pdu> {
+    return this.stateMap;
+  }
+
+  /** The room's head after this context's appends, for the writer's cache once committed. */
+  head(): RoomHead {
+    return { version: this.version, group: this.currentGroup, extremities: this.extremities, state: this.stateMap, stateById: this.stateById };
+  }
 
   get stateGroup(): number | null {
     return this.currentGroup;
@@ -110,7 +126,9 @@ export class RoomWriteContext {
       stateAfter = await this.deps.stateStore.createGroup(this.trx, this.roomId, this.currentGroup, new Map([[key, eventId]]));
       this.result.createdGroups.push(stateAfter);
     }
-    const streamOrdering = await insertEvent(this.trx, {
+    const streamOrdering = this.stream.next();
+    this.pendingInserts.push({
+      streamOrdering,
       eventId,
       pdu,
       stateBefore: this.currentGroup,
@@ -119,7 +137,6 @@ export class RoomWriteContext {
       ...(meta.txnId !== undefined ? { txnId: meta.txnId } : {}),
       ...(replaced ? { replacesState: this.idOf(replaced) } : {}),
     });
-    await replaceForwardExtremities(this.trx, this.roomId, prev.map((e) => e.eventId), eventId);
     this.extremities = [{ eventId, depth }, ...this.extremities.filter((e) => !prev.some((p) => p.eventId === e.eventId))];
     this.deps.lastKnownHashes.set(eventId, pdu.hashes);
 
@@ -127,13 +144,19 @@ export class RoomWriteContext {
       const membership = draft.type === 'm.room.member' ? String(draft.content.membership) : null;
       await setCurrentState(this.trx, this.roomId, draft.type, draft.stateKey!, eventId, membership, streamOrdering);
       await setCurrentStateGroup(this.trx, this.roomId, stateAfter!);
-      this.state.set(key, pdu);
+      if (!this.ownsState) {
+        this.stateMap = new Map(this.stateMap);
+        this.stateById = new Map(this.stateById);
+        this.ownsState = true;
+      }
+      this.stateMap.set(key, pdu);
       this.stateById.set(eventId, pdu);
       if (replaced) this.stateById.delete(this.idOf(replaced));
       this.currentGroup = stateAfter;
     }
     const redacts = redactsOf(pdu, version);
     if (draft.type === 'm.room.redaction' && redacts) {
+      await this.flushInserts();
       await markRedacted(this.trx, eventId, redacts);
       this.result.redactedTargets.push(redacts);
     }
@@ -157,8 +180,18 @@ export class RoomWriteContext {
     return stored;
   }
 
-  /** Completes the result once all events are appended: everyone joined or invited is woken. */
-  finish(): WriteResult {
+  /**
+   * Completes the write once all events are appended: the forward extremities are stored once for the
+   * whole batch, and everyone joined or invited is woken.
+   */
+  async finish(): Promise<WriteResult> {
+    await this.flushInserts();
+    const before = new Set(this.initialExtremities);
+    const after = new Set(this.extremities.map((e) => e.eventId));
+    const removed = [...before].filter((id) => !after.has(id));
+    const added = [...after].filter((id) => !before.has(id));
+    await updateForwardExtremities(this.trx, this.roomId, removed, added);
+    this.initialExtremities = [...after];
     for (const ev of this.state.values()) {
       if (ev.type === 'm.room.member' && (ev.content.membership === 'join' || ev.content.membership === 'invite')) {
         this.result.notifyUsers.add(ev.state_key!);
@@ -169,6 +202,12 @@ export class RoomWriteContext {
 
   idOf(pdu: Pdu): string {
     return this.deps.idOf(pdu, this.version);
+  }
+
+  private async flushInserts(): Promise<void> {
+    if (!this.pendingInserts.length) return;
+    await insertEvents(this.trx, this.pendingInserts);
+    this.pendingInserts = [];
   }
 }
 
@@ -183,10 +222,40 @@ export interface RoomWriterDeps {
   idOf(pdu: Pdu, version: RoomVersion): string;
 }
 
-export class RoomWriter {
-  constructor(private readonly deps: RoomWriterDeps) {}
+/** What the writer needs to know about a room to append to it. Treated as immutable once cached. */
+export interface RoomHead {
+  version: RoomVersion;
+  group: number | null;
+  extremities: Array<{ eventId: string; depth: number }>;
+  state: StateMap;
+  stateById: Map<string, Pdu>;
+}
 
-  async open(trx: Knex.Transaction, roomId: string): Promise<RoomWriteContext> {
+export class RoomWriter {
+  // With SQLite this process is the only writer, so the head of each room can be kept in memory after
+  // commit instead of being re-read for every event. With PostgreSQL other processes may write too.
+  private readonly heads = new LruCache<string, RoomHead>(2_000);
+
+  constructor(
+    private readonly deps: RoomWriterDeps,
+    private readonly trustCachedHeads: boolean,
+  ) {}
+
+  /** Called after the transaction that used `ctx` committed. */
+  committed(ctx: RoomWriteContext): void {
+    if (this.trustCachedHeads) this.heads.set(ctx.roomId, ctx.head());
+  }
+
+  /** Called when a transaction on the room failed: the cached head may be ahead of the database. */
+  abandoned(roomId: string): void {
+    this.heads.delete(roomId);
+  }
+
+  async open(trx: Knex.Transaction, stream: StreamAllocator, roomId: string): Promise<RoomWriteContext> {
+    const cached = this.trustCachedHeads ? this.heads.get(roomId) : undefined;
+    if (cached) {
+      return new RoomWriteContext(trx, this.deps, stream, roomId, cached.version, cached.state, cached.group, cached.extremities, cached.stateById);
+    }
     const room = await getRoom(trx, roomId);
     if (!room) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
     const version = getRoomVersion(room.roomVersion);
@@ -201,11 +270,28 @@ export class RoomWriter {
         if (ev) this.deps.lastKnownHashes.set(e.eventId, ev.pdu.hashes);
       }
     }
-    return new RoomWriteContext(trx, this.deps, roomId, version, state, room.currentStateGroup, extremities, stateById);
+    return new RoomWriteContext(trx, this.deps, stream, roomId, version, state, room.currentStateGroup, extremities, stateById);
   }
 
-  async create(trx: Knex.Transaction, roomId: string, version: RoomVersion, creator: string, isPublic: boolean): Promise<RoomWriteContext> {
+  async create(trx: Knex.Transaction, stream: StreamAllocator, roomId: string, version: RoomVersion, creator: string, isPublic: boolean): Promise<RoomWriteContext> {
     await insertRoom(trx, { roomId, roomVersion: version.id, creator, isPublic, createdTs: this.deps.clock.now() });
-    return new RoomWriteContext(trx, this.deps, roomId, version, new Map(), null, [], new Map());
+    return new RoomWriteContext(trx, this.deps, stream, roomId, version, new Map(), null, [], new Map());
+  }
+}
+
+/**
+ * Hands out timeline stream positions inside one stream-write transaction. All event writes hold the
+ * stream-write lock, so reading the maximum once and counting up is safe on every dialect.
+ */
+export class StreamAllocator {
+  private constructor(private last: number) {}
+
+  static async start(trx: Knex.Transaction): Promise<StreamAllocator> {
+    return new StreamAllocator(await maxStreamOrdering(trx));
+  }
+
+  next(): number {
+    this.last += 1;
+    return this.last;
   }
 }

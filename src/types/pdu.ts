@@ -56,6 +56,9 @@ export function parseStateMapKey(key: string): [type: string, stateKey: string] 
 /** State keyed by `stateMapKey(type, state_key)`. */
 export type StateMap = Map<string, Pdu>;
 
+/** State that is only read (auth checks, power levels). */
+export type ReadonlyStateMap = ReadonlyMap<string, Pdu>;
+
 export function isStateEvent(pdu: Pdu): boolean {
   return typeof pdu.state_key === 'string';
 }

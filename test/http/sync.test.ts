@@ -151,6 +151,28 @@ describe.each(testDialects())('/sync on %s', (dialect) => {
     expect(bodies(gap.body.chunk)).toEqual(['m18', 'm17', 'm16', 'm15']);
   });
 
+  it('puts state changes from a gap before the timeline into state', async () => {
+    const roomId = await createRoom(alice, { preset: 'public_chat', name: 'Old name' });
+    await join(bob, roomId);
+    const base = await sync(alice);
+    expect((await api(alice, 'PUT', `/rooms/${enc(roomId)}/state/m.room.topic/`, { topic: 'gap topic' })).status).toBe(200);
+    for (let i = 0; i < 5; i++) await send(bob, roomId, `g${i}`);
+    const res = await sync(alice, { since: base.next_batch, filter: { room: { timeline: { limit: 2 } } } });
+    const room = res.rooms.join[roomId];
+    expect(bodies(room.timeline.events)).toEqual(['g3', 'g4']);
+    expect(room.timeline.limited).toBe(true);
+    expect(room.state.events.map((e: Json) => [e.type, e.content])).toEqual([['m.room.topic', { topic: 'gap topic' }]]);
+
+    // A state event the timeline filter leaves out still reaches the client through state.
+    const next = res.next_batch;
+    expect((await api(alice, 'PUT', `/rooms/${enc(roomId)}/state/m.room.name/`, { name: 'New name' })).status).toBe(200);
+    await send(bob, roomId, 'after rename');
+    const filtered = await sync(alice, { since: next, filter: { room: { timeline: { types: ['m.room.message'] } } } });
+    const f = filtered.rooms.join[roomId];
+    expect(bodies(f.timeline.events)).toEqual(['after rename']);
+    expect(f.state.events.map((e: Json) => [e.type, e.content])).toEqual([['m.room.name', { name: 'New name' }]]);
+  });
+
   it('shows an invite with stripped state, then moves the room to join when accepted', async () => {
     const roomId = await createRoom(alice, { name: 'Secret club', preset: 'private_chat' });
     const before = await sync(bob);

@@ -67,30 +67,33 @@ export interface NewEvent {
   rejectedReason?: string;
 }
 
-export async function insertEvent(db: Db, e: NewEvent): Promise<number> {
+function eventRow(e: NewEvent & { streamOrdering: number }): Record<string, unknown> {
   const pdu = e.pdu;
   const membership = pdu.type === 'm.room.member' && typeof pdu.content.membership === 'string' ? pdu.content.membership : null;
-  const [row] = await db('events')
-    .insert({
-      event_id: e.eventId,
-      room_id: pdu.room_id,
-      type: pdu.type,
-      state_key: pdu.state_key ?? null,
-      sender: pdu.sender,
-      depth: pdu.depth,
-      origin_server_ts: pdu.origin_server_ts,
-      membership,
-      json: JSON.stringify(pdu),
-      state_before: e.stateBefore,
-      state_after: e.stateAfter,
-      outlier: e.outlier ?? false,
-      rejected_reason: e.rejectedReason ?? null,
-      sender_device: e.senderDevice ?? null,
-      txn_id: e.txnId ?? null,
-      replaces_state: e.replacesState ?? null,
-    })
-    .returning('stream_ordering');
-  return Number(typeof row === 'object' ? row.stream_ordering : row);
+  return {
+    stream_ordering: e.streamOrdering,
+    event_id: e.eventId,
+    room_id: pdu.room_id,
+    type: pdu.type,
+    state_key: pdu.state_key ?? null,
+    sender: pdu.sender,
+    depth: pdu.depth,
+    origin_server_ts: pdu.origin_server_ts,
+    membership,
+    json: JSON.stringify(pdu),
+    state_before: e.stateBefore,
+    state_after: e.stateAfter,
+    outlier: e.outlier ?? false,
+    rejected_reason: e.rejectedReason ?? null,
+    sender_device: e.senderDevice ?? null,
+    txn_id: e.txnId ?? null,
+    replaces_state: e.replacesState ?? null,
+  };
+}
+
+/** Inserts events with stream positions the caller allocated under the stream-write lock. */
+export async function insertEvents(db: Db, events: ReadonlyArray<NewEvent & { streamOrdering: number }>): Promise<void> {
+  for (let i = 0; i < events.length; i += 100) await db('events').insert(events.slice(i, i + 100).map(eventRow));
 }
 
 const CHUNK = 500;
@@ -122,9 +125,20 @@ export async function getForwardExtremities(db: Db, roomId: string): Promise<Arr
   return rows.map((r: { event_id: string; depth: number }) => ({ eventId: r.event_id, depth: Number(r.depth) }));
 }
 
-export async function replaceForwardExtremities(db: Db, roomId: string, removed: readonly string[], added: string): Promise<void> {
-  if (removed.length) await db('forward_extremities').where('room_id', roomId).whereIn('event_id', removed).delete();
-  await db('forward_extremities').insert({ room_id: roomId, event_id: added }).onConflict(['room_id', 'event_id']).ignore();
+export async function updateForwardExtremities(db: Db, roomId: string, removed: readonly string[], added: readonly string[]): Promise<void> {
+  // The common case, one extremity replaced by the newest event, is a single statement.
+  if (removed.length === 1 && added.length === 1) {
+    const n = await db('forward_extremities').where({ room_id: roomId, event_id: removed[0] }).update({ event_id: added[0] });
+    if (n === 1) return;
+  } else if (removed.length) {
+    await db('forward_extremities').where('room_id', roomId).whereIn('event_id', removed).delete();
+  }
+  if (added.length) {
+    await db('forward_extremities')
+      .insert(added.map((eventId) => ({ room_id: roomId, event_id: eventId })))
+      .onConflict(['room_id', 'event_id'])
+      .ignore();
+  }
 }
 
 export async function markRedacted(db: Db, redactionId: string, targetId: string): Promise<void> {
@@ -195,13 +209,28 @@ export async function eventIdByTimestamp(db: Db, roomId: string, ts: number, dir
   return row ? toStoredEvent(row) : undefined;
 }
 
-/** The event a device already sent with this transaction id into this room, if any. */
-export async function eventIdForTransaction(
-  db: Db,
-  key: { sender: string; senderDevice: string; roomId: string; type: string; txnId: string },
-): Promise<string | undefined> {
-  const row = await db('events')
-    .where({ sender: key.sender, txn_id: key.txnId, sender_device: key.senderDevice, room_id: key.roomId, type: key.type })
-    .first('event_id');
-  return row?.event_id;
+export interface TransactionKey {
+  sender: string;
+  senderDevice: string;
+  roomId: string;
+  type: string;
+  txnId: string;
+}
+
+export function transactionKeyString(k: TransactionKey): string {
+  return JSON.stringify([k.sender, k.senderDevice, k.roomId, k.type, k.txnId]);
+}
+
+/** Events already sent under these transaction keys, keyed by transactionKeyString. */
+export async function eventIdsForTransactions(db: Db, keys: readonly TransactionKey[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  if (!keys.length) return out;
+  const rows: Array<{ event_id: string; sender: string; sender_device: string; room_id: string; type: string; txn_id: string }> = await db('events')
+    .whereIn('txn_id', [...new Set(keys.map((k) => k.txnId))])
+    .whereIn('sender', [...new Set(keys.map((k) => k.sender))])
+    .select('event_id', 'sender', 'sender_device', 'room_id', 'type', 'txn_id');
+  for (const r of rows) {
+    out.set(transactionKeyString({ sender: r.sender, senderDevice: r.sender_device, roomId: r.room_id, type: r.type, txnId: r.txn_id }), r.event_id);
+  }
+  return out;
 }

@@ -32,6 +32,22 @@ export async function userMemberships(db: Db, userId: string): Promise<Membershi
   return rows.map((r) => ({ roomId: r.room_id, membership: r.membership, eventId: r.event_id, streamOrdering: Number(r.stream_ordering) }));
 }
 
+/**
+ * The user's memberships that matter to an incremental sync over (from, to], in one query: rooms with
+ * events in the range, and rooms whose membership event is newer than `from`.
+ */
+export async function membershipsTouchedInRange(db: Db, userId: string, fromExclusive: number, toInclusive: number): Promise<MembershipRow[]> {
+  const rows: Array<{ room_id: string; membership: string; event_id: string; stream_ordering: number }> = await db('current_state')
+    .where({ type: 'm.room.member', state_key: userId })
+    .andWhere((w) =>
+      w
+        .where('stream_ordering', '>', fromExclusive)
+        .orWhereIn('room_id', db('events').where('stream_ordering', '>', fromExclusive).andWhere('stream_ordering', '<=', toInclusive).distinct('room_id')),
+    )
+    .select('room_id', 'membership', 'event_id', 'stream_ordering');
+  return rows.map((r) => ({ roomId: r.room_id, membership: r.membership, eventId: r.event_id, streamOrdering: Number(r.stream_ordering) }));
+}
+
 /** The user's last membership event in a room at or before a stream position. */
 export async function membershipAtStream(db: Db, roomId: string, userId: string, stream: number): Promise<MembershipRow | undefined> {
   const row = await db('events')
@@ -41,18 +57,6 @@ export async function membershipAtStream(db: Db, roomId: string, userId: string,
     .orderBy('stream_ordering', 'desc')
     .first('room_id', 'membership', 'event_id', 'stream_ordering');
   return row ? { roomId: row.room_id, membership: row.membership, eventId: row.event_id, streamOrdering: Number(row.stream_ordering) } : undefined;
-}
-
-/** The user's own membership events in (from, to], oldest first. */
-export async function userMembershipEventsInRange(db: Db, userId: string, fromExclusive: number, toInclusive: number): Promise<MembershipRow[]> {
-  const rows: Array<{ room_id: string; membership: string; event_id: string; stream_ordering: number }> = await db('events')
-    .where('stream_ordering', '>', fromExclusive)
-    .andWhere('stream_ordering', '<=', toInclusive)
-    .andWhere({ type: 'm.room.member', state_key: userId, outlier: false })
-    .whereNull('rejected_reason')
-    .orderBy('stream_ordering', 'asc')
-    .select('room_id', 'membership', 'event_id', 'stream_ordering');
-  return rows.map((r) => ({ roomId: r.room_id, membership: r.membership, eventId: r.event_id, streamOrdering: Number(r.stream_ordering) }));
 }
 
 /** Rooms with at least one event in (from, to] — a range scan of the stream, narrow for incremental syncs. */

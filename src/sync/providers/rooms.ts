@@ -11,12 +11,14 @@ import {
   latestEventIdsPerRoom,
   maxEventStreamOrdering,
   memberCounts,
+  membershipAtStream,
+  membershipsTouchedInRange,
   roomsWithEventsInRange,
   unreadCounts,
-  userMembershipEventsInRange,
   type MembershipRow,
 } from '../../storage/repositories/sync.js';
 import { parseStateMapKey, stateMapKey } from '../../types/pdu.js';
+import { LruCache } from '../../util/lru.js';
 import { asRoomEventFilter, lazyLoadMembers, roomAllowed, timelineLimit } from '../filter.js';
 import type { SyncContext, SyncProvider } from '../provider.js';
 import type { StrippedStateEvent } from '../response.js';
@@ -28,6 +30,8 @@ const MAX_SCAN = 500;
 
 /** Rooms worked on at once (their reads overlap on PostgreSQL's pool; SQLite queues them anyway). */
 const ROOM_CONCURRENCY = 8;
+
+const MENTION_CACHE_MS = 30_000;
 
 /** State shown to someone invited or knocking (spec: "Stripped state"). */
 const STRIPPED_TYPES = ['m.room.create', 'm.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', 'm.room.encryption', 'm.room.topic'];
@@ -62,6 +66,9 @@ export interface RoomsProviderDeps {
 
 export class RoomsProvider implements SyncProvider {
   readonly topic = 'timeline' as const;
+
+  /** Display names change rarely; a short-lived cache keeps the profile read off the send→sync path. */
+  private readonly mentionCache = new LruCache<string, { mentions: string[]; until: number }>(10_000);
 
   constructor(private readonly deps: RoomsProviderDeps) {}
 
@@ -99,31 +106,25 @@ export class RoomsProvider implements SyncProvider {
 
   async incremental(ctx: SyncContext, from: number, to: number): Promise<boolean> {
     if (from >= to && !ctx.fullState) return false;
-    // Independent reads, concurrent where the pool allows it (PostgreSQL).
-    const [memberships, own, changed] = await Promise.all([
-      ctx.memberships(),
-      from < to ? userMembershipEventsInRange(this.db, ctx.userId, from, to) : Promise.resolve([]),
-      roomsWithEventsInRange(this.db, from, to),
-    ]);
-    const ownByRoom = new Map<string, MembershipRow[]>();
-    for (const row of own) {
-      let list = ownByRoom.get(row.roomId);
-      if (!list) ownByRoom.set(row.roomId, (list = []));
-      list.push(row);
+    let memberships: Map<string, MembershipRow>;
+    let changed: Set<string>;
+    if (ctx.fullState) {
+      [memberships, changed] = await Promise.all([ctx.memberships(), roomsWithEventsInRange(this.db, from, to)]);
+    } else {
+      // The hot path (a long-poll woken by one event): only the rooms touched in the range, in one query.
+      memberships = await this.touchedMemberships(ctx, from, to);
+      changed = new Set(memberships.keys());
     }
-    // The membership each room had at `from`: what the first own membership event in range replaced.
-    const firsts = await this.deps.rooms.events.getMany(this.db, [...ownByRoom.values()].map((l) => l[0]!.eventId));
-    const replacedIds = [...firsts.values()].map((e) => e.replacesState).filter((x): x is string => x !== null);
-    const replaced = await this.deps.rooms.events.getMany(this.db, replacedIds);
-    const membershipAtFrom = (roomId: string): string | undefined => {
-      const list = ownByRoom.get(roomId);
-      if (!list) return memberships.get(roomId)?.membership;
-      const first = firsts.get(list[0]!.eventId);
-      const prev = first?.replacesState ? replaced.get(first.replacesState) : undefined;
-      return prev ? String(prev.pdu.content.membership) : undefined;
-    };
+    // A membership whose event is inside (from, to] changed in this range; for those rooms, what was it at `from`?
+    const movedRows = [...memberships.values()].filter((m) => m.streamOrdering > from);
+    const before = new Map<string, string | undefined>();
+    await Promise.all(
+      movedRows.map(async (m) => before.set(m.roomId, (await membershipAtStream(this.db, m.roomId, ctx.userId, from))?.membership)),
+    );
+    const moved = (roomId: string) => before.has(roomId);
+    const membershipAtFrom = (roomId: string) => (moved(roomId) ? before.get(roomId) : memberships.get(roomId)?.membership);
 
-    const hasLeaves = [...memberships.values()].some((m) => (m.membership === 'leave' || m.membership === 'ban') && ownByRoom.has(m.roomId));
+    const hasLeaves = movedRows.some((m) => m.membership === 'leave' || m.membership === 'ban');
     const forgotten = hasLeaves ? await forgottenRooms(this.db, ctx.userId) : new Set<string>();
 
     const plans: RoomPlan[] = [];
@@ -131,28 +132,28 @@ export class RoomsProvider implements SyncProvider {
     const knocks: MembershipRow[] = [];
     for (const m of memberships.values()) {
       if (!roomAllowed(ctx.filter, m.roomId)) continue;
-      const ownEvents = ownByRoom.get(m.roomId);
-      const before = membershipAtFrom(m.roomId);
+      const membershipMoved = moved(m.roomId);
+      const was = membershipAtFrom(m.roomId);
       switch (m.membership) {
         case 'join':
-          if (ownEvents && before !== 'join') {
+          if (membershipMoved && was !== 'join') {
             // Newly joined: the room as an initial sync would show it.
             ctx.newlyJoined.add(m.roomId);
             plans.push({ roomId: m.roomId, section: 'join', after: 0, upTo: to, fullState: true, summary: true });
-          } else if (ctx.fullState || ownEvents || changed.has(m.roomId)) {
-            plans.push({ roomId: m.roomId, section: 'join', after: from, upTo: to, fullState: ctx.fullState, summary: ctx.fullState || ownEvents !== undefined });
+          } else if (ctx.fullState || membershipMoved || changed.has(m.roomId)) {
+            plans.push({ roomId: m.roomId, section: 'join', after: from, upTo: to, fullState: ctx.fullState, summary: ctx.fullState || membershipMoved });
           }
           break;
         case 'invite':
-          if (ownEvents || ctx.fullState) invites.push(m);
+          if (membershipMoved || ctx.fullState) invites.push(m);
           break;
         case 'knock':
-          if (ownEvents || ctx.fullState) knocks.push(m);
+          if (membershipMoved || ctx.fullState) knocks.push(m);
           break;
         case 'leave':
         case 'ban':
-          if (ownEvents && !forgotten.has(m.roomId)) {
-            const wasIn = before === 'join';
+          if (membershipMoved && !forgotten.has(m.roomId)) {
+            const wasIn = was === 'join';
             plans.push({ roomId: m.roomId, section: 'leave', after: from, upTo: m.streamOrdering, fullState: false, noState: !wasIn, summary: false });
           }
           break;
@@ -162,6 +163,20 @@ export class RoomsProvider implements SyncProvider {
     await this.buildStripped(ctx, invites, 'invite');
     await this.buildStripped(ctx, knocks, 'knock');
     return added > 0 || invites.length > 0 || knocks.length > 0;
+  }
+
+  /** Memberships as of `to` in rooms with events in (from, to] or whose membership changed since `from`. */
+  private async touchedMemberships(ctx: SyncContext, from: number, to: number): Promise<Map<string, MembershipRow>> {
+    const out = new Map<string, MembershipRow>();
+    for (const row of await membershipsTouchedInRange(this.db, ctx.userId, from, to)) {
+      if (row.streamOrdering <= to) out.set(row.roomId, row);
+      else {
+        // Changed after this request's position: use the membership as of the position.
+        const atTo = await membershipAtStream(this.db, row.roomId, ctx.userId, to);
+        if (atTo) out.set(row.roomId, atTo);
+      }
+    }
+    return out;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -178,6 +193,8 @@ export class RoomsProvider implements SyncProvider {
     const selective = timelineFilter !== undefined && hasSelection(timelineFilter);
     const pageSize = selective ? Math.max(limit * 2, 20) + 1 : limit + 1;
 
+    const mentions = plans.some((p) => p.section === 'join') ? this.mentions(ctx) : undefined;
+    mentions?.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
     // Phase 1: the newest page of every room in one query, events through the shared cache.
     const pages = await latestEventIdsPerRoom(this.db, plans.map((p) => ({ roomId: p.roomId, after: p.after, upTo: p.upTo })), pageSize);
     const pageEvents = await eventStore.getMany(this.db, [...pages.values()].flatMap((l) => l.map((x) => x.eventId)));
@@ -200,7 +217,9 @@ export class RoomsProvider implements SyncProvider {
     const [counts, heroes, unread] = await Promise.all([
       summaryIds.length ? memberCounts(this.db, summaryIds) : new Map<string, { joined: number; invited: number }>(),
       summaryIds.length ? heroCandidates(this.db, summaryIds, ctx.userId) : new Map<string, string[]>(),
-      joinIds.length ? this.unread(ctx, joinIds) : new Map<string, { notification_count: number; highlight_count: number }>(),
+      joinIds.length && mentions
+        ? mentions.then((m) => unreadCounts(this.db, joinIds, ctx.userId, m, ctx.to.timeline))
+        : new Map<string, { notification_count: number; highlight_count: number }>(),
     ]);
 
     for (const { plan, timeline, stateIds } of built) {
@@ -330,11 +349,15 @@ export class RoomsProvider implements SyncProvider {
     return [...out];
   }
 
-  private async unread(ctx: SyncContext, roomIds: string[]): Promise<Map<string, { notification_count: number; highlight_count: number }>> {
+  /** What counts as a mention of the user for the simple highlight count: localpart and display name. */
+  private async mentions(ctx: SyncContext): Promise<string[]> {
+    const hit = this.mentionCache.get(ctx.userId);
+    if (hit && hit.until > Date.now()) return hit.mentions;
     const localpart = ctx.userId.slice(1, ctx.userId.indexOf(':'));
     const profile = await getProfile(this.db, ctx.userId);
     const mentions = [localpart, ...(profile?.displayname ? [profile.displayname] : [])];
-    return unreadCounts(this.db, roomIds, ctx.userId, mentions, ctx.to.timeline);
+    this.mentionCache.set(ctx.userId, { mentions, until: Date.now() + MENTION_CACHE_MS });
+    return mentions;
   }
 
   /** Invites and knocks: stripped state at the membership event (or what federation sent with it). */
