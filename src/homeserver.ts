@@ -17,6 +17,8 @@ import { createLogger } from './logger.js';
 import { RoomService } from './rooms/roomService.js';
 import { openDatabase, type Database } from './storage/database.js';
 import { Notifier } from './sync/notifier.js';
+import { DeviceListsProvider } from './sync/providers/deviceLists.js';
+import { ToDeviceProvider } from './sync/providers/toDevice.js';
 import { SyncService } from './sync/syncService.js';
 import { UserService } from './users/userService.js';
 import type { Clock } from './serviceDeps.js';
@@ -70,6 +72,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   const rooms = new RoomService(base);
   const e2ee = createE2ee(base, users);
   const sync = new SyncService({ ...base, rooms });
+  sync.registerProvider(new ToDeviceProvider({ toDevice: e2ee.toDevice, deviceKeys: e2ee.deviceKeys }));
+  sync.registerProvider(new DeviceListsProvider(e2ee.deviceLists));
   const services: Services = {
     ...base,
     publicBaseUrl,

@@ -20,6 +20,11 @@ export interface SyncContext {
   joinedRoomIds(): Promise<string[]>;
   /** Rooms that the rooms provider sent with full state because the user newly joined them. */
   readonly newlyJoined: Set<string>;
+  /**
+   * A topic that delivered only part of what is pending (to-device messages are capped per response) sets
+   * the position the next token carries, so the rest follows in the next sync.
+   */
+  readonly nextPositions: Partial<SyncPositions>;
 }
 
 /**

@@ -107,7 +107,7 @@ export class SyncService {
       if (since === undefined) await provider.complete(ctx, to[provider.topic]);
       else if (await provider.incremental(ctx, since[provider.topic], to[provider.topic])) changed = true;
     }
-    return { response: ctx.response.build(encodeSyncToken(to)), changed };
+    return { response: ctx.response.build(encodeSyncToken({ ...to, ...ctx.nextPositions })), changed };
   }
 
   private context(req: SyncRequest, filter: SyncFilter, fullState: boolean, since: SyncPositions | undefined, to: SyncPositions): SyncContext {
@@ -135,6 +135,7 @@ export class SyncService {
       to,
       response: new SyncResponseBuilder(),
       newlyJoined: new Set(),
+      nextPositions: {},
       memberships: () => (memberships ??= loadMemberships()),
       joinedRoomIds: async () => {
         const all = await (memberships ??= loadMemberships());
