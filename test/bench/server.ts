@@ -113,6 +113,8 @@ export class BenchServer {
     if (options.compiled) {
       cwd = await compileServer(join(dir, 'build'));
       entry = 'src/main.js';
+      // The same V8 flag `npm start` uses.
+      nodeArgs.push('--max-semi-space-size=2');
     } else {
       nodeArgs.push('--import', 'tsx');
     }
