@@ -1,5 +1,5 @@
 import { ClientEvent, KnownMembership, SyncState, createClient, type MatrixClient, type MatrixEvent } from 'matrix-js-sdk';
-import type { Logger } from 'matrix-js-sdk/lib/logger.js';
+import { logger as sdkLogger, type Logger } from 'matrix-js-sdk/lib/logger.js';
 import { request } from './http.js';
 import type { TestUser } from './users.js';
 
@@ -14,6 +14,14 @@ export const quietLogger: Logger = {
   error: () => {},
   getChild: () => quietLogger,
 };
+
+// Child loggers of the SDK's global logger (MatrixRTC sessions and the like) are created at debug level and
+// copy their parent's method factory; a factory that drops everything below error keeps them quiet too.
+if (process.env.SKJOL_TEST_SDK_LOG !== 'debug') {
+  const root = sdkLogger as unknown as { methodFactory: (method: string, level: number, name: string) => (...args: unknown[]) => void };
+  const original = root.methodFactory;
+  root.methodFactory = (method, level, name) => (method === 'error' ? original(method, level, name) : () => {});
+}
 
 /** Polls `fn` until it returns something other than undefined. */
 export async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
