@@ -1,3 +1,5 @@
+import { assertSpecShaped } from './specSchema.js';
+
 /** Raw HTTP against a test server, for error cases and endpoints no SDK calls. */
 export interface HttpResult<T = any> {
   status: number;
@@ -9,7 +11,14 @@ export async function request<T = any>(
   baseUrl: string,
   method: string,
   path: string,
-  options: { token?: string; body?: unknown; rawBody?: string | Buffer; headers?: Record<string, string> } = {},
+  options: {
+    token?: string;
+    body?: unknown;
+    rawBody?: string | Buffer;
+    headers?: Record<string, string>;
+    /** Every JSON response is checked against the spec's schema for its operation unless this is set. */
+    skipSpecCheck?: boolean;
+  } = {},
 ): Promise<HttpResult<T>> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.token) headers.authorization = `Bearer ${options.token}`;
@@ -27,5 +36,6 @@ export async function request<T = any>(
   } catch {
     // not JSON: tests assert on that themselves
   }
+  if (!options.skipSpecCheck && typeof parsed === 'object' && parsed !== null) assertSpecShaped(method, baseUrl + path, res.status, parsed);
   return { status: res.status, body: parsed as T, headers: res.headers };
 }

@@ -1,5 +1,6 @@
 import { createClient, type MatrixClient } from 'matrix-js-sdk';
 import { request } from './http.js';
+import { assertSpecShaped } from './specSchema.js';
 
 export interface TestUser {
   userId: string;
@@ -21,7 +22,27 @@ export async function registerUser(baseUrl: string, username: string, password =
   return { userId: res.body.user_id, accessToken: res.body.access_token, deviceId: res.body.device_id, password };
 }
 
-/** A matrix-js-sdk client for a registered user (not started). */
+/**
+ * A fetch that checks every JSON response the SDK receives against the spec's schema for its operation.
+ * A mismatch fails the request, so the test that made it fails.
+ */
+export const specCheckedFetch: typeof fetch = async (input, init) => {
+  const res = await fetch(input, init);
+  const type = res.headers.get('content-type') ?? '';
+  if (!type.includes('application/json')) return res;
+  const text = await res.clone().text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return res;
+  }
+  const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+  assertSpecShaped(init?.method ?? 'GET', url, res.status, body);
+  return res;
+};
+
+/** A matrix-js-sdk client for a registered user (not started); its responses are checked against the spec. */
 export function sdkClient(baseUrl: string, user: TestUser): MatrixClient {
-  return createClient({ baseUrl, userId: user.userId, accessToken: user.accessToken, deviceId: user.deviceId });
+  return createClient({ baseUrl, userId: user.userId, accessToken: user.accessToken, deviceId: user.deviceId, fetchFn: specCheckedFetch });
 }

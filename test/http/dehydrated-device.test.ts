@@ -37,7 +37,7 @@ describe.each(testDialects())('dehydrated devices (MSC3814) on %s', (dialect) =>
           signatures: {},
           dehydrated: true,
         },
-        one_time_keys: { 'signed_curve25519:AAA': { key: 'otk' } },
+        one_time_keys: { 'signed_curve25519:AAA': { key: 'otk', signatures: {} } },
       },
     });
     expect(put.status).toBe(200);
@@ -50,7 +50,7 @@ describe.each(testDialects())('dehydrated devices (MSC3814) on %s', (dialect) =>
       token: bob.accessToken,
       body: { one_time_keys: { [alice.userId]: { [deviceId]: 'signed_curve25519' } } },
     });
-    expect(claim.body.one_time_keys[alice.userId][deviceId]).toEqual({ 'signed_curve25519:AAA': { key: 'otk' } });
+    expect(claim.body.one_time_keys[alice.userId][deviceId]).toEqual({ 'signed_curve25519:AAA': { key: 'otk', signatures: {} } });
 
     // It is not one of the devices the user manages.
     const devices = await request(server.baseUrl, 'GET', '/_matrix/client/v3/devices', { token: alice.accessToken });

@@ -68,8 +68,8 @@ describe.each(testDialects())('device keys on %s', (dialect) => {
 
   it('hands out one-time keys in upload order, each once, then the fallback key which stays', async () => {
     const carol = await registerUser(server.baseUrl, 'carol');
-    const otks = Object.fromEntries(['Z', 'A', 'M'].map((id) => [`signed_curve25519:${id}`, { key: `otk-${id}` }]));
-    await post(carol, '/keys/upload', { one_time_keys: otks, fallback_keys: { 'signed_curve25519:FB': { key: 'fallback', fallback: true } } });
+    const otks = Object.fromEntries(['Z', 'A', 'M'].map((id) => [`signed_curve25519:${id}`, { key: `otk-${id}`, signatures: {} }]));
+    await post(carol, '/keys/upload', { one_time_keys: otks, fallback_keys: { 'signed_curve25519:FB': { key: 'fallback', fallback: true, signatures: {} } } });
     const claim = () => post(bob, '/keys/claim', { one_time_keys: { [carol.userId]: { [carol.deviceId]: 'signed_curve25519' } } });
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
@@ -83,7 +83,7 @@ describe.each(testDialects())('device keys on %s', (dialect) => {
 
   it('never returns the same one-time key twice under 20 concurrent claims', async () => {
     const dave = await registerUser(server.baseUrl, 'dave');
-    const otks = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`signed_curve25519:D${i}`, { key: `k${i}` }]));
+    const otks = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`signed_curve25519:D${i}`, { key: `k${i}`, signatures: {} }]));
     await post(dave, '/keys/upload', { one_time_keys: otks });
     const results = await Promise.all(
       Array.from({ length: 20 }, () => post(bob, '/keys/claim', { one_time_keys: { [dave.userId]: { [dave.deviceId]: 'signed_curve25519' } } })),
@@ -95,10 +95,10 @@ describe.each(testDialects())('device keys on %s', (dialect) => {
   });
 
   it('rejects a re-used one-time key id with different content', async () => {
-    await post(bob, '/keys/upload', { one_time_keys: { 'signed_curve25519:SAME': { key: 'one' } } });
-    const again = await post(bob, '/keys/upload', { one_time_keys: { 'signed_curve25519:SAME': { key: 'one' } } });
+    await post(bob, '/keys/upload', { one_time_keys: { 'signed_curve25519:SAME': { key: 'one', signatures: {} } } });
+    const again = await post(bob, '/keys/upload', { one_time_keys: { 'signed_curve25519:SAME': { key: 'one', signatures: {} } } });
     expect(again.status).toBe(200);
-    const different = await post(bob, '/keys/upload', { one_time_keys: { 'signed_curve25519:SAME': { key: 'two' } } });
+    const different = await post(bob, '/keys/upload', { one_time_keys: { 'signed_curve25519:SAME': { key: 'two', signatures: {} } } });
     expect(different.status).toBe(400);
   });
 

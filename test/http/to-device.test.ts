@@ -102,7 +102,7 @@ describe.each(testDialects())('to-device messages on %s', (dialect) => {
   it('reports one-time key counts and unused fallback key types in sync', async () => {
     await request(server.baseUrl, 'POST', `${V3}/keys/upload`, {
       token: bob.accessToken,
-      body: { one_time_keys: { 'signed_curve25519:X1': { key: 'a' } }, fallback_keys: { 'signed_curve25519:F1': { key: 'f', fallback: true } } },
+      body: { one_time_keys: { 'signed_curve25519:X1': { key: 'a', signatures: {} } }, fallback_keys: { 'signed_curve25519:F1': { key: 'f', fallback: true, signatures: {} } } },
     });
     const res = await sync(bob);
     expect(res.body.device_one_time_keys_count.signed_curve25519).toBe(1);
