@@ -36,11 +36,14 @@ function zodToMatrix(error: z.ZodError, where: 'body' | 'query'): MatrixError {
   return badJson(`Invalid field '${field}': ${issue.message}`);
 }
 
+// Fatal decoding: a body with invalid UTF-8 is not JSON (spec: JSON bodies are UTF-8).
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
 function parseJsonBody(raw: Buffer): Record<string, unknown> {
   if (raw.length === 0) return {};
   let parsed: unknown;
   try {
-    parsed = JSON.parse(raw.toString('utf8'));
+    parsed = JSON.parse(utf8.decode(raw));
   } catch {
     throw new MatrixError('M_NOT_JSON', 'Content not JSON.');
   }

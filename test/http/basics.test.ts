@@ -36,6 +36,13 @@ describe.each(testDialects())('HTTP basics on %s', (dialect) => {
     expect(res.headers.get('access-control-allow-headers')).toMatch(/Authorization/i);
   });
 
+  it('rejects a body with invalid UTF-8 as M_NOT_JSON', async () => {
+    const raw = Buffer.concat([Buffer.from('{"username":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]);
+    const res = await request(server.baseUrl, 'POST', '/_matrix/client/v3/register', { rawBody: raw, headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(400);
+    expect(res.body.errcode).toBe('M_NOT_JSON');
+  });
+
   it('serves .well-known/matrix/client with the base url', async () => {
     const res = await request(server.baseUrl, 'GET', '/.well-known/matrix/client');
     expect(res.status).toBe(200);
