@@ -3,7 +3,7 @@ import type { ServiceDeps } from '../serviceDeps.js';
 import type { Db } from '../storage/database.js';
 import * as e2eeRepo from '../storage/repositories/e2ee.js';
 import { roomsForUser, usersSharingRooms } from '../storage/repositories/state.js';
-import { membershipChangesInRooms } from '../storage/repositories/e2eeSync.js';
+import { anyMembershipChange, membershipChangesInRooms } from '../storage/repositories/e2eeSync.js';
 
 export interface DeviceListDelta {
   changed: string[];
@@ -48,18 +48,15 @@ export class DeviceListService {
     to: { deviceLists: number; timeline: number },
   ): Promise<DeviceListDelta> {
     const db = this.deps.db.knex;
+    const keyChanges = to.deviceLists > from.deviceLists ? await e2eeRepo.usersWithDeviceChanges(db, from.deviceLists, to.deviceLists) : [];
+    const memberChanges = to.timeline > from.timeline && (await anyMembershipChange(db, from.timeline, to.timeline));
+    // The common incremental sync: nobody changed keys or membership, so nothing to work out.
+    if (!keyChanges.length && !memberChanges) return { changed: [], left: [] };
     const sharing = new Set(await usersSharingRooms(db, userId));
     sharing.add(userId);
-    const changed = new Set<string>();
-    if (to.deviceLists > from.deviceLists) {
-      for (const u of await e2eeRepo.usersWithDeviceChanges(db, from.deviceLists, to.deviceLists)) {
-        if (sharing.has(u)) changed.add(u);
-      }
-    }
+    const changed = new Set<string>(keyChanges.filter((u) => sharing.has(u)));
     const left = new Set<string>();
-    if (to.timeline > from.timeline) {
-      await this.membershipDelta(db, userId, from.timeline, to.timeline, sharing, changed, left);
-    }
+    if (memberChanges) await this.membershipDelta(db, userId, from.timeline, to.timeline, sharing, changed, left);
     for (const u of changed) left.delete(u);
     return { changed: [...changed].sort(), left: [...left].sort() };
   }

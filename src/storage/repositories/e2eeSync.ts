@@ -40,3 +40,13 @@ export async function membershipChangesInRooms(db: Db, roomIds: readonly string[
   for (const c of out) c.currentJoinedMembers = joinedByRoom.get(c.roomId) ?? [];
   return out;
 }
+
+/** Whether any membership event was stored in (from, to]. */
+export async function anyMembershipChange(db: Db, from: number, to: number): Promise<boolean> {
+  const row = await db('events')
+    .where('type', 'm.room.member')
+    .andWhere('stream_ordering', '>', from)
+    .andWhere('stream_ordering', '<=', to)
+    .first('stream_ordering');
+  return row !== undefined;
+}
