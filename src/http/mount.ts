@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -167,7 +168,8 @@ async function handle(route: RouteDefinition, req: Request, res: Response, deps:
     res.status(result.status);
     for (const [k, v] of Object.entries(result.headers)) res.setHeader(k, v);
     if (Buffer.isBuffer(result.body)) res.end(result.body);
-    else (result.body as NodeJS.ReadableStream).pipe(res);
+    // pipeline closes the source when the client goes away mid-download.
+    else await pipeline(result.body as NodeJS.ReadableStream, res).catch(() => undefined);
     return;
   }
   if (result instanceof JsonReply) {

@@ -1,0 +1,341 @@
+import { randomInt } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseDuration, parseSize } from '../config/schema.js';
+import { MatrixError, notFound } from '../errors.js';
+import type { ServiceDeps } from '../serviceDeps.js';
+import * as repo from '../storage/repositories/media.js';
+import type { MediaRow, ThumbnailRow, UploadedContent } from '../storage/repositories/media.js';
+import { MEDIA_ID_RE, MediaStore, type OpenedFile } from './store.js';
+import {
+  ImageTooLarge,
+  NotAnImage,
+  Thumbnailer,
+  baseContentType,
+  canThumbnail,
+  selectThumbnailSize,
+  type ImageInfo,
+  type ThumbnailMethod,
+} from './thumbnailer.js';
+
+// The content repository (spec: Client-Server API, "Content repository"): uploads (direct and the
+// v1.7 create-then-upload flow), downloads, thumbnails, and retention. Local media only: an mxc:// URI
+// of another server is 404 until federation can fetch it.
+
+export type MediaDeps = Pick<ServiceDeps, 'config' | 'serverName' | 'logger' | 'db' | 'clock'>;
+
+export interface Download {
+  file: OpenedFile;
+  contentType: string;
+  filename: string | undefined;
+}
+
+export interface ThumbnailReply {
+  file: OpenedFile;
+  contentType: string;
+}
+
+export interface ThumbnailRequest {
+  width: number;
+  height: number;
+  method: ThumbnailMethod;
+  animated: boolean | undefined;
+  timeoutMs: number | undefined;
+}
+
+/** Longest a download waits for an async upload to arrive (the spec asks servers to cap timeout_ms). */
+const MAX_WAIT_MS = 120_000;
+const DEFAULT_WAIT_MS = 20_000;
+/** How often a waiting download re-reads the row (another process may have received the bytes). */
+const WAIT_POLL_MS = 1000;
+/** last_access_ts is rewritten at most this often per item, so downloads stay reads. */
+const ACCESS_GRANULARITY_MS = 10 * 60_000;
+const RETENTION_INTERVAL_MS = 60 * 60_000;
+const PURGE_BATCH = 500;
+const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+function newMediaId(): string {
+  let id = '';
+  for (let i = 0; i < 24; i++) id += ID_ALPHABET[randomInt(ID_ALPHABET.length)];
+  return id;
+}
+
+/** What a client sent as Content-Type, or the spec's default; kept verbatim when it is a sane header. */
+function normaliseContentType(value: string | undefined): string {
+  const v = value?.trim();
+  if (!v || v.length > 255 || !/^[\x20-\x7e]+$/.test(v)) return 'application/octet-stream';
+  return v;
+}
+
+function normaliseFilename(value: string | undefined): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value.length > 255) throw new MatrixError('M_INVALID_PARAM', 'filename is too long');
+  return value;
+}
+
+export class MediaService {
+  readonly maxUploadSize: number;
+  private readonly store: MediaStore;
+  private readonly thumbnailer: Thumbnailer;
+  private readonly uploaded = new EventEmitter();
+  private readonly closing = new AbortController();
+  private readonly inFlight = new Map<string, Promise<ThumbnailRow | 'original'>>();
+  private retentionTimer: NodeJS.Timeout | undefined;
+  private purging: Promise<unknown> | undefined;
+
+  constructor(private readonly deps: MediaDeps) {
+    this.maxUploadSize = parseSize(deps.config.max_upload_size);
+    this.store = new MediaStore(deps.config.media_store_path);
+    this.thumbnailer = new Thumbnailer(parseSize(deps.config.max_image_pixels));
+    this.uploaded.setMaxListeners(0);
+  }
+
+  /** Starts the hourly retention sweep (expired async ids; old media when media_retention says so). */
+  start(): void {
+    if (this.retentionTimer) return;
+    this.retentionTimer = setInterval(() => {
+      if (this.purging) return;
+      this.purging = this.purgeExpired()
+        .catch((err: unknown) => this.deps.logger.error({ err }, 'media retention sweep failed'))
+        .finally(() => (this.purging = undefined));
+    }, RETENTION_INTERVAL_MS);
+    this.retentionTimer.unref();
+  }
+
+  /** Stops the sweep and wakes every waiting download; waits for a sweep in progress to finish. */
+  async close(): Promise<void> {
+    if (this.retentionTimer) clearInterval(this.retentionTimer);
+    this.retentionTimer = undefined;
+    this.closing.abort();
+    await this.purging;
+    await Promise.allSettled([...this.inFlight.values()]);
+  }
+
+  mxc(mediaId: string): string {
+    return `mxc://${this.deps.serverName}/${mediaId}`;
+  }
+
+  /** POST /upload: stores the bytes under a new id. */
+  async upload(userId: string, bytes: Buffer, contentType: string | undefined, filename: string | undefined): Promise<string> {
+    const content = { contentType: normaliseContentType(contentType), filename: normaliseFilename(filename) };
+    const mediaId = newMediaId();
+    const written = await this.store.writeTemp(bytes);
+    const final = this.store.contentPath(mediaId);
+    try {
+      await this.store.commit(written.tempPath, final);
+      await repo.insertUploadedMedia(this.deps.db.knex, mediaId, userId, { ...content, size: written.size, sha256: written.sha256 }, this.deps.clock.now());
+    } catch (err) {
+      await this.store.discard(written.tempPath);
+      await this.store.remove(mediaId);
+      throw err;
+    }
+    return this.mxc(mediaId);
+  }
+
+  /** POST /_matrix/media/v1/create: reserves an id its creator fills in later. */
+  async create(userId: string): Promise<{ content_uri: string; unused_expires_at: number }> {
+    const now = this.deps.clock.now();
+    const pending = await repo.countPendingMedia(this.deps.db.knex, userId, now);
+    if (pending >= this.deps.config.max_pending_media_uploads) {
+      throw new MatrixError('M_LIMIT_EXCEEDED', 'Too many pending media uploads', 429, { retry_after_ms: 60_000 });
+    }
+    const mediaId = newMediaId();
+    const unusedExpiresAt = now + parseDuration(this.deps.config.unused_expiration_time);
+    await repo.insertPendingMedia(this.deps.db.knex, mediaId, userId, now, unusedExpiresAt);
+    return { content_uri: this.mxc(mediaId), unused_expires_at: unusedExpiresAt };
+  }
+
+  /** PUT /upload/{serverName}/{mediaId}: the bytes for an id made by create, by its creator, once. */
+  async uploadTo(
+    userId: string,
+    serverName: string,
+    mediaId: string,
+    bytes: Buffer,
+    contentType: string | undefined,
+    filename: string | undefined,
+  ): Promise<void> {
+    if (serverName !== this.deps.serverName || !MEDIA_ID_RE.test(mediaId)) throw notFound('Unknown media ID');
+    const content = { contentType: normaliseContentType(contentType), filename: normaliseFilename(filename) };
+    const row = await repo.getMedia(this.deps.db.knex, mediaId);
+    this.checkUploadable(row, userId, this.deps.clock.now());
+    const written = await this.store.writeTemp(bytes);
+    const full: UploadedContent = { ...content, size: written.size, sha256: written.sha256 };
+    try {
+      // The conditional update and the rename share one transaction: of two racing uploads one wins and
+      // the other sees 409; no reader ever finds a row marked uploaded without its file.
+      await this.deps.db.knex.transaction(async (trx) => {
+        const now = this.deps.clock.now();
+        const current = await repo.getMedia(trx, mediaId);
+        this.checkUploadable(current, userId, now);
+        if (!(await repo.completePendingMedia(trx, mediaId, full, now))) throw this.cannotOverwrite();
+        await this.store.commit(written.tempPath, this.store.contentPath(mediaId));
+      });
+    } finally {
+      await this.store.discard(written.tempPath);
+    }
+    this.uploaded.emit(mediaId);
+  }
+
+  private checkUploadable(row: MediaRow | undefined, userId: string, now: number): void {
+    if (!row) throw notFound('Unknown media ID');
+    if (row.userId !== userId) throw new MatrixError('M_FORBIDDEN', 'You did not create this media ID');
+    if (row.uploadTs !== undefined) throw this.cannotOverwrite();
+    if (row.unusedExpiresAt !== undefined && row.unusedExpiresAt <= now) throw notFound('Media ID has expired');
+  }
+
+  private cannotOverwrite(): MatrixError {
+    return new MatrixError('M_CANNOT_OVERWRITE_MEDIA', 'Media already uploaded');
+  }
+
+  /** The row of uploaded local media, waiting up to timeout_ms for an async upload to arrive. */
+  private async uploadedRow(serverName: string, mediaId: string, timeoutMs: number | undefined): Promise<MediaRow> {
+    if (serverName !== this.deps.serverName || !MEDIA_ID_RE.test(mediaId)) throw notFound('Media not found');
+    const deadline = Date.now() + Math.min(Math.max(timeoutMs ?? DEFAULT_WAIT_MS, 0), MAX_WAIT_MS);
+    for (;;) {
+      const row = await repo.getMedia(this.deps.db.knex, mediaId);
+      if (!row) throw notFound('Media not found');
+      if (row.uploadTs !== undefined) return row;
+      if (row.unusedExpiresAt !== undefined && row.unusedExpiresAt <= this.deps.clock.now()) throw notFound('Media not found');
+      const remaining = deadline - Date.now();
+      if (remaining <= 0 || this.closing.signal.aborted) {
+        throw new MatrixError('M_NOT_YET_UPLOADED', 'The media has not been uploaded yet');
+      }
+      await this.waitForUpload(mediaId, Math.min(remaining, WAIT_POLL_MS));
+    }
+  }
+
+  private async waitForUpload(mediaId: string, ms: number): Promise<void> {
+    const wake = new AbortController();
+    const onUpload = () => wake.abort();
+    const onClose = () => wake.abort();
+    this.uploaded.once(mediaId, onUpload);
+    this.closing.signal.addEventListener('abort', onClose, { once: true });
+    try {
+      await sleep(ms, undefined, { signal: wake.signal });
+    } catch {
+      // woken early: by the upload, or by close()
+    } finally {
+      this.uploaded.off(mediaId, onUpload);
+      this.closing.signal.removeEventListener('abort', onClose);
+    }
+  }
+
+  private async touch(row: MediaRow): Promise<void> {
+    const now = this.deps.clock.now();
+    if (row.lastAccessTs !== undefined && now - row.lastAccessTs < ACCESS_GRANULARITY_MS) return;
+    await repo.touchMedia(this.deps.db.knex, row.mediaId, now);
+  }
+
+  async download(serverName: string, mediaId: string, timeoutMs?: number): Promise<Download> {
+    const row = await this.uploadedRow(serverName, mediaId, timeoutMs);
+    const file = await this.store.open(this.store.contentPath(mediaId));
+    if (!file) {
+      this.deps.logger.warn({ mediaId }, 'media row without its file');
+      throw notFound('Media not found');
+    }
+    await this.touch(row);
+    return { file, contentType: row.contentType ?? 'application/octet-stream', filename: row.filename };
+  }
+
+  async thumbnail(serverName: string, mediaId: string, req: ThumbnailRequest): Promise<ThumbnailReply> {
+    const row = await this.uploadedRow(serverName, mediaId, req.timeoutMs);
+    if (!canThumbnail(row.contentType)) {
+      throw new MatrixError('M_UNKNOWN', `Cannot generate thumbnails for ${baseContentType(row.contentType)}`, 400);
+    }
+    const target = selectThumbnailSize(
+      { width: req.width, height: req.height, method: req.method },
+      this.deps.config.thumbnail_sizes,
+      this.deps.config.dynamic_thumbnails,
+    );
+    const key: repo.ThumbnailKey = { mediaId, ...target, animated: req.animated === true };
+    await this.touch(row);
+
+    const cached = await repo.getThumbnail(this.deps.db.knex, key);
+    if (cached) {
+      const file = await this.store.open(this.store.thumbnailPath(mediaId, key.width, key.height, key.method, key.animated));
+      if (file) return { file, contentType: cached.contentType };
+    }
+
+    const flightKey = `${mediaId}/${key.width}/${key.height}/${key.method}/${key.animated}`;
+    let flight = this.inFlight.get(flightKey);
+    if (!flight) {
+      flight = this.generate(row, key).finally(() => this.inFlight.delete(flightKey));
+      this.inFlight.set(flightKey, flight);
+    }
+    const made = await flight;
+    if (made === 'original') {
+      const file = await this.store.open(this.store.contentPath(mediaId));
+      if (!file) throw notFound('Media not found');
+      return { file, contentType: baseContentType(row.contentType) };
+    }
+    const file = await this.store.open(this.store.thumbnailPath(mediaId, key.width, key.height, key.method, key.animated));
+    if (!file) throw notFound('Media not found');
+    return { file, contentType: made.contentType };
+  }
+
+  /** Makes and records one thumbnail, or decides the original is small enough to serve as it is. */
+  private async generate(row: MediaRow, key: repo.ThumbnailKey): Promise<ThumbnailRow | 'original'> {
+    const bytes = await this.store.read(this.store.contentPath(row.mediaId));
+    if (!bytes) throw notFound('Media not found');
+    let info: ImageInfo;
+    try {
+      info = await this.thumbnailer.probe(bytes);
+    } catch (err) {
+      if (err instanceof NotAnImage) throw new MatrixError('M_UNKNOWN', 'Cannot generate a thumbnail for this media', 400);
+      throw err;
+    }
+    // An image already inside the box is its own best thumbnail, provided it is a type clients accept
+    // as one and is only animated when animation was asked for.
+    const fits = info.width <= key.width && info.height <= key.height;
+    const typeOk = ['image/jpeg', 'image/png', 'image/gif', 'image/webp'].includes(baseContentType(row.contentType));
+    if (fits && typeOk && (!info.animated || key.animated)) return 'original';
+
+    let thumb;
+    try {
+      thumb = await this.thumbnailer.generate(bytes, info, key, key.animated);
+    } catch (err) {
+      if (err instanceof ImageTooLarge) throw new MatrixError('M_TOO_LARGE', 'The image is too large to thumbnail', 413);
+      this.deps.logger.warn({ err, mediaId: row.mediaId }, 'thumbnail generation failed');
+      throw new MatrixError('M_UNKNOWN', 'Cannot generate a thumbnail for this media', 400);
+    }
+    const written = await this.store.writeTemp(thumb.data);
+    try {
+      await this.store.commit(written.tempPath, this.store.thumbnailPath(row.mediaId, key.width, key.height, key.method, key.animated));
+    } finally {
+      await this.store.discard(written.tempPath);
+    }
+    const stored: ThumbnailRow = {
+      ...key,
+      contentType: thumb.contentType,
+      actualWidth: thumb.width,
+      actualHeight: thumb.height,
+      size: thumb.data.length,
+      createdTs: this.deps.clock.now(),
+    };
+    await repo.insertThumbnail(this.deps.db.knex, stored);
+    return stored;
+  }
+
+  /**
+   * Deletes pending ids whose reservation ran out and, when `media_retention.local_media_lifetime` is
+   * set, local media not downloaded for that long. Returns how many items were removed.
+   */
+  async purgeExpired(now = this.deps.clock.now()): Promise<number> {
+    const lifetime = this.deps.config.media_retention.local_media_lifetime;
+    const accessedBefore = lifetime === undefined || lifetime === null ? undefined : now - parseDuration(lifetime);
+    let total = 0;
+    for (;;) {
+      const ids = await repo.expiredMediaIds(this.deps.db.knex, { accessedBefore, now, limit: PURGE_BATCH });
+      if (ids.length === 0) break;
+      // Rows first: from then on downloads answer 404, and a file left by a crash is only litter.
+      await this.deps.db.knex.transaction((trx) => repo.deleteMedia(trx, ids));
+      for (const id of ids) {
+        await this.store.remove(id).catch((err: unknown) => this.deps.logger.warn({ err, mediaId: id }, 'could not delete media file'));
+      }
+      total += ids.length;
+      if (ids.length < PURGE_BATCH || this.closing.signal.aborted) break;
+    }
+    if (total > 0) this.deps.logger.info({ count: total }, 'media retention: deleted media');
+    return total;
+  }
+}
