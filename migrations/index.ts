@@ -2,6 +2,9 @@ import type { Knex } from 'knex';
 import * as initial from './0001_initial.js';
 import * as accounts from './0002_accounts.js';
 import * as e2ee from './0004_e2ee.js';
+import * as media from './0006_media.js';
+import * as edus from './0005_edus.js';
+import * as push from './0007_push.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -14,6 +17,9 @@ const migrations: Array<[string, Migration]> = [
   ['0001_initial', initial],
   ['0002_accounts', accounts],
   ['0004_e2ee', e2ee],
+  ['0005_edus', edus],
+  ['0006_media', media],
+  ['0007_push', push],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

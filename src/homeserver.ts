@@ -8,16 +8,24 @@ import type { HomeserverConfig } from './config/schema.js';
 import { loadOrCreateSigningKey } from './config/signingKey.js';
 import type { SigningKey } from './crypto/signing.js';
 import { clientRoutes } from './clientapi/index.js';
+import { InFlightRequests } from './http/inFlight.js';
 import { applyCors, errorHandling, mountRoutes, requestLogging } from './http/mount.js';
 import { RateLimiter } from './http/rateLimit.js';
 import { TransactionStore } from './http/transactions.js';
 import { KeyBackupService } from './e2ee/keyBackupService.js';
 import { createE2ee, type E2eeServices } from './e2ee/index.js';
+import { createEdus, type EduServices } from './edus/index.js';
 import { createLogger } from './logger.js';
+import { createPush, type PushService } from './push/index.js';
+import { readPositions } from './storage/repositories/receipts.js';
+import { MediaService } from './media/mediaService.js';
 import { RoomService } from './rooms/roomService.js';
 import { openDatabase, type Database } from './storage/database.js';
 import { Notifier } from './sync/notifier.js';
 import { DeviceListsProvider } from './sync/providers/deviceLists.js';
+import { PresenceProvider } from './sync/providers/presence.js';
+import { ReceiptsProvider } from './sync/providers/receipts.js';
+import { TypingProvider } from './sync/providers/typing.js';
 import { ToDeviceProvider } from './sync/providers/toDevice.js';
 import { SyncService } from './sync/syncService.js';
 import { UserService } from './users/userService.js';
@@ -43,6 +51,9 @@ export interface Services {
   sync: SyncService;
   keyBackup: KeyBackupService;
   e2ee: E2eeServices;
+  edus: EduServices;
+  media: MediaService;
+  push: PushService;
 }
 
 export interface Homeserver {
@@ -52,6 +63,8 @@ export interface Homeserver {
   listen(port?: number, host?: string, tls?: { certificatePath: string; privateKeyPath: string }): Promise<number>;
   close(): Promise<void>;
 }
+
+const SHUTDOWN_GRACE_MS = 5_000;
 
 export interface HomeserverOptions {
   logger?: Logger;
@@ -74,6 +87,17 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   const sync = new SyncService({ ...base, rooms });
   sync.registerProvider(new ToDeviceProvider({ toDevice: e2ee.toDevice, deviceKeys: e2ee.deviceKeys }));
   sync.registerProvider(new DeviceListsProvider(e2ee.deviceLists));
+  const edus = createEdus({ ...base, rooms, accountData: sync.accountData });
+  const push = createPush(base, { rooms, users, accountData: sync.accountData });
+  push.readPositions = readPositions;
+  sync.setNotificationCounter(async (userId, roomIds, options) => {
+    // Notifications are evaluated just after each commit; a sync woken by that commit waits briefly for them.
+    await Promise.race([push.idle(), new Promise((r) => setTimeout(r, 200).unref())]);
+    return push.counts(userId, roomIds, options);
+  });
+  sync.registerProvider(new ReceiptsProvider({ db, receipts: edus.receipts }));
+  sync.registerProvider(new TypingProvider({ db, typing: edus.typing }));
+  sync.registerProvider(new PresenceProvider({ db, presence: edus.presence }));
   const services: Services = {
     ...base,
     publicBaseUrl,
@@ -84,12 +108,18 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     sync,
     keyBackup: new KeyBackupService({ db }),
     e2ee,
+    edus,
+    media: new MediaService(base),
+    push,
   };
+  services.media.start();
 
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.listeners.some((l) => l.x_forwarded));
   app.set('query parser', 'simple');
+  const inFlight = new InFlightRequests();
+  app.use(inFlight.middleware());
   requestLogging(app, logger);
   applyCors(app);
   const limiters = config.rc_enabled
@@ -126,10 +156,16 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       });
     },
     async close() {
-      for (const s of servers) {
-        s.closeAllConnections();
-        await new Promise<void>((r) => s.close(() => r()));
-      }
+      // Stop accepting, let long-polls return and running requests finish, then close the database.
+      const closed = servers.map((s) => new Promise<void>((r) => s.close(() => r())));
+      for (const s of servers) s.closeIdleConnections();
+      notifier.wakeAll();
+      await inFlight.drained(SHUTDOWN_GRACE_MS);
+      for (const s of servers) s.closeAllConnections();
+      await Promise.all(closed);
+      edus.close();
+      push.close();
+      await services.media.close();
       await db.close();
     },
   };

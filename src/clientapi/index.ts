@@ -10,6 +10,7 @@ import { dehydratedDeviceRoutes } from './dehydratedDevice.js';
 import { directoryRoutes } from './directory.js';
 import { keyRoutes } from './keys.js';
 import { keyBackupRoutes } from './keyBackup.js';
+import { mediaRoutes } from './media.js';
 import { membershipRoutes } from './membership.js';
 import { profileRoutes } from './profile.js';
 import { roomEventRoutes } from './roomEvents.js';
@@ -17,6 +18,12 @@ import { versionRoutes } from './versions.js';
 import { accountDataRoutes } from './accountData.js';
 import { filterRoutes } from './filter.js';
 import { syncRoutes } from './sync.js';
+import { presenceRoutes } from './presence.js';
+import { receiptRoutes } from './receipts.js';
+import { typingRoutes } from './typing.js';
+import { notificationRoutes } from './notifications.js';
+import { pusherRoutes } from './pushers.js';
+import { pushRuleRoutes } from './pushrules.js';
 
 // One file per spec group; each returns its routes given the services.
 export function clientRoutes(services: Services): RouteDefinition[] {
@@ -38,5 +45,12 @@ export function clientRoutes(services: Services): RouteDefinition[] {
     ...dehydratedDeviceRoutes(services),
     ...keyBackupRoutes(services),
     ...profileRoutes(services),
+    ...receiptRoutes(services),
+    ...typingRoutes(services),
+    ...presenceRoutes(services),
+    ...mediaRoutes(services),
+    ...pushRuleRoutes(services),
+    ...pusherRoutes(services),
+    ...notificationRoutes(services),
   ];
 }

@@ -8,7 +8,7 @@ const syncQuery = z.looseObject({
   since: z.string().optional(),
   filter: z.string().optional(),
   full_state: booleanParam.optional(),
-  // Accepted; presence is not tracked yet.
+  // Presence to set while syncing (online by default; offline leaves it alone).
   set_presence: z.enum(['offline', 'online', 'unavailable']).optional(),
   timeout: z
     .string()
@@ -30,14 +30,16 @@ export function syncRoutes(services: Services): RouteDefinition[] {
       allowGuests: true,
       query: syncQuery,
       handler: (ctx) =>
-        services.sync.sync({
-          userId: ctx.requester.userId,
-          deviceId: ctx.requester.deviceId,
-          since: ctx.query.since,
-          timeoutMs: ctx.query.timeout,
-          filter: ctx.query.filter,
-          fullState: ctx.query.full_state,
-        }),
+        services.edus.presence.duringSync(ctx.requester.userId, ctx.query.set_presence, () =>
+          services.sync.sync({
+            userId: ctx.requester.userId,
+            deviceId: ctx.requester.deviceId,
+            since: ctx.query.since,
+            timeoutMs: ctx.query.timeout,
+            filter: ctx.query.filter,
+            fullState: ctx.query.full_state,
+          }),
+        ),
     }),
   ];
 }

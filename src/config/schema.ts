@@ -6,6 +6,10 @@ const rateLimit = z.strictObject({
   burst_count: z.number().int().positive(),
 });
 
+const size = z.union([z.number().int().positive(), z.string().regex(/^\d+[KMG]?$/)]);
+// Milliseconds as a number, or a number with a unit: '30s', '24h', '90d', '1y'.
+const duration = z.union([z.number().int().nonnegative(), z.string().regex(/^\d+(ms|s|m|h|d|w|y)?$/)]);
+
 const listener = z.strictObject({
   port: z.number().int().min(0).max(65535),
   bind_addresses: z.array(z.string()).default(['127.0.0.1']),
@@ -57,6 +61,24 @@ export const configSchema = z.strictObject({
   media_store_path: z.string().default('./data/media_store'),
   max_upload_size: z.union([z.number().int().positive(), z.string().regex(/^\d+[KMG]?$/)]).default('50M'),
   max_request_body_size: z.number().int().positive().default(1024 * 1024),
+  // Content repository (src/media), Synapse's names and defaults.
+  max_image_pixels: size.default('32M'),
+  dynamic_thumbnails: z.boolean().default(false),
+  thumbnail_sizes: z
+    .array(z.strictObject({ width: z.number().int().positive(), height: z.number().int().positive(), method: z.enum(['crop', 'scale']) }))
+    .min(1)
+    .default([
+      { width: 32, height: 32, method: 'crop' },
+      { width: 96, height: 96, method: 'crop' },
+      { width: 320, height: 240, method: 'scale' },
+      { width: 640, height: 480, method: 'scale' },
+      { width: 800, height: 600, method: 'scale' },
+    ]),
+  media_retention: z
+    .strictObject({ local_media_lifetime: duration.nullable().optional(), remote_media_lifetime: duration.nullable().optional() })
+    .default({}),
+  max_pending_media_uploads: z.number().int().positive().default(5),
+  unused_expiration_time: duration.default('24h'),
   rc_message: rateLimit.default({ per_second: 10, burst_count: 50 }),
   rc_registration: rateLimit.default({ per_second: 0.17, burst_count: 3 }),
   rc_login: z
@@ -71,6 +93,7 @@ export const configSchema = z.strictObject({
     .default({ enabled: true, minimum_length: 0 }),
   allow_public_rooms_without_auth: z.boolean().default(false),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  presence: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
 });
 
 export type RawConfig = z.input<typeof configSchema>;
@@ -82,4 +105,14 @@ export function parseSize(value: number | string): number {
   const n = Number.parseInt(value, 10);
   const mult = unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1;
   return n * mult;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000, y: 31_536_000_000 };
+
+/** A config duration in milliseconds ('24h', '90d', or a plain number of milliseconds). */
+export function parseDuration(value: number | string): number {
+  if (typeof value === 'number') return value;
+  const match = /^(\d+)(ms|s|m|h|d|w|y)?$/.exec(value);
+  if (!match) throw new Error(`invalid duration: ${value}`);
+  return Number(match[1]) * DURATION_UNITS[match[2] ?? 'ms']!;
 }

@@ -18,8 +18,7 @@ export class ToDeviceService {
   constructor(private readonly deps: ServiceDeps) {}
 
   async send(sender: string, type: string, messages: Record<string, Record<string, unknown>>): Promise<void> {
-    const db = this.deps.db.knex;
-    const rows: Array<{ userId: string; deviceId: string; sender: string; type: string; content: string }> = [];
+    const local: Array<[string, Record<string, unknown>]> = [];
     const remote = new Map<string, Record<string, Record<string, unknown>>>();
     for (const [userId, byDevice] of Object.entries(messages)) {
       const server = userId.slice(userId.indexOf(':') + 1);
@@ -29,18 +28,30 @@ export class ToDeviceService {
         remote.set(server, forServer);
         continue;
       }
-      for (const [deviceId, content] of Object.entries(byDevice)) {
-        const json = JSON.stringify(content);
-        const targets = deviceId === '*' ? (await listDevices(db, userId, true)).map((d) => d.deviceId) : [deviceId];
-        for (const target of targets) rows.push({ userId, deviceId: target, sender, type, content: json });
-      }
+      local.push([userId, byDevice]);
     }
-    if (rows.length) {
-      await this.deps.db.write(async (trx) => {
-        const head = await repo.insertToDevice(trx, rows);
-        await repo.advanceStreamHead(trx, TO_DEVICE_STREAM, head);
+    if (local.length) {
+      const recipients = await this.deps.db.write(async (trx) => {
+        const rows: Array<{ userId: string; deviceId: string; sender: string; type: string; content: string }> = [];
+        for (const [userId, byDevice] of local) {
+          // Read in the write transaction, so a device deleted meanwhile (and its queue with it) gets nothing.
+          const devices = (await listDevices(trx, userId, true)).map((d) => d.deviceId);
+          const known = new Set(devices);
+          for (const [deviceId, content] of Object.entries(byDevice)) {
+            // A message for a device that does not exist (deleted, or never was) could never be delivered nor
+            // acknowledged, so it is dropped instead of staying in the queue for ever (Synapse does the same).
+            const targets = deviceId === '*' ? devices : known.has(deviceId) ? [deviceId] : [];
+            const json = JSON.stringify(content);
+            for (const target of targets) rows.push({ userId, deviceId: target, sender, type, content: json });
+          }
+        }
+        if (rows.length) {
+          const head = await repo.insertToDevice(trx, rows);
+          await repo.advanceStreamHead(trx, TO_DEVICE_STREAM, head);
+        }
+        return new Set(rows.map((r) => r.userId));
       });
-      this.deps.notifier.notifyUsers(new Set(rows.map((r) => r.userId)));
+      if (recipients.size) this.deps.notifier.notifyUsers(recipients);
     }
     for (const [server, byUser] of remote) {
       if (this.remoteSender) await this.remoteSender(sender, type, byUser, server);

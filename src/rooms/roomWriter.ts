@@ -110,7 +110,7 @@ export class RoomWriteContext {
         ...(draft.redacts !== undefined ? { redacts: draft.redacts } : {}),
       },
       version,
-      { serverName: this.deps.serverName, key: this.deps.signingKey },
+      { serverName: this.deps.serverName, key: this.deps.signingKey, hashLookup },
     );
 
     const authState: StateMap = new Map(authEvents.map((e) => [stateMapKey(e.type, e.state_key ?? ''), e]));

@@ -7,6 +7,7 @@ export class Notifier {
 
   /** Resolves when `userId` is notified, or after `timeoutMs`; `signal` cancels early. */
   wait(userId: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    if (this.closed) return Promise.resolve();
     return new Promise((resolve) => {
       let set = this.waiters.get(userId);
       if (!set) {
@@ -37,6 +38,19 @@ export class Notifier {
       if (!set) continue;
       for (const wake of [...set]) wake();
     }
+  }
+
+  private closed = false;
+
+  /** After shutdown began, waits end at once so long-polls answer with what they have. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Shutdown: releases every waiting request and every later one. */
+  wakeAll(): void {
+    this.closed = true;
+    for (const set of [...this.waiters.values()]) for (const wake of [...set]) wake();
   }
 
   waitingCount(): number {

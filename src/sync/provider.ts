@@ -41,3 +41,10 @@ export interface SyncProvider {
   /** What changed in (from, to]; returns true when something was added to the response. */
   incremental(ctx: SyncContext, from: number, to: number): Promise<boolean>;
 }
+
+/** Unread counts for joined rooms, as the push rules see them (spec: "Receiving notifications"). */
+export type NotificationCounter = (
+  userId: string,
+  roomIds: readonly string[],
+  options: { upTo: number; threaded: boolean },
+) => Promise<Map<string, { notification_count: number; highlight_count: number; threads?: Record<string, { notification_count: number; highlight_count: number }> }>>;

@@ -4,7 +4,7 @@ import { membershipAtStream, userMemberships, type MembershipRow } from '../stor
 import { AccountDataService } from './accountDataService.js';
 import { roomAllowed, type SyncFilter } from './filter.js';
 import { FilterService } from './filterService.js';
-import type { SyncContext, SyncProvider } from './provider.js';
+import type { NotificationCounter, SyncContext, SyncProvider } from './provider.js';
 import { AccountDataProvider } from './providers/accountData.js';
 import { EmptyProvider } from './providers/empty.js';
 import { RoomsProvider } from './providers/rooms.js';
@@ -46,6 +46,13 @@ export class SyncService {
   }
 
   /** Adds or replaces the provider of a topic (a replaced provider keeps its place in the run order). */
+  /** Where `unread_notifications` come from; until push is wired in every room reads 0. */
+  setNotificationCounter(counter: NotificationCounter): void {
+    this.notificationCounter = counter;
+  }
+
+  private notificationCounter: NotificationCounter = async () => new Map();
+
   registerProvider(provider: SyncProvider): void {
     this.providers.set(provider.topic, provider);
   }
@@ -81,7 +88,7 @@ export class SyncService {
         const { response, changed } = await this.compute(req, since, filter, fullState);
         if (!wake || changed) return response;
         await wake;
-        if (req.signal?.aborted || this.deps.clock.now() >= deadline) {
+        if (req.signal?.aborted || this.deps.notifier.isClosed || this.deps.clock.now() >= deadline) {
           // One last look: something may have arrived with the wake-up at the deadline.
           const last = await this.compute(req, since, filter, fullState);
           return last.response;
@@ -107,7 +114,22 @@ export class SyncService {
       if (since === undefined) await provider.complete(ctx, to[provider.topic]);
       else if (await provider.incremental(ctx, since[provider.topic], to[provider.topic])) changed = true;
     }
+    await this.fillUnreadCounts(ctx);
     return { response: ctx.response.build(encodeSyncToken({ ...to, ...ctx.nextPositions })), changed };
+  }
+
+  /** Every joined room in the response carries its counts, whichever provider put it there. */
+  private async fillUnreadCounts(ctx: SyncContext): Promise<void> {
+    const roomIds = [...ctx.response.join.keys()];
+    if (!roomIds.length) return;
+    const threaded = ctx.filter.room?.timeline?.unread_thread_notifications === true;
+    const counts = await this.notificationCounter(ctx.userId, roomIds, { upTo: ctx.to.timeline, threaded });
+    for (const roomId of roomIds) {
+      const room = ctx.response.join.get(roomId)!;
+      const c = counts.get(roomId);
+      room.unread_notifications = { notification_count: c?.notification_count ?? 0, highlight_count: c?.highlight_count ?? 0 };
+      if (threaded && c?.threads && Object.keys(c.threads).length) room.unread_thread_notifications = c.threads;
+    }
   }
 
   private context(req: SyncRequest, filter: SyncFilter, fullState: boolean, since: SyncPositions | undefined, to: SyncPositions): SyncContext {

@@ -1,7 +1,15 @@
 import { ClientEvent, KnownMembership, SyncState, createClient, type MatrixClient, type MatrixEvent } from 'matrix-js-sdk';
+import {
+  CryptoEvent,
+  VerificationPhase,
+  VerifierEvent,
+  type ShowSasCallbacks,
+  type VerificationRequest,
+  type Verifier,
+} from 'matrix-js-sdk/lib/crypto-api/index.js';
 import { logger as sdkLogger, type Logger } from 'matrix-js-sdk/lib/logger.js';
 import { request } from './http.js';
-import type { TestUser } from './users.js';
+import { specCheckedFetch, type TestUser } from './users.js';
 
 // matrix-js-sdk clients with the Rust crypto stack (in-memory store), driven against a real test server.
 
@@ -22,6 +30,22 @@ if (process.env.SKJOL_TEST_SDK_LOG !== 'debug') {
   const original = root.methodFactory;
   root.methodFactory = (method, level, name) => (method === 'error' ? original(method, level, name) : () => {});
 }
+
+/**
+ * Responses that did not match the spec's schema. The check fails the request, but the SDK retries or
+ * swallows failures of its background requests (key upload, query, claim), so tests also assert this is empty.
+ */
+export const specViolations: string[] = [];
+
+const recordingSpecFetch: typeof fetch = async (input, init) => {
+  try {
+    return await specCheckedFetch(input, init);
+  } catch (err) {
+    const message = (err as Error).message ?? '';
+    if (message.startsWith('Response does not match the Matrix spec')) specViolations.push(`${init?.method ?? 'GET'} ${String(input)}: ${message}`);
+    throw err;
+  }
+};
 
 /** Polls `fn` until it returns something other than undefined. */
 export async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
@@ -76,13 +100,14 @@ function pushRulesFallback(client: MatrixClient): void {
   };
 }
 
-/** A client with Rust crypto for `user`, started and through its first sync. */
+/** A client with Rust crypto for `user` (responses checked against the spec), started and through its first sync. */
 export async function startCryptoClient(baseUrl: string, user: TestUser, options: { initialSyncLimit?: number } = {}): Promise<MatrixClient> {
   const client = createClient({
     baseUrl,
     userId: user.userId,
     accessToken: user.accessToken,
     deviceId: user.deviceId,
+    fetchFn: recordingSpecFetch,
     ...(process.env.SKJOL_TEST_SDK_LOG === 'debug' ? {} : { logger: quietLogger }),
   });
   await client.initRustCrypto({ useIndexedDB: false });
@@ -109,15 +134,20 @@ export async function startCryptoClient(baseUrl: string, user: TestUser, options
   return client;
 }
 
-/** Stops clients (their crypto machines are closed with them). Never throws. */
-export function stopClients(clients: Iterable<MatrixClient>): void {
+/**
+ * Stops clients (their crypto machines are closed with them) and aborts what they still have in flight, then
+ * gives the server a moment to finish those requests before the test closes it. Never throws.
+ */
+export async function stopClients(clients: Iterable<MatrixClient>): Promise<void> {
   for (const c of clients) {
     try {
       c.stopClient();
+      c.http.abort();
     } catch {
       // already stopped
     }
   }
+  await new Promise((r) => setTimeout(r, 200));
 }
 
 /**
@@ -221,4 +251,37 @@ export async function waitForDecrypted(client: MatrixClient, roomId: string, bod
 /** The encrypted events of the room the client could not decrypt (yet). */
 export function undecryptable(client: MatrixClient, roomId: string): MatrixEvent[] {
   return (client.getRoom(roomId)?.getLiveTimeline().getEvents() ?? []).filter((e) => e.isDecryptionFailure());
+}
+
+/** Resolves with the SAS callbacks once the verifier can show the short authentication string. */
+function sasShown(verifier: Verifier): Promise<ShowSasCallbacks> {
+  return new Promise((resolve) => {
+    verifier.once(VerifierEvent.ShowSas, resolve);
+    const now = verifier.getShowSasCallbacks();
+    if (now) resolve(now);
+  });
+}
+
+/**
+ * Runs an interactive SAS verification between two pending requests, as two users comparing emoji would:
+ * the responder accepts, the initiator starts m.sas.v1, both sides check that they show the same
+ * emoji and confirm. Resolves when both sides are done.
+ */
+export async function completeSas(initiator: VerificationRequest, responder: VerificationRequest): Promise<void> {
+  await responder.accept();
+  await until('the verification request to be ready', () => (initiator.phase === VerificationPhase.Ready ? true : undefined));
+  const v1 = await initiator.startVerification('m.sas.v1');
+  const v2 = await until('the other side to see the SAS start', () => responder.verifier);
+  const shown = Promise.all([sasShown(v1), sasShown(v2)]);
+  const done = Promise.all([v1.verify(), v2.verify()]);
+  const [s1, s2] = await shown;
+  if (JSON.stringify(s1.sas.emoji) !== JSON.stringify(s2.sas.emoji)) throw new Error('the two sides show different emoji');
+  await Promise.all([s1.confirm(), s2.confirm()]);
+  await done;
+  await until('both sides to finish', () => (initiator.phase === VerificationPhase.Done && responder.phase === VerificationPhase.Done ? true : undefined));
+}
+
+/** The next verification request a client receives. */
+export function nextVerificationRequest(client: MatrixClient): Promise<VerificationRequest> {
+  return new Promise((resolve) => client.once(CryptoEvent.VerificationRequestReceived, resolve));
 }

@@ -162,6 +162,20 @@ describe.each(testDialects())('rooms on %s', (dialect) => {
     expect(bad.body.errcode).toBe('M_UNSUPPORTED_ROOM_VERSION');
   });
 
+  it('references earlier events by id and content hash in version 1 rooms', async () => {
+    const { room_id } = await aliceClient.createRoom({ room_version: '1' });
+    const { event_id } = await aliceClient.sendTextMessage(room_id, 'old format');
+    const { events } = server.hs.services.rooms;
+    const sent = (await events.get(server.hs.services.db.knex, event_id))!.pdu;
+    expect(sent.event_id).toBe(event_id);
+    const refs = [...sent.prev_events, ...sent.auth_events] as Array<[string, { sha256: string }]>;
+    expect(refs.length).toBeGreaterThan(1);
+    for (const [id, hashes] of refs) {
+      const referenced = (await events.get(server.hs.services.db.knex, id))!.pdu;
+      expect(hashes.sha256).toBe(referenced.hashes.sha256);
+    }
+  });
+
   it('manages aliases and directory visibility', async () => {
     const { room_id } = await aliceClient.createRoom({});
     await aliceClient.createAlias('#extra:localhost', room_id);

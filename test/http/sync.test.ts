@@ -31,8 +31,8 @@ describe.each(testDialects())('/sync on %s', (dialect) => {
     return res.body.room_id;
   }
 
-  async function send(user: TestUser, roomId: string, body: string, txnId = `t${++txn}`): Promise<string> {
-    const res = await api(user, 'PUT', `/rooms/${enc(roomId)}/send/m.room.message/${txnId}`, { msgtype: 'm.text', body });
+  async function send(user: TestUser, roomId: string, body: string, txnId = `t${++txn}`, extra: Record<string, unknown> = {}): Promise<string> {
+    const res = await api(user, 'PUT', `/rooms/${enc(roomId)}/send/m.room.message/${txnId}`, { msgtype: 'm.text', body, ...extra });
     if (res.status !== 200) throw new Error(`send failed: ${res.status} ${JSON.stringify(res.body)}`);
     return res.body.event_id;
   }
@@ -337,7 +337,7 @@ describe.each(testDialects())('/sync on %s', (dialect) => {
     const roomId = await createRoom(alice, { preset: 'public_chat' });
     await join(bob, roomId);
     await send(bob, roomId, 'just chatting');
-    await send(bob, roomId, 'hey alice, look');
+    await send(bob, roomId, 'hey alice, look', undefined, { 'm.mentions': { user_ids: [alice.userId] } });
     const res = await sync(alice, { filter: { room: { rooms: [roomId] } } });
     expect(res.rooms.join[roomId].unread_notifications).toEqual({ notification_count: 2, highlight_count: 1 });
     await send(alice, roomId, 'read it');

@@ -152,45 +152,6 @@ export async function heroCandidates(db: Db, roomIds: readonly string[], userId:
   return out;
 }
 
-const NOTIFYING_TYPES = ['m.room.message', 'm.room.encrypted'];
-
-/**
- * Simple unread counts until receipts and push rules exist: messages from others after the user's own
- * latest event in each room; a highlight is one whose JSON mentions one of `mentions` (lower-case).
- */
-export async function unreadCounts(
-  db: Db,
-  roomIds: readonly string[],
-  userId: string,
-  mentions: readonly string[],
-  toInclusive: number,
-): Promise<Map<string, { notification_count: number; highlight_count: number }>> {
-  const out = new Map<string, { notification_count: number; highlight_count: number }>();
-  for (const id of roomIds) out.set(id, { notification_count: 0, highlight_count: 0 });
-  const patterns = mentions.filter((m) => m.length > 0).map((m) => `%${m.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
-  const highlightExpr = patterns.length
-    ? `SUM(CASE WHEN ${patterns.map(() => `LOWER(e.json) LIKE ? ESCAPE '\\'`).join(' OR ')} THEN 1 ELSE 0 END)`
-    : '0';
-  for (const part of chunks(roomIds)) {
-    const placeholders = part.map(() => '?').join(',');
-    const rows = await rawRows<{ room_id: string; n: number | string; h: number | string | null }>(
-      db,
-      `SELECT e.room_id AS room_id, COUNT(*) AS n, ${highlightExpr} AS h
-       FROM events e
-       JOIN (SELECT room_id, MAX(stream_ordering) AS last_own FROM events
-             WHERE sender = ? AND stream_ordering <= ? AND room_id IN (${placeholders}) GROUP BY room_id) own
-         ON own.room_id = e.room_id
-       WHERE e.stream_ordering > own.last_own AND e.stream_ordering <= ? AND e.sender <> ?
-         AND e.type IN (${NOTIFYING_TYPES.map(() => '?').join(',')}) AND e.outlier = ? AND e.rejected_reason IS NULL
-         AND e.redacted_by IS NULL
-       GROUP BY e.room_id`,
-      [...patterns, userId, toInclusive, ...part, toInclusive, userId, ...NOTIFYING_TYPES, false],
-    );
-    for (const r of rows) out.set(r.room_id, { notification_count: Number(r.n), highlight_count: Number(r.h ?? 0) });
-  }
-  return out;
-}
-
 export async function maxEventStreamOrdering(db: Db): Promise<number> {
   const row = await db('events').max({ m: 'stream_ordering' }).first();
   return Number(row?.m ?? 0);

@@ -4,7 +4,6 @@ import { encodePaginationToken } from '../../rooms/paginationToken.js';
 import type { RoomService } from '../../rooms/roomService.js';
 import type { Database, Db } from '../../storage/database.js';
 import { lastRoomEventAtStream, roomEventsInStreamRange, type StoredEvent } from '../../storage/repositories/events.js';
-import { getProfile } from '../../storage/repositories/profiles.js';
 import { forgottenRooms } from '../../storage/repositories/rooms.js';
 import {
   heroCandidates,
@@ -14,11 +13,9 @@ import {
   membershipAtStream,
   membershipsTouchedInRange,
   roomsWithEventsInRange,
-  unreadCounts,
   type MembershipRow,
 } from '../../storage/repositories/sync.js';
 import { parseStateMapKey, stateMapKey } from '../../types/pdu.js';
-import { LruCache } from '../../util/lru.js';
 import { asRoomEventFilter, lazyLoadMembers, roomAllowed, timelineLimit } from '../filter.js';
 import type { SyncContext, SyncProvider } from '../provider.js';
 import type { StrippedStateEvent } from '../response.js';
@@ -31,7 +28,6 @@ const MAX_SCAN = 500;
 /** Rooms worked on at once (their reads overlap on PostgreSQL's pool; SQLite queues them anyway). */
 const ROOM_CONCURRENCY = 8;
 
-const MENTION_CACHE_MS = 30_000;
 
 /** State shown to someone invited or knocking (spec: "Stripped state"). */
 const STRIPPED_TYPES = ['m.room.create', 'm.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', 'm.room.encryption', 'm.room.topic'];
@@ -66,9 +62,6 @@ export interface RoomsProviderDeps {
 
 export class RoomsProvider implements SyncProvider {
   readonly topic = 'timeline' as const;
-
-  /** Display names change rarely; a short-lived cache keeps the profile read off the send→sync path. */
-  private readonly mentionCache = new LruCache<string, { mentions: string[]; until: number }>(10_000);
 
   constructor(private readonly deps: RoomsProviderDeps) {}
 
@@ -184,7 +177,7 @@ export class RoomsProvider implements SyncProvider {
   /** Builds joined/left room entries; returns how many were added to the response. */
   private async buildRooms(ctx: SyncContext, plans: RoomPlan[], skipEmpty = false): Promise<number> {
     if (plans.length === 0) return 0;
-    const { events: eventStore, state: stateStore, reader } = this.deps.rooms;
+    const { events: eventStore, reader } = this.deps.rooms;
     const viewer = { userId: ctx.userId, deviceId: ctx.deviceId };
     const limit = timelineLimit(ctx.filter);
     const timelineFilter = asRoomEventFilter(ctx.filter.room?.timeline);
@@ -193,8 +186,6 @@ export class RoomsProvider implements SyncProvider {
     const selective = timelineFilter !== undefined && hasSelection(timelineFilter);
     const pageSize = selective ? Math.max(limit * 2, 20) + 1 : limit + 1;
 
-    const mentions = plans.some((p) => p.section === 'join') ? this.mentions(ctx) : undefined;
-    mentions?.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
     // Phase 1: the newest page of every room in one query, events through the shared cache.
     const pages = await latestEventIdsPerRoom(this.db, plans.map((p) => ({ roomId: p.roomId, after: p.after, upTo: p.upTo })), pageSize);
     const pageEvents = await eventStore.getMany(this.db, [...pages.values()].flatMap((l) => l.map((x) => x.eventId)));
@@ -212,14 +203,10 @@ export class RoomsProvider implements SyncProvider {
 
     // Phase 3: every state event in one batch, then formatting.
     const stateEvents = await eventStore.getMany(this.db, built.flatMap((b) => b.stateIds));
-    const joinIds = built.filter((b) => b.plan.section === 'join').map((b) => b.plan.roomId);
     const summaryIds = built.filter((b) => b.plan.section === 'join' && (b.plan.summary || hasMemberEvent(b, stateEvents))).map((b) => b.plan.roomId);
-    const [counts, heroes, unread] = await Promise.all([
+    const [counts, heroes] = await Promise.all([
       summaryIds.length ? memberCounts(this.db, summaryIds) : new Map<string, { joined: number; invited: number }>(),
       summaryIds.length ? heroCandidates(this.db, summaryIds, ctx.userId) : new Map<string, string[]>(),
-      joinIds.length && mentions
-        ? mentions.then((m) => unreadCounts(this.db, joinIds, ctx.userId, m, ctx.to.timeline))
-        : new Map<string, { notification_count: number; highlight_count: number }>(),
     ]);
 
     for (const { plan, timeline, stateIds } of built) {
@@ -248,7 +235,6 @@ export class RoomsProvider implements SyncProvider {
             'm.invited_member_count': c.invited,
           };
         }
-        room.unread_notifications = unread.get(plan.roomId) ?? { notification_count: 0, highlight_count: 0 };
       } else {
         const room = ctx.response.leftRoom(plan.roomId);
         room.timeline = tl;
@@ -347,17 +333,6 @@ export class RoomsProvider implements SyncProvider {
       }
     }
     return [...out];
-  }
-
-  /** What counts as a mention of the user for the simple highlight count: localpart and display name. */
-  private async mentions(ctx: SyncContext): Promise<string[]> {
-    const hit = this.mentionCache.get(ctx.userId);
-    if (hit && hit.until > Date.now()) return hit.mentions;
-    const localpart = ctx.userId.slice(1, ctx.userId.indexOf(':'));
-    const profile = await getProfile(this.db, ctx.userId);
-    const mentions = [localpart, ...(profile?.displayname ? [profile.displayname] : [])];
-    this.mentionCache.set(ctx.userId, { mentions, until: Date.now() + MENTION_CACHE_MS });
-    return mentions;
   }
 
   /** Invites and knocks: stripped state at the membership event (or what federation sent with it). */

@@ -1,0 +1,59 @@
+import { addEphemeral, ephemeralAllowed } from '../../edus/syncRooms.js';
+import type { ReceiptService } from '../../edus/receipts.js';
+import type { Database, Db } from '../../storage/database.js';
+import { changedReceipts, receiptsInRooms, type ReceiptRow } from '../../storage/repositories/receipts.js';
+import type { SyncContext, SyncProvider } from '../provider.js';
+
+// The receipts topic: one m.receipt ephemeral event per joined room. A private receipt reaches its owner only.
+export class ReceiptsProvider implements SyncProvider {
+  readonly topic = 'receipts' as const;
+
+  constructor(private readonly deps: { db: Database; receipts: ReceiptService }) {}
+
+  private get db(): Db {
+    return this.deps.db.knex;
+  }
+
+  latest(): Promise<number> {
+    return this.deps.receipts.latest();
+  }
+
+  async complete(ctx: SyncContext, to: number): Promise<void> {
+    const rooms = await ctx.joinedRoomIds();
+    if (rooms.length === 0) return;
+    this.place(ctx, await receiptsInRooms(this.db, rooms, to));
+  }
+
+  async incremental(ctx: SyncContext, from: number, to: number): Promise<boolean> {
+    const changed = from < to ? await changedReceipts(this.db, from, to) : [];
+    if (changed.length === 0 && ctx.newlyJoined.size === 0) return false;
+    const joined = new Set(await ctx.joinedRoomIds());
+    const rows = changed.filter((r) => joined.has(r.roomId) && !ctx.newlyJoined.has(r.roomId));
+    // Rooms newly joined in this range get all their receipts, as in an initial sync.
+    const fresh = [...ctx.newlyJoined].filter((id) => joined.has(id));
+    if (fresh.length) rows.push(...(await receiptsInRooms(this.db, fresh, to)));
+    const added = this.place(ctx, rows);
+    return added > 0;
+  }
+
+  /** Adds one m.receipt event per room; returns how many were added. */
+  private place(ctx: SyncContext, rows: readonly ReceiptRow[]): number {
+    const perRoom = new Map<string, Record<string, Record<string, Record<string, { ts: number; thread_id?: string }>>>>();
+    for (const r of rows) {
+      if (r.receiptType === 'm.read.private' && r.userId !== ctx.userId) continue;
+      let content = perRoom.get(r.roomId);
+      if (!content) perRoom.set(r.roomId, (content = {}));
+      const byType = (content[r.eventId] ??= {});
+      const byUser = (byType[r.receiptType] ??= {});
+      // A user may hold several receipts of one type on one event (threads); the newest row wins here.
+      byUser[r.userId] = { ts: r.ts, ...(r.threadId !== undefined ? { thread_id: r.threadId } : {}) };
+    }
+    let added = 0;
+    for (const [roomId, content] of perRoom) {
+      if (!ephemeralAllowed(ctx, roomId, 'm.receipt')) continue;
+      addEphemeral(ctx, roomId, { type: 'm.receipt', content });
+      added++;
+    }
+    return added;
+  }
+}
