@@ -9,7 +9,9 @@ import {
 } from 'matrix-js-sdk/lib/crypto-api/index.js';
 import { logger as sdkLogger, type Logger } from 'matrix-js-sdk/lib/logger.js';
 import { request } from './http.js';
-import { specCheckedFetch, type TestUser } from './users.js';
+import { loginDevice, specCheckedFetch, type TestUser } from './users.js';
+
+export { loginDevice };
 
 // matrix-js-sdk clients with the Rust crypto stack (in-memory store), driven against a real test server.
 
@@ -58,20 +60,6 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined> | 
   }
 }
 
-/** Logs in again with the password: a new device of the same user. */
-export async function loginDevice(baseUrl: string, user: TestUser, deviceId?: string): Promise<TestUser> {
-  const res = await request(baseUrl, 'POST', '/_matrix/client/v3/login', {
-    body: {
-      type: 'm.login.password',
-      identifier: { type: 'm.id.user', user: user.userId },
-      password: user.password,
-      ...(deviceId ? { device_id: deviceId } : {}),
-    },
-  });
-  if (res.status !== 200) throw new Error(`login failed: ${res.status} ${JSON.stringify(res.body)}`);
-  return { ...user, accessToken: res.body.access_token, deviceId: res.body.device_id };
-}
-
 /** Deletes a device through DELETE /devices/{id} with the password stage of user-interactive auth. */
 export async function deleteDevice(baseUrl: string, user: TestUser, deviceId: string): Promise<void> {
   const path = `/_matrix/client/v3/devices/${encodeURIComponent(deviceId)}`;
@@ -86,20 +74,6 @@ export async function deleteDevice(baseUrl: string, user: TestUser, deviceId: st
   if (res.status !== 200) throw new Error(`delete device failed: ${res.status} ${JSON.stringify(res.body)}`);
 }
 
-/** Push rules belong to another piece of work; until GET /pushrules/ exists the SDK gets an empty set. */
-function pushRulesFallback(client: MatrixClient): void {
-  const original = client.getPushRules.bind(client);
-  client.getPushRules = async () => {
-    try {
-      return await original();
-    } catch (err) {
-      if ((err as { httpStatus?: number }).httpStatus !== 404) throw err;
-      client.setPushRules({ global: {} } as never);
-      return client.pushRules!;
-    }
-  };
-}
-
 /** A client with Rust crypto for `user` (responses checked against the spec), started and through its first sync. */
 export async function startCryptoClient(baseUrl: string, user: TestUser, options: { initialSyncLimit?: number } = {}): Promise<MatrixClient> {
   const client = createClient({
@@ -111,7 +85,6 @@ export async function startCryptoClient(baseUrl: string, user: TestUser, options
     ...(process.env.SKJOL_TEST_SDK_LOG === 'debug' ? {} : { logger: quietLogger }),
   });
   await client.initRustCrypto({ useIndexedDB: false });
-  pushRulesFallback(client);
   const prepared = new Promise<void>((resolve) => {
     const on = (state: SyncState) => {
       if (state === SyncState.Prepared) {

@@ -46,3 +46,17 @@ export const specCheckedFetch: typeof fetch = async (input, init) => {
 export function sdkClient(baseUrl: string, user: TestUser): MatrixClient {
   return createClient({ baseUrl, userId: user.userId, accessToken: user.accessToken, deviceId: user.deviceId, fetchFn: specCheckedFetch });
 }
+
+/** Logs in again with the password: a new device of the same user. */
+export async function loginDevice(baseUrl: string, user: TestUser, deviceId?: string): Promise<TestUser> {
+  const res = await request(baseUrl, 'POST', '/_matrix/client/v3/login', {
+    body: {
+      type: 'm.login.password',
+      identifier: { type: 'm.id.user', user: user.userId },
+      password: user.password,
+      ...(deviceId ? { device_id: deviceId } : {}),
+    },
+  });
+  if (res.status !== 200) throw new Error(`login failed: ${res.status} ${JSON.stringify(res.body)}`);
+  return { ...user, accessToken: res.body.access_token, deviceId: res.body.device_id };
+}

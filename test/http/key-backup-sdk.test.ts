@@ -5,18 +5,10 @@ import { RustBackupManager } from 'matrix-js-sdk/lib/rust-crypto/backup.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHomeserver, testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
-import { registerUser, type TestUser } from '../helpers/users.js';
+import { loginDevice, registerUser, type TestUser } from '../helpers/users.js';
 
 // End to end with matrix-js-sdk's Rust crypto: one device of a user creates a backup and uploads a megolm
 // key to it, another device of the same user restores the key from the server and decrypts with it.
-
-async function loginDevice(baseUrl: string, user: TestUser): Promise<TestUser> {
-  const res = await request(baseUrl, 'POST', '/_matrix/client/v3/login', {
-    body: { type: 'm.login.password', identifier: { type: 'm.id.user', user: user.userId }, password: user.password },
-  });
-  if (res.status !== 200) throw new Error(`login failed: ${res.status} ${JSON.stringify(res.body)}`);
-  return { ...user, accessToken: res.body.access_token, deviceId: res.body.device_id };
-}
 
 /** The crypto stack logs through the client's logger, below the level test/setup.ts sets on the global one. */
 const quiet: Logger = {

@@ -1,16 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHomeserver, testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
-import { registerUser, type TestUser } from '../helpers/users.js';
+import { loginDevice, registerUser, type TestUser } from '../helpers/users.js';
 
 const V3 = '/_matrix/client/v3';
-
-async function login(baseUrl: string, user: TestUser, deviceId: string): Promise<TestUser> {
-  const res = await request(baseUrl, 'POST', `${V3}/login`, {
-    body: { type: 'm.login.password', identifier: { type: 'm.id.user', user: user.userId }, password: user.password, device_id: deviceId },
-  });
-  return { ...user, accessToken: res.body.access_token, deviceId: res.body.device_id };
-}
 
 describe.each(testDialects())('to-device messages on %s', (dialect) => {
   let server: TestServer;
@@ -32,7 +25,7 @@ describe.each(testDialects())('to-device messages on %s', (dialect) => {
     request(server.baseUrl, 'PUT', `${V3}/sendToDevice/m.test/${txn}`, { token: from.accessToken, body: { messages } });
 
   it('delivers in order, once, and only to the addressed device; retries of a txnId change nothing', async () => {
-    const bob2 = await login(server.baseUrl, bob, 'BOBTWO');
+    const bob2 = await loginDevice(server.baseUrl, bob, 'BOBTWO');
     const start = (await sync(bob)).body.next_batch;
     const start2 = (await sync(bob2)).body.next_batch;
     for (let i = 0; i < 3; i++) expect((await send(alice, `t${i}`, { [bob.userId]: { [bob.deviceId]: { n: i } } })).status).toBe(200);
@@ -48,7 +41,7 @@ describe.each(testDialects())('to-device messages on %s', (dialect) => {
 
   it('sends to every device with *', async () => {
     const carol = await registerUser(server.baseUrl, 'carol');
-    const carol2 = await login(server.baseUrl, carol, 'CAROLTWO');
+    const carol2 = await loginDevice(server.baseUrl, carol, 'CAROLTWO');
     const a = (await sync(carol)).body.next_batch;
     const b = (await sync(carol2)).body.next_batch;
     await send(alice, 'star', { [carol.userId]: { '*': { hello: 'all' } } });
@@ -121,7 +114,7 @@ describe.each(testDialects())('to-device messages on %s', (dialect) => {
     expect(res.body.device_lists.changed).toContain(gina.userId);
     since = res.body.next_batch;
 
-    const gina2 = await login(server.baseUrl, gina, 'GINATWO');
+    const gina2 = await loginDevice(server.baseUrl, gina, 'GINATWO');
     res = await sync(frank, since);
     expect(res.body.device_lists.changed).toContain(gina.userId);
     since = res.body.next_batch;
