@@ -224,6 +224,50 @@ export class RoomService {
     return alias ? { roomId, alias } : { roomId };
   }
 
+  /**
+   * Creates a room and appends to existing rooms in ONE transaction (room upgrades): `fn` appends the new
+   * room's events to `created` and opens existing rooms with `open`. Everything commits or nothing does;
+   * the results are published together afterwards.
+   */
+  async createRoomAlongside<T>(
+    room: { version: RoomVersion; creator: string; isPublic: boolean },
+    fn: (created: RoomWriteContext, open: (roomId: string) => Promise<RoomWriteContext>, trx: Knex.Transaction) => Promise<T>,
+  ): Promise<{ roomId: string; value: T }> {
+    const roomId = `!${randomRoomLocalpart()}:${this.deps.serverName}`;
+    const contexts = new Map<string, RoomWriteContext>();
+    let value: T;
+    try {
+      value = await this.deps.db.write(async (trx) => {
+        const stream = await StreamAllocator.start(trx);
+        const created = await this.writer.create(trx, stream, roomId, room.version, room.creator, room.isPublic);
+        contexts.set(roomId, created);
+        const open = async (id: string): Promise<RoomWriteContext> => {
+          let ctx = contexts.get(id);
+          if (!ctx) {
+            ctx = await this.writer.open(trx, stream, id);
+            contexts.set(id, ctx);
+          }
+          return ctx;
+        };
+        const out = await fn(created, open, trx);
+        for (const ctx of contexts.values()) {
+          await ctx.finish();
+          this.writer.committed(ctx);
+        }
+        return out;
+      });
+    } catch (err) {
+      for (const ctx of contexts.values()) {
+        this.state.forget(ctx.result.createdGroups);
+        this.writer.abandoned(ctx.roomId);
+      }
+      throw err;
+    }
+    this.versions.set(roomId, room.version);
+    for (const ctx of contexts.values()) this.publish(ctx.result);
+    return { roomId, value };
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Sending
 

@@ -79,3 +79,9 @@ export async function forgottenRooms(db: Db, userId: string): Promise<Set<string
   const rows: Array<{ room_id: string }> = await db('forgotten_rooms').where({ user_id: userId });
   return new Set(rows.map((r) => r.room_id));
 }
+/** Points every local alias of `fromRoomId` at `toRoomId` (room upgrades); returns the aliases moved. */
+export async function moveRoomAliases(db: Db, fromRoomId: string, toRoomId: string): Promise<string[]> {
+  const rows: Array<{ room_alias: string }> = await db('room_aliases').where({ room_id: fromRoomId }).select('room_alias');
+  if (rows.length) await db('room_aliases').where({ room_id: fromRoomId }).update({ room_id: toRoomId });
+  return rows.map((r) => r.room_alias).sort();
+}
