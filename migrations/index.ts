@@ -5,6 +5,9 @@ import * as e2ee from './0004_e2ee.js';
 import * as media from './0006_media.js';
 import * as edus from './0005_edus.js';
 import * as push from './0007_push.js';
+import * as relations from './0009_relations.js';
+import * as directory from './0008_directory.js';
+import * as federation from './0010_federation.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -20,6 +23,9 @@ const migrations: Array<[string, Migration]> = [
   ['0005_edus', edus],
   ['0006_media', media],
   ['0007_push', push],
+  ['0009_relations', relations],
+  ['0008_directory', directory],
+  ['0010_federation', federation],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

@@ -40,7 +40,9 @@ export type ErrCode =
   | 'M_CONSENT_NOT_GIVEN'
   | 'M_TOKEN_INCORRECT'
   | 'M_BAD_ALIAS'
-  | 'M_INVALID_SIGNATURE';
+  | 'M_INVALID_SIGNATURE'
+  | 'M_THREEPID_DENIED'
+  | 'M_THREEPID_AUTH_FAILED';
 
 const DEFAULT_STATUS: Partial<Record<ErrCode, number>> = {
   M_FORBIDDEN: 403,

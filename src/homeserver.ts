@@ -8,6 +8,8 @@ import type { HomeserverConfig } from './config/schema.js';
 import { loadOrCreateSigningKey } from './config/signingKey.js';
 import type { SigningKey } from './crypto/signing.js';
 import { clientRoutes } from './clientapi/index.js';
+import { createFederation, type FederationServices } from './federation/index.js';
+import { federationRoutes } from './federation/routes.js';
 import { InFlightRequests } from './http/inFlight.js';
 import { applyCors, errorHandling, mountRoutes, requestLogging } from './http/mount.js';
 import { RateLimiter } from './http/rateLimit.js';
@@ -20,6 +22,8 @@ import { createPush, type PushService } from './push/index.js';
 import { readPositions } from './storage/repositories/receipts.js';
 import { MediaService } from './media/mediaService.js';
 import { RoomService } from './rooms/roomService.js';
+import { createDirectory, type DirectoryServices } from './directory/index.js';
+import { createRelations, type RelationService, type SearchService } from './relations/index.js';
 import { openDatabase, type Database } from './storage/database.js';
 import { Notifier } from './sync/notifier.js';
 import { DeviceListsProvider } from './sync/providers/deviceLists.js';
@@ -54,6 +58,10 @@ export interface Services {
   edus: EduServices;
   media: MediaService;
   push: PushService;
+  directory: DirectoryServices;
+  relations: RelationService;
+  search: SearchService;
+  federation: FederationServices;
 }
 
 export interface Homeserver {
@@ -83,6 +91,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   const base = { config, serverName: config.server_name, logger, db, clock, notifier, signingKey };
   const users = new UserService(base);
   const rooms = new RoomService(base);
+  const { relations, search } = await createRelations(base, rooms);
   const e2ee = createE2ee(base, users);
   const sync = new SyncService({ ...base, rooms });
   sync.registerProvider(new ToDeviceProvider({ toDevice: e2ee.toDevice, deviceKeys: e2ee.deviceKeys }));
@@ -98,6 +107,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   sync.registerProvider(new ReceiptsProvider({ db, receipts: edus.receipts }));
   sync.registerProvider(new TypingProvider({ db, typing: edus.typing }));
   sync.registerProvider(new PresenceProvider({ db, presence: edus.presence }));
+  const directory = createDirectory(base, { rooms, users });
+  const federation = createFederation(base);
   const services: Services = {
     ...base,
     publicBaseUrl,
@@ -111,6 +122,10 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     edus,
     media: new MediaService(base),
     push,
+    directory,
+    relations,
+    search,
+    federation,
   };
   services.media.start();
 
@@ -129,11 +144,12 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
         login: new RateLimiter(config.rc_login.address ?? { per_second: 0.17, burst_count: 3 }),
       }
     : {};
-  mountRoutes(app, clientRoutes(services), {
+  mountRoutes(app, [...clientRoutes(services), ...federationRoutes(services)], {
     logger,
     authenticate: (token, ctx) => users.authenticate(token, ctx),
     rateLimiters: limiters,
     maxBodyBytes: Math.max(config.max_request_body_size, 65536),
+    authenticateServer: (req) => federation.authenticator.authenticate(req),
   });
   errorHandling(app, logger);
 
@@ -165,6 +181,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       await Promise.all(closed);
       edus.close();
       push.close();
+      await relations.indexer.idle();
+      federation.close();
       await services.media.close();
       await db.close();
     },

@@ -19,7 +19,7 @@ export function capabilityRoutes(services: Services): RouteDefinition[] {
           'm.set_displayname': { enabled: true },
           'm.set_avatar_url': { enabled: true },
           'm.3pid_changes': { enabled: false },
-          'm.get_login_token': { enabled: false },
+          'm.get_login_token': { enabled: services.config.login_via_existing_session.enabled },
         },
       }),
     }),

@@ -24,6 +24,21 @@ import { typingRoutes } from './typing.js';
 import { notificationRoutes } from './notifications.js';
 import { pusherRoutes } from './pushers.js';
 import { pushRuleRoutes } from './pushrules.js';
+import { relationRoutes } from './relations.js';
+import { threadRoutes } from './threads.js';
+import { searchRoutes } from './search.js';
+import { timestampToEventRoutes } from './timestampToEvent.js';
+import { upgradeRoutes } from './upgrade.js';
+import { hierarchyRoutes } from './hierarchy.js';
+import { knockRoutes } from './knock.js';
+import { publicRoomsRoutes } from './publicRooms.js';
+import { userDirectoryRoutes } from './userDirectory.js';
+import { tagRoutes } from './tags.js';
+import { reportingRoutes } from './reporting.js';
+import { thirdPartyRoutes, threepidRoutes } from './thirdParty.js';
+import { openIdRoutes } from './openid.js';
+import { voipRoutes } from './voip.js';
+import { loginTokenRoutes } from './loginToken.js';
 
 // One file per spec group; each returns its routes given the services.
 export function clientRoutes(services: Services): RouteDefinition[] {
@@ -52,5 +67,21 @@ export function clientRoutes(services: Services): RouteDefinition[] {
     ...pushRuleRoutes(services),
     ...pusherRoutes(services),
     ...notificationRoutes(services),
+    ...relationRoutes(services),
+    ...threadRoutes(services),
+    ...searchRoutes(services),
+    ...timestampToEventRoutes(services),
+    ...upgradeRoutes(services),
+    ...hierarchyRoutes(services),
+    ...knockRoutes(services),
+    ...publicRoomsRoutes(services),
+    ...userDirectoryRoutes(services),
+    ...tagRoutes(services),
+    ...reportingRoutes(services),
+    ...thirdPartyRoutes(services),
+    ...threepidRoutes(),
+    ...openIdRoutes(services),
+    ...voipRoutes(services),
+    ...loginTokenRoutes(services),
   ];
 }

@@ -94,6 +94,37 @@ export const configSchema = z.strictObject({
   allow_public_rooms_without_auth: z.boolean().default(false),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   presence: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
+  // Directory, VoIP and login-token settings (src/directory), Synapse's names and defaults.
+  user_directory: z
+    .strictObject({ enabled: z.boolean().default(true), search_all_users: z.boolean().default(false) })
+    .default({ enabled: true, search_all_users: false }),
+  turn_uris: z.array(z.string().regex(/^turns?:/, 'must be a turn: or turns: URI')).default([]),
+  turn_shared_secret: z.string().optional(),
+  turn_username: z.string().optional(),
+  turn_password: z.string().optional(),
+  turn_user_lifetime: duration.default('1h'),
+  turn_allow_guests: z.boolean().default(true),
+  login_via_existing_session: z
+    .strictObject({ enabled: z.boolean().default(false), require_ui_auth: z.boolean().default(true), token_timeout: duration.default('5m') })
+    .default({ enabled: false, require_ui_auth: true, token_timeout: '5m' }),
+  // Federation (src/federation), Synapse's names. trusted_key_servers defaults to none (Synapse: matrix.org).
+  federation_verify_certificates: z.boolean().default(true),
+  federation_custom_ca_list: z.array(z.string()).optional(),
+  federation_client_minimum_tls_version: z.union([z.enum(['1', '1.0', '1.1', '1.2', '1.3']), z.number()]).default('1.2'),
+  federation_domain_whitelist: z.array(z.string()).nullable().optional(),
+  key_refresh_interval: duration.default('1d'),
+  old_signing_keys: z
+    .record(z.string().regex(/^ed25519:[A-Za-z0-9_]+$/, 'must be an ed25519 key ID'), z.strictObject({ key: z.string(), expired_ts: z.number().int() }))
+    .default({}),
+  trusted_key_servers: z
+    .array(
+      z.strictObject({
+        server_name: z.string(),
+        verify_keys: z.record(z.string(), z.string()).optional(),
+        accept_keys_insecurely: z.boolean().optional(),
+      }),
+    )
+    .default([]),
 });
 
 export type RawConfig = z.input<typeof configSchema>;

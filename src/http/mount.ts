@@ -5,7 +5,15 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { MatrixError, badJson, limitExceeded, unrecognized } from '../errors.js';
 import type { RateLimiter } from './rateLimit.js';
-import { JsonReply, RawReply, type RateLimitName, type RequestContext, type Requester, type RouteDefinition } from './route.js';
+import {
+  JsonReply,
+  RawReply,
+  type RateLimitName,
+  type RequestContext,
+  type Requester,
+  type RouteDefinition,
+  type ServerRequester,
+} from './route.js';
 
 export interface HttpDeps {
   logger: Logger;
@@ -15,6 +23,16 @@ export interface HttpDeps {
   /** Users exempt from rate limits (e.g. appservices with rate_limited: false). */
   isRateLimitExempt?(requester: Requester): boolean;
   maxBodyBytes: number;
+  /**
+   * Verifies a server-to-server request ('server' routes) or throws a MatrixError (401/403). `uri` is the
+   * request target as received (path and query); `rawBody` the body bytes.
+   */
+  authenticateServer?(req: {
+    method: string;
+    uri: string;
+    headers: Record<string, string | string[] | undefined>;
+    rawBody: Buffer;
+  }): Promise<ServerRequester>;
 }
 
 function extractToken(req: Request): string | undefined {
@@ -117,7 +135,11 @@ async function handle(route: RouteDefinition, req: Request, res: Response, deps:
   const token = extractToken(req);
 
   let requester: Requester | undefined;
-  if (route.auth !== 'none' && token !== undefined) {
+  let server: ServerRequester | undefined;
+  if (route.auth === 'server') {
+    if (!deps.authenticateServer) throw new MatrixError('M_UNAUTHORIZED', 'Federation is not available', 401);
+    server = await deps.authenticateServer({ method: req.method, uri: req.originalUrl, headers: req.headers, rawBody: raw });
+  } else if (route.auth !== 'none' && token !== undefined) {
     requester = await deps.authenticate(token, { ip, userAgent, query: req.query as Record<string, unknown> });
   } else if (route.auth === 'user') {
     throw new MatrixError('M_MISSING_TOKEN', 'Missing access token', 401);
@@ -157,6 +179,7 @@ async function handle(route: RouteDefinition, req: Request, res: Response, deps:
     body,
     rawBody: raw,
     requester,
+    server,
     accessToken: token,
     ip,
     userAgent,

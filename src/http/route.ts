@@ -1,7 +1,13 @@
 import type { z } from 'zod';
 
-// Who may call a route: nobody in particular, a logged-in user, or either (handler sees undefined).
-export type AuthMode = 'none' | 'user' | 'optional';
+// Who may call a route: nobody in particular, a logged-in user, or either (handler sees undefined);
+// 'server': another homeserver, authenticated by HttpDeps.authenticateServer (federation X-Matrix).
+export type AuthMode = 'none' | 'user' | 'optional' | 'server';
+
+/** A remote homeserver whose request signature was verified. */
+export interface ServerRequester {
+  origin: string;
+}
 
 export interface Requester {
   userId: string;
@@ -19,6 +25,8 @@ export interface RequestContext<B = unknown, Q = Record<string, unknown>> {
   body: B;
   rawBody: Buffer;
   requester: Requester | undefined;
+  /** Set on 'server' routes: the verified origin server. */
+  server: ServerRequester | undefined;
   /** The access token as presented, for endpoints that act on the calling token itself (logout). */
   accessToken: string | undefined;
   ip: string;
@@ -29,6 +37,10 @@ export interface RequestContext<B = unknown, Q = Record<string, unknown>> {
 
 export interface AuthedContext<B = unknown, Q = Record<string, unknown>> extends RequestContext<B, Q> {
   requester: Requester;
+}
+
+export interface ServerContext<B = unknown, Q = Record<string, unknown>> extends RequestContext<B, Q> {
+  server: ServerRequester;
 }
 
 /** A non-200 JSON reply, or a reply with headers. */
@@ -88,7 +100,9 @@ export function defineRoute<
   handler(
     ctx: A extends 'user'
       ? AuthedContext<B extends z.ZodType ? z.output<B> : unknown, Q extends z.ZodType ? z.output<Q> : Record<string, unknown>>
-      : RequestContext<B extends z.ZodType ? z.output<B> : unknown, Q extends z.ZodType ? z.output<Q> : Record<string, unknown>>,
+      : A extends 'server'
+        ? ServerContext<B extends z.ZodType ? z.output<B> : unknown, Q extends z.ZodType ? z.output<Q> : Record<string, unknown>>
+        : RequestContext<B extends z.ZodType ? z.output<B> : unknown, Q extends z.ZodType ? z.output<Q> : Record<string, unknown>>,
   ): Promise<unknown> | unknown;
 }): RouteDefinition {
   return route as RouteDefinition;

@@ -1,5 +1,5 @@
 /**
- * Authorization rules for room versions 1–11 (spec: room versions, "Authorization rules").
+ * Authorization rules for room versions 1–12 (spec: room versions, "Authorization rules").
  *
  * `checkAuth(event, authState, version)` applies the rules with `authState`
  * holding the event's auth events keyed by `stateMapKey(type, state_key)`.
@@ -14,11 +14,17 @@
  * - duplicate (type, state_key) entries in `auth_events` (rule 2.1): a
  *   `StateMap` cannot hold duplicates, use `buildAuthState` to detect them;
  * - auth events that were themselves rejected (rule 2.3).
+ *
+ * Room version 12 (`version.roomIdFromCreateEvent`): the create event is never
+ * in `auth_events` (the room id implies it) and `authTypesForEvent` does not
+ * select it, but `checkAuth` still needs it: put the room's create event into
+ * `authState` under `(m.room.create, "")` as well (`withImpliedCreate` does).
+ * Whether it was itself accepted (rule 2) is the caller's knowledge.
  */
 import { verifyJsonSignature } from '../crypto/signing.js';
 import { stateMapKey, type Pdu, type ReadonlyStateMap, type StateMap } from '../types/pdu.js';
-import { eventIdOf, prevEventIds, redactsOf, serverNameOf } from './eventFormat.js';
-import { getRoomVersion, type RoomVersion } from './roomVersions.js';
+import { authEventIds, createEventIdOfRoom, eventIdOf, prevEventIds, redactsOf, serverNameOf } from './eventFormat.js';
+import { getKnownRoomVersion, type RoomVersion } from './roomVersions.js';
 
 export type AuthResult = { allowed: true } | { allowed: false; reason: string };
 
@@ -59,7 +65,8 @@ export function authTypesForEvent(
 ): Array<[string, string]> {
   if (type === 'm.room.create') return [];
   const out: Array<[string, string]> = [
-    ['m.room.create', ''],
+    // v12: the room id implies the create event, which must not be selected.
+    ...(version.roomIdFromCreateEvent ? [] : [['m.room.create', ''] as [string, string]]),
     ['m.room.power_levels', ''],
     ['m.room.member', sender],
   ];
@@ -90,6 +97,19 @@ export function authTypesForEvent(
     seen.add(key);
     return true;
   });
+}
+
+/**
+ * For versions whose room id implies the create event (v12): `authState` with
+ * `create` added under `(m.room.create, "")`. Otherwise `authState` unchanged.
+ */
+export function withImpliedCreate(authState: ReadonlyStateMap, create: Pdu | undefined, version: RoomVersion): ReadonlyStateMap {
+  if (!version.roomIdFromCreateEvent || !create) return authState;
+  const key = stateMapKey('m.room.create', '');
+  if (authState.get(key) === create) return authState;
+  const out: StateMap = new Map(authState);
+  out.set(key, create);
+  return out;
 }
 
 /**
@@ -151,10 +171,36 @@ export function roomCreator(state: ReadonlyStateMap, version: RoomVersion): stri
 }
 
 /**
+ * The room creators. v12 (`infiniteCreatorPower`): the create event's sender
+ * plus the valid user ids in `content.additional_creators`; before: the single
+ * `roomCreator`, if any.
+ */
+export function roomCreators(state: ReadonlyStateMap, version: RoomVersion): Set<string> {
+  const out = new Set<string>();
+  if (version.infiniteCreatorPower) {
+    const create = getState(state, 'm.room.create');
+    if (!create) return out;
+    if (typeof create.sender === 'string') out.add(create.sender);
+    const extra = create.content?.additional_creators;
+    if (Array.isArray(extra)) for (const u of extra as unknown[]) if (isValidUserId(u)) out.add(u);
+    return out;
+  }
+  const c = roomCreator(state, version);
+  if (c !== undefined) out.add(c);
+  return out;
+}
+
+/** The power level of room creators in versions with `infiniteCreatorPower` (v12). */
+export const CREATOR_POWER_LEVEL = Number.POSITIVE_INFINITY;
+
+/**
  * A user's power level: `users[user]`, else `users_default` (default 0).
  * Without a power_levels event the creator has 100 and everyone else 0.
+ * v12: every room creator has `CREATOR_POWER_LEVEL` (infinity), whatever the
+ * power levels say.
  */
 export function userPowerLevel(state: ReadonlyStateMap, userId: string, version: RoomVersion): number {
+  if (version.infiniteCreatorPower && roomCreators(state, version).has(userId)) return CREATOR_POWER_LEVEL;
   const pl = plContent(state);
   if (pl) {
     const users = isPlainObject(pl.users) ? pl.users : {};
@@ -216,6 +262,21 @@ function joinRuleOf(state: ReadonlyStateMap): string {
 // ---------------------------------------------------------------------------
 // The rules
 
+/** Event ids of create events, computed once per object (v12 compares room ids with them). */
+const createIdCache = new WeakMap<Pdu, string>();
+function createEventId(create: Pdu, version: RoomVersion): string | undefined {
+  let id = createIdCache.get(create);
+  if (id === undefined) {
+    try {
+      id = eventIdOf(create, version);
+    } catch {
+      return undefined;
+    }
+    createIdCache.set(create, id);
+  }
+  return id;
+}
+
 export function checkAuth(event: Pdu, authState: ReadonlyStateMap, version: RoomVersion, opts: CheckAuthOptions = {}): AuthResult {
   try {
     return checkAuthInner(event, authState, version, opts);
@@ -226,7 +287,12 @@ export function checkAuth(event: Pdu, authState: ReadonlyStateMap, version: Room
 }
 
 function checkAuthInner(event: Pdu, authState: ReadonlyStateMap, version: RoomVersion, opts: CheckAuthOptions): AuthResult {
-  if (typeof event.sender !== 'string' || typeof event.type !== 'string' || typeof event.room_id !== 'string') {
+  const hashedRoomCreate = version.roomIdFromCreateEvent && event.type === 'm.room.create';
+  if (
+    typeof event.sender !== 'string' ||
+    typeof event.type !== 'string' ||
+    (!hashedRoomCreate && typeof event.room_id !== 'string')
+  ) {
     return deny('event lacks sender, type or room_id');
   }
   const content = isPlainObject(event.content) ? event.content : {};
@@ -237,12 +303,22 @@ function checkAuthInner(event: Pdu, authState: ReadonlyStateMap, version: RoomVe
     if (Array.isArray(event.prev_events) && event.prev_events.length > 0) {
       return deny('create event has prev_events');
     }
-    if (!senderDomain || serverNameOf(event.room_id) !== senderDomain) {
+    if (version.roomIdFromCreateEvent) {
+      // v12 1.2: the room id is derived from the create event, which has none.
+      if (event.room_id !== undefined) return deny('create event must not have a room_id in this room version');
+    } else if (!senderDomain || serverNameOf(event.room_id) !== senderDomain) {
       return deny('create event: room_id domain does not match sender domain');
     }
     if (content.room_version !== undefined) {
-      if (typeof content.room_version !== 'string' || !getRoomVersion(content.room_version)) {
+      if (typeof content.room_version !== 'string' || !getKnownRoomVersion(content.room_version)) {
         return deny('create event: unknown room_version');
+      }
+    }
+    // v12 1.4
+    if (version.infiniteCreatorPower && content.additional_creators !== undefined) {
+      const extra = content.additional_creators;
+      if (!Array.isArray(extra) || !extra.every((u) => isValidUserId(u))) {
+        return deny('create event: additional_creators must be an array of user ids');
       }
     }
     if (!version.implicitRoomCreator && content.creator === undefined) {
@@ -254,10 +330,22 @@ function checkAuthInner(event: Pdu, authState: ReadonlyStateMap, version: RoomVe
   // 2. auth events
   const create = getState(authState, 'm.room.create');
   if (!create) return deny('no m.room.create among auth events');
+  const createKey = stateMapKey('m.room.create', '');
+  if (version.roomIdFromCreateEvent) {
+    // v12 rule 2: the room id is the create event's id with `!` for `$`.
+    const impliedCreateId = createEventIdOfRoom(event.room_id, version);
+    if (impliedCreateId === undefined || createEventId(create, version) !== impliedCreateId) {
+      return deny("room_id is not the id of the room's create event");
+    }
+    // v12 rule 3.2: the create event must not be selected as an auth event.
+    if (authEventIds(event).includes(impliedCreateId)) return deny('create event must not be listed in auth_events');
+  }
   const allowedKeys = new Set(
     authTypesForEvent(event.type, event.state_key, content, event.sender, version).map(([t, k]) => stateMapKey(t, k)),
   );
   for (const [key, ev] of authState) {
+    // v12: the create entry is the implied one checked above; it has no room_id.
+    if (version.roomIdFromCreateEvent && key === createKey) continue;
     if (!allowedKeys.has(key)) return deny(`unexpected auth event (${ev.type}, ${ev.state_key})`);
     if (ev.room_id !== event.room_id) return deny('auth event from another room');
   }
@@ -508,6 +596,13 @@ function checkPowerLevels(
       if (!isValidUserId(u)) return deny(`power_levels.users has invalid user id ${u}`);
       const ok = version.integerPowerLevels ? Number.isInteger(v) : parsePowerLevelValue(v, version) !== undefined;
       if (!ok) return deny(`power_levels.users[${u}] is not an integer`);
+    }
+  }
+
+  // v12 10.4: creators can't be listed (their level is infinite and fixed).
+  if (version.infiniteCreatorPower && isPlainObject(content.users)) {
+    for (const creator of roomCreators(state, version)) {
+      if (Object.hasOwn(content.users, creator)) return deny(`power_levels.users must not list the room creator ${creator}`);
     }
   }
 

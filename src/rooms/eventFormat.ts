@@ -197,6 +197,41 @@ export function prevEventIds(pdu: Pdu): string[] {
   return referenceIds(pdu.prev_events);
 }
 
+// ---------------------------------------------------------------------------
+// Room ids derived from the create event (v12, MSC4291)
+
+/** True for the create event of a version whose room id is the create event's hash (it has no `room_id`). */
+function isHashedRoomCreate(pdu: { readonly [k: string]: unknown }, version: RoomVersion): boolean {
+  return version.roomIdFromCreateEvent && pdu.type === 'm.room.create';
+}
+
+/** v12: the room id of the room a create event creates: `!` + its event id without the `$`. */
+export function roomIdFromCreateEventId(createEventId: string): string {
+  return '!' + createEventId.slice(1);
+}
+
+/**
+ * The id of the room's create event when the version derives room ids from it
+ * (v12: `$` + the room id without its `!`), else undefined.
+ */
+export function createEventIdOfRoom(roomId: string, version: RoomVersion): string | undefined {
+  return version.roomIdFromCreateEvent && roomId.startsWith('!') ? '$' + roomId.slice(1) : undefined;
+}
+
+/**
+ * The auth event ids the rules work with: `auth_events`, plus — for versions
+ * whose room id implies the create event (v12) — the create event's id for
+ * every event but the create event itself.
+ */
+export function impliedAuthEventIds(pdu: Pdu, version: RoomVersion): string[] {
+  const ids = authEventIds(pdu);
+  if (version.roomIdFromCreateEvent && pdu.type !== 'm.room.create' && typeof pdu.room_id === 'string') {
+    const createId = createEventIdOfRoom(pdu.room_id, version);
+    if (createId !== undefined && !ids.includes(createId)) ids.push(createId);
+  }
+  return ids;
+}
+
 /** Target of a redaction event: `content.redacts` in v11+, top-level `redacts` before. */
 export function redactsOf(pdu: Pdu, version: RoomVersion): string | undefined {
   const v = version.updatedRedactionRules ? pdu.content?.redacts : pdu.redacts;
@@ -275,6 +310,7 @@ export function requiredSignatureServers(pdu: Pdu, version: RoomVersion): string
 // Building
 
 export interface PduSkeleton {
+  /** Ignored for the create event of a v12 room, which has none (its id gives the room id). */
   room_id: string;
   sender: string;
   type: string;
@@ -331,6 +367,8 @@ export function buildPdu(skeleton: PduSkeleton, version: RoomVersion, opts: Buil
     type: skeleton.type,
     signatures: {},
   };
+  // v12: the create event has no room_id; the room id is derived from the returned event id.
+  if (isHashedRoomCreate(pdu, version)) delete (pdu as Partial<Pdu>).room_id;
   if (skeleton.state_key !== undefined) pdu.state_key = skeleton.state_key;
   if (redactsTop !== undefined) pdu.redacts = redactsTop;
   if (opts.includeOrigin) pdu.origin = opts.serverName;
@@ -357,7 +395,12 @@ const MAX_DEPTH = 2 ** 63 - 1;
  */
 export function checkPduFormat(pdu: unknown, version: RoomVersion): string | null {
   if (!isPlainObject(pdu)) return 'PDU is not an object';
-  for (const k of ['room_id', 'sender', 'type'] as const) {
+  if (isHashedRoomCreate(pdu, version)) {
+    if (pdu.room_id !== undefined) return 'create event must not have a room_id in this room version';
+  } else if (typeof pdu.room_id !== 'string') {
+    return 'room_id must be a string';
+  }
+  for (const k of ['sender', 'type'] as const) {
     if (typeof pdu[k] !== 'string') return `${k} must be a string`;
   }
   if (pdu.state_key !== undefined && typeof pdu.state_key !== 'string') return 'state_key must be a string';

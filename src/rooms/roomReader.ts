@@ -14,6 +14,7 @@ import type { RoomVersion } from './roomVersions.js';
 import type { StateStore } from './stateStore.js';
 import { canSeeEvent, parseHistoryVisibility } from './visibility.js';
 import { decodePaginationToken, encodePaginationToken } from './paginationToken.js';
+import { hiddenByIgnore, ignoredUsersOf } from '../directory/ignoredUsers.js';
 
 export interface Viewer {
   userId: string;
@@ -30,9 +31,23 @@ export interface RoomReaderDeps {
 
 const HV_KEY = stateMapKey('m.room.history_visibility', '');
 
+/** Bundled aggregations (`unsigned["m.relations"]`) per event id, for the events about to be returned. */
+export type RelationAggregator = (
+  events: readonly StoredEvent[],
+  viewer: Viewer,
+  opts: { includeRoomId: boolean },
+) => Promise<Map<string, Record<string, unknown>>>;
+
 /** Every read of room events goes through here, so history visibility is enforced on every read path. */
 export class RoomReader {
+  private aggregator: RelationAggregator | undefined;
+
   constructor(private readonly deps: RoomReaderDeps) {}
+
+  /** Installed by the composition root (src/relations): adds bundled aggregations to every format(). */
+  setAggregator(fn: RelationAggregator): void {
+    this.aggregator = fn;
+  }
 
   private get db(): Db {
     return this.deps.db.knex;
@@ -45,7 +60,11 @@ export class RoomReader {
   }
 
   /** Formats events for a viewer: redactions applied, prev_content and transaction_id added. */
-  async format(events: readonly StoredEvent[], viewer: Viewer | undefined, opts: { includeRoomId?: boolean } = {}): Promise<ClientEvent[]> {
+  async format(
+    events: readonly StoredEvent[],
+    viewer: Viewer | undefined,
+    opts: { includeRoomId?: boolean; bundleAggregations?: boolean } = {},
+  ): Promise<ClientEvent[]> {
     const lookups = new Set<string>();
     for (const e of events) {
       if (e.redactedBy) lookups.add(e.redactedBy);
@@ -72,11 +91,18 @@ export class RoomReader {
         }),
       );
     }
+    if (this.aggregator && viewer && opts.bundleAggregations !== false && out.length) {
+      const bundles = await this.aggregator(events, viewer, { includeRoomId: opts.includeRoomId ?? true });
+      for (const ev of out) {
+        const bundle = bundles.get(ev.event_id);
+        if (bundle) ev.unsigned = { ...ev.unsigned, 'm.relations': bundle };
+      }
+    }
     return out;
   }
 
-  /** Keeps the events `userId` may see (spec: "History visibility"). */
-  async filterVisible(userId: string, roomId: string, events: readonly StoredEvent[]): Promise<StoredEvent[]> {
+  /** Keeps the events `userId` may see (spec: "History visibility"), minus non-state events from `ignored` senders. */
+  async filterVisible(userId: string, roomId: string, events: readonly StoredEvent[], ignored?: ReadonlySet<string>): Promise<StoredEvent[]> {
     const current = (await stateRepo.currentMembership(this.db, roomId, userId))?.membership;
     const memberKey = stateMapKey('m.room.member', userId);
     const verdictByGroup = new Map<number | null, { visibility: string; membership: string | undefined }>();
@@ -105,7 +131,7 @@ export class RoomReader {
         currentMembership: current,
         isOwnMembership: e.pdu.type === 'm.room.member' && e.pdu.state_key === userId,
       });
-      if (visible) out.push(e);
+      if (visible && !(ignored && hiddenByIgnore(ignored, e.pdu))) out.push(e);
     }
     return out;
   }
@@ -164,6 +190,7 @@ export class RoomReader {
     params: { from?: string | undefined; to?: string | undefined; dir: 'b' | 'f'; limit: number; filter?: RoomEventFilter | undefined },
   ): Promise<{ chunk: ClientEvent[]; start: string; end?: string; state?: ClientEvent[] }> {
     const access = await this.readableUpTo(viewer.userId, roomId);
+    const ignored = await ignoredUsersOf(this.db, viewer.userId);
     const ceiling = access.untilStream ?? Number.MAX_SAFE_INTEGER;
     let from = params.from !== undefined ? await this.resolveToken(roomId, params.from) : undefined;
     if (!from) {
@@ -192,7 +219,7 @@ export class RoomReader {
       cursor = params.dir === 'b' ? { depth: last.depth, stream: last.streamOrdering - 1 } : { depth: last.depth, stream: last.streamOrdering };
       const inRange = page.filter((e) => e.streamOrdering <= ceiling);
       const matching = inRange.filter((e) => matchesRoomEventFilter(e.pdu, params.filter));
-      const visible = await this.filterVisible(viewer.userId, roomId, matching);
+      const visible = await this.filterVisible(viewer.userId, roomId, matching, ignored);
       for (const e of visible) {
         if (chunk.length >= limit) break;
         chunk.push(e);

@@ -14,7 +14,12 @@ export interface RoomVersion {
    * v4: as v3 with URL-safe base64.
    */
   readonly eventFormat: 'v1' | 'v3' | 'v4';
-  readonly stateResolution: 'v1' | 'v2';
+  /**
+   * v1: the original algorithm. v2: state resolution v2 (room versions 2–11).
+   * v2.1 (v12, MSC4297): v2 whose iterative auth checks start from an empty
+   * state and whose full conflicted set also holds the conflicted state subgraph.
+   */
+  readonly stateResolution: 'v1' | 'v2' | 'v2.1';
   /** v5+: signing keys must be valid at the event's origin_server_ts. */
   readonly enforceKeyValidity: boolean;
   /** v1–5: `m.room.aliases` has its own auth rule and keeps `aliases` on redaction. */
@@ -48,6 +53,19 @@ export interface RoomVersion {
   readonly updatedRedactionRules: boolean;
   /** v11+: the room creator is the create event's `sender` (no `content.creator`). */
   readonly implicitRoomCreator: boolean;
+  /**
+   * v12 (MSC4291): the room id is `!` + the create event's id without its `$`
+   * (the URL-safe reference hash, no server part). The create event carries no
+   * `room_id`, and is never listed in `auth_events`: every other event's
+   * `room_id` implies it.
+   */
+  readonly roomIdFromCreateEvent: boolean;
+  /**
+   * v12 (MSC4289): the room creators — the create event's `sender` plus
+   * `content.additional_creators` — have an infinite power level and may not
+   * be listed in `m.room.power_levels` `users`.
+   */
+  readonly infiniteCreatorPower: boolean;
 }
 
 const V1: RoomVersion = {
@@ -67,6 +85,8 @@ const V1: RoomVersion = {
   knockRestrictedJoinRule: false,
   updatedRedactionRules: false,
   implicitRoomCreator: false,
+  roomIdFromCreateEvent: false,
+  infiniteCreatorPower: false,
 };
 const V2: RoomVersion = { ...V1, id: '2', stateResolution: 'v2' };
 const V3: RoomVersion = { ...V2, id: '3', eventFormat: 'v3', redactionAuthRule: false };
@@ -85,14 +105,45 @@ const V9: RoomVersion = { ...V8, id: '9', restrictedJoinRuleFix: true };
 const V10: RoomVersion = { ...V9, id: '10', integerPowerLevels: true, knockRestrictedJoinRule: true };
 const V11: RoomVersion = { ...V10, id: '11', updatedRedactionRules: true, implicitRoomCreator: true };
 
+/**
+ * Room version 12 (MSC4289 creator power, MSC4291 room id = create event hash,
+ * MSC4297 state resolution v2.1). The pure logic (event format, auth rules,
+ * state resolution) implements it, but it is not in `ROOM_VERSIONS` yet: room
+ * creation, joins and federation still assume `!opaque:server` room ids, so the
+ * server must neither advertise nor accept it. Register it there once they don't.
+ */
+export const ROOM_VERSION_12: RoomVersion = Object.freeze({
+  ...V11,
+  id: '12',
+  stateResolution: 'v2.1',
+  roomIdFromCreateEvent: true,
+  infiniteCreatorPower: true,
+} satisfies RoomVersion);
+
+/** The versions this server advertises and accepts. */
 export const ROOM_VERSIONS: ReadonlyMap<string, RoomVersion> = new Map(
   [V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11].map((v) => [v.id, Object.freeze(v)] as const),
 );
+
+/** Every version whose rules are implemented: `ROOM_VERSIONS` plus the unreleased ones (12). */
+export const KNOWN_ROOM_VERSIONS: ReadonlyMap<string, RoomVersion> = new Map([
+  ...ROOM_VERSIONS,
+  [ROOM_VERSION_12.id, ROOM_VERSION_12],
+]);
 
 export const DEFAULT_ROOM_VERSION = '10';
 
 export function getRoomVersion(id: string): RoomVersion | undefined {
   return ROOM_VERSIONS.get(id);
+}
+
+/**
+ * A version whose rules are implemented, advertised or not. For code that
+ * must understand events of a version (auth rules: "is `room_version` a
+ * recognised version"), not for deciding what rooms this server hosts.
+ */
+export function getKnownRoomVersion(id: string): RoomVersion | undefined {
+  return KNOWN_ROOM_VERSIONS.get(id);
 }
 
 /** For /capabilities: `{ "1": "stable", ... }`. */

@@ -40,12 +40,16 @@ export class LoginService {
   }
 
   /** Adds a login type (m.login.token, m.login.application_service …); it appears in GET /login. */
-  addLoginType(type: string, handler: LoginTypeHandler): void {
+  private readonly flowFields = new Map<string, Record<string, unknown>>();
+
+  /** Adds a login type; `flowFields` are advertised with it in GET /login (e.g. get_login_token). */
+  addLoginType(type: string, handler: LoginTypeHandler, flowFields: Record<string, unknown> = {}): void {
     this.types.set(type, handler);
+    this.flowFields.set(type, flowFields);
   }
 
-  flows(): Array<{ type: string }> {
-    return [...this.types.keys()].map((type) => ({ type }));
+  flows(): Array<{ type: string } & Record<string, unknown>> {
+    return [...this.types.keys()].map((type) => ({ type, ...this.flowFields.get(type) }));
   }
 
   async login(body: LoginRequest, ctx: LoginContext): Promise<LoginResult> {

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 import knexFactory from 'knex';
 import pino from 'pino';
 import { parseConfig } from '../../src/config/load.js';
@@ -32,7 +33,10 @@ export function pgTarget(): PgTarget {
 
 export interface TestServer {
   hs: Homeserver;
+  /** Plain HTTP, for the client API. */
   baseUrl: string;
+  /** With `tls`: the HTTPS listener other servers reach (the port in `serverName`). */
+  federationUrl: string | undefined;
   serverName: string;
   dir: string;
   /** Stops the server; the data stays unless `wipe` (the default) is true. */
@@ -46,6 +50,23 @@ export interface StartOptions {
   dialect?: Dialect;
   serverName?: string;
   config?: Record<string, unknown>;
+  /**
+   * Also listen with HTTPS on `port` (default: a free port) with this certificate, as a federation
+   * listener; the client API stays on plain HTTP at `baseUrl`. Pair with a serverName carrying that port.
+   */
+  tls?: { certificatePath: string; privateKeyPath: string; port?: number };
+}
+
+/** A port free on 127.0.0.1 right now, so a server name can carry it before the server starts. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 /** Starts a real Skjól on port 0 with its own SQLite file or PostgreSQL schema. */
@@ -73,6 +94,8 @@ export async function startHomeserver(options: StartOptions = {}): Promise<TestS
     const logger = pino({ level: process.env.SKJOL_TEST_LOG ?? 'silent' });
     const hs = await createHomeserver(config, { logger });
     const port = await hs.listen(0, '127.0.0.1');
+    const tls = options.tls;
+    const tlsPort = tls ? await hs.listen(tls.port ?? 0, '127.0.0.1', tls) : undefined;
     let stopped = false;
     const stop = async () => {
       if (stopped) return;
@@ -82,6 +105,7 @@ export async function startHomeserver(options: StartOptions = {}): Promise<TestS
     return {
       hs,
       baseUrl: `http://127.0.0.1:${port}`,
+      federationUrl: tlsPort === undefined ? undefined : `https://127.0.0.1:${tlsPort}`,
       serverName: config.server_name,
       dir,
       stop,

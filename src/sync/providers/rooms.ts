@@ -1,3 +1,4 @@
+import { hiddenByIgnore, ignoredUsersOf } from '../../directory/ignoredUsers.js';
 import { toStrippedState } from '../../rooms/clientEvent.js';
 import { matchesRoomEventFilter, type RoomEventFilter } from '../../rooms/eventFilter.js';
 import { encodePaginationToken } from '../../rooms/paginationToken.js';
@@ -153,9 +154,9 @@ export class RoomsProvider implements SyncProvider {
       }
     }
     const added = await this.buildRooms(ctx, plans, true);
-    await this.buildStripped(ctx, invites, 'invite');
+    const invited = await this.buildStripped(ctx, invites, 'invite');
     await this.buildStripped(ctx, knocks, 'knock');
-    return added > 0 || invites.length > 0 || knocks.length > 0;
+    return added > 0 || invited > 0 || knocks.length > 0;
   }
 
   /** Memberships as of `to` in rooms with events in (from, to] or whose membership changed since `from`. */
@@ -185,6 +186,7 @@ export class RoomsProvider implements SyncProvider {
     const lazy = lazyLoadMembers(ctx.filter);
     const selective = timelineFilter !== undefined && hasSelection(timelineFilter);
     const pageSize = selective ? Math.max(limit * 2, 20) + 1 : limit + 1;
+    const ignored = await ignoredUsersOf(this.db, ctx.userId);
 
     // Phase 1: the newest page of every room in one query, events through the shared cache.
     const pages = await latestEventIdsPerRoom(this.db, plans.map((p) => ({ roomId: p.roomId, after: p.after, upTo: p.upTo })), pageSize);
@@ -193,7 +195,7 @@ export class RoomsProvider implements SyncProvider {
     // Phase 2: per room, the visible timeline and the state ids to send.
     const perRoom = await mapLimit(plans, ROOM_CONCURRENCY, async (plan) => {
       const page = (pages.get(plan.roomId) ?? []).map((x) => pageEvents.get(x.eventId)).filter((e): e is StoredEvent => e !== undefined);
-      const timeline = await this.timeline(ctx, plan, page, pageSize, limit, timelineFilter);
+      const timeline = await this.timeline(ctx, plan, page, pageSize, limit, timelineFilter, ignored);
       const stateIds = plan.noState ? [] : await this.stateIdsFor(ctx, plan, timeline, lazy);
       return { plan, timeline, stateIds };
     });
@@ -252,6 +254,7 @@ export class RoomsProvider implements SyncProvider {
     pageSize: number,
     limit: number,
     filter: RoomEventFilter | undefined,
+    ignored: ReadonlySet<string>,
   ): Promise<BuiltTimeline> {
     const accepted: StoredEvent[] = [];
     let raw = firstPage;
@@ -268,7 +271,7 @@ export class RoomsProvider implements SyncProvider {
       }
       earliestRaw = raw[raw.length - 1];
       const matched = filter ? raw.filter((e) => matchesRoomEventFilter(e.pdu, filter)) : raw;
-      const visible = matched.length ? await this.deps.rooms.reader.filterVisible(ctx.userId, plan.roomId, matched) : [];
+      const visible = matched.length ? await this.deps.rooms.reader.filterVisible(ctx.userId, plan.roomId, matched, ignored) : [];
       accepted.push(...visible);
       scanned += raw.length;
       if (accepted.length > limit) {
@@ -335,15 +338,17 @@ export class RoomsProvider implements SyncProvider {
     return [...out];
   }
 
-  /** Invites and knocks: stripped state at the membership event (or what federation sent with it). */
-  private async buildStripped(ctx: SyncContext, rows: MembershipRow[], kind: 'invite' | 'knock'): Promise<void> {
-    if (rows.length === 0) return;
+  /** Invites and knocks: stripped state at the membership event (or what federation sent with it). Returns how many were added. */
+  private async buildStripped(ctx: SyncContext, rows: MembershipRow[], kind: 'invite' | 'knock'): Promise<number> {
+    if (rows.length === 0) return 0;
+    // Invites from ignored users are never sent (spec: "Ignoring Users").
+    const ignored = kind === 'invite' ? await ignoredUsersOf(this.db, ctx.userId) : new Set<string>();
     const { events: eventStore, state: stateStore } = this.deps.rooms;
     const memberEvents = await eventStore.getMany(this.db, rows.map((r) => r.eventId));
     const perRoom: Array<{ roomId: string; member: StoredEvent; ids: string[]; carried?: StrippedStateEvent[] }> = [];
     for (const row of rows) {
       const member = memberEvents.get(row.eventId);
-      if (!member) continue;
+      if (!member || (kind === 'invite' && hiddenByIgnore(ignored, { sender: member.pdu.sender }))) continue;
       const carried = member.pdu.unsigned?.[kind === 'invite' ? 'invite_room_state' : 'knock_room_state'];
       if (Array.isArray(carried) && member.stateAfter === null) {
         perRoom.push({ roomId: row.roomId, member, ids: [], carried: carried as StrippedStateEvent[] });
@@ -363,6 +368,7 @@ export class RoomsProvider implements SyncProvider {
       if (kind === 'invite') ctx.response.invite.set(r.roomId, { invite_state: { events } });
       else ctx.response.knock.set(r.roomId, { knock_state: { events } });
     }
+    return perRoom.length;
   }
 }
 

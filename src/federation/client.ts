@@ -1,0 +1,287 @@
+/**
+ * Outbound federation HTTP: HTTPS to the address discovery gives, certificates verified by default,
+ * every request signed with X-Matrix (destination included), JSON in and out, bounded in time and size.
+ * A remote server's error never reaches a client verbatim: callers get a FederationRequestError that
+ * carries the remote status and errcode for their decisions, and a generic message for clients.
+ */
+import { Agent, request as httpsRequest } from 'node:https';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { SecureVersion } from 'node:tls';
+import type { Logger } from 'pino';
+import type { SigningKey } from '../crypto/signing.js';
+import { MatrixError } from '../errors.js';
+import type { ResolvedServer, WellKnownResponse } from './discovery.js';
+import { SERVER_VERSION } from './version.js';
+import { signRequest } from './xmatrix.js';
+
+export type FederationFailure = 'denied' | 'unreachable' | 'timeout' | 'http' | 'bad_response';
+
+/** Thrown by FederationClient. As a MatrixError it turns into a generic 502 (or 403 when denied) for clients. */
+export class FederationRequestError extends MatrixError {
+  constructor(
+    readonly destination: string,
+    readonly failure: FederationFailure,
+    /** For logs only: may contain remote text. */
+    readonly detail: string,
+    readonly remoteStatus?: number,
+    readonly remoteErrcode?: string,
+  ) {
+    super(
+      failure === 'denied' ? 'M_FORBIDDEN' : 'M_UNKNOWN',
+      failure === 'denied' ? `Federation with ${destination} is not allowed` : `Failed to talk to ${destination}`,
+      failure === 'denied' ? 403 : 502,
+    );
+    this.name = 'FederationRequestError';
+  }
+}
+
+export interface FederationTlsOptions {
+  /** federation_verify_certificates */
+  verifyCertificates: boolean;
+  /** PEM contents of federation_custom_ca_list; replaces the system's roots when given (as in Synapse). */
+  ca: string[] | undefined;
+  minVersion: SecureVersion;
+}
+
+export interface FederationClientDeps {
+  serverName: string;
+  signingKey: SigningKey;
+  logger: Logger;
+  tls: FederationTlsOptions;
+  resolve(serverName: string): Promise<ResolvedServer>;
+  /** False for destinations outside federation_domain_whitelist. */
+  isAllowed(serverName: string): boolean;
+  timeoutMs?: number;
+  maxResponseBytes?: number;
+}
+
+export type QueryValue = string | number | boolean | readonly string[] | undefined;
+
+export interface FederationRequest {
+  destination: string;
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  /** Path with its parameters already encoded, e.g. `/_matrix/federation/v1/query/profile`. */
+  path: string;
+  query?: Record<string, QueryValue>;
+  body?: unknown;
+  /** Sign with X-Matrix (default). The key endpoints are fetched unsigned. */
+  signed?: boolean;
+  timeoutMs?: number;
+  maxResponseBytes?: number;
+}
+
+interface RawResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+const WELL_KNOWN_MAX_BYTES = 50 * 1024;
+const WELL_KNOWN_TIMEOUT_MS = 10_000;
+const MAX_REDIRECTS = 5;
+const USER_AGENT = `Skjol/${SERVER_VERSION}`;
+
+/** `?a=1&b=x&b=y` with every name and value percent-encoded; '' when empty. */
+export function encodeQuery(query: Record<string, QueryValue> | undefined): string {
+  if (!query) return '';
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(query)) {
+    if (v === undefined) continue;
+    const values = Array.isArray(v) ? (v as readonly string[]) : [String(v)];
+    for (const one of values) parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(one)}`);
+  }
+  return parts.length ? '?' + parts.join('&') : '';
+}
+
+export class FederationClient {
+  private readonly agent: Agent;
+  private readonly timeoutMs: number;
+  private readonly maxResponseBytes: number;
+
+  constructor(private readonly deps: FederationClientDeps) {
+    this.agent = new Agent({
+      keepAlive: true,
+      keepAliveMsecs: 30_000,
+      maxSockets: 16,
+      maxTotalSockets: 512,
+      maxFreeSockets: 4,
+      scheduling: 'lifo',
+      timeout: 90_000,
+      rejectUnauthorized: deps.tls.verifyCertificates,
+      ca: deps.tls.ca,
+      minVersion: deps.tls.minVersion,
+    });
+    this.timeoutMs = deps.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.maxResponseBytes = deps.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+  }
+
+  /** Sends a (signed) JSON request and returns the parsed JSON reply of a 2xx; throws FederationRequestError otherwise. */
+  async request<T = unknown>(req: FederationRequest): Promise<T> {
+    const { destination } = req;
+    if (!this.deps.isAllowed(destination)) {
+      throw new FederationRequestError(destination, 'denied', 'destination not in federation_domain_whitelist');
+    }
+    let target: ResolvedServer;
+    try {
+      target = await this.deps.resolve(destination);
+    } catch (err) {
+      throw new FederationRequestError(destination, 'unreachable', `resolution failed: ${(err as Error).message}`);
+    }
+    const uri = req.path + encodeQuery(req.query);
+    const headers: Record<string, string> = { 'user-agent': USER_AGENT, accept: 'application/json' };
+    let payload: Buffer | undefined;
+    if (req.body !== undefined) {
+      payload = Buffer.from(JSON.stringify(req.body), 'utf8');
+      headers['content-type'] = 'application/json';
+    }
+    if (req.signed !== false) {
+      headers.authorization = signRequest(
+        { method: req.method, uri, origin: this.deps.serverName, destination, content: req.body },
+        this.deps.signingKey,
+      );
+    }
+    let res: RawResponse;
+    try {
+      res = await this.send(target, req.method, uri, headers, payload, req.timeoutMs ?? this.timeoutMs, req.maxResponseBytes ?? this.maxResponseBytes);
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      const failure: FederationFailure = e.code === 'ETIMEDOUT' ? 'timeout' : e.code === 'ETOOLARGE' ? 'bad_response' : 'unreachable';
+      this.deps.logger.debug({ destination, method: req.method, path: req.path, err: e.message }, 'federation request failed');
+      throw new FederationRequestError(destination, failure, e.message);
+    }
+    let json: unknown;
+    try {
+      json = res.body.length ? JSON.parse(res.body.toString('utf8')) : undefined;
+    } catch {
+      json = undefined;
+    }
+    if (res.status < 200 || res.status >= 300) {
+      const errcode =
+        typeof json === 'object' && json !== null && typeof (json as Record<string, unknown>).errcode === 'string'
+          ? ((json as Record<string, unknown>).errcode as string)
+          : undefined;
+      this.deps.logger.debug({ destination, method: req.method, path: req.path, status: res.status, errcode }, 'federation request rejected');
+      throw new FederationRequestError(destination, 'http', `HTTP ${res.status} ${errcode ?? ''}`.trim(), res.status, errcode);
+    }
+    if (json === undefined) throw new FederationRequestError(destination, 'bad_response', 'response is not JSON', res.status);
+    return json as T;
+  }
+
+  get<T = unknown>(destination: string, path: string, query?: Record<string, QueryValue>): Promise<T> {
+    return this.request<T>({ destination, method: 'GET', path, query });
+  }
+
+  post<T = unknown>(destination: string, path: string, body: unknown, query?: Record<string, QueryValue>): Promise<T> {
+    return this.request<T>({ destination, method: 'POST', path, body, query });
+  }
+
+  put<T = unknown>(destination: string, path: string, body: unknown, query?: Record<string, QueryValue>): Promise<T> {
+    return this.request<T>({ destination, method: 'PUT', path, body, query });
+  }
+
+  /**
+   * GET https://<hostname>/.well-known/matrix/server for discovery: port 443, certificate for hostname,
+   * redirects followed (at most five, never to plain HTTP). Undefined when unreachable.
+   */
+  async fetchWellKnown(hostname: string): Promise<WellKnownResponse | undefined> {
+    let url = new URL(`https://${hostname}/.well-known/matrix/server`);
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      if (url.protocol !== 'https:') return undefined;
+      const host = url.hostname.replace(/^\[|\]$/g, '');
+      const port = url.port ? Number(url.port) : 443;
+      let res: RawResponse;
+      try {
+        res = await this.send(
+          { serverName: hostname, connectHost: host, port, hostHeader: url.host, tlsServername: /^[\d.]+$|:/.test(host) ? undefined : host },
+          'GET',
+          url.pathname + url.search,
+          { 'user-agent': USER_AGENT, accept: 'application/json' },
+          undefined,
+          WELL_KNOWN_TIMEOUT_MS,
+          WELL_KNOWN_MAX_BYTES,
+        );
+      } catch {
+        return undefined;
+      }
+      const location = res.headers.location;
+      if (res.status >= 300 && res.status < 400 && typeof location === 'string') {
+        url = new URL(location, url);
+        continue;
+      }
+      let body: unknown;
+      try {
+        body = JSON.parse(res.body.toString('utf8'));
+      } catch {
+        body = undefined;
+      }
+      const headers: Record<string, string | undefined> = {};
+      for (const [k, v] of Object.entries(res.headers)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+      return { status: res.status, headers, body };
+    }
+    return undefined;
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private send(
+    target: ResolvedServer,
+    method: string,
+    uri: string,
+    headers: Record<string, string>,
+    payload: Buffer | undefined,
+    timeoutMs: number,
+    maxBytes: number,
+  ): Promise<RawResponse> {
+    return new Promise((resolve, reject) => {
+      const allHeaders: Record<string, string | number> = { ...headers, host: target.hostHeader };
+      if (payload) allHeaders['content-length'] = payload.length;
+      const req = httpsRequest({
+        agent: this.agent,
+        method,
+        host: target.connectHost,
+        port: target.port,
+        path: uri,
+        headers: allHeaders,
+        // '' keeps Node from deriving SNI from the Host header for IP literals; the IP is then checked.
+        servername: target.tlsServername ?? '',
+      });
+      let settled = false;
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        if (!settled) {
+          settled = true;
+          reject(err);
+        }
+        req.destroy();
+      };
+      const tooLarge = () => fail(Object.assign(new Error('response too large'), { code: 'ETOOLARGE' }));
+      const timer = setTimeout(() => fail(Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs);
+      timer.unref();
+      req.on('error', fail);
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        const declared = Number(res.headers['content-length']);
+        if (Number.isFinite(declared) && declared > maxBytes) return tooLarge();
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > maxBytes) return tooLarge();
+          chunks.push(chunk);
+        });
+        res.on('end', () => {
+          clearTimeout(timer);
+          if (settled) return;
+          settled = true;
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
+        });
+        res.on('error', fail);
+        res.on('aborted', () => fail(new Error('response aborted')));
+      });
+      req.end(payload);
+    });
+  }
+}
