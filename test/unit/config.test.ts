@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, defaultConfig, parseConfig } from '../../src/config/load.js';
+import { ConfigError, defaultConfig, loadConfigFile, parseConfig } from '../../src/config/load.js';
 import { parseSize } from '../../src/config/schema.js';
 
 describe('configuration', () => {
@@ -26,6 +26,12 @@ describe('configuration', () => {
       database: { name: 'psycopg2', args: { user: 'synapse', password: 'x', dbname: 'synapse', host: 'db', cp_min: 5, cp_max: 10 } },
     });
     expect(config.database.name).toBe('psycopg2');
+  });
+
+  it('accepts the documented config.example.yaml as it ships', () => {
+    const config = loadConfigFile('config.example.yaml');
+    expect(config.server_name).toBe('example.org');
+    expect(config.listeners[0]!.x_forwarded).toBe(true);
   });
 
   it('parses sizes with units', () => {
