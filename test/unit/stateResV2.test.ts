@@ -341,7 +341,7 @@ describe('building blocks', () => {
   });
 
   it('conflicted state subgraph holds the paths between conflicted events', () => {
-    // IMC's auth chain reaches TA? No. P1 -> ... only; a path IMB -> JR -> P1 joins IMB and P1.
+    // IMB cites JR, which cites P1: that path joins the conflicted IMB and P1 (IMA, below P1, is off it).
     const sub = conflictedStateSubgraph(new Set([g.id('IMB'), g.id('P1')]), lookup, v);
     expect([...sub].map((id) => g.names.get(id)).sort()).toEqual(['IMB', 'JR', 'P1']);
     const lone = conflictedStateSubgraph(new Set([g.id('TA'), g.id('TB')]), lookup, v);

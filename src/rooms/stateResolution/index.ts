@@ -17,6 +17,7 @@ import { resolveStateV2 } from './v2.js';
 export {
   authChainClosure,
   authChainDifference,
+  authStateFor,
   iterativeAuthChecks,
   type EventLookup,
   type StateIdMap,

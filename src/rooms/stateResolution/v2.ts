@@ -290,7 +290,7 @@ export function resolveStateV2(
   // 1–2. Power events and their conflicted auth ancestors, by reverse topological power ordering.
   const powerEvents = [...full].filter((id) => isPowerEvent(lookup(id)!));
   const sortedPower = reverseTopologicalPowerOrder(powerEvents, full, lookup, version);
-  const base: StateIdMap = unconflicted;
+  const base: StateIdMap = v21 ? new Map() : unconflicted;
   const partial = iterativeAuthChecks(sortedPower, base, lookup, version, opts);
 
   // 3–4. Everything else, by mainline ordering on the partially resolved power levels.
