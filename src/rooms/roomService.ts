@@ -11,7 +11,9 @@ import * as stateRepo from '../storage/repositories/state.js';
 import { stateMapKey, type Pdu } from '../types/pdu.js';
 import { LruCache } from '../util/lru.js';
 import { powerLevelFor, userPowerLevel } from './authRules.js';
-import { eventIdOf, serverNameOf } from './eventFormat.js';
+import { eventIdOf, serverNameOf, signPdu } from './eventFormat.js';
+import { topologicalByDepth, type RemoteOutcome } from './remoteAppend.js';
+import { buildMembershipTemplate, stateAndAuthChain } from './remoteRooms.js';
 import { EventStore } from './eventStore.js';
 import { initialRoomEvents, type CreateRoomRequest } from './roomCreation.js';
 import { RoomReader } from './roomReader.js';
@@ -71,6 +73,78 @@ export class RoomService {
       idOf: (pdu, version) => eventIdOf(pdu, version),
     }, deps.db.dialect === 'sqlite');
     this.reader = new RoomReader({ db: deps.db, events: this.events, state: this.state, clock: deps.clock, roomVersion: (db, id) => this.roomVersion(db, id) });
+  }
+
+  private remoteJoiner: ((actor: Actor, roomIdOrAlias: string, content: Record<string, unknown>) => Promise<string>) | undefined;
+
+  /** Federation joins rooms that live on other servers (make_join / send_join). */
+  setRemoteJoiner(joiner: (actor: Actor, roomIdOrAlias: string, content: Record<string, unknown>) => Promise<string>): void {
+    this.remoteJoiner = joiner;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Events from other servers (the federation pipeline checks format, signatures and hashes first)
+
+  async acceptRemoteEvents(
+    roomId: string,
+    events: Array<{ pdu: Pdu; eventId: string }>,
+  ): Promise<Array<{ eventId: string; outcome: RemoteOutcome; reason?: string }>> {
+    return this.write(roomId, async (ctx) => {
+      const out: Array<{ eventId: string; outcome: RemoteOutcome; reason?: string }> = [];
+      for (const { pdu, eventId } of topologicalByDepth(events)) out.push({ eventId, ...(await ctx.acceptRemote(pdu, eventId)) });
+      return out;
+    });
+  }
+
+  async storeOutliers(roomId: string, events: Array<{ pdu: Pdu; eventId: string }>): Promise<void> {
+    await this.write(roomId, async (ctx) => {
+      for (const { pdu, eventId } of topologicalByDepth(events)) await ctx.storeOutlier(pdu, eventId);
+    });
+  }
+
+  /** make_join / make_leave / make_knock: an unsigned membership event for a user of another server. */
+  async joinTemplate(roomId: string, userId: string, membership: 'join' | 'leave' | 'knock', content: Record<string, unknown> = {}): Promise<{ room_version: string; event: Record<string, unknown> }> {
+    if (!(await roomsRepo.getRoom(this.deps.db.knex, roomId))) throw notFound('Unknown room');
+    return this.write(roomId, async (ctx) => ({
+      room_version: ctx.version.id,
+      event: buildMembershipTemplate(ctx, this.deps.serverName, userId, membership, content, this.deps.clock.now()),
+    }));
+  }
+
+  stateAndAuthChain(roomId: string, eventId: string): Promise<{ state: Pdu[]; authChain: Pdu[] }> {
+    return stateAndAuthChain(this.deps.db.knex, this.events, this.state, roomId, eventId);
+  }
+
+  /** After send_join: the room as the resident server described it, with our join on top, in one transaction. */
+  async importJoinedRoom(input: { roomId: string; roomVersion: string; state: Pdu[]; authChain: Pdu[]; joinEvent: Pdu; joinEventId: string }): Promise<void> {
+    const version = getRoomVersion(input.roomVersion);
+    if (!version) throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Unsupported room version ${input.roomVersion}`);
+    let result: WriteResult | undefined;
+    try {
+      await this.deps.db.write(async (trx) => {
+        if (await roomsRepo.getRoom(trx, input.roomId)) throw new MatrixError('M_UNKNOWN', 'Room already known here', 409);
+        const ctx = await this.writer.create(trx, await StreamAllocator.start(trx), input.roomId, version, input.joinEvent.sender, false);
+        const byId = new Map<string, Pdu>();
+        for (const pdu of [...input.authChain, ...input.state]) byId.set(eventIdOf(pdu, version), pdu);
+        for (const { pdu, eventId } of topologicalByDepth([...byId].map(([eventId, pdu]) => ({ eventId, pdu })))) await ctx.storeOutlier(pdu, eventId);
+        const stateIds = new Map(input.state.map((p) => [stateMapKey(p.type, p.state_key ?? ''), eventIdOf(p, version)]));
+        const accepted = await ctx.acceptRemote(input.joinEvent, input.joinEventId, stateIds);
+        if (accepted.outcome !== 'accepted') throw new MatrixError('M_FORBIDDEN', `Join refused: ${accepted.reason ?? accepted.outcome}`);
+        result = await ctx.finish();
+        this.writer.committed(ctx);
+      });
+    } catch (err) {
+      if (result) this.state.forget(result.createdGroups);
+      this.writer.abandoned(input.roomId);
+      throw err;
+    }
+    this.versions.set(input.roomId, version);
+    this.publish(result!);
+  }
+
+  /** Adds this server's signature to an event (e.g. the resident server's signature on a restricted join). */
+  signAsServer(pdu: Pdu, version: RoomVersion): Pdu {
+    return signPdu(pdu, this.deps.serverName, this.deps.signingKey, version);
   }
 
   /** Subscribers run after a room write committed (push rules, appservices, federation …). */
@@ -356,14 +430,19 @@ export class RoomService {
   }
 
   async join(actor: Actor, roomIdOrAlias: string, reason?: string, extraContent: Record<string, unknown> = {}): Promise<string> {
-    const roomId = await this.resolveRoomIdOrAlias(roomIdOrAlias);
-    const room = await roomsRepo.getRoom(this.deps.db.knex, roomId);
+    const remoteAlias = roomIdOrAlias.startsWith('#') && serverNameOf(roomIdOrAlias) !== this.deps.serverName;
+    const roomId = remoteAlias ? undefined : await this.resolveRoomIdOrAlias(roomIdOrAlias);
+    const room = roomId ? await roomsRepo.getRoom(this.deps.db.knex, roomId) : undefined;
     if (!room) {
-      // Rooms on other servers need federation; until then they are unknown here.
-      throw notFound(serverNameOf(roomId) === this.deps.serverName ? 'Unknown room' : 'Joining rooms on other servers is not supported yet');
+      // A room this server is not in yet: only federation can join it.
+      if (!this.remoteJoiner || (roomId && serverNameOf(roomId) === this.deps.serverName)) throw notFound('Unknown room');
+      const content: Record<string, unknown> = { ...extraContent };
+      if (reason !== undefined) content.reason = reason;
+      return this.remoteJoiner(actor, roomIdOrAlias, content);
     }
+    const localRoomId = room.roomId;
     const profile = (await getProfile(this.deps.db.knex, actor.userId)) ?? { displayname: null, avatar_url: null };
-    await this.write(roomId, async (ctx) => {
+    await this.write(localRoomId, async (ctx) => {
       // Custom keys from the request body are kept, as Synapse does; membership is always ours.
       const content: Record<string, unknown> = { ...extraContent, membership: 'join' };
       if (profile.displayname && content.displayname === undefined) content.displayname = profile.displayname;
@@ -376,8 +455,8 @@ export class RoomService {
       }
       await ctx.append({ type: 'm.room.member', stateKey: actor.userId, content, sender: actor.userId });
     });
-    await roomsRepo.unforgetRoom(this.deps.db.knex, actor.userId, roomId);
-    return roomId;
+    await roomsRepo.unforgetRoom(this.deps.db.knex, actor.userId, localRoomId);
+    return localRoomId;
   }
 
   async invite(actor: Actor, roomId: string, target: string, reason?: string, isDirect?: boolean): Promise<void> {

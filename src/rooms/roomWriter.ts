@@ -4,11 +4,13 @@ import type { SigningKey } from '../crypto/signing.js';
 import type { Clock } from '../serviceDeps.js';
 import { getForwardExtremities, insertEvents, markRedacted, maxStreamOrdering, updateForwardExtremities, type NewEvent, type StoredEvent } from '../storage/repositories/events.js';
 import { getRoom, insertRoom, setCurrentStateGroup } from '../storage/repositories/rooms.js';
-import { setCurrentState } from '../storage/repositories/state.js';
-import { stateMapKey, type Pdu, type StateMap } from '../types/pdu.js';
+import { deleteCurrentState, setCurrentState } from '../storage/repositories/state.js';
+import { parseStateMapKey, stateMapKey, type Pdu, type StateMap } from '../types/pdu.js';
 import { LruCache } from '../util/lru.js';
 import { checkAuth, authTypesForEvent } from './authRules.js';
-import { buildPdu, redactsOf } from './eventFormat.js';
+import { authEventIds, buildPdu, prevEventIds, redactsOf } from './eventFormat.js';
+import { checkAgainstAuthEvents, checkAgainstState, type RemoteOutcome } from './remoteAppend.js';
+import { loadStateResolutionEvents, resolveState } from './stateResolution/index.js';
 import type { EventStore } from './eventStore.js';
 import { getRoomVersion, type RoomVersion } from './roomVersions.js';
 import type { StateStore } from './stateStore.js';
@@ -204,6 +206,185 @@ export class RoomWriteContext {
     return this.deps.idOf(pdu, this.version);
   }
 
+  /** The forward extremities now (for building templates other servers sign). */
+  get forwardExtremities(): ReadonlyArray<{ eventId: string; depth: number }> {
+    return this.extremities;
+  }
+
+  /** Stores an event another server built, outside the timeline (auth chains, state from a join). */
+  async storeOutlier(pdu: Pdu, eventId: string): Promise<void> {
+    if (await this.deps.eventStore.get(this.trx, eventId)) return;
+    const authEvents = [...(await this.deps.eventStore.getMany(this.trx, authEventIds(pdu))).values()].map((e) => e.pdu);
+    const reason = authEvents.length === authEventIds(pdu).length ? checkAgainstAuthEvents(pdu, authEvents, this.version) : undefined;
+    await this.flushInserts();
+    await insertEvents(this.trx, [
+      { streamOrdering: this.stream.next(), eventId, pdu, stateBefore: null, stateAfter: null, outlier: true, ...(reason ? { rejectedReason: reason } : {}) },
+    ]);
+    this.deps.lastKnownHashes.set(eventId, pdu.hashes);
+  }
+
+  /**
+   * Accepts an event another server built, whose format, signatures and hashes the federation pipeline
+   * checked: auth against its auth events and the state before it, soft-fail against current state,
+   * then the same persistence as local events (spec: "Checks performed on receipt of a PDU").
+   */
+  async acceptRemote(pdu: Pdu, eventId: string, stateBeforeIds?: ReadonlyMap<string, string>): Promise<{ outcome: RemoteOutcome; reason?: string }> {
+    const existing = await this.deps.eventStore.get(this.trx, eventId);
+    if (existing && !existing.outlier) return { outcome: 'duplicate' };
+    const { version } = this;
+    const authIds = authEventIds(pdu);
+    const authEvents = await this.deps.eventStore.getMany(this.trx, authIds);
+    if (authEvents.size !== authIds.length) return this.reject(pdu, eventId, 'missing auth events');
+    const authReason = checkAgainstAuthEvents(pdu, authIds.map((id) => authEvents.get(id)!.pdu), version);
+    if (authReason) return this.reject(pdu, eventId, authReason);
+
+    const before = stateBeforeIds ? { ids: new Map(stateBeforeIds), group: null as number | null } : await this.stateBeforeFromPrevs(pdu);
+    if (!before) return this.reject(pdu, eventId, 'missing prev events');
+    const beforeState = await this.pdusFor(before.ids);
+    const stateReason = checkAgainstState(pdu, beforeState, version);
+    if (stateReason) return this.reject(pdu, eventId, stateReason);
+    const softFail = this.stateMap.size > 0 ? checkAgainstState(pdu, this.stateMap, version) : undefined;
+
+    let beforeGroup = before.group;
+    if (beforeGroup === null) {
+      beforeGroup = await this.deps.stateStore.createGroup(this.trx, this.roomId, null, before.ids);
+      this.result.createdGroups.push(beforeGroup);
+    }
+    const key = typeof pdu.state_key === 'string' ? stateMapKey(pdu.type, pdu.state_key) : undefined;
+    let afterGroup = beforeGroup;
+    if (key) {
+      afterGroup = await this.deps.stateStore.createGroup(this.trx, this.roomId, beforeGroup, new Map([[key, eventId]]));
+      this.result.createdGroups.push(afterGroup);
+    }
+    const streamOrdering = this.stream.next();
+    const replaced = key ? before.ids.get(key) : undefined;
+    this.pendingInserts.push({
+      streamOrdering,
+      eventId,
+      pdu,
+      stateBefore: beforeGroup,
+      stateAfter: afterGroup,
+      ...(replaced ? { replacesState: replaced } : {}),
+      ...(softFail ? { rejectedReason: `soft_failed: ${softFail}` } : {}),
+    });
+    this.deps.lastKnownHashes.set(eventId, pdu.hashes);
+    // A soft-failed event is kept for the DAG but never reaches clients, current state or extremities.
+    if (softFail) return { outcome: 'soft_failed', reason: softFail };
+
+    const prevIds = new Set(prevEventIds(pdu));
+    this.extremities = [{ eventId, depth: pdu.depth }, ...this.extremities.filter((e) => !prevIds.has(e.eventId))];
+    await this.recomputeCurrentState(eventId, afterGroup);
+    const stored: StoredEvent = {
+      eventId,
+      streamOrdering,
+      depth: pdu.depth,
+      pdu,
+      stateBefore: beforeGroup,
+      stateAfter: afterGroup,
+      redactedBy: null,
+      senderDevice: null,
+      txnId: null,
+      replacesState: replaced ?? null,
+      rejected: false,
+      outlier: false,
+    };
+    this.result.events.push(stored);
+    if (pdu.type === 'm.room.member' && pdu.state_key) this.result.notifyUsers.add(pdu.state_key);
+    const redacts = redactsOf(pdu, version);
+    if (pdu.type === 'm.room.redaction' && redacts) {
+      await this.flushInserts();
+      await markRedacted(this.trx, eventId, redacts);
+      this.result.redactedTargets.push(redacts);
+    }
+    return { outcome: 'accepted' };
+  }
+
+  private async reject(pdu: Pdu, eventId: string, reason: string): Promise<{ outcome: RemoteOutcome; reason: string }> {
+    if (!(await this.deps.eventStore.get(this.trx, eventId))) {
+      this.pendingInserts.push({ streamOrdering: this.stream.next(), eventId, pdu, stateBefore: null, stateAfter: null, rejectedReason: reason });
+    }
+    return { outcome: 'rejected', reason };
+  }
+
+  /** The state before an event from the state after each of its prev events, resolved when they differ. */
+  private async stateBeforeFromPrevs(pdu: Pdu): Promise<{ ids: Map<string, string>; group: number | null } | undefined> {
+    const prevIds = prevEventIds(pdu);
+    const prevs = await this.deps.eventStore.getMany(this.trx, prevIds);
+    const groups: number[] = [];
+    for (const id of prevIds) {
+      const prev = prevs.get(id);
+      if (!prev || prev.outlier || prev.stateAfter === null) return undefined;
+      groups.push(prev.stateAfter);
+    }
+    const distinct = [...new Set(groups)];
+    if (distinct.length === 1) return { ids: new Map(await this.deps.stateStore.stateIds(this.trx, distinct[0]!)), group: distinct[0]! };
+    const sets = await Promise.all(distinct.map((g) => this.deps.stateStore.stateIds(this.trx, g)));
+    return { ids: await this.resolve(sets), group: null };
+  }
+
+  private async resolve(sets: ReadonlyArray<ReadonlyMap<string, string>>): Promise<Map<string, string>> {
+    const events = await loadStateResolutionEvents(
+      sets,
+      async (ids) => new Map([...(await this.deps.eventStore.getMany(this.trx, ids))].map(([id, e]) => [id, e.pdu])),
+      this.version,
+    );
+    return resolveState(sets, events, this.version);
+  }
+
+  private async pdusFor(ids: ReadonlyMap<string, string>): Promise<Map<string, Pdu>> {
+    const events = await this.deps.eventStore.getMany(this.trx, [...ids.values()]);
+    const out = new Map<string, Pdu>();
+    for (const [key, id] of ids) {
+      const ev = events.get(id);
+      if (ev) out.set(key, ev.pdu);
+    }
+    return out;
+  }
+
+  /** Current state follows the forward extremities: the newest event's state, or their resolution. */
+  private async recomputeCurrentState(newestId: string, newestGroup: number): Promise<void> {
+    // The new event must be readable below (it may be part of the state).
+    await this.flushInserts();
+    let ids: Map<string, string>;
+    let group = newestGroup;
+    if (this.extremities.length === 1 && this.extremities[0]!.eventId === newestId) {
+      ids = new Map(await this.deps.stateStore.stateIds(this.trx, newestGroup));
+    } else {
+      const exts = await this.deps.eventStore.getMany(this.trx, this.extremities.map((e) => e.eventId));
+      const groups = [...new Set([...exts.values()].map((e) => e.stateAfter).filter((g): g is number => g !== null))];
+      groups.push(newestGroup);
+      const distinct = [...new Set(groups)];
+      if (distinct.length === 1) ids = new Map(await this.deps.stateStore.stateIds(this.trx, distinct[0]!));
+      else {
+        ids = await this.resolve(await Promise.all(distinct.map((g) => this.deps.stateStore.stateIds(this.trx, g))));
+        group = await this.deps.stateStore.createGroup(this.trx, this.roomId, null, ids);
+        this.result.createdGroups.push(group);
+      }
+    }
+    const pdus = await this.pdusFor(ids);
+    const oldIds = new Map([...this.stateMap].map(([k, p]) => [k, this.idOf(p)]));
+    const stream = this.stream.current();
+    for (const [k, id] of ids) {
+      if (oldIds.get(k) === id) continue;
+      const pdu = pdus.get(k);
+      if (!pdu) continue;
+      const membership = pdu.type === 'm.room.member' ? String(pdu.content.membership) : null;
+      await setCurrentState(this.trx, this.roomId, pdu.type, pdu.state_key ?? '', id, membership, stream);
+      if (pdu.type === 'm.room.member' && pdu.state_key) this.result.notifyUsers.add(pdu.state_key);
+    }
+    for (const k of oldIds.keys()) {
+      if (!ids.has(k)) {
+        const [type, stateKey] = parseStateMapKey(k);
+        await deleteCurrentState(this.trx, this.roomId, type, stateKey);
+      }
+    }
+    await setCurrentStateGroup(this.trx, this.roomId, group);
+    this.stateMap = pdus;
+    this.stateById = new Map([...pdus.values()].map((p) => [this.idOf(p), p]));
+    this.ownsState = true;
+    this.currentGroup = group;
+  }
+
   private async flushInserts(): Promise<void> {
     if (!this.pendingInserts.length) return;
     await insertEvents(this.trx, this.pendingInserts);
@@ -292,6 +473,10 @@ export class StreamAllocator {
 
   next(): number {
     this.last += 1;
+    return this.last;
+  }
+
+  current(): number {
     return this.last;
   }
 }

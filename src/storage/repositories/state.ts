@@ -66,6 +66,10 @@ export async function setCurrentState(
     .merge(['event_id', 'membership', 'stream_ordering']);
 }
 
+export async function deleteCurrentState(db: Db, roomId: string, type: string, stateKey: string): Promise<void> {
+  await db('current_state').where({ room_id: roomId, type, state_key: stateKey }).delete();
+}
+
 /** Rooms where the user's current membership is one of `memberships`. */
 export async function roomsForUser(db: Db, userId: string, memberships: readonly string[]): Promise<Array<{ roomId: string; membership: string; eventId: string }>> {
   const rows: Array<{ room_id: string; membership: string; event_id: string }> = await db('current_state')
