@@ -9,7 +9,7 @@ import { parse as parseYaml } from 'yaml';
 // folder is present. Schemas check required fields and types, not behaviour.
 
 const SPEC_ROOT = resolve(process.cwd(), '..', 'shared', 'matrix-spec');
-const API_DIRS = ['api/client-server', 'api/application-service'];
+const API_DIRS = ['api/client-server', 'api/application-service', 'api/server-server'];
 
 interface Operation {
   method: string;
