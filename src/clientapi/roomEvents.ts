@@ -2,8 +2,7 @@ import { z } from 'zod';
 import { MatrixError } from '../errors.js';
 import type { Services } from '../homeserver.js';
 import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
-import type { RoomEventFilter } from '../rooms/eventFilter.js';
-import { parseFilterParam } from './filterParam.js';
+import { resolveRoomEventFilterParam } from '../sync/filterService.js';
 
 const jsonObject = z.record(z.string(), z.unknown());
 
@@ -123,7 +122,7 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
         })
         .loose(),
       handler: async ({ params, query, requester }) => {
-        const filter = (await parseFilterParam(services, requester.userId, query.filter)) as RoomEventFilter | undefined;
+        const filter = await resolveRoomEventFilterParam(services.sync.filters, requester.userId, query.filter);
         return rooms.reader.messages(requester, params.roomId!, { from: query.from, to: query.to, dir: query.dir, limit: query.limit, filter });
       },
     }),
@@ -135,7 +134,7 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       query: z.object({ limit: z.coerce.number().int().min(0).default(10), filter: z.string().optional() }).loose(),
       handler: async ({ params, query, requester }) => {
-        const filter = (await parseFilterParam(services, requester.userId, query.filter)) as RoomEventFilter | undefined;
+        const filter = await resolveRoomEventFilterParam(services.sync.filters, requester.userId, query.filter);
         return rooms.reader.context(requester, params.roomId!, params.eventId!, query.limit, filter);
       },
     }),

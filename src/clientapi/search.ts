@@ -1,25 +1,13 @@
 import { z } from 'zod';
 import type { Services } from '../homeserver.js';
 import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
-
-const roomEventFilter = z
-  .object({
-    limit: z.number().int().min(1).optional(),
-    types: z.array(z.string()).optional(),
-    not_types: z.array(z.string()).optional(),
-    senders: z.array(z.string()).optional(),
-    not_senders: z.array(z.string()).optional(),
-    rooms: z.array(z.string()).optional(),
-    not_rooms: z.array(z.string()).optional(),
-    contains_url: z.boolean().optional(),
-  })
-  .loose();
+import { roomEventFilterSchema } from '../sync/filter.js';
 
 const roomEvents = z
   .object({
     search_term: z.string(),
     keys: z.array(z.enum(['content.body', 'content.name', 'content.topic'])).optional(),
-    filter: roomEventFilter.optional(),
+    filter: roomEventFilterSchema.optional(),
     order_by: z.enum(['recent', 'rank']).optional(),
     event_context: z
       .object({

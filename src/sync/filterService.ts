@@ -2,7 +2,8 @@ import { MatrixError } from '../errors.js';
 import type { Database } from '../storage/database.js';
 import { getFilter, insertFilter } from '../storage/repositories/filters.js';
 import { LruCache } from '../util/lru.js';
-import { syncFilterSchema, type SyncFilter } from './filter.js';
+import type { RoomEventFilter } from '../rooms/eventFilter.js';
+import { asRoomEventFilter, roomEventFilterSchema, syncFilterSchema, type SyncFilter } from './filter.js';
 
 /** Stored filters (POST/GET /user/{userId}/filter) and the /sync `filter` parameter. Filters never change. */
 export class FilterService {
@@ -52,6 +53,28 @@ export class FilterService {
     if (!filter) throw new MatrixError('M_INVALID_PARAM', 'No such filter');
     return filter;
   }
+}
+
+/**
+ * The `filter` parameter of /messages and /context: a RoomEventFilter as inline JSON, or the id of a stored
+ * filter whose room.timeline part applies.
+ */
+export async function resolveRoomEventFilterParam(filters: FilterService, userId: string, param: string | undefined): Promise<RoomEventFilter | undefined> {
+  if (param === undefined || param === '') return undefined;
+  if (!param.trimStart().startsWith('{')) {
+    const stored = await filters.get(userId, param);
+    if (!stored) throw new MatrixError('M_INVALID_PARAM', 'Unknown filter');
+    return asRoomEventFilter(stored.room?.timeline);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(param);
+  } catch {
+    throw new MatrixError('M_NOT_JSON', 'filter is not valid JSON');
+  }
+  const parsed = roomEventFilterSchema.safeParse(value);
+  if (!parsed.success) throw new MatrixError('M_BAD_JSON', `Invalid filter: ${parsed.error.issues[0]?.message}`);
+  return asRoomEventFilter(parsed.data);
 }
 
 export function parseFilter(body: unknown, errcode: 'M_BAD_JSON' | 'M_INVALID_PARAM'): SyncFilter {
