@@ -8,6 +8,7 @@ import * as push from './0007_push.js';
 import * as relations from './0009_relations.js';
 import * as directory from './0008_directory.js';
 import * as federation from './0010_federation.js';
+import * as federationOutbox from './0011_federation_outbox.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -26,6 +27,7 @@ const migrations: Array<[string, Migration]> = [
   ['0009_relations', relations],
   ['0008_directory', directory],
   ['0010_federation', federation],
+  ['0011_federation_outbox', federationOutbox],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

@@ -10,6 +10,7 @@ import type { SigningKey } from './crypto/signing.js';
 import { clientRoutes } from './clientapi/index.js';
 import { createFederation, type FederationServices } from './federation/index.js';
 import { federationRoutes } from './federation/routes.js';
+import { createRoomFederation, type RoomFederation } from './federation/roomFederation.js';
 import { InFlightRequests } from './http/inFlight.js';
 import { applyCors, errorHandling, mountRoutes, requestLogging } from './http/mount.js';
 import { RateLimiter } from './http/rateLimit.js';
@@ -62,6 +63,8 @@ export interface Services {
   relations: RelationService;
   search: SearchService;
   federation: FederationServices;
+  /** Room federation: outbox, transaction sender, inbound pipeline, joins. */
+  roomFederation: RoomFederation;
 }
 
 export interface Homeserver {
@@ -109,6 +112,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   sync.registerProvider(new PresenceProvider({ db, presence: edus.presence }));
   const directory = createDirectory(base, { rooms, users });
   const federation = createFederation(base);
+  const roomFederation = createRoomFederation({ ...base, rooms, federation });
   const services: Services = {
     ...base,
     publicBaseUrl,
@@ -126,6 +130,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     relations,
     search,
     federation,
+    roomFederation,
   };
   services.media.start();
 
@@ -134,7 +139,6 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   app.set('trust proxy', config.listeners.some((l) => l.x_forwarded));
   app.set('query parser', 'simple');
   const inFlight = new InFlightRequests();
-  app.use(inFlight.middleware());
   requestLogging(app, logger);
   applyCors(app);
   const limiters = config.rc_enabled
@@ -144,14 +148,20 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
         login: new RateLimiter(config.rc_login.address ?? { per_second: 0.17, burst_count: 3 }),
       }
     : {};
-  mountRoutes(app, [...clientRoutes(services), ...federationRoutes(services)], {
+  mountRoutes(app, [...clientRoutes(services), ...federationRoutes(services), ...roomFederation.routes], {
     logger,
     authenticate: (token, ctx) => users.authenticate(token, ctx),
     rateLimiters: limiters,
     maxBodyBytes: Math.max(config.max_request_body_size, 65536),
-    authenticateServer: (req) => federation.authenticator.authenticate(req),
+    inFlight,
+    authenticateServer: async (req) => {
+      const server = await federation.authenticator.authenticate(req);
+      roomFederation.markAlive(server.origin);
+      return server;
+    },
   });
   errorHandling(app, logger);
+  await roomFederation.start();
 
   const servers: Server[] = [];
   return {
@@ -182,7 +192,9 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       edus.close();
       push.close();
       await relations.indexer.idle();
+      const federationStopped = roomFederation.stop();
       federation.close();
+      await federationStopped;
       await services.media.close();
       await db.close();
     },

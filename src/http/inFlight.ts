@@ -1,22 +1,22 @@
-import type { RequestHandler } from 'express';
-
-/** Counts requests being handled, so shutdown can wait for them before closing the database. */
+/**
+ * Counts route handlers that are still running (not responses: a long-poll whose client went away keeps
+ * running), so shutdown can wait for them before closing the database.
+ */
 export class InFlightRequests {
   private count = 0;
   private waiters: Array<() => void> = [];
 
-  middleware(): RequestHandler {
-    return (_req, res, next) => {
-      this.count++;
-      res.once('close', () => {
-        this.count--;
-        if (this.count === 0) for (const w of this.waiters.splice(0)) w();
-      });
-      next();
+  track<T>(work: Promise<T>): Promise<T> {
+    this.count++;
+    const done = () => {
+      this.count--;
+      if (this.count === 0) for (const w of this.waiters.splice(0)) w();
     };
+    work.then(done, done);
+    return work;
   }
 
-  /** Resolves when no request is running, or after `timeoutMs`. */
+  /** Resolves when no handler is running, or after `timeoutMs`. */
   drained(timeoutMs: number): Promise<void> {
     if (this.count === 0) return Promise.resolve();
     return new Promise((resolve) => {

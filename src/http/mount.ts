@@ -4,6 +4,7 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { MatrixError, badJson, limitExceeded, unrecognized } from '../errors.js';
+import type { InFlightRequests } from './inFlight.js';
 import type { RateLimiter } from './rateLimit.js';
 import {
   JsonReply,
@@ -33,6 +34,8 @@ export interface HttpDeps {
     headers: Record<string, string | string[] | undefined>;
     rawBody: Buffer;
   }): Promise<ServerRequester>;
+  /** Tracks running handlers for a graceful shutdown. */
+  inFlight?: InFlightRequests;
 }
 
 function extractToken(req: Request): string | undefined {
@@ -118,7 +121,8 @@ export function mountRoutes(app: Express, routes: readonly RouteDefinition[], de
       paths.add(fullPath);
       const method = route.method.toLowerCase() as 'get' | 'post' | 'put' | 'delete';
       app[method](fullPath, bodyParser, (req: Request, res: Response, next: NextFunction) => {
-        handle(route, req, res, deps).catch(next);
+        const work = handle(route, req, res, deps);
+        (deps.inFlight ? deps.inFlight.track(work) : work).catch(next);
       });
     }
   }

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { MatrixError } from '../errors.js';
 import type { SigningKey } from '../crypto/signing.js';
 import type { Clock } from '../serviceDeps.js';
-import { getForwardExtremities, insertEvents, markRedacted, maxStreamOrdering, updateForwardExtremities, type NewEvent, type StoredEvent } from '../storage/repositories/events.js';
+import { deleteEventRow, getForwardExtremities, insertEvents, markRedacted, maxStreamOrdering, updateForwardExtremities, type NewEvent, type StoredEvent } from '../storage/repositories/events.js';
 import { getRoom, insertRoom, setCurrentStateGroup } from '../storage/repositories/rooms.js';
 import { deleteCurrentState, setCurrentState } from '../storage/repositories/state.js';
 import { parseStateMapKey, stateMapKey, type Pdu, type StateMap } from '../types/pdu.js';
@@ -231,6 +231,13 @@ export class RoomWriteContext {
   async acceptRemote(pdu: Pdu, eventId: string, stateBeforeIds?: ReadonlyMap<string, string>): Promise<{ outcome: RemoteOutcome; reason?: string }> {
     const existing = await this.deps.eventStore.get(this.trx, eventId);
     if (existing && !existing.outlier) return { outcome: 'duplicate' };
+    if (existing) {
+      // An outlier (fetched for an auth chain) now arrives in the timeline: it is stored afresh at a new
+      // stream position, with state, so clients see it.
+      await this.flushInserts();
+      await deleteEventRow(this.trx, eventId);
+      this.deps.eventStore.invalidate(eventId);
+    }
     const { version } = this;
     const authIds = authEventIds(pdu);
     const authEvents = await this.deps.eventStore.getMany(this.trx, authIds);

@@ -107,6 +107,18 @@ describe.each(testDialects())('events from other servers on %s', (dialect) => {
     expect(power.body.users[alice.userId]).toBeUndefined();
   });
 
+  it('moves an event it first stored as an outlier into the timeline when it arrives as a PDU', async () => {
+    const sent = await request(b.baseUrl, 'PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/b-outlier`, {
+      token: bob.accessToken,
+      body: { msgtype: 'm.text', body: 'first seen as an outlier' },
+    });
+    const ev = await stored(b, sent.body.event_id);
+    await a.hs.services.rooms.storeOutliers(roomId, [{ pdu: ev.pdu, eventId: sent.body.event_id }]);
+    expect(await timelineBodies(a, alice)).not.toContain('first seen as an outlier');
+    expect((await carry(b, a, sent.body.event_id)).outcome).toBe('accepted');
+    expect(await timelineBodies(a, alice)).toContain('first seen as an outlier');
+  });
+
   it('merges concurrent events from both servers and both end with the same current state', async () => {
     const promote = await request(b.baseUrl, 'PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/m.room.power_levels/`, {
       token: bob.accessToken,

@@ -234,3 +234,8 @@ export async function eventIdsForTransactions(db: Db, keys: readonly Transaction
   }
   return out;
 }
+
+/** Removes one stored event row (an outlier about to be stored again in the timeline). */
+export async function deleteEventRow(db: Db, eventId: string): Promise<void> {
+  await db('events').where({ event_id: eventId }).delete();
+}
