@@ -9,6 +9,7 @@ import * as relations from './0009_relations.js';
 import * as directory from './0008_directory.js';
 import * as federation from './0010_federation.js';
 import * as federationOutbox from './0011_federation_outbox.js';
+import * as remoteDevices from './0012_remote_devices.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -28,6 +29,7 @@ const migrations: Array<[string, Migration]> = [
   ['0008_directory', directory],
   ['0010_federation', federation],
   ['0011_federation_outbox', federationOutbox],
+  ['0012_remote_devices', remoteDevices],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

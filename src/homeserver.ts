@@ -11,6 +11,8 @@ import { clientRoutes } from './clientapi/index.js';
 import { createFederation, type FederationServices } from './federation/index.js';
 import { federationRoutes } from './federation/routes.js';
 import { createRoomFederation, type RoomFederation } from './federation/roomFederation.js';
+import { publicRoomsApiRoutes, remoteDirectory } from './federation/publicRoomsApi.js';
+import { createFederationEdus, type FederationEdus } from './federation/edus/index.js';
 import { InFlightRequests } from './http/inFlight.js';
 import { applyCors, errorHandling, mountRoutes, requestLogging } from './http/mount.js';
 import { RateLimiter } from './http/rateLimit.js';
@@ -65,6 +67,8 @@ export interface Services {
   federation: FederationServices;
   /** Room federation: outbox, transaction sender, inbound pipeline, joins. */
   roomFederation: RoomFederation;
+  /** EDUs over federation (typing, receipts, presence, device lists, to-device) and remote E2EE keys. */
+  federationEdus: FederationEdus;
 }
 
 export interface Homeserver {
@@ -113,6 +117,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   const directory = createDirectory(base, { rooms, users });
   const federation = createFederation(base);
   const roomFederation = createRoomFederation({ ...base, rooms, federation });
+  directory.publicRooms.remote = remoteDirectory(federation.client);
+  const federationEdus = createFederationEdus({ ...base, rooms, users, e2ee, edus, client: federation.client, roomFederation });
   const services: Services = {
     ...base,
     publicBaseUrl,
@@ -131,6 +137,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     search,
     federation,
     roomFederation,
+    federationEdus,
   };
   services.media.start();
 
@@ -148,7 +155,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
         login: new RateLimiter(config.rc_login.address ?? { per_second: 0.17, burst_count: 3 }),
       }
     : {};
-  mountRoutes(app, [...clientRoutes(services), ...federationRoutes(services), ...roomFederation.routes], {
+  mountRoutes(app, [...clientRoutes(services), ...federationRoutes(services), ...roomFederation.routes, ...publicRoomsApiRoutes(directory.publicRooms), ...federationEdus.routes], {
     logger,
     authenticate: (token, ctx) => users.authenticate(token, ctx),
     rateLimiters: limiters,
@@ -192,6 +199,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       edus.close();
       push.close();
       await relations.indexer.idle();
+      await federationEdus.close();
       const federationStopped = roomFederation.stop();
       federation.close();
       await federationStopped;

@@ -13,10 +13,12 @@ export function knockRoutes(services: Services): RouteDefinition[] {
       path: '/knock/:roomIdOrAlias',
       auth: 'user',
       body: z.object({ reason: z.string().optional() }).loose(),
+      query: z.looseObject({ server_name: z.union([z.string(), z.array(z.string())]).optional(), via: z.union([z.string(), z.array(z.string())]).optional() }),
       rateLimit: 'message',
-      handler: async ({ params, body, requester }) => ({
-        room_id: await knock(services, { userId: requester.userId, deviceId: requester.deviceId }, params.roomIdOrAlias!, body.reason),
-      }),
+      handler: async ({ params, body, query, requester }) => {
+        const via = [query.via ?? [], query.server_name ?? []].flat();
+        return { room_id: await knock(services, { userId: requester.userId, deviceId: requester.deviceId }, params.roomIdOrAlias!, body.reason, via) };
+      },
     }),
   ];
 }

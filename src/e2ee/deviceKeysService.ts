@@ -6,6 +6,7 @@ import type { ServiceDeps } from '../serviceDeps.js';
 import { listDevices } from '../storage/repositories/devices.js';
 import * as repo from '../storage/repositories/e2ee.js';
 import type { DeviceListService } from './deviceLists.js';
+import type { RemoteKeyService } from './remoteKeys.js';
 import { mergeStoredSignatures } from './signatures.js';
 
 export interface KeysUploadBody {
@@ -22,6 +23,9 @@ function identityKeys(keys: KeyObject): string {
 
 /** Spec: Client-Server API, "Key management API" — /keys/upload, /keys/query, /keys/claim. */
 export class DeviceKeysService {
+  /** Keys of users on other servers (set by federation when it is wired); without it they are `failures`. */
+  remoteKeys: Pick<RemoteKeyService, 'query' | 'claim'> | undefined;
+
   constructor(
     private readonly deps: ServiceDeps,
     private readonly deviceLists: DeviceListService,
@@ -97,22 +101,53 @@ export class DeviceKeysService {
     return repo.unusedFallbackKeyTypes(this.deps.db.knex, userId, deviceId);
   }
 
-  /** POST /keys/query for local users; remote servers go to `failures` until federation exists. */
+  /** POST /keys/query: local users from the database, users of other servers through `remoteKeys`. */
   async query(requester: Requester, request: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const local: Record<string, unknown> = {};
+    const remote: Record<string, string[]> = {};
+    for (const [userId, wanted] of Object.entries(request)) {
+      if (this.isLocal(userId)) local[userId] = wanted;
+      else remote[userId] = Array.isArray(wanted) ? (wanted as string[]) : [];
+    }
+    const result = await this.queryLocal(requester.userId, local);
+    if (Object.keys(remote).length) {
+      if (this.remoteKeys) {
+        const theirs = await this.remoteKeys.query(requester.userId, remote);
+        Object.assign(result.device_keys, theirs.device_keys);
+        Object.assign(result.master_keys, theirs.master_keys);
+        Object.assign(result.self_signing_keys, theirs.self_signing_keys);
+        Object.assign(result.failures, theirs.failures);
+      } else {
+        for (const userId of Object.keys(remote)) result.failures[serverOf(userId)] = { errcode: 'M_UNRECOGNIZED', error: 'Federation is not available' };
+      }
+    }
+    return result;
+  }
+
+  /**
+   * Keys of local users as `viewer` sees them (signatures of their own user-signing key, their own
+   * user-signing key). Also answers POST /_matrix/federation/v1/user/keys/query (viewer undefined).
+   */
+  async queryLocal(
+    viewer: string | undefined,
+    request: Record<string, unknown>,
+  ): Promise<{
+    device_keys: Record<string, Record<string, KeyObject>>;
+    master_keys: Record<string, KeyObject>;
+    self_signing_keys: Record<string, KeyObject>;
+    user_signing_keys: Record<string, KeyObject>;
+    failures: Record<string, unknown>;
+  }> {
     const db = this.deps.db.knex;
     const deviceKeys: Record<string, Record<string, KeyObject>> = {};
     const masterKeys: Record<string, KeyObject> = {};
     const selfSigningKeys: Record<string, KeyObject> = {};
     const userSigningKeys: Record<string, KeyObject> = {};
     const failures: Record<string, unknown> = {};
-    const userIds = Object.keys(request);
+    const userIds = Object.keys(request).filter((u) => this.isLocal(u));
     const signatures = await repo.signaturesFor(db, userIds);
+    const viewerId = viewer ?? '';
     for (const userId of userIds) {
-      const server = userId.slice(userId.indexOf(':') + 1);
-      if (server !== this.deps.serverName) {
-        failures[server] = { errcode: 'M_UNRECOGNIZED', error: 'Federation is not available yet' };
-        continue;
-      }
       const wanted = request[userId];
       const deviceFilter = Array.isArray(wanted) && wanted.length ? (wanted as string[]) : undefined;
       const keys = await repo.getDeviceKeys(db, userId, deviceFilter);
@@ -121,15 +156,15 @@ export class DeviceKeysService {
       for (const [deviceId, key] of keys) {
         const device = devices.get(deviceId);
         if (!device) continue;
-        const withSigs = mergeStoredSignatures(key, userId, deviceId, signatures, requester.userId);
+        const withSigs = mergeStoredSignatures(key, userId, deviceId, signatures, viewerId);
         withSigs.unsigned = device.displayName ? { device_display_name: device.displayName } : {};
         out[deviceId] = withSigs;
       }
       deviceKeys[userId] = out;
       const cross = await repo.getCrossSigningKeys(db, userId);
-      if (cross.master) masterKeys[userId] = mergeStoredSignatures(cross.master, userId, publicKeyOf(cross.master), signatures, requester.userId);
+      if (cross.master) masterKeys[userId] = mergeStoredSignatures(cross.master, userId, publicKeyOf(cross.master), signatures, viewerId);
       if (cross.self_signing) selfSigningKeys[userId] = cross.self_signing;
-      if (cross.user_signing && userId === requester.userId) userSigningKeys[userId] = cross.user_signing;
+      if (cross.user_signing && viewer !== undefined && userId === viewer) userSigningKeys[userId] = cross.user_signing;
     }
     return {
       device_keys: deviceKeys,
@@ -140,17 +175,34 @@ export class DeviceKeysService {
     };
   }
 
-  /** POST /keys/claim: each one-time key is handed out once; the fallback key when none are left. */
+  /** POST /keys/claim: local keys here, keys of other servers' users through `remoteKeys`. */
   async claim(request: Record<string, Record<string, string>>): Promise<Record<string, unknown>> {
-    const oneTimeKeys: Record<string, Record<string, Record<string, unknown>>> = {};
+    const local: Record<string, Record<string, string>> = {};
+    const remote: Record<string, Record<string, string>> = {};
+    for (const [userId, devices] of Object.entries(request)) (this.isLocal(userId) ? local : remote)[userId] = devices;
+    const oneTimeKeys = await this.claimLocal(local);
     const failures: Record<string, unknown> = {};
+    if (Object.keys(remote).length) {
+      if (this.remoteKeys) {
+        const theirs = await this.remoteKeys.claim(remote);
+        Object.assign(oneTimeKeys, theirs.one_time_keys);
+        Object.assign(failures, theirs.failures);
+      } else {
+        for (const userId of Object.keys(remote)) failures[serverOf(userId)] = { errcode: 'M_UNRECOGNIZED', error: 'Federation is not available' };
+      }
+    }
+    return { one_time_keys: oneTimeKeys, failures };
+  }
+
+  /**
+   * Claims keys of local users: each one-time key is handed out once, oldest first; the fallback key when
+   * none are left. Also answers POST /_matrix/federation/v1/user/keys/claim.
+   */
+  async claimLocal(request: Record<string, Record<string, string>>): Promise<Record<string, Record<string, Record<string, unknown>>>> {
+    const oneTimeKeys: Record<string, Record<string, Record<string, unknown>>> = {};
     await this.deps.db.write(async (trx) => {
       for (const [userId, devices] of Object.entries(request)) {
-        const server = userId.slice(userId.indexOf(':') + 1);
-        if (server !== this.deps.serverName) {
-          failures[server] = { errcode: 'M_UNRECOGNIZED', error: 'Federation is not available yet' };
-          continue;
-        }
+        if (!this.isLocal(userId)) continue;
         for (const [deviceId, algorithm] of Object.entries(devices)) {
           const taken = await repo.takeOneTimeKey(trx, userId, deviceId, algorithm);
           let result: { keyId: string; json: string } | undefined = taken;
@@ -167,8 +219,16 @@ export class DeviceKeysService {
         }
       }
     });
-    return { one_time_keys: oneTimeKeys, failures };
+    return oneTimeKeys;
   }
+
+  private isLocal(userId: string): boolean {
+    return serverOf(userId) === this.deps.serverName;
+  }
+}
+
+function serverOf(userId: string): string {
+  return userId.slice(userId.indexOf(':') + 1);
 }
 
 function splitKeyId(fullId: string): [string, string] {

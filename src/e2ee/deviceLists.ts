@@ -22,10 +22,14 @@ export class DeviceListService {
     await e2eeRepo.recordDeviceListChange(trx, userId);
   }
 
+  /** Called after every committed change of a user's devices or keys (federation announces local ones). */
+  readonly onChanged: Array<(userId: string) => void> = [];
+
   /** After commit: wakes everyone who shares a room with `userId`, and the user's own devices. */
   async notifyChange(userId: string): Promise<void> {
     const users = await usersSharingRooms(this.deps.db.knex, userId);
     this.deps.notifier.notifyUsers([userId, ...users]);
+    for (const listener of this.onChanged) listener(userId);
   }
 
   /** Records and publishes a change in its own transaction. */

@@ -19,6 +19,11 @@ export const IDLE_AFTER_MS = 5 * 60_000;
 export const OFFLINE_AFTER_MS = 60_000;
 /** Activity newer than this is `currently_active`; older activity is republished at most this often. */
 export const LAST_ACTIVE_GRANULARITY_MS = 60_000;
+/**
+ * A remote user's presence reads as offline when their server has said nothing for this long (servers
+ * repeat an online user's presence while it lasts; Synapse uses the same 30 minutes).
+ */
+export const REMOTE_OFFLINE_AFTER_MS = 30 * 60_000;
 /** A sign of life is written to the database at most this often per user (no stream position). */
 const TOUCH_EVERY_MS = 10_000;
 
@@ -31,8 +36,13 @@ export interface PresenceContent {
   currently_active?: boolean;
 }
 
+/** A local user's presence was published (for federation). */
+export type LocalPresenceListener = (userId: string, content: PresenceContent) => void;
+
 export class PresenceService {
   readonly enabled: boolean;
+  /** Told of every presence change a local user publishes. */
+  readonly onLocalChange: LocalPresenceListener[] = [];
   /** Syncs in flight in this process, per user: a long-poll is a sign of life. */
   private readonly syncing = new Map<string, number>();
   private readonly touched = new Map<string, number>();
@@ -53,7 +63,8 @@ export class PresenceService {
   effectiveState(row: PresenceRow, now = this.deps.clock.now(), ownSyncs = 0): PresenceState {
     if (row.state === 'offline') return 'offline';
     const inFlight = (this.syncing.get(row.userId) ?? 0) - ownSyncs > 0;
-    if (!inFlight && now - row.lastSyncTs > OFFLINE_AFTER_MS) return 'offline';
+    const offlineAfter = this.isLocal(row.userId) ? OFFLINE_AFTER_MS : REMOTE_OFFLINE_AFTER_MS;
+    if (!inFlight && now - row.lastSyncTs > offlineAfter) return 'offline';
     if (row.state === 'online' && now - row.lastActiveTs > IDLE_AFTER_MS) return 'unavailable';
     return row.state;
   }
@@ -146,6 +157,24 @@ export class PresenceService {
     } else await this.touch(userId);
   }
 
+  /** Inbound m.presence from another server (the dispatcher checked the user belongs to it). */
+  async receiveRemote(userId: string, update: { presence: PresenceState; last_active_ago?: number | undefined; status_msg?: string | undefined; currently_active?: boolean | undefined }): Promise<void> {
+    if (!this.enabled || this.isLocal(userId)) return;
+    // Kept only for users someone here shares a room with: nobody else may see it.
+    const peers = await usersSharingRooms(this.deps.db.knex, userId);
+    if (!peers.some((u) => this.isLocal(u))) return;
+    const now = this.deps.clock.now();
+    const lastActiveTs = now - Math.max(0, update.last_active_ago ?? 0);
+    await this.deps.db.write((trx) =>
+      putPresence(trx, { userId, state: update.presence, statusMsg: update.status_msg, lastActiveTs, lastSyncTs: now, explicit: false }),
+    );
+    this.deps.notifier.notifyUsers(peers);
+  }
+
+  private isLocal(userId: string): boolean {
+    return userId.slice(userId.indexOf(':') + 1) === this.deps.serverName;
+  }
+
   /** Keeps last_sync_ts fresh without publishing a change. */
   private async touch(userId: string): Promise<void> {
     const now = this.deps.clock.now();
@@ -158,5 +187,15 @@ export class PresenceService {
     await this.deps.db.write((trx) => putPresence(trx, row));
     this.touched.set(row.userId, row.lastSyncTs);
     this.deps.notifier.notifyUsers(await usersSharingRooms(this.deps.db.knex, row.userId));
+    if (this.onLocalChange.length && this.isLocal(row.userId)) {
+      const content = this.content({ ...row, streamId: 0 });
+      for (const listener of this.onLocalChange) {
+        try {
+          listener(row.userId, content);
+        } catch (err) {
+          this.deps.logger.warn({ err, userId: row.userId }, 'presence listener failed');
+        }
+      }
+    }
   }
 }

@@ -10,12 +10,18 @@ import type { AccountDataService } from '../sync/accountDataService.js';
 export const RECEIPT_TYPES = ['m.read', 'm.read.private'] as const;
 export type ReceiptType = (typeof RECEIPT_TYPES)[number];
 
+/** A public receipt of a local user was stored (for federation). */
+export type LocalReceiptListener = (receipt: { roomId: string; userId: string; receiptType: string; eventId: string; threadId: string | undefined; ts: number }) => void;
+
 export interface ReceiptDeps extends ServiceDeps {
   rooms: RoomService;
   accountData: AccountDataService;
 }
 
 export class ReceiptService {
+  /** Told of each public receipt a local user stored. */
+  readonly onLocalReceipt: LocalReceiptListener[] = [];
+
   constructor(private readonly deps: ReceiptDeps) {}
 
   latest(): Promise<number> {
@@ -40,13 +46,39 @@ export class ReceiptService {
     }
     await this.assertJoined(userId, roomId);
     const eventStream = await this.eventStream(roomId, eventId);
+    const ts = this.deps.clock.now();
     const position = await this.deps.db.write((trx) =>
-      putReceipt(trx, { roomId, userId, receiptType, threadId: threadId as string | undefined, eventId, eventStream, ts: this.deps.clock.now() }),
+      putReceipt(trx, { roomId, userId, receiptType, threadId: threadId as string | undefined, eventId, eventStream, ts }),
     );
     if (position === undefined) return;
+    if (receiptType !== 'm.read.private') {
+      for (const listener of this.onLocalReceipt) {
+        try {
+          listener({ roomId, userId, receiptType, eventId, threadId: threadId as string | undefined, ts });
+        } catch (err) {
+          this.deps.logger.warn({ err, roomId }, 'receipt listener failed');
+        }
+      }
+    }
     // A private receipt is only ever news to its owner.
     const wake = receiptType === 'm.read.private' ? [userId] : await roomMembers(this.deps.db.knex, roomId, ['join']);
     this.deps.notifier.notifyUsers(wake);
+  }
+
+  /**
+   * Inbound m.receipt from another server: stored for a user joined to the room. An event not known here
+   * (yet) is stored at position 0, so any later receipt of the user replaces it.
+   */
+  async receiveRemote(r: { roomId: string; userId: string; receiptType: string; eventId: string; threadId: string | undefined; ts: number }): Promise<void> {
+    if (r.receiptType === 'm.read.private' || !(RECEIPT_TYPES as readonly string[]).includes(r.receiptType)) return;
+    const m = await currentMembership(this.deps.db.knex, r.roomId, r.userId);
+    if (m?.membership !== 'join') return;
+    const ev = await this.deps.rooms.events.get(this.deps.db.knex, r.eventId);
+    const eventStream = ev && ev.pdu.room_id === r.roomId && !ev.rejected ? ev.streamOrdering : 0;
+    if (ev && ev.pdu.room_id !== r.roomId) return;
+    const position = await this.deps.db.write((trx) => putReceipt(trx, { ...r, eventStream }));
+    if (position === undefined) return;
+    this.deps.notifier.notifyUsers(await roomMembers(this.deps.db.knex, r.roomId, ['join']));
   }
 
   /** POST /rooms/{roomId}/read_markers. */

@@ -9,6 +9,11 @@ import { currentMembership, roomMembers } from '../storage/repositories/state.js
 /** Longest a client may claim to be typing for. */
 export const MAX_TYPING_TIMEOUT_MS = 120_000;
 export const DEFAULT_TYPING_TIMEOUT_MS = 30_000;
+/** How long a remote user's typing lasts unless their server repeats it (m.typing carries no timeout). */
+export const REMOTE_TYPING_TIMEOUT_MS = 60_000;
+
+/** A local user's typing changed (for federation): `typing` true is also sent when renewed. */
+export type LocalTypingListener = (roomId: string, userId: string, typing: boolean) => void;
 
 interface Typer {
   expiresAt: number;
@@ -21,6 +26,8 @@ export class TypingService {
   private readonly typing = new Map<string, Map<string, Typer>>();
   /** roomId → the position of its latest change. */
   private readonly changedAt = new Map<string, number>();
+  /** Told of every local user's typing start (and renewal) and stop, including expiry and leaving. */
+  readonly onLocalChange: LocalTypingListener[] = [];
 
   constructor(private readonly deps: ServiceDeps) {
     this.position = deps.clock.now();
@@ -37,6 +44,15 @@ export class TypingService {
     const changed = typing
       ? this.start(roomId, userId, Math.min(Math.max(0, timeoutMs ?? DEFAULT_TYPING_TIMEOUT_MS), MAX_TYPING_TIMEOUT_MS))
       : this.stop(roomId, userId);
+    if (typing && !changed) this.emit(roomId, userId, true); // a renewal: remote servers extend their timeout
+    if (changed) await this.wake(roomId);
+  }
+
+  /** Inbound m.typing from another server: only for a user joined to the room. */
+  async setRemoteTyping(userId: string, roomId: string, typing: boolean): Promise<void> {
+    const m = await currentMembership(this.deps.db.knex, roomId, userId);
+    if (m?.membership !== 'join') return;
+    const changed = typing ? this.start(roomId, userId, REMOTE_TYPING_TIMEOUT_MS) : this.stop(roomId, userId);
     if (changed) await this.wake(roomId);
   }
 
@@ -79,7 +95,10 @@ export class TypingService {
     timer.unref?.();
     room.set(userId, { expiresAt: this.deps.clock.now() + timeoutMs, timer });
     // A renewed "still typing" changes nothing others see; only a new typer is news.
-    if (!existing) this.bump(roomId);
+    if (!existing) {
+      this.bump(roomId);
+      this.emit(roomId, userId, true);
+    }
     return !existing;
   }
 
@@ -92,7 +111,19 @@ export class TypingService {
     room.delete(userId);
     if (room.size === 0) this.typing.delete(roomId);
     this.bump(roomId);
+    this.emit(roomId, userId, false);
     return true;
+  }
+
+  private emit(roomId: string, userId: string, typing: boolean): void {
+    if (userId.slice(userId.indexOf(':') + 1) !== this.deps.serverName) return;
+    for (const listener of this.onLocalChange) {
+      try {
+        listener(roomId, userId, typing);
+      } catch (err) {
+        this.deps.logger.warn({ err, roomId }, 'typing listener failed');
+      }
+    }
   }
 
   private bump(roomId: string): void {

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { MatrixError, forbidden, notFound } from '../errors.js';
 import { defineRoute, type RouteDefinition } from '../http/route.js';
-import { eventIdOf, impliedAuthEventIds, prevEventIds, redactPdu } from '../rooms/eventFormat.js';
+import { eventIdOf, impliedAuthEventIds, prevEventIds, redactPdu, roomIdOfEvent } from '../rooms/eventFormat.js';
 import type { RoomVersion } from '../rooms/roomVersions.js';
 import type { Database } from '../storage/database.js';
 import { getAlias } from '../storage/repositories/rooms.js';
@@ -31,6 +31,8 @@ export interface EventApiDeps {
   rooms: ServingRooms;
   serverName: string;
   clock: { now(): number };
+  /** Server ACLs (federation/acl.ts): a denied server gets 403 from every room endpoint here. */
+  acl?: { allowed(roomId: string, server: string): Promise<boolean> };
 }
 
 /** Servers with a joined member in the room now, ours first. */
@@ -50,8 +52,9 @@ export function servedPdu(ev: { pdu: Pdu; redactedBy: string | null }, version: 
 }
 
 export function eventApiRoutes(deps: EventApiDeps): RouteDefinition[] {
-  const { db, rooms, serverName, clock } = deps;
+  const { db, rooms, serverName, clock, acl } = deps;
   const assertInRoom = async (origin: string, roomId: string) => {
+    if (acl && !(await acl.allowed(roomId, origin))) throw forbidden(`${origin} is denied by the server ACL of ${roomId}`);
     if (!(await serversInRoom(db, roomId, serverName)).includes(origin)) throw forbidden(`${origin} is not in room ${roomId}`);
   };
   const versionOf = async (roomId: string) => {
@@ -64,7 +67,7 @@ export function eventApiRoutes(deps: EventApiDeps): RouteDefinition[] {
   const envelope = (pdus: Pdu[]) => ({ origin: serverName, origin_server_ts: clock.now(), pdus });
   const eventInRoom = async (roomId: string, eventId: string) => {
     const ev = await rooms.events.get(db.knex, eventId);
-    if (!ev || ev.pdu.room_id !== roomId) throw notFound('Unknown event');
+    if (!ev || roomIdOfEvent(ev.pdu, ev.eventId) !== roomId) throw notFound('Unknown event');
     return ev;
   };
 
@@ -77,10 +80,12 @@ export function eventApiRoutes(deps: EventApiDeps): RouteDefinition[] {
       auth: 'server',
       handler: async ({ params, server }) => {
         const ev = await rooms.events.get(db.knex, params.eventId!);
-        if (!ev) throw notFound('Unknown event');
+        const roomId = ev ? roomIdOfEvent(ev.pdu, ev.eventId) : undefined;
+        if (!ev || !roomId) throw notFound('Unknown event');
         // Same answer for "unknown" and "not yours to see": no probing for event ids.
-        if (!(await serversInRoom(db, ev.pdu.room_id, serverName)).includes(server.origin)) throw notFound('Unknown event');
-        return envelope([servedPdu(ev, await versionOf(ev.pdu.room_id))]);
+        if (!(await serversInRoom(db, roomId, serverName)).includes(server.origin)) throw notFound('Unknown event');
+        if (acl && !(await acl.allowed(roomId, server.origin))) throw forbidden(`${server.origin} is denied by the room's server ACL`);
+        return envelope([servedPdu(ev, await versionOf(roomId))]);
       },
     }),
     // Spec: POST /_matrix/federation/v1/get_missing_events/{roomId}

@@ -2,7 +2,7 @@
  * Inbound transactions (spec: Server-Server API, "Transactions", PUT /_matrix/federation/v1/send/{txnId}):
  * a retried (origin, txnId) gets the stored answer without being processed again, concurrent retries share
  * one processing; PDUs are grouped by room, each room's PDUs go through the pipeline in order under the
- * room's lock, rooms in parallel. EDUs are not handled yet (logged).
+ * room's lock, rooms in parallel. EDUs follow the PDUs (so a receipt finds its event), through `eduHandler`.
  */
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -28,6 +28,8 @@ export interface ReceiverDeps {
 
 export class TransactionReceiver {
   private readonly inFlight = new Map<string, Promise<SendResult>>();
+  /** Handles a transaction's EDUs (set by federation/edus); never fails the transaction. Unset: ignored. */
+  eduHandler: ((origin: string, edus: readonly unknown[]) => Promise<void>) | undefined;
 
   constructor(private readonly deps: ReceiverDeps) {}
 
@@ -76,7 +78,10 @@ export class TransactionReceiver {
         }),
       ),
     );
-    if (body.edus?.length) logger.debug({ origin, txnId, edus: body.edus.length }, 'inbound EDUs ignored (not implemented yet)');
+    if (body.edus?.length) {
+      if (this.eduHandler) await this.eduHandler(origin, body.edus).catch((err) => logger.warn({ err, origin, txnId }, 'inbound EDUs failed'));
+      else logger.debug({ origin, txnId, edus: body.edus.length }, 'inbound EDUs ignored (no handler)');
+    }
     const result: SendResult = { pdus };
     await putInboundTransaction(db.knex, origin, txnId, result, this.deps.clock.now());
     return result;

@@ -39,12 +39,14 @@ export interface MembershipApiDeps {
   pipeline: Pick<InboundPipeline, 'withRoomLock'>;
   serverName: string;
   logger: Logger;
+  /** Server ACLs (federation/acl.ts): denied servers may not join. */
+  acl?: { assertAllowed(roomId: string, server: string): Promise<void> };
 }
 
 const verQuery = z.object({ ver: z.union([z.string(), z.array(z.string())]).optional() });
 
 export function membershipApiRoutes(deps: MembershipApiDeps): RouteDefinition[] {
-  const { db, rooms, keyStore, pipeline, serverName, logger } = deps;
+  const { db, rooms, keyStore, pipeline, serverName, logger, acl } = deps;
   const versionOf = async (roomId: string) => {
     try {
       return await rooms.roomVersion(db.knex, roomId);
@@ -67,6 +69,7 @@ export function membershipApiRoutes(deps: MembershipApiDeps): RouteDefinition[] 
           throw forbidden(`${server.origin} may not make joins for ${userId}`);
         }
         const version = await versionOf(params.roomId!);
+        await acl?.assertAllowed(params.roomId!, server.origin);
         const supported = query.ver === undefined ? ['1'] : Array.isArray(query.ver) ? query.ver : [query.ver];
         if (!supported.includes(version.id)) {
           throw new MatrixError('M_INCOMPATIBLE_ROOM_VERSION', `Your homeserver does not support room version ${version.id}`, 400, {
@@ -85,6 +88,7 @@ export function membershipApiRoutes(deps: MembershipApiDeps): RouteDefinition[] 
       handler: async ({ params, body, server }) => {
         const roomId = params.roomId!;
         const version = await versionOf(roomId);
+        await acl?.assertAllowed(roomId, server.origin);
         const format = checkFormat(body, version);
         if (format) throw new MatrixError('M_BAD_JSON', `Invalid event: ${format}`);
         const { unsigned: _u, ...rest } = body as Pdu;

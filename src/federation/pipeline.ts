@@ -16,6 +16,7 @@ import {
   prevEventIds,
   redactPdu,
   requiredSignatureServers,
+  roomIdOfEvent,
   verifyPduSignature,
 } from '../rooms/eventFormat.js';
 import type { RoomVersion } from '../rooms/roomVersions.js';
@@ -122,13 +123,14 @@ export async function checkReceivedPdu(
   if (format) throw new PduCheckError('format', format);
   const { unsigned: _u, ...rest } = raw as Pdu;
   const pdu = rest as Pdu;
-  if (expect.roomId !== undefined && pdu.room_id !== expect.roomId) throw new PduCheckError('room', 'event is for another room');
   let eventId: string;
   try {
     eventId = eventIdOf(pdu, version);
   } catch (err) {
     throw new PduCheckError('event_id', (err as Error).message);
   }
+  // v12 create events carry no room_id: their event id gives the room id.
+  if (expect.roomId !== undefined && roomIdOfEvent(pdu, eventId) !== expect.roomId) throw new PduCheckError('room', 'event is for another room');
   if (expect.eventId !== undefined && eventId !== expect.eventId) throw new PduCheckError('event_id', 'event id does not match the event');
   const sig = await checkSignatures(pdu, version, verifyKeyFor);
   if (sig) throw new PduCheckError('signatures', sig);
@@ -166,6 +168,8 @@ export interface PipelineDeps {
   client: Pick<FederationClient, 'request'>;
   serverName: string;
   logger: Logger;
+  /** The room's m.room.server_acl allows `server` (federation/acl.ts); absent: no ACL checks. */
+  serverAllowed?: (roomId: string, server: string) => Promise<boolean>;
 }
 
 export interface PipelineLimits {
@@ -213,6 +217,11 @@ export class InboundPipeline {
    * The caller holds the room lock.
    */
   async processPdu(origin: string, roomId: string, version: RoomVersion, raw: unknown): Promise<{ eventId: string; result: PduResult }> {
+    if (this.deps.serverAllowed && !(await this.deps.serverAllowed(roomId, origin))) {
+      const eventId = fallbackEventId(raw, version);
+      this.log('acl', { origin, roomId, eventId }, 'inbound PDU refused: origin denied by the room server ACL');
+      return { eventId, result: { error: `${origin} is denied by the room's server ACL` } };
+    }
     let checked: CheckedEvent;
     try {
       checked = await checkReceivedPdu(raw, version, (s, k, t) => this.deps.keyStore.verifyKeyFor(s, k, t), { roomId });

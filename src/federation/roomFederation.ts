@@ -8,7 +8,13 @@ import type { SigningKey } from '../crypto/signing.js';
 import type { RouteDefinition } from '../http/route.js';
 import type { RoomService } from '../rooms/roomService.js';
 import type { Database } from '../storage/database.js';
+import { currentMembership } from '../storage/repositories/state.js';
+import { ServerAclChecker } from './acl.js';
+import { Backfiller, backfillRoutes } from './backfill.js';
 import { eventApiRoutes } from './eventApi.js';
+import { RemoteInviter, inviteApiRoutes } from './invites.js';
+import { RemoteKnocker, knockApiRoutes } from './knocks.js';
+import { RemoteLeaver, leaveApiRoutes, serversFor } from './leaves.js';
 import type { FederationServices } from './index.js';
 import { TransactionReceiver, transactionRoutes } from './inbound.js';
 import { RemoteJoiner } from './joins.js';
@@ -38,6 +44,12 @@ export interface RoomFederation {
   pipeline: InboundPipeline;
   receiver: TransactionReceiver;
   joiner: RemoteJoiner;
+  inviter: RemoteInviter;
+  leaver: RemoteLeaver;
+  knocker: RemoteKnocker;
+  backfiller: Backfiller;
+  /** Server ACLs of rooms: also for the EDU handlers (typing, receipts from denied servers are dropped). */
+  acl: ServerAclChecker;
   routes: RouteDefinition[];
   /** A verified request from `origin` arrived: it is up, so its backoff ends. */
   markAlive(origin: string): void;
@@ -50,7 +62,11 @@ export function createRoomFederation(deps: RoomFederationDeps, options: RoomFede
   const log = logger.child({ module: 'federation' });
   const sender = new TransactionSender({ db, client: federation.client, serverName, clock, logger: log }, options.sender);
   const outbox = new OutboxProducer({ db, rooms, serverName, clock, logger: log, wake: (d) => sender.wake(d) });
-  const pipeline = new InboundPipeline({ db, rooms, keyStore: federation.keyStore, client: federation.client, serverName, logger: log }, options.pipeline);
+  const acl = new ServerAclChecker({ db, rooms, serverName });
+  const pipeline = new InboundPipeline(
+    { db, rooms, keyStore: federation.keyStore, client: federation.client, serverName, logger: log, serverAllowed: (roomId, server) => acl.allowed(roomId, server) },
+    options.pipeline,
+  );
   const receiver = new TransactionReceiver({ db, rooms, pipeline, clock, logger: log });
   const joiner = new RemoteJoiner({
     db,
@@ -67,13 +83,36 @@ export function createRoomFederation(deps: RoomFederationDeps, options: RoomFede
       return rooms.join(actor, roomId, typeof reason === 'string' ? reason : undefined, rest);
     },
   });
+  const common = { db, client: federation.client, keyStore: federation.keyStore, serverName, signingKey, clock, logger: log };
+  const inviter = new RemoteInviter({ ...common, rooms, pipeline });
+  const leaver = new RemoteLeaver({ ...common, rooms });
+  const knocker = new RemoteKnocker({ ...common, rooms, joiner });
+  const backfiller = new Backfiller({ ...common, rooms, pipeline });
   outbox.attach();
-  rooms.setRemoteJoiner((actor, roomIdOrAlias, content) => joiner.join(actor, roomIdOrAlias, content));
+  rooms.setRemoteJoiner(async (actor, roomIdOrAlias, content) => {
+    // Joining a room we were invited to (or knocked on) from another server: try that server too.
+    let via: string[] = [];
+    if (roomIdOrAlias.startsWith('!')) {
+      const m = await currentMembership(db.knex, roomIdOrAlias, actor.userId);
+      const ev = m && (m.membership === 'invite' || m.membership === 'knock') ? await rooms.events.get(db.knex, m.eventId) : undefined;
+      if (ev) via = serversFor(ev.pdu, roomIdOrAlias, serverName);
+    }
+    return joiner.join(actor, roomIdOrAlias, content, via);
+  });
+  rooms.setRemoteInviter(inviter.invite);
+  rooms.setRemoteLeaver(leaver.leave);
+  rooms.remoteKnocker = knocker.knock;
+  rooms.reader.setBackfiller(backfiller.backfill);
 
+  const resident = { db, rooms, keyStore: federation.keyStore, pipeline, acl, logger: log };
   const routes = [
     ...transactionRoutes(receiver),
-    ...eventApiRoutes({ db, rooms, serverName, clock }),
-    ...membershipApiRoutes({ db, rooms, keyStore: federation.keyStore, pipeline, serverName, logger: log }),
+    ...eventApiRoutes({ db, rooms, serverName, clock, acl }),
+    ...membershipApiRoutes({ ...resident, serverName }),
+    ...inviteApiRoutes({ db, rooms, keyStore: federation.keyStore, acl, serverName, logger: log }),
+    ...leaveApiRoutes(resident),
+    ...knockApiRoutes(resident),
+    ...backfillRoutes({ db, rooms, acl, serverName, clock }),
   ];
   return {
     outbox,
@@ -81,6 +120,11 @@ export function createRoomFederation(deps: RoomFederationDeps, options: RoomFede
     pipeline,
     receiver,
     joiner,
+    inviter,
+    leaver,
+    knocker,
+    backfiller,
+    acl,
     routes,
     markAlive: (origin) => sender.markAlive(origin),
     start: () => sender.start(),

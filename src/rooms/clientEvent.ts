@@ -1,5 +1,5 @@
 import type { Pdu } from '../types/pdu.js';
-import { redactPdu, redactsOf } from './eventFormat.js';
+import { redactPdu, redactsOf, roomIdOfEvent } from './eventFormat.js';
 import type { RoomVersion } from './roomVersions.js';
 
 /** The client-server shape of a room event (spec: "ClientEvent"). */
@@ -37,7 +37,8 @@ export function toClientEvent(pdu: Pdu, version: RoomVersion, extras: ClientEven
     sender: source.sender,
     type: source.type,
   };
-  if (extras.includeRoomId) event.room_id = source.room_id;
+  // v12 create events carry no room_id; clients still get it (`!` + the event id without `$`).
+  if (extras.includeRoomId) event.room_id = roomIdOfEvent(pdu, extras.eventId)!;
   if (source.state_key !== undefined) event.state_key = source.state_key;
   const redacts = pdu.type === 'm.room.redaction' ? redactsOf(pdu, version) : undefined;
   // Clients of every room version look for `redacts` at the top level; v11 also has it in content.

@@ -24,8 +24,11 @@ function typeMatches(pattern: string, type: string): boolean {
 
 export function matchesRoomEventFilter(pdu: Pdu, filter: RoomEventFilter | undefined): boolean {
   if (!filter) return true;
-  if (filter.not_rooms?.includes(pdu.room_id)) return false;
-  if (filter.rooms && !filter.rooms.includes(pdu.room_id)) return false;
+  // A v12 create event carries no room_id; callers have already chosen its room.
+  if (typeof pdu.room_id === 'string') {
+    if (filter.not_rooms?.includes(pdu.room_id)) return false;
+    if (filter.rooms && !filter.rooms.includes(pdu.room_id)) return false;
+  }
   if (filter.not_senders?.includes(pdu.sender)) return false;
   if (filter.senders && !filter.senders.includes(pdu.sender)) return false;
   if (filter.not_types?.some((t) => typeMatches(t, pdu.type))) return false;

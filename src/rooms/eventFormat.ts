@@ -219,6 +219,16 @@ export function createEventIdOfRoom(roomId: string, version: RoomVersion): strin
 }
 
 /**
+ * The room an event belongs to: its `room_id`, or — for a create event of a
+ * version that derives room ids from it (v12), which carries none — the room
+ * id its event id gives. For stored events whose id is known.
+ */
+export function roomIdOfEvent(pdu: { readonly room_id?: unknown; readonly type?: unknown }, eventId: string): string | undefined {
+  if (typeof pdu.room_id === 'string') return pdu.room_id;
+  return pdu.type === 'm.room.create' && eventId.startsWith('$') ? roomIdFromCreateEventId(eventId) : undefined;
+}
+
+/**
  * The auth event ids the rules work with: `auth_events`, plus — for versions
  * whose room id implies the create event (v12) — the create event's id for
  * every event but the create event itself.

@@ -17,10 +17,14 @@ export interface KnockDeps {
 }
 
 /** POST /knock/{roomIdOrAlias}: returns the room id knocked on. */
-export async function knock(deps: KnockDeps, actor: Actor, roomIdOrAlias: string, reason?: string): Promise<string> {
+export async function knock(deps: KnockDeps, actor: Actor, roomIdOrAlias: string, reason?: string, via: readonly string[] = []): Promise<string> {
+  const remote = deps.rooms.remoteKnocker;
+  if (remote && roomIdOrAlias.startsWith('#') && serverNameOf(roomIdOrAlias) !== deps.serverName) return remote(actor, roomIdOrAlias, reason, via);
   const roomId = await deps.rooms.resolveRoomIdOrAlias(roomIdOrAlias);
   const db = deps.db.knex;
   if (!(await roomsRepo.getRoom(db, roomId))) {
+    // A room on other servers: make_knock / send_knock through federation.
+    if (remote && serverNameOf(roomId) !== deps.serverName) return remote(actor, roomId, reason, via);
     // Rooms on other servers need federation (make_knock/send_knock); until then they are unknown here.
     throw notFound(serverNameOf(roomId) === deps.serverName ? 'Unknown room' : 'Knocking on rooms on other servers is not supported yet');
   }

@@ -1,7 +1,7 @@
 // How an event built by another server joins the room: the decisions, free of storage.
 import type { Pdu, ReadonlyStateMap } from '../types/pdu.js';
 import { stateMapKey } from '../types/pdu.js';
-import { authTypesForEvent, buildAuthState, checkAuth } from './authRules.js';
+import { authTypesForEvent, buildAuthState, checkAuth, withImpliedCreate } from './authRules.js';
 import type { RoomVersion } from './roomVersions.js';
 
 export type RemoteOutcome = 'accepted' | 'rejected' | 'soft_failed' | 'duplicate';
@@ -21,7 +21,8 @@ export function checkAgainstState(pdu: Pdu, state: ReadonlyStateMap, version: Ro
     const ev = state.get(stateMapKey(type, stateKey));
     if (ev) authState.set(stateMapKey(type, stateKey), ev);
   }
-  const verdict = checkAuth(pdu, authState, version);
+  // v12: the create event is not selected as an auth event, but the rules need it (the room id implies it).
+  const verdict = checkAuth(pdu, withImpliedCreate(authState, state.get(stateMapKey('m.room.create', '')), version), version);
   return verdict.allowed ? undefined : verdict.reason;
 }
 

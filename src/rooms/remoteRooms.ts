@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { MatrixError, notFound } from '../errors.js';
 import type { Db } from '../storage/database.js';
 import type { Pdu } from '../types/pdu.js';
-import { authTypesForEvent, checkAuth } from './authRules.js';
+import { authTypesForEvent, checkAuth, withImpliedCreate } from './authRules.js';
 import { authEventIds } from './eventFormat.js';
 import type { EventStore } from './eventStore.js';
 import type { RoomWriteContext } from './roomWriter.js';
@@ -54,7 +54,9 @@ export function buildMembershipTemplate(
     template.prev_events = prev.map((e) => [e.eventId, hashesOf(e.eventId) ?? {}]);
     template.auth_events = authIds.map((id) => [id, hashesOf(id) ?? {}]);
   }
-  const verdict = checkAuth({ ...(template as object), hashes: { sha256: '' }, signatures: {} } as unknown as Pdu, authState, ctx.version);
+  // v12: auth_events omits the create event (the room id implies it); the rules still need it.
+  const fullAuthState = withImpliedCreate(authState, ctx.state.get(stateMapKey('m.room.create', '')), ctx.version);
+  const verdict = checkAuth({ ...(template as object), hashes: { sha256: '' }, signatures: {} } as unknown as Pdu, fullAuthState, ctx.version);
   if (!verdict.allowed) throw new MatrixError('M_FORBIDDEN', verdict.reason);
   return template;
 }

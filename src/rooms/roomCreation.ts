@@ -24,9 +24,14 @@ export interface CreatorProfile {
   avatar_url: string | null;
 }
 
-function defaultPowerLevels(creator: string, preset: Preset, invitees: readonly string[]): Record<string, unknown> {
-  const users: Record<string, number> = { [creator]: 100 };
-  if (preset === 'trusted_private_chat') for (const u of invitees) users[u] = 100;
+function defaultPowerLevels(creator: string, preset: Preset, invitees: readonly string[], version: RoomVersion): Record<string, unknown> {
+  // v12 (MSC4289): creators have infinite power and may not be listed; trusted_private_chat invitees are
+  // additional creators instead of users at 100.
+  const users: Record<string, number> = {};
+  if (!version.infiniteCreatorPower) {
+    users[creator] = 100;
+    if (preset === 'trusted_private_chat') for (const u of invitees) users[u] = 100;
+  }
   return {
     users,
     users_default: 0,
@@ -36,7 +41,8 @@ function defaultPowerLevels(creator: string, preset: Preset, invitees: readonly 
       'm.room.history_visibility': 100,
       'm.room.canonical_alias': 50,
       'm.room.avatar': 50,
-      'm.room.tombstone': 100,
+      // v12: only creators (infinite power) upgrade a room by default, as Synapse does.
+      'm.room.tombstone': version.infiniteCreatorPower ? 150 : 100,
       'm.room.server_acl': 100,
       'm.room.encryption': 100,
     },
@@ -64,6 +70,19 @@ export function initialRoomEvents(
   else creation.creator = creator;
   // room_version is always written so clients need not assume "1".
   creation.room_version = version.id;
+  const creators = new Set([creator]);
+  if (version.infiniteCreatorPower) {
+    const extra = creation.additional_creators;
+    if (extra !== undefined && (!Array.isArray(extra) || !extra.every((u) => typeof u === 'string' && /^@[^:]+:.+$/.test(u)))) {
+      throw new MatrixError('M_INVALID_PARAM', 'creation_content.additional_creators must be a list of user ids');
+    }
+    const additional = new Set<string>((extra as string[] | undefined) ?? []);
+    if (preset === 'trusted_private_chat') for (const u of invitees) additional.add(u);
+    additional.delete(creator);
+    if (additional.size) creation.additional_creators = [...additional];
+    else delete creation.additional_creators;
+    for (const u of additional) creators.add(u);
+  }
 
   const drafts: EventDraft[] = [{ type: 'm.room.create', stateKey: '', content: creation, sender: creator }];
   const memberContent: Record<string, unknown> = { membership: 'join' };
@@ -71,7 +90,12 @@ export function initialRoomEvents(
   if (ctx.profile.avatar_url) memberContent.avatar_url = ctx.profile.avatar_url;
   drafts.push({ type: 'm.room.member', stateKey: creator, content: memberContent, sender: creator });
 
-  const power = { ...defaultPowerLevels(creator, preset, invitees), ...(req.power_level_content_override ?? {}) };
+  const power = { ...defaultPowerLevels(creator, preset, invitees, version), ...(req.power_level_content_override ?? {}) };
+  if (version.infiniteCreatorPower && typeof power.users === 'object' && power.users !== null) {
+    for (const u of creators) {
+      if (Object.hasOwn(power.users, u)) throw new MatrixError('M_INVALID_PARAM', `Room creator ${u} cannot be given a power level in this room version`);
+    }
+  }
   drafts.push({ type: 'm.room.power_levels', stateKey: '', content: power, sender: creator });
 
   if (ctx.canonicalAlias) {

@@ -7,7 +7,7 @@ import * as roomsRepo from '../storage/repositories/rooms.js';
 import * as stateRepo from '../storage/repositories/state.js';
 import { stateMapKey, type StateMap } from '../types/pdu.js';
 import { toClientEvent, type ClientEvent } from './clientEvent.js';
-import { eventIdOf } from './eventFormat.js';
+import { eventIdOf, roomIdOfEvent } from './eventFormat.js';
 import { matchesRoomEventFilter, type RoomEventFilter } from './eventFilter.js';
 import type { EventStore } from './eventStore.js';
 import type { RoomVersion } from './roomVersions.js';
@@ -44,6 +44,16 @@ export class RoomReader {
 
   constructor(private readonly deps: RoomReaderDeps) {}
 
+  private backfiller: ((roomId: string, limit: number) => Promise<number>) | undefined;
+
+  /**
+   * Installed by federation: when /messages backwards runs out of local history, asks other servers in the
+   * room for older events; returns how many were added to the start of the timeline.
+   */
+  setBackfiller(fn: (roomId: string, limit: number) => Promise<number>): void {
+    this.backfiller = fn;
+  }
+
   /** Installed by the composition root (src/relations): adds bundled aggregations to every format(). */
   setAggregator(fn: RelationAggregator): void {
     this.aggregator = fn;
@@ -74,7 +84,7 @@ export class RoomReader {
     const now = this.deps.clock.now();
     const out: ClientEvent[] = [];
     for (const e of events) {
-      const version = await this.deps.roomVersion(this.db, e.pdu.room_id);
+      const version = await this.deps.roomVersion(this.db, roomIdOfEvent(e.pdu, e.eventId)!);
       const redaction = e.redactedBy ? related.get(e.redactedBy) : undefined;
       const prev = e.replacesState ? related.get(e.replacesState) : undefined;
       const ownTxn = viewer && e.txnId && e.pdu.sender === viewer.userId && e.senderDevice === (viewer.deviceId ?? null);
@@ -207,27 +217,35 @@ export class RoomReader {
     let cursor = from;
     let exhausted = false;
     let scanned = 0;
-    // Filtering happens after the query, so keep reading pages until the chunk is full or the room ends.
-    while (chunk.length < limit && !exhausted && scanned < 5000) {
-      const page = await eventsRepo.roomEventsTopological(this.db, roomId, cursor, params.dir, Math.max(limit * 2, 20), to);
-      if (page.length === 0) {
-        exhausted = true;
-        break;
-      }
-      scanned += page.length;
-      const last = page[page.length - 1]!;
-      cursor = params.dir === 'b' ? { depth: last.depth, stream: last.streamOrdering - 1 } : { depth: last.depth, stream: last.streamOrdering };
-      const inRange = page.filter((e) => e.streamOrdering <= ceiling);
-      const matching = inRange.filter((e) => matchesRoomEventFilter(e.pdu, params.filter));
-      const visible = await this.filterVisible(viewer.userId, roomId, matching, ignored);
-      for (const e of visible) {
+    let backfills = 0;
+    // Filtering happens after the query, so keep reading pages until the chunk is full or the room ends
+    // (going backwards, the local start of the room may not be its start: federation backfills then).
+    for (;;) {
+      while (chunk.length < limit && !exhausted && scanned < 5000) {
+        const page = await eventsRepo.roomEventsTopological(this.db, roomId, cursor, params.dir, Math.max(limit * 2, 20), to);
+        if (page.length === 0) {
+          exhausted = true;
+          break;
+        }
+        scanned += page.length;
+        const last = page[page.length - 1]!;
+        cursor = params.dir === 'b' ? { depth: last.depth, stream: last.streamOrdering - 1 } : { depth: last.depth, stream: last.streamOrdering };
+        const inRange = page.filter((e) => e.streamOrdering <= ceiling);
+        const matching = inRange.filter((e) => matchesRoomEventFilter(e.pdu, params.filter));
+        const visible = await this.filterVisible(viewer.userId, roomId, matching, ignored);
+        for (const e of visible) {
+          if (chunk.length >= limit) break;
+          chunk.push(e);
+          cursor = params.dir === 'b' ? { depth: e.depth, stream: e.streamOrdering - 1 } : { depth: e.depth, stream: e.streamOrdering };
+        }
         if (chunk.length >= limit) break;
-        chunk.push(e);
-        cursor = params.dir === 'b' ? { depth: e.depth, stream: e.streamOrdering - 1 } : { depth: e.depth, stream: e.streamOrdering };
+        if (page.length < Math.max(limit * 2, 20)) exhausted = true;
+        cursor = params.dir === 'b' ? { depth: last.depth, stream: last.streamOrdering - 1 } : { depth: last.depth, stream: last.streamOrdering };
       }
-      if (chunk.length >= limit) break;
-      if (page.length < Math.max(limit * 2, 20)) exhausted = true;
-      cursor = params.dir === 'b' ? { depth: last.depth, stream: last.streamOrdering - 1 } : { depth: last.depth, stream: last.streamOrdering };
+      if (!exhausted || chunk.length >= limit || params.dir !== 'b' || !this.backfiller || to !== undefined || backfills >= 3) break;
+      backfills++;
+      if ((await this.backfiller(roomId, Math.max(limit - chunk.length, 10))) === 0) break;
+      exhausted = false;
     }
     const response: { chunk: ClientEvent[]; start: string; end?: string; state?: ClientEvent[] } = {
       chunk: await this.format(chunk, viewer),
@@ -270,9 +288,10 @@ export class RoomReader {
   }
 
   async formatState(viewer: Viewer, state: StateMap): Promise<ClientEvent[]> {
-    const first = state.values().next();
-    if (first.done) return [];
-    const version = await this.deps.roomVersion(this.db, first.value.room_id);
+    // v12 create events carry no room_id: any other state event names the room.
+    const named = [...state.values()].find((p) => typeof p.room_id === 'string');
+    if (!named) return [];
+    const version = await this.deps.roomVersion(this.db, named.room_id);
     const ids = [...state.values()].map((p) => eventIdOf(p, version));
     const stored = await this.deps.events.getMany(this.db, ids);
     return this.format(ids.map((id) => stored.get(id)!).filter(Boolean), viewer);

@@ -4,14 +4,14 @@ import { canonicalJson } from '../crypto/canonicalJson.js';
 import { MatrixError, forbidden, notFound } from '../errors.js';
 import type { ServiceDeps } from '../serviceDeps.js';
 import type { Db } from '../storage/database.js';
-import { eventIdsForTransactions, transactionKeyString, type StoredEvent, type TransactionKey } from '../storage/repositories/events.js';
+import { deleteEventRow, eventIdsForTransactions, insertEvents, transactionKeyString, type StoredEvent, type TransactionKey } from '../storage/repositories/events.js';
 import { getProfile } from '../storage/repositories/profiles.js';
 import * as roomsRepo from '../storage/repositories/rooms.js';
 import * as stateRepo from '../storage/repositories/state.js';
 import { stateMapKey, type Pdu } from '../types/pdu.js';
 import { LruCache } from '../util/lru.js';
 import { powerLevelFor, userPowerLevel } from './authRules.js';
-import { eventIdOf, serverNameOf, signPdu } from './eventFormat.js';
+import { eventIdOf, roomIdFromCreateEventId, serverNameOf, signPdu } from './eventFormat.js';
 import { topologicalByDepth, type RemoteOutcome } from './remoteAppend.js';
 import { buildMembershipTemplate, stateAndAuthChain } from './remoteRooms.js';
 import { EventStore } from './eventStore.js';
@@ -80,6 +80,43 @@ export class RoomService {
   /** Federation joins rooms that live on other servers (make_join / send_join). */
   setRemoteJoiner(joiner: (actor: Actor, roomIdOrAlias: string, content: Record<string, unknown>) => Promise<string>): void {
     this.remoteJoiner = joiner;
+  }
+
+  private remoteInviter: ((actor: Actor, roomId: string, target: string, content: Record<string, unknown>) => Promise<void>) | undefined;
+  private remoteLeaver: ((actor: Actor, roomId: string, reason: string | undefined) => Promise<void>) | undefined;
+  /** Knocks on rooms this server is not in (make_knock / send_knock); rooms/knock.ts calls it. */
+  remoteKnocker: ((actor: Actor, roomIdOrAlias: string, reason: string | undefined, via: readonly string[]) => Promise<string>) | undefined;
+
+  /** Federation invites users of other servers (PUT /v2/invite, their server signs the event too). */
+  setRemoteInviter(fn: (actor: Actor, roomId: string, target: string, content: Record<string, unknown>) => Promise<void>): void {
+    this.remoteInviter = fn;
+  }
+
+  /** Federation leaves rooms known here only through an invite or a knock (make_leave / send_leave). */
+  setRemoteLeaver(fn: (actor: Actor, roomId: string, reason: string | undefined) => Promise<void>): void {
+    this.remoteLeaver = fn;
+  }
+
+  /**
+   * A membership of a local user in a room this server does not have (an invite received over federation,
+   * a knock or the rejection of either): stored as an outlier with the user's current membership pointing
+   * at it, so /sync shows it (from `unsigned.invite_room_state` / `knock_room_state`).
+   */
+  async storeOutOfBandMembership(pdu: Pdu, eventId: string): Promise<void> {
+    const userId = pdu.state_key;
+    if (pdu.type !== 'm.room.member' || typeof userId !== 'string' || typeof pdu.content.membership !== 'string') {
+      throw new MatrixError('M_BAD_JSON', 'Not a membership event');
+    }
+    await this.deps.db.write(async (trx) => {
+      if (await roomsRepo.getRoom(trx, pdu.room_id)) throw new MatrixError('M_UNKNOWN', 'Room is known here; its events go through the room', 409);
+      const stream = await StreamAllocator.start(trx);
+      if (await this.events.get(trx, eventId)) await deleteEventRow(trx, eventId);
+      const streamOrdering = stream.next();
+      await insertEvents(trx, [{ streamOrdering, eventId, pdu, stateBefore: null, stateAfter: null, outlier: true }]);
+      await stateRepo.setCurrentState(trx, pdu.room_id, 'm.room.member', userId, eventId, String(pdu.content.membership), streamOrdering);
+    });
+    this.events.invalidate(eventId);
+    this.deps.notifier.notifyUsers([userId]);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -268,12 +305,13 @@ export class RoomService {
     }
     const profile = (await getProfile(this.deps.db.knex, actor.userId)) ?? { displayname: null, avatar_url: null };
     const drafts = initialRoomEvents(req, { creator: actor.userId, version, profile, canonicalAlias: alias });
-    const roomId = `!${randomRoomLocalpart()}:${this.deps.serverName}`;
+    const roomId = this.newRoomId(version, drafts[0]!);
     let result: WriteResult | undefined;
     try {
       await this.deps.db.write(async (trx) => {
         const ctx = await this.writer.create(trx, await StreamAllocator.start(trx), roomId, version, actor.userId, req.visibility === 'public');
-        for (const draft of drafts) await ctx.append(draft);
+        await this.appendCreateEvent(ctx, drafts[0]!);
+        for (const draft of drafts.slice(1)) await ctx.append(draft);
         if (alias && !(await roomsRepo.insertAlias(trx, alias, roomId, actor.userId, this.deps.clock.now()))) {
           throw new MatrixError('M_ROOM_IN_USE', 'Room alias already taken');
         }
@@ -299,15 +337,35 @@ export class RoomService {
   }
 
   /**
+   * The id of a new room. v12 (`roomIdFromCreateEvent`): `!` + the reference hash of its create event, whose
+   * timestamp is fixed here so the append builds the same event; before: `!random:server`.
+   */
+  private newRoomId(version: RoomVersion, createEvent: EventDraft): string {
+    if (!version.roomIdFromCreateEvent) return `!${randomRoomLocalpart()}:${this.deps.serverName}`;
+    createEvent.originServerTs ??= this.deps.clock.now();
+    return this.writer.roomIdFromCreateDraft(createEvent, version);
+  }
+
+  /** Appends a new room's create event, checking that (v12) it is the event the room id was derived from. */
+  private async appendCreateEvent(ctx: RoomWriteContext, draft: EventDraft): Promise<void> {
+    const stored = await ctx.append(draft);
+    if (ctx.version.roomIdFromCreateEvent && roomIdFromCreateEventId(stored.eventId) !== ctx.roomId) {
+      throw new Error('the create event does not match the room id derived from it');
+    }
+  }
+
+  /**
    * Creates a room and appends to existing rooms in ONE transaction (room upgrades): `fn` appends the new
    * room's events to `created` and opens existing rooms with `open`. Everything commits or nothing does;
    * the results are published together afterwards.
    */
   async createRoomAlongside<T>(
-    room: { version: RoomVersion; creator: string; isPublic: boolean },
+    room: { version: RoomVersion; creator: string; isPublic: boolean; createEvent?: EventDraft | undefined },
     fn: (created: RoomWriteContext, open: (roomId: string) => Promise<RoomWriteContext>, trx: Knex.Transaction) => Promise<T>,
   ): Promise<{ roomId: string; value: T }> {
-    const roomId = `!${randomRoomLocalpart()}:${this.deps.serverName}`;
+    // With `createEvent` the create event is appended first (v12 derives the room id from it); else `fn` does.
+    if (room.version.roomIdFromCreateEvent && !room.createEvent) throw new Error('this room version needs the create event up front');
+    const roomId = room.createEvent ? this.newRoomId(room.version, room.createEvent) : `!${randomRoomLocalpart()}:${this.deps.serverName}`;
     const contexts = new Map<string, RoomWriteContext>();
     let value: T;
     try {
@@ -315,6 +373,7 @@ export class RoomService {
         const stream = await StreamAllocator.start(trx);
         const created = await this.writer.create(trx, stream, roomId, room.version, room.creator, room.isPublic);
         contexts.set(roomId, created);
+        if (room.createEvent) await this.appendCreateEvent(created, room.createEvent);
         const open = async (id: string): Promise<RoomWriteContext> => {
           let ctx = contexts.get(id);
           if (!ctx) {
@@ -461,6 +520,13 @@ export class RoomService {
 
   async invite(actor: Actor, roomId: string, target: string, reason?: string, isDirect?: boolean): Promise<void> {
     if (!/^@[^:]+:.+$/.test(target)) throw new MatrixError('M_INVALID_PARAM', 'Invalid user id');
+    if (this.remoteInviter && serverNameOf(target) !== this.deps.serverName) {
+      // The invitee's server must countersign the invite before it is appended (federation).
+      const content: Record<string, unknown> = { membership: 'invite' };
+      if (reason !== undefined) content.reason = reason;
+      if (isDirect) content.is_direct = true;
+      return this.remoteInviter(actor, roomId, target, content);
+    }
     const profile = await getProfile(this.deps.db.knex, target);
     if (!profile && serverNameOf(target) === this.deps.serverName) throw notFound('Unknown user');
     await this.write(roomId, async (ctx) => {
@@ -479,6 +545,12 @@ export class RoomService {
   /** leave (own), kick (other → leave), ban, unban (ban → leave). */
   async setMembership(actor: Actor, roomId: string, target: string, membership: 'leave' | 'ban', reason?: string, expect?: 'unban' | 'kick'): Promise<void> {
     if (!/^@[^:]+:.+$/.test(target)) throw new MatrixError('M_INVALID_PARAM', 'Invalid user id');
+    if (this.remoteLeaver && target === actor.userId && membership === 'leave' && !(await roomsRepo.getRoom(this.deps.db.knex, roomId))) {
+      // Rejecting an invite (or taking back a knock) for a room only other servers have.
+      const m = await stateRepo.currentMembership(this.deps.db.knex, roomId, target);
+      if (m?.membership !== 'invite' && m?.membership !== 'knock') throw notFound('Unknown room');
+      return this.remoteLeaver(actor, roomId, reason);
+    }
     await this.write(roomId, async (ctx) => {
       const current = ctx.membershipOf(target);
       if (expect === 'unban' && current !== 'ban') throw forbidden(`${target} is not banned`);

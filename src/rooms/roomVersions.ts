@@ -107,10 +107,7 @@ const V11: RoomVersion = { ...V10, id: '11', updatedRedactionRules: true, implic
 
 /**
  * Room version 12 (MSC4289 creator power, MSC4291 room id = create event hash,
- * MSC4297 state resolution v2.1). The pure logic (event format, auth rules,
- * state resolution) implements it, but it is not in `ROOM_VERSIONS` yet: room
- * creation, joins and federation still assume `!opaque:server` room ids, so the
- * server must neither advertise nor accept it. Register it there once they don't.
+ * MSC4297 state resolution v2.1). Served and advertised as stable.
  */
 export const ROOM_VERSION_12: RoomVersion = Object.freeze({
   ...V11,
@@ -122,14 +119,11 @@ export const ROOM_VERSION_12: RoomVersion = Object.freeze({
 
 /** The versions this server advertises and accepts. */
 export const ROOM_VERSIONS: ReadonlyMap<string, RoomVersion> = new Map(
-  [V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11].map((v) => [v.id, Object.freeze(v)] as const),
+  [V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, ROOM_VERSION_12].map((v) => [v.id, Object.freeze(v)] as const),
 );
 
-/** Every version whose rules are implemented: `ROOM_VERSIONS` plus the unreleased ones (12). */
-export const KNOWN_ROOM_VERSIONS: ReadonlyMap<string, RoomVersion> = new Map([
-  ...ROOM_VERSIONS,
-  [ROOM_VERSION_12.id, ROOM_VERSION_12],
-]);
+/** Every version whose rules are implemented (today the same as `ROOM_VERSIONS`; unreleased ones go here only). */
+export const KNOWN_ROOM_VERSIONS: ReadonlyMap<string, RoomVersion> = new Map([...ROOM_VERSIONS]);
 
 export const DEFAULT_ROOM_VERSION = '10';
 

@@ -7,8 +7,8 @@ import { getRoom, insertRoom, setCurrentStateGroup } from '../storage/repositori
 import { deleteCurrentState, setCurrentState } from '../storage/repositories/state.js';
 import { parseStateMapKey, stateMapKey, type Pdu, type StateMap } from '../types/pdu.js';
 import { LruCache } from '../util/lru.js';
-import { checkAuth, authTypesForEvent } from './authRules.js';
-import { authEventIds, buildPdu, prevEventIds, redactsOf } from './eventFormat.js';
+import { checkAuth, authTypesForEvent, withImpliedCreate } from './authRules.js';
+import { buildPdu, impliedAuthEventIds, prevEventIds, redactsOf, roomIdFromCreateEventId, type PduSkeleton } from './eventFormat.js';
 import { checkAgainstAuthEvents, checkAgainstState, type RemoteOutcome } from './remoteAppend.js';
 import { loadStateResolutionEvents, resolveState } from './stateResolution/index.js';
 import type { EventStore } from './eventStore.js';
@@ -16,6 +16,30 @@ import { getRoomVersion, type RoomVersion } from './roomVersions.js';
 import type { StateStore } from './stateStore.js';
 
 const MAX_PREV_EVENTS = 10;
+const CREATE_KEY = stateMapKey('m.room.create', '');
+
+/** The skeleton of a locally built event: one function, so a room id predicted from a create event matches the append. */
+function localSkeleton(
+  draft: EventDraft,
+  roomId: string,
+  prevEvents: string[],
+  authEvents: string[],
+  depth: number,
+  now: number,
+): PduSkeleton {
+  return {
+    room_id: roomId,
+    sender: draft.sender,
+    type: draft.type,
+    ...(draft.stateKey !== undefined ? { state_key: draft.stateKey } : {}),
+    content: draft.content,
+    prev_events: prevEvents,
+    auth_events: authEvents,
+    depth,
+    origin_server_ts: draft.originServerTs ?? now,
+    ...(draft.redacts !== undefined ? { redacts: draft.redacts } : {}),
+  };
+}
 
 export interface EventDraft {
   type: string;
@@ -99,24 +123,14 @@ export class RoomWriteContext {
     const depth = prev.reduce((m, e) => Math.max(m, e.depth), 0) + 1;
     const hashLookup = (id: string) => this.stateById.get(id)?.hashes ?? this.deps.lastKnownHashes.get(id);
     const { pdu, eventId } = buildPdu(
-      {
-        room_id: this.roomId,
-        sender: draft.sender,
-        type: draft.type,
-        ...(draft.stateKey !== undefined ? { state_key: draft.stateKey } : {}),
-        content: draft.content,
-        prev_events: prev.map((e) => e.eventId),
-        auth_events: authIds,
-        depth,
-        origin_server_ts: draft.originServerTs ?? this.deps.clock.now(),
-        ...(draft.redacts !== undefined ? { redacts: draft.redacts } : {}),
-      },
+      localSkeleton(draft, this.roomId, prev.map((e) => e.eventId), authIds, depth, this.deps.clock.now()),
       version,
       { serverName: this.deps.serverName, key: this.deps.signingKey, hashLookup },
     );
 
     const authState: StateMap = new Map(authEvents.map((e) => [stateMapKey(e.type, e.state_key ?? ''), e]));
-    const verdict = checkAuth(pdu, authState, version);
+    // v12: the room id implies the create event, which the rules need although auth_events omits it.
+    const verdict = checkAuth(pdu, withImpliedCreate(authState, this.state.get(CREATE_KEY), version), version);
     if (!verdict.allowed) throw new MatrixError('M_FORBIDDEN', verdict.reason);
 
     const isState = draft.stateKey !== undefined;
@@ -214,8 +228,10 @@ export class RoomWriteContext {
   /** Stores an event another server built, outside the timeline (auth chains, state from a join). */
   async storeOutlier(pdu: Pdu, eventId: string): Promise<void> {
     if (await this.deps.eventStore.get(this.trx, eventId)) return;
-    const authEvents = [...(await this.deps.eventStore.getMany(this.trx, authEventIds(pdu))).values()].map((e) => e.pdu);
-    const reason = authEvents.length === authEventIds(pdu).length ? checkAgainstAuthEvents(pdu, authEvents, this.version) : undefined;
+    // v12: the create event implied by the room id counts as an auth event.
+    const authIds = impliedAuthEventIds(pdu, this.version);
+    const authEvents = [...(await this.deps.eventStore.getMany(this.trx, authIds)).values()].map((e) => e.pdu);
+    const reason = authEvents.length === authIds.length ? checkAgainstAuthEvents(pdu, authEvents, this.version) : undefined;
     await this.flushInserts();
     await insertEvents(this.trx, [
       { streamOrdering: this.stream.next(), eventId, pdu, stateBefore: null, stateAfter: null, outlier: true, ...(reason ? { rejectedReason: reason } : {}) },
@@ -239,7 +255,8 @@ export class RoomWriteContext {
       this.deps.eventStore.invalidate(eventId);
     }
     const { version } = this;
-    const authIds = authEventIds(pdu);
+    // v12: the create event implied by the room id counts as an auth event (it is never in auth_events).
+    const authIds = impliedAuthEventIds(pdu, version);
     const authEvents = await this.deps.eventStore.getMany(this.trx, authIds);
     if (authEvents.size !== authIds.length) return this.reject(pdu, eventId, 'missing auth events');
     const authReason = checkAgainstAuthEvents(pdu, authIds.map((id) => authEvents.get(id)!.pdu), version);
@@ -459,6 +476,19 @@ export class RoomWriter {
       }
     }
     return new RoomWriteContext(trx, this.deps, stream, roomId, version, state, room.currentStateGroup, extremities, stateById);
+  }
+
+  /**
+   * v12 (`roomIdFromCreateEvent`): the id of the room whose create event `draft` is, built exactly as
+   * `append` will build it (`draft.originServerTs` must be set so both builds agree).
+   */
+  roomIdFromCreateDraft(draft: EventDraft, version: RoomVersion): string {
+    if (draft.type !== 'm.room.create' || draft.originServerTs === undefined) throw new Error('a create event draft with originServerTs is needed');
+    const { eventId } = buildPdu(localSkeleton(draft, '', [], [], 1, draft.originServerTs), version, {
+      serverName: this.deps.serverName,
+      key: this.deps.signingKey,
+    });
+    return roomIdFromCreateEventId(eventId);
   }
 
   async create(trx: Knex.Transaction, stream: StreamAllocator, roomId: string, version: RoomVersion, creator: string, isPublic: boolean): Promise<RoomWriteContext> {

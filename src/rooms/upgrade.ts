@@ -8,7 +8,7 @@ import type { ServiceDeps } from '../serviceDeps.js';
 import { getProfile } from '../storage/repositories/profiles.js';
 import * as roomsRepo from '../storage/repositories/rooms.js';
 import { parseStateMapKey, stateMapKey, type ReadonlyStateMap } from '../types/pdu.js';
-import { parsePowerLevelValue, requiredPowerLevel, userPowerLevel } from './authRules.js';
+import { parsePowerLevelValue, requiredPowerLevel, roomCreators, userPowerLevel } from './authRules.js';
 import { serverNameOf } from './eventFormat.js';
 import type { Actor, RoomService } from './roomService.js';
 import { getRoomVersion, type RoomVersion } from './roomVersions.js';
@@ -128,8 +128,12 @@ export interface ReplacementRoomInput {
   newVersion: RoomVersion;
   upgrader: string;
   memberContent: Content;
-  /** The old room's tombstone: the replacement's `predecessor.event_id`, as in Synapse. */
-  tombstoneEventId: string;
+  /**
+   * The old room's tombstone: the replacement's `predecessor.event_id`, as in Synapse. Absent for versions
+   * whose room id is the create event's hash (v12): the tombstone names the new room, so the create event
+   * cannot name the tombstone.
+   */
+  tombstoneEventId?: string | undefined;
   isLocalAlias(alias: string): boolean;
 }
 
@@ -144,6 +148,22 @@ export interface ReplacementRoomPlan {
   oldRoomCanonicalAlias?: Content;
 }
 
+/** Pure: the replacement room's create event. */
+export function replacementCreateEvent(
+  input: Pick<ReplacementRoomInput, 'oldState' | 'oldRoomId' | 'newVersion' | 'upgrader' | 'tombstoneEventId'>,
+): EventDraft {
+  const { newVersion, upgrader } = input;
+  const oldCreate = input.oldState.get(stateMapKey('m.room.create', ''))?.content ?? {};
+  const creation: Content = {};
+  if (!newVersion.implicitRoomCreator) creation.creator = upgrader;
+  creation.room_version = newVersion.id;
+  creation.predecessor =
+    input.tombstoneEventId !== undefined ? { room_id: input.oldRoomId, event_id: input.tombstoneEventId } : { room_id: input.oldRoomId };
+  if (typeof oldCreate.type === 'string') creation.type = oldCreate.type;
+  if (typeof oldCreate['m.federate'] === 'boolean') creation['m.federate'] = oldCreate['m.federate'];
+  return { type: 'm.room.create', stateKey: '', content: creation, sender: upgrader };
+}
+
 /** Pure: the events of the replacement room, from the old room's current state. */
 export function planReplacementRoom(input: ReplacementRoomInput): ReplacementRoomPlan {
   const { oldState, newVersion, upgrader } = input;
@@ -151,21 +171,22 @@ export function planReplacementRoom(input: ReplacementRoomInput): ReplacementRoo
   const draft = (type: string, content: Content, stateKey = ''): EventDraft => ({ type, stateKey, content, sender: upgrader });
 
   const oldCreate = get('m.room.create')?.content ?? {};
-  const creation: Content = {};
-  if (!newVersion.implicitRoomCreator) creation.creator = upgrader;
-  creation.room_version = newVersion.id;
-  creation.predecessor = { room_id: input.oldRoomId, event_id: input.tombstoneEventId };
-  if (typeof oldCreate.type === 'string') creation.type = oldCreate.type;
-  if (typeof oldCreate['m.federate'] === 'boolean') creation['m.federate'] = oldCreate['m.federate'];
-
-  const events: EventDraft[] = [draft('m.room.create', creation), draft('m.room.member', input.memberContent, upgrader)];
+  const events: EventDraft[] = [replacementCreateEvent(input), draft('m.room.member', input.memberContent, upgrader)];
   let finalPowerLevels: EventDraft | undefined;
   const oldPl = get('m.room.power_levels');
   if (oldPl) {
     const pl = normalizePowerLevels(oldPl.content);
     const needed = levelToCopyState(pl);
-    if (userPowerLevel(oldState, upgrader, input.oldVersion) < needed) {
-      const users = isPlainObject(pl.users) ? pl.users : {};
+    const users = isPlainObject(pl.users) ? { ...pl.users } : {};
+    if (newVersion.infiniteCreatorPower) {
+      // v12: the upgrader creates the new room, with infinite power, and may not be listed.
+      delete users[upgrader];
+      events.push(draft('m.room.power_levels', { ...pl, users }));
+    } else if (input.oldVersion.infiniteCreatorPower) {
+      // From v12 to a version without creator power: the old room's creators keep the top level.
+      for (const c of roomCreators(oldState, input.oldVersion)) users[c] = Math.max(100, needed);
+      events.push(draft('m.room.power_levels', { ...pl, users }));
+    } else if (userPowerLevel(oldState, upgrader, input.oldVersion) < needed) {
       events.push(draft('m.room.power_levels', { ...pl, users: { ...users, [upgrader]: needed } }));
       finalPowerLevels = draft('m.room.power_levels', pl);
     } else {
@@ -260,8 +281,12 @@ export class RoomUpgrades {
     const logRefusal = (what: string) => (err: MatrixError) =>
       this.deps.logger.info({ roomId, what, reason: err.message }, 'room upgrade: event refused, skipped');
 
+    // v12: the room id is the create event's hash, so the create event comes first and cannot name the tombstone.
+    const createEvent = newVersion.roomIdFromCreateEvent
+      ? replacementCreateEvent({ oldState: await this.rooms.reader.currentState(roomId), oldRoomId: roomId, newVersion, upgrader: actor.userId })
+      : undefined;
     const { roomId: newRoomId } = await this.rooms.createRoomAlongside(
-      { version: newVersion, creator: actor.userId, isPublic: room.isPublic },
+      { version: newVersion, creator: actor.userId, isPublic: room.isPublic, createEvent },
       async (created, open, trx) => {
         const old = await open(roomId);
         assertCanUpgrade(old.state, actor.userId, old.version);
@@ -279,10 +304,11 @@ export class RoomUpgrades {
           newVersion,
           upgrader: actor.userId,
           memberContent,
-          tombstoneEventId: tombstone.eventId,
+          tombstoneEventId: createEvent ? undefined : tombstone.eventId,
           isLocalAlias: (alias) => serverNameOf(alias) === this.deps.serverName,
         });
-        for (const draft of plan.events) await created.append(draft);
+        // With `createEvent` the create event is already in the new room.
+        for (const draft of createEvent ? plan.events.slice(1) : plan.events) await created.append(draft);
         // Aliases point at the new room before its canonical alias names them.
         await roomsRepo.moveRoomAliases(trx, roomId, created.roomId);
         for (const draft of plan.bestEffort) await appendIfAllowed(created, draft, logRefusal(`${draft.type} ${draft.stateKey}`));

@@ -25,32 +25,34 @@ const KEY = signingKeyFromSeed('1', decodeBase64('YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrl
 const rv = (id: string): RoomVersion => getRoomVersion(id)!;
 
 describe('room versions', () => {
-  it('knows 1..11 with the default 10', () => {
-    expect([...ROOM_VERSIONS.keys()]).toEqual(['1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11']);
+  it('knows 1..12 with the default 10', () => {
+    expect([...ROOM_VERSIONS.keys()]).toEqual(['1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11', '12']);
     expect(getRoomVersion(DEFAULT_ROOM_VERSION)?.id).toBe('10');
-    expect(getRoomVersion('12')).toBeUndefined();
+    expect(getRoomVersion('13')).toBeUndefined();
   });
 
   it.each<[keyof RoomVersion, string[]]>([
     ['specialCaseAliasesAuth', ['1', '2', '3', '4', '5']],
     ['redactionAuthRule', ['1', '2']],
-    ['enforceKeyValidity', ['5', '6', '7', '8', '9', '10', '11']],
-    ['strictCanonicalJson', ['6', '7', '8', '9', '10', '11']],
-    ['limitNotificationsPowerLevels', ['6', '7', '8', '9', '10', '11']],
-    ['knockJoinRule', ['7', '8', '9', '10', '11']],
-    ['restrictedJoinRule', ['8', '9', '10', '11']],
-    ['restrictedJoinRuleFix', ['9', '10', '11']],
-    ['integerPowerLevels', ['10', '11']],
-    ['knockRestrictedJoinRule', ['10', '11']],
-    ['updatedRedactionRules', ['11']],
-    ['implicitRoomCreator', ['11']],
+    ['enforceKeyValidity', ['5', '6', '7', '8', '9', '10', '11', '12']],
+    ['strictCanonicalJson', ['6', '7', '8', '9', '10', '11', '12']],
+    ['limitNotificationsPowerLevels', ['6', '7', '8', '9', '10', '11', '12']],
+    ['knockJoinRule', ['7', '8', '9', '10', '11', '12']],
+    ['restrictedJoinRule', ['8', '9', '10', '11', '12']],
+    ['restrictedJoinRuleFix', ['9', '10', '11', '12']],
+    ['integerPowerLevels', ['10', '11', '12']],
+    ['knockRestrictedJoinRule', ['10', '11', '12']],
+    ['updatedRedactionRules', ['11', '12']],
+    ['implicitRoomCreator', ['11', '12']],
+    ['roomIdFromCreateEvent', ['12']],
+    ['infiniteCreatorPower', ['12']],
   ])('%s is on exactly in %j', (flag, on) => {
     for (const v of ROOM_VERSIONS.values()) expect([v.id, v[flag]]).toEqual([v.id, on.includes(v.id)]);
   });
 
   it('event formats and state resolution', () => {
-    expect([...ROOM_VERSIONS.values()].map((v) => v.eventFormat).join()).toBe('v1,v1,v3,v4,v4,v4,v4,v4,v4,v4,v4');
-    expect([...ROOM_VERSIONS.values()].map((v) => v.stateResolution).join()).toBe('v1,v2,v2,v2,v2,v2,v2,v2,v2,v2,v2');
+    expect([...ROOM_VERSIONS.values()].map((v) => v.eventFormat).join()).toBe('v1,v1,v3,v4,v4,v4,v4,v4,v4,v4,v4,v4');
+    expect([...ROOM_VERSIONS.values()].map((v) => v.stateResolution).join()).toBe('v1,v2,v2,v2,v2,v2,v2,v2,v2,v2,v2,v2.1');
   });
 });
 

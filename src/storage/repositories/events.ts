@@ -73,7 +73,8 @@ function eventRow(e: NewEvent & { streamOrdering: number }): Record<string, unkn
   return {
     stream_ordering: e.streamOrdering,
     event_id: e.eventId,
-    room_id: pdu.room_id,
+    // v12 create events carry no room_id: the room id is `!` + their event id without the `$`.
+    room_id: pdu.room_id ?? (pdu.type === 'm.room.create' ? '!' + e.eventId.slice(1) : undefined),
     type: pdu.type,
     state_key: pdu.state_key ?? null,
     sender: pdu.sender,
