@@ -10,6 +10,7 @@ import * as directory from './0008_directory.js';
 import * as federation from './0010_federation.js';
 import * as federationOutbox from './0011_federation_outbox.js';
 import * as remoteDevices from './0012_remote_devices.js';
+import * as appserviceQueue from './0014_appservice_queue.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -30,6 +31,7 @@ const migrations: Array<[string, Migration]> = [
   ['0010_federation', federation],
   ['0011_federation_outbox', federationOutbox],
   ['0012_remote_devices', remoteDevices],
+  ['0014_appservice_queue', appserviceQueue],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

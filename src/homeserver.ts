@@ -36,6 +36,9 @@ import { TypingProvider } from './sync/providers/typing.js';
 import { ToDeviceProvider } from './sync/providers/toDevice.js';
 import { SyncService } from './sync/syncService.js';
 import { UserService } from './users/userService.js';
+import { aliasHooks, createAppservices, ensureUserQueried, type AppserviceClient } from './appservice/auth.js';
+import type { AppserviceRegistry } from './appservice/registry.js';
+import { AppservicePusher } from './appservice/pusher.js';
 import type { Clock } from './serviceDeps.js';
 
 export type { Clock } from './serviceDeps.js';
@@ -69,6 +72,12 @@ export interface Services {
   roomFederation: RoomFederation;
   /** EDUs over federation (typing, receipts, presence, device lists, to-device) and remote E2EE keys. */
   federationEdus: FederationEdus;
+  /** Application service registrations (app_service_config_files) and their namespaces. */
+  appservices: AppserviceRegistry;
+  /** Homeserver → application service queries and pings made for clients. */
+  appserviceClient: AppserviceClient;
+  /** Application service transactions: the durable per-service queue and its sender. */
+  appservicePusher: AppservicePusher;
 }
 
 export interface Homeserver {
@@ -97,7 +106,16 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
 
   const base = { config, serverName: config.server_name, logger, db, clock, notifier, signingKey };
   const users = new UserService(base);
+  let appservices: Awaited<ReturnType<typeof createAppservices>>;
+  try {
+    appservices = await createAppservices(base, users);
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
   const rooms = new RoomService(base);
+  rooms.aliasHooks = aliasHooks(appservices.registry, appservices.client.queries);
+  rooms.queryUser = (userId) => ensureUserQueried(users, appservices.client.queries, userId);
   const { relations, search } = await createRelations(base, rooms);
   const e2ee = createE2ee(base, users);
   const sync = new SyncService({ ...base, rooms });
@@ -138,6 +156,9 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     federation,
     roomFederation,
     federationEdus,
+    appservices: appservices.registry,
+    appserviceClient: appservices.client,
+    appservicePusher: new AppservicePusher({ ...base, rooms, registrations: appservices.registry, edus, e2ee }),
   };
   services.media.start();
 
@@ -158,6 +179,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   mountRoutes(app, [...clientRoutes(services), ...federationRoutes(services), ...roomFederation.routes, ...publicRoomsApiRoutes(directory.publicRooms), ...federationEdus.routes], {
     logger,
     authenticate: (token, ctx) => users.authenticate(token, ctx),
+    isRateLimitExempt: (requester) => appservices.registry.isRateLimitExempt(requester.appserviceId),
     rateLimiters: limiters,
     maxBodyBytes: Math.max(config.max_request_body_size, 65536),
     inFlight,
@@ -169,6 +191,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   });
   errorHandling(app, logger);
   await roomFederation.start();
+  await services.appservicePusher.start();
 
   const servers: Server[] = [];
   return {
@@ -200,6 +223,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       push.close();
       await relations.indexer.idle();
       await federationEdus.close();
+      await services.appservicePusher.stop();
       const federationStopped = roomFederation.stop();
       federation.close();
       await federationStopped;

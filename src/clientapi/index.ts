@@ -39,6 +39,7 @@ import { thirdPartyRoutes, threepidRoutes } from './thirdParty.js';
 import { openIdRoutes } from './openid.js';
 import { voipRoutes } from './voip.js';
 import { loginTokenRoutes } from './loginToken.js';
+import { appservicePingRoutes } from './appservicePing.js';
 
 // One file per spec group; each returns its routes given the services.
 export function clientRoutes(services: Services): RouteDefinition[] {
@@ -83,5 +84,6 @@ export function clientRoutes(services: Services): RouteDefinition[] {
     ...openIdRoutes(services),
     ...voipRoutes(services),
     ...loginTokenRoutes(services),
+    ...appservicePingRoutes(services),
   ];
 }

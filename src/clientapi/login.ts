@@ -40,7 +40,7 @@ export function loginRoutes(services: Services): RouteDefinition[] {
       auth: 'none',
       body: loginBody,
       rateLimit: 'login',
-      handler: async ({ body, ip, userAgent }) => {
+      handler: async ({ body, ip, userAgent, accessToken }) => {
         const result = await users.login.login(
           {
             ...body,
@@ -48,7 +48,7 @@ export function loginRoutes(services: Services): RouteDefinition[] {
             initial_device_display_name: body.initial_device_display_name ?? undefined,
             refresh_token: body.refresh_token ?? undefined,
           },
-          { ip, userAgent },
+          { ip, userAgent, accessToken },
         );
         return {
           ...sessionResponse(result.userId, services.serverName, result),

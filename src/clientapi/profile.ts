@@ -10,7 +10,9 @@ const FIELDS = { displayname: 'displayname', avatar_url: 'avatar_url' } as const
 export function profileRoutes(services: Services): RouteDefinition[] {
   const { db, rooms } = services;
   const load = async (userId: string) => {
-    const profile = await getProfile(db.knex, userId);
+    let profile = await getProfile(db.knex, userId);
+    // Application Service API, "Querying users": a service may create an unknown user of its namespace.
+    if (!profile && (await services.rooms.queryUser?.(userId))) profile = await getProfile(db.knex, userId);
     if (!profile) throw notFound('Profile not found');
     return profile;
   };

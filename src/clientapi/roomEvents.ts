@@ -13,6 +13,13 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
   const checkSize = (content: unknown) => {
     if (Buffer.byteLength(JSON.stringify(content)) > sizeLimit) throw new MatrixError('M_TOO_LARGE', 'Event too large', 413);
   };
+  // Application Service API, "Timestamp massaging": an appservice requester may set origin_server_ts with `?ts=`.
+  const massagedTs = (requester: { appserviceId: string | undefined }, query: Record<string, unknown>): { originServerTs?: number } => {
+    if (requester.appserviceId === undefined || typeof query.ts !== 'string') return {};
+    const ts = Number(query.ts);
+    if (!/^\d+$/.test(query.ts) || !Number.isSafeInteger(ts)) throw new MatrixError('M_INVALID_PARAM', "Invalid parameter 'ts'");
+    return { originServerTs: ts };
+  };
 
   return [
     // Spec: PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}
@@ -23,9 +30,9 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       body: jsonObject,
       rateLimit: 'message',
-      handler: async ({ params, body, requester }) => {
+      handler: async ({ params, body, requester, query }) => {
         checkSize(body);
-        const draft = { type: params.eventType!, content: body };
+        const draft = { type: params.eventType!, content: body, ...massagedTs(requester, query) };
         if (requester.deviceId !== undefined) {
           const actor = { userId: requester.userId, deviceId: requester.deviceId };
           return { event_id: await rooms.sendEventOnce(actor, params.roomId!, draft, params.txnId!) };
@@ -45,13 +52,13 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       body: jsonObject,
       rateLimit: 'message',
-      handler: async ({ params, body, requester }) => {
+      handler: async ({ params, body, requester, query }) => {
         checkSize(body);
         const type = params.eventType!;
         const eventId = await rooms.sendEvent(
           { userId: requester.userId, deviceId: requester.deviceId },
           params.roomId!,
-          { type, stateKey: params.stateKey ?? '', content: body },
+          { type, stateKey: params.stateKey ?? '', content: body, ...massagedTs(requester, query) },
         );
         return { event_id: eventId };
       },

@@ -17,7 +17,16 @@ export class ToDeviceService {
 
   constructor(private readonly deps: ServiceDeps) {}
 
+  /**
+   * Takes messages for devices another component delivers (application services with MSC2409) before the
+   * normal queue: each returns the messages it did not take.
+   */
+  readonly diverters: Array<
+    (sender: string, type: string, messages: Record<string, Record<string, unknown>>) => Promise<Record<string, Record<string, unknown>>>
+  > = [];
+
   async send(sender: string, type: string, messages: Record<string, Record<string, unknown>>): Promise<void> {
+    for (const divert of this.diverters) messages = await divert(sender, type, messages);
     const local: Array<[string, Record<string, unknown>]> = [];
     const remote = new Map<string, Record<string, Record<string, unknown>>>();
     for (const [userId, byDevice] of Object.entries(messages)) {

@@ -1,4 +1,6 @@
-import sharp, { type Metadata } from 'sharp';
+import type { Metadata, Sharp, SharpOptions } from 'sharp';
+
+type SharpFactory = (input: Buffer, options?: SharpOptions) => Sharp;
 
 // Thumbnails (spec: Client-Server API, "Thumbnails"). `scale` keeps the aspect ratio and fits inside the
 // box without enlarging; `crop` fills the box exactly, cutting what overflows around the centre.
@@ -71,16 +73,27 @@ export class ImageTooLarge extends Error {}
 export class NotAnImage extends Error {}
 
 export class Thumbnailer {
-  constructor(private readonly maxPixels: number) {
-    // libvips' operation cache keeps decoded images around; a server thumbnails each size once and
-    // caches the result on disk, so the memory is better spent elsewhere.
-    sharp.cache(false);
+  private sharpLoaded: Promise<SharpFactory> | undefined;
+
+  constructor(private readonly maxPixels: number) {}
+
+  // libvips is loaded on the first thumbnail, not at start-up: an idle server does not pay its memory.
+  private sharp(): Promise<SharpFactory> {
+    this.sharpLoaded ??= import('sharp').then((mod) => {
+      const sharp = mod.default;
+      // libvips' operation cache keeps decoded images around; a server thumbnails each size once and
+      // caches the result on disk, so the memory is better spent elsewhere.
+      sharp.cache(false);
+      return sharp as unknown as SharpFactory;
+    });
+    return this.sharpLoaded;
   }
 
   /** Reads the header only; throws NotAnImage for bytes sharp cannot decode or formats we do not serve. */
   async probe(bytes: Buffer): Promise<ImageInfo> {
     let meta: Metadata;
     try {
+      const sharp = await this.sharp();
       meta = await sharp(bytes, { limitInputPixels: false }).metadata();
     } catch {
       throw new NotAnImage('not a decodable image');
@@ -100,6 +113,7 @@ export class Thumbnailer {
   async generate(bytes: Buffer, info: ImageInfo, size: ThumbnailSize, animated: boolean): Promise<Thumbnail> {
     if (info.width * info.height > this.maxPixels) throw new ImageTooLarge('image too large to thumbnail');
     const keepAnimation = animated && info.animated;
+    const sharp = await this.sharp();
     let pipeline = sharp(bytes, { animated: keepAnimation, limitInputPixels: this.maxPixels })
       .rotate()
       .resize(size.width, size.height, size.method === 'crop' ? { fit: 'cover', position: 'centre' } : { fit: 'inside', withoutEnlargement: true });

@@ -17,7 +17,9 @@ type BundledType = (typeof BUNDLED)[number];
 const RECURSION_DEPTH = 3;
 const MAX_LIMIT = 100;
 /** How long a read waits for the indexer to catch up with writes already committed. */
-const INDEX_WAIT_MS = 2_000;
+const INDEX_WAIT_MS = 200;
+/** After a wait ran out (a backlog), reads stop waiting for this long instead of each waiting again. */
+const BACKLOG_GRACE_MS = 2_000;
 
 export interface FormatOptions {
   includeRoomId?: boolean;
@@ -56,8 +58,15 @@ export class RelationService {
 
   /** Waits (briefly) until writes committed so far are indexed. */
   private async caughtUp(): Promise<void> {
-    await Promise.race([this.indexer.idle(), new Promise((r) => setTimeout(r, INDEX_WAIT_MS).unref())]);
+    if (Date.now() - this.lastTimedOut < BACKLOG_GRACE_MS) return;
+    const timedOut = await Promise.race([
+      this.indexer.idle().then(() => false),
+      new Promise<boolean>((r) => setTimeout(() => r(true), INDEX_WAIT_MS).unref()),
+    ]);
+    if (timedOut) this.lastTimedOut = Date.now();
   }
+
+  private lastTimedOut = 0;
 
   /**
    * `unsigned["m.relations"]` for each event that has something to bundle, keyed by event id. Only

@@ -77,6 +77,28 @@ export class RoomService {
 
   private remoteJoiner: ((actor: Actor, roomIdOrAlias: string, content: Record<string, unknown>) => Promise<string>) | undefined;
 
+  /**
+   * Application services (set by homeserver.ts): `isExclusive` refuses a local alias reserved by a service
+   * the creator does not belong to (400 M_EXCLUSIVE); `query` asks the services claiming an unknown local
+   * alias to create it (Application Service API, "Querying") — true when one did.
+   */
+  aliasHooks: { isExclusive(alias: string, userId: string): boolean; query(alias: string): Promise<boolean> } | undefined;
+
+  /** Application services: asks the service claiming an unknown local user to create it (set by homeserver.ts). */
+  queryUser: ((userId: string) => Promise<boolean>) | undefined;
+
+  private async findLocalAlias(alias: string) {
+    const found = await roomsRepo.getAlias(this.deps.db.knex, alias);
+    if (found || !this.aliasHooks || serverNameOf(alias) !== this.deps.serverName) return found;
+    return (await this.aliasHooks.query(alias)) ? roomsRepo.getAlias(this.deps.db.knex, alias) : undefined;
+  }
+
+  private checkAliasExclusive(alias: string, userId: string): void {
+    if (this.aliasHooks?.isExclusive(alias, userId)) {
+      throw new MatrixError('M_EXCLUSIVE', 'This room alias is reserved by an application service', 400);
+    }
+  }
+
   /** Federation joins rooms that live on other servers (make_join / send_join). */
   setRemoteJoiner(joiner: (actor: Actor, roomIdOrAlias: string, content: Record<string, unknown>) => Promise<string>): void {
     this.remoteJoiner = joiner;
@@ -301,6 +323,7 @@ export class RoomService {
     if (req.room_alias_name !== undefined) {
       if (!/^[^:\s#]+$/.test(req.room_alias_name)) throw new MatrixError('M_INVALID_PARAM', 'Invalid room_alias_name');
       alias = `#${req.room_alias_name}:${this.deps.serverName}`;
+      this.checkAliasExclusive(alias, actor.userId);
       if (await roomsRepo.getAlias(this.deps.db.knex, alias)) throw new MatrixError('M_ROOM_IN_USE', 'Room alias already taken');
     }
     const profile = (await getProfile(this.deps.db.knex, actor.userId)) ?? { displayname: null, avatar_url: null };
@@ -483,7 +506,7 @@ export class RoomService {
   async resolveRoomIdOrAlias(roomIdOrAlias: string): Promise<string> {
     if (roomIdOrAlias.startsWith('!')) return roomIdOrAlias;
     if (!roomIdOrAlias.startsWith('#')) throw new MatrixError('M_INVALID_PARAM', 'Expected a room id or alias');
-    const alias = await roomsRepo.getAlias(this.deps.db.knex, roomIdOrAlias);
+    const alias = await this.findLocalAlias(roomIdOrAlias);
     if (!alias) throw notFound(`Room alias ${roomIdOrAlias} not found`);
     return alias.roomId;
   }
@@ -527,7 +550,10 @@ export class RoomService {
       if (isDirect) content.is_direct = true;
       return this.remoteInviter(actor, roomId, target, content);
     }
-    const profile = await getProfile(this.deps.db.knex, target);
+    let profile = await getProfile(this.deps.db.knex, target);
+    if (!profile && serverNameOf(target) === this.deps.serverName && (await this.queryUser?.(target))) {
+      profile = await getProfile(this.deps.db.knex, target);
+    }
     if (!profile && serverNameOf(target) === this.deps.serverName) throw notFound('Unknown user');
     await this.write(roomId, async (ctx) => {
       const current = ctx.membershipOf(target);
@@ -621,6 +647,7 @@ export class RoomService {
     const server = alias.slice(alias.indexOf(':') + 1);
     if (!alias.startsWith('#') || !alias.includes(':') || /\s/.test(alias)) throw new MatrixError('M_INVALID_PARAM', 'Invalid room alias');
     if (server !== this.deps.serverName) throw new MatrixError('M_INVALID_PARAM', 'Room alias must be on this server');
+    this.checkAliasExclusive(alias, actor.userId);
     if (!(await roomsRepo.getRoom(this.deps.db.knex, roomId))) throw notFound('Unknown room');
     const m = await stateRepo.currentMembership(this.deps.db.knex, roomId, actor.userId);
     if (m?.membership !== 'join') throw forbidden('You must be in the room to give it an alias');
@@ -630,7 +657,7 @@ export class RoomService {
   }
 
   async resolveAlias(alias: string): Promise<{ room_id: string; servers: string[] }> {
-    const found = await roomsRepo.getAlias(this.deps.db.knex, alias);
+    const found = await this.findLocalAlias(alias);
     if (!found) throw notFound(`Room alias ${alias} not found`);
     return { room_id: found.roomId, servers: [this.deps.serverName] };
   }

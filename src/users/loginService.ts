@@ -19,6 +19,8 @@ export interface LoginRequest {
 export interface LoginContext {
   ip: string;
   userAgent: string | undefined;
+  /** The access token sent with the login request, if any (m.login.application_service: the as_token). */
+  accessToken?: string | undefined;
 }
 
 /** Checks a login request of one type and returns the local user it logs in. */

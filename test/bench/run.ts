@@ -175,6 +175,8 @@ async function main(): Promise<number> {
     }
     results.peak = server.memory();
     results.serverLogLines = server.logLines;
+    // What the server complained about, so a count in the table can be looked into.
+    if (server.logLines) log(`last server log lines:\n${server.recentOutput().split('\n').slice(-5).join('\n')}`);
   } catch (err) {
     log(`benchmark failed: ${(err as Error).stack ?? String(err)}`);
     if (server.recentOutput()) log(`last server output:\n${server.recentOutput()}`);
