@@ -21,14 +21,19 @@ function queryString(query: Record<string, unknown>, name: string): string | und
 
 /** Resolves an as_token (and `user_id` / device masquerading) to a Requester; undefined for other tokens. */
 export function appserviceAuthenticator(registry: AppserviceRegistry, users: UserService) {
-  return async (token: string, ctx: { query: Record<string, unknown> }): Promise<Requester | undefined> => {
+  return async (token: string, ctx: { query: Record<string, unknown>; path?: string }): Promise<Requester | undefined> => {
     const reg = registry.byAsToken(token);
     if (!reg) return undefined;
     const sender = registry.senderUserId(reg);
     const userId = queryString(ctx.query, 'user_id') ?? sender;
     if (userId !== sender) {
       if (!registry.isInterestedInUser(reg, userId)) throw forbidden('Application service cannot masquerade as this user');
-      if (!(await users.getUser(userId))) throw forbidden('Application service has not registered this user');
+      if (!(await users.getUser(userId))) {
+        // Registering the user is how it comes to exist: /register ignores user_id, as Synapse does
+        // (bridge SDKs add it to every request of a ghost's intent).
+        if (ctx.path?.endsWith('/register')) return { userId: sender, deviceId: undefined, tokenId: undefined, isGuest: false, appserviceId: reg.id };
+        throw forbidden('Application service has not registered this user');
+      }
     }
     let deviceId: string | undefined;
     const wantedDevice = queryString(ctx.query, 'org.matrix.msc3202.device_id') ?? queryString(ctx.query, 'device_id');

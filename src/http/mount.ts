@@ -19,7 +19,7 @@ import {
 export interface HttpDeps {
   logger: Logger;
   /** Resolves an access token to its requester or throws M_UNKNOWN_TOKEN. */
-  authenticate(token: string, ctx: { ip: string; userAgent: string | undefined; query: Record<string, unknown> }): Promise<Requester>;
+  authenticate(token: string, ctx: { ip: string; userAgent: string | undefined; query: Record<string, unknown>; path: string }): Promise<Requester>;
   rateLimiters: Partial<Record<RateLimitName, RateLimiter>>;
   /** Users exempt from rate limits (e.g. appservices with rate_limited: false). */
   isRateLimitExempt?(requester: Requester): boolean;
@@ -144,7 +144,7 @@ async function handle(route: RouteDefinition, req: Request, res: Response, deps:
     if (!deps.authenticateServer) throw new MatrixError('M_UNAUTHORIZED', 'Federation is not available', 401);
     server = await deps.authenticateServer({ method: req.method, uri: req.originalUrl, headers: req.headers, rawBody: raw });
   } else if (route.auth !== 'none' && token !== undefined) {
-    requester = await deps.authenticate(token, { ip, userAgent, query: req.query as Record<string, unknown> });
+    requester = await deps.authenticate(token, { ip, userAgent, query: req.query as Record<string, unknown>, path: req.path });
   } else if (route.auth === 'user') {
     throw new MatrixError('M_MISSING_TOKEN', 'Missing access token', 401);
   }

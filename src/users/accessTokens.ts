@@ -80,7 +80,7 @@ export class AccessTokens {
   }
 
   /** Resolves an access token to its requester, or throws 401 M_UNKNOWN_TOKEN. */
-  async authenticate(token: string, ctx: { ip: string; userAgent: string | undefined; query: Record<string, unknown> }): Promise<Requester> {
+  async authenticate(token: string, ctx: { ip: string; userAgent: string | undefined; query: Record<string, unknown>; path?: string }): Promise<Requester> {
     for (const authenticator of this.hooks.authenticators) {
       const requester = await authenticator(token, ctx);
       if (requester) return requester;

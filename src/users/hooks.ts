@@ -10,7 +10,7 @@ export type DeactivatedHook = (userId: string, options: { erase: boolean }) => v
 /** Resolves tokens the user tables do not know (application services); undefined to pass. */
 export type TokenAuthenticator = (
   token: string,
-  ctx: { ip: string; userAgent: string | undefined; query: Record<string, unknown> },
+  ctx: { ip: string; userAgent: string | undefined; query: Record<string, unknown>; path?: string },
 ) => Promise<Requester | undefined>;
 /**
  * True when registering `userId` must be refused with M_EXCLUSIVE: it lies in an application service's

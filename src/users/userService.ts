@@ -55,7 +55,7 @@ export class UserService {
   }
 
   /** Resolves an access token to its requester or throws 401 M_UNKNOWN_TOKEN (used by the HTTP layer). */
-  authenticate(token: string, ctx: { ip: string; userAgent: string | undefined; query: Record<string, unknown> }): Promise<Requester> {
+  authenticate(token: string, ctx: { ip: string; userAgent: string | undefined; query: Record<string, unknown>; path?: string }): Promise<Requester> {
     return this.tokens.authenticate(token, ctx);
   }
 
