@@ -89,6 +89,8 @@ export interface Homeserver {
 }
 
 const SHUTDOWN_GRACE_MS = 5_000;
+// A sync woken by a commit waits this long at most for that event's notification counts.
+const PUSH_COUNT_WAIT_MS = 50;
 
 export interface HomeserverOptions {
   logger?: Logger;
@@ -126,7 +128,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   push.readPositions = readPositions;
   sync.setNotificationCounter(async (userId, roomIds, options) => {
     // Notifications are evaluated just after each commit; a sync woken by that commit waits briefly for them.
-    await Promise.race([push.idle(), new Promise((r) => setTimeout(r, 200).unref())]);
+    await Promise.race([push.idle(), new Promise((r) => setTimeout(r, PUSH_COUNT_WAIT_MS).unref())]);
     return push.counts(userId, roomIds, options);
   });
   sync.registerProvider(new ReceiptsProvider({ db, receipts: edus.receipts }));
