@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { MatrixError, notFound } from '../errors.js';
 import type { Services } from '../homeserver.js';
-import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
+import { CLIENT_V3, JsonReply, defineRoute, type RouteDefinition } from '../http/route.js';
 import type { DeviceRecord } from '../users/userService.js';
 
 /** Synapse's limit, so names that work there work here. */
@@ -51,6 +51,14 @@ export function deviceRoutes(services: Services): RouteDefinition[] {
       body: z.looseObject({ display_name: z.string().nullish() }),
       handler: async ({ requester, params, body }) => {
         const deviceId = params.deviceId!;
+        // MSC4190: an application service that opted in creates its users' devices with this PUT.
+        if (requester.appserviceId !== undefined && services.appservices.byId(requester.appserviceId)?.msc4190) {
+          if (body.display_name != null && body.display_name.length > MAX_DISPLAY_NAME_LENGTH) {
+            throw new MatrixError('M_TOO_LARGE', `Device display name is too long (max ${MAX_DISPLAY_NAME_LENGTH})`, 400);
+          }
+          const created = await users.devices.createForAppservice(requester.userId, deviceId, body.display_name ?? null);
+          if (created) return new JsonReply(201, {});
+        }
         if (body.display_name !== undefined) {
           if (body.display_name !== null && body.display_name.length > MAX_DISPLAY_NAME_LENGTH) {
             throw new MatrixError('M_TOO_LARGE', `Device display name is too long (max ${MAX_DISPLAY_NAME_LENGTH})`, 400);

@@ -39,6 +39,16 @@ export class DeviceService {
     return device && !device.hidden ? device : undefined;
   }
 
+  /**
+   * MSC4190: an application service creates a device for one of its users without logging in. Returns
+   * false when the device already existed.
+   */
+  async createForAppservice(userId: string, deviceId: string, displayName: string | null): Promise<boolean> {
+    const created = await devicesRepo.insertDevice(this.deps.db.knex, { userId, deviceId, displayName, createdTs: this.deps.clock.now() });
+    if (created) await this.hooks.run('onDeviceChanged', this.hooks.onDeviceChanged, userId, deviceId, 'created');
+    return created;
+  }
+
   async rename(userId: string, deviceId: string, displayName: string | null): Promise<void> {
     const changed = await devicesRepo.updateDisplayName(this.deps.db.knex, userId, deviceId, displayName);
     if (!changed) throw notFound('Unknown device');

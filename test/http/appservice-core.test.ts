@@ -98,6 +98,7 @@ ${o.users ? `    - exclusive: true\n      regex: "${o.users}"` : '    []'}
 ${o.aliases ? `    - exclusive: true\n      regex: "${o.aliases}"` : '    []'}
 rate_limited: false
 org.matrix.msc3202: true
+io.element.msc4190: true
 `.replace(/users:\n {4}\[\]/, 'users: []').replace(/aliases:\n {4}\[\]/, 'aliases: []');
 
 describe('application service registration at start-up', () => {
@@ -227,6 +228,24 @@ describe.each(testDialects())('application service core on %s', (dialect) => {
     expect(known.body.device_id).toBe('BRIDGEDEV');
     const unknown = await as('GET', `/_matrix/client/v3/account/whoami?user_id=${user}&device_id=NOPE`);
     expect(unknown.status).toBe(403);
+  });
+
+  it('creates and deletes devices of its users without logging in (MSC4190)', async () => {
+    const reg = await as('POST', '/_matrix/client/v3/register', { type: 'm.login.application_service', username: 'bridge_devs', inhibit_login: true });
+    expect(reg.status).toBe(200);
+    const user = encodeURIComponent('@bridge_devs:localhost');
+    const created = await as('PUT', `/_matrix/client/v3/devices/NEWDEV?user_id=${user}`, { display_name: 'Bridge device' });
+    expect(created.status).toBe(201);
+    const again = await as('PUT', `/_matrix/client/v3/devices/NEWDEV?user_id=${user}`, { display_name: 'Renamed' });
+    expect(again.status).toBe(200);
+    const listed = await as('GET', `/_matrix/client/v3/devices?user_id=${user}`);
+    expect(listed.body.devices.map((d: { device_id: string; display_name?: string }) => [d.device_id, d.display_name])).toContainEqual(['NEWDEV', 'Renamed']);
+    // The new device can be used at once, e.g. to upload its keys.
+    const whoami = await as('GET', `/_matrix/client/v3/account/whoami?user_id=${user}&org.matrix.msc3202.device_id=NEWDEV`);
+    expect(whoami.body.device_id).toBe('NEWDEV');
+    const deleted = await as('DELETE', `/_matrix/client/v3/devices/NEWDEV?user_id=${user}`, {});
+    expect(deleted.status).toBe(200);
+    expect((await as('GET', `/_matrix/client/v3/devices?user_id=${user}`)).body.devices).toEqual([]);
   });
 
   it('logs in with m.login.application_service', async () => {
