@@ -37,6 +37,7 @@ import { ToDeviceProvider } from './sync/providers/toDevice.js';
 import { SyncService } from './sync/syncService.js';
 import { UserService } from './users/userService.js';
 import { aliasHooks, createAppservices, ensureUserQueried, type AppserviceClient } from './appservice/auth.js';
+import { AppserviceThirdParty } from './appservice/thirdParty.js';
 import type { AppserviceRegistry } from './appservice/registry.js';
 import { AppservicePusher } from './appservice/pusher.js';
 import type { Clock } from './serviceDeps.js';
@@ -138,6 +139,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   const federation = createFederation(base);
   const roomFederation = createRoomFederation({ ...base, rooms, federation });
   directory.publicRooms.remote = remoteDirectory(federation.client);
+  directory.thirdParty.setProvider(new AppserviceThirdParty(appservices.registry, logger));
   const federationEdus = createFederationEdus({ ...base, rooms, users, e2ee, edus, client: federation.client, roomFederation });
   const services: Services = {
     ...base,

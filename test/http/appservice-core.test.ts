@@ -370,3 +370,53 @@ describe.each(testDialects())('application service core on %s', (dialect) => {
     expect(plainEv.body.origin_server_ts).toBeGreaterThan(1234);
   });
 });
+
+describe('third-party networks answered by application services', () => {
+  it('proxies /thirdparty/* to the service that declares the protocol', async () => {
+    const { createServer } = await import('node:http');
+    const seen: string[] = [];
+    const protocol = {
+      user_fields: ['network', 'nickname'],
+      location_fields: ['network', 'channel'],
+      icon: 'mxc://localhost/irc',
+      field_types: { network: { regexp: '.*', placeholder: 'libera' }, nickname: { regexp: '.*', placeholder: 'nick' }, channel: { regexp: '#.*', placeholder: '#room' } },
+      instances: [{ network_id: 'libera', desc: 'Libera', fields: { network: 'libera' } }],
+    };
+    const service = createServer((req, res) => {
+      seen.push(`${req.url} ${req.headers.authorization}`);
+      const url = new URL(req.url!, 'http://x');
+      res.setHeader('content-type', 'application/json');
+      if (url.pathname === '/_matrix/app/v1/thirdparty/protocol/irc') res.end(JSON.stringify(protocol));
+      else if (url.pathname === '/_matrix/app/v1/thirdparty/location/irc') {
+        res.end(JSON.stringify([{ alias: '#irc_libera_chat:localhost', protocol: 'irc', fields: { network: 'libera', channel: url.searchParams.get('channel') } }]));
+      } else if (url.pathname === '/_matrix/app/v1/thirdparty/user/irc') {
+        res.end(JSON.stringify([{ userid: '@irc_bob:localhost', protocol: 'irc', fields: { network: 'libera', nickname: url.searchParams.get('nickname') } }]));
+      } else {
+        res.statusCode = 404;
+        res.end(JSON.stringify({ errcode: 'M_NOT_FOUND', error: 'no' }));
+      }
+    });
+    await new Promise<void>((r) => service.listen(0, '127.0.0.1', () => r()));
+    const port = (service.address() as { port: number }).port;
+    const dir = mkdtempSync(join(tmpdir(), 'skjol-as-3p-'));
+    const file = join(dir, 'reg.yaml');
+    writeFileSync(file, registrationYaml({ id: 'irc', url: `http://127.0.0.1:${port}`, as: 'as-irc', hs: 'hs-irc', sender: 'ircbot', users: '@irc_.*:localhost' }) + 'protocols: [irc]\n');
+    const server = await startHomeserver({ config: { app_service_config_files: [file] } });
+    try {
+      const user = await registerUser(server.baseUrl, 'threepuser');
+      const protocols = await request(server.baseUrl, 'GET', '/_matrix/client/v3/thirdparty/protocols', { token: user.accessToken });
+      expect(protocols.body.irc.instances[0].network_id).toBe('libera');
+      const locations = await request(server.baseUrl, 'GET', '/_matrix/client/v3/thirdparty/location/irc?channel=%23chat', { token: user.accessToken });
+      expect(locations.body).toEqual([{ alias: '#irc_libera_chat:localhost', protocol: 'irc', fields: { network: 'libera', channel: '#chat' } }]);
+      const users = await request(server.baseUrl, 'GET', '/_matrix/client/v3/thirdparty/user/irc?nickname=bob', { token: user.accessToken });
+      expect(users.body[0].userid).toBe('@irc_bob:localhost');
+      const unknown = await request(server.baseUrl, 'GET', '/_matrix/client/v3/thirdparty/location/xmpp', { token: user.accessToken });
+      expect(unknown.status).toBe(404);
+      expect(seen.every((s) => s.endsWith('Bearer hs-irc'))).toBe(true);
+    } finally {
+      await server.close();
+      service.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
