@@ -3,7 +3,7 @@ import { globToRegExp, hostOf, isIpLiteral, serverAllowedByAcl } from '../../src
 import { testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
-import { enc, eventually, joinedMembers, messageBodies, send, startFleet, type Fleet } from './invite-helpers.js';
+import { enc, eventually, joinedMembers, messageBodies, send, startFleet, type Fleet } from './helpers.js';
 
 describe('server ACL evaluation (m.room.server_acl)', () => {
   it('ignores ports, matches globs case-insensitively, denies before allowing, defaults to deny', () => {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
-import { enc, messageBodies, send, startFleet, sync, type Fleet } from './invite-helpers.js';
+import { enc, messageBodies, send, startFleet, sync, type Fleet } from './helpers.js';
 
 // History from before a user of another server joined: /messages on the joining server runs out of local
 // events and backfills from the room's server (GET /backfill, GET /state at the edge).

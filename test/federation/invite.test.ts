@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
 import { registerUser, sdkClient, type TestUser } from '../helpers/users.js';
-import { enc, eventually, joinedMembers, membershipOf, messageBodies, send, startFleet, sync, type Fleet } from './invite-helpers.js';
+import { enc, eventually, joinedMembers, membershipOf, messageBodies, send, startFleet, sync, type Fleet } from './helpers.js';
 
 // Invites, rejections and knocks between two Skjól servers over HTTPS on loopback:
 //   A localhost:<port>  — alice, carol, dave (invited / knocking)

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
-import { enc, eventually, membershipOf, startFleet, sync, type Fleet } from './invite-helpers.js';
+import { enc, eventually, membershipOf, startFleet, sync, type Fleet } from './helpers.js';
 
 // Leaving rooms that live on another server.
 //   A localhost:<port>  — alice, dave, erin

@@ -21,53 +21,10 @@ import {
   waitForRoom,
 } from '../helpers/crypto.js';
 import { freePort, startHomeserver, type TestServer } from '../helpers/homeserver.js';
-import { request } from '../helpers/http.js';
-import { assertSpecShaped } from '../helpers/specSchema.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
 import { createTestCa, issueCert } from './tls.js';
+import { api, enc, eventually, joinedMembers, messageBodies, send as sendAs, specChecked } from './helpers.js';
 
-type Json = any;
-const enc = encodeURIComponent;
-
-function specChecked(server: TestServer): TestServer {
-  const client = server.hs.services.federation.client;
-  const original = client.request.bind(client);
-  client.request = (async (req: Parameters<typeof original>[0]) => {
-    const res = await original(req);
-    if (req.signed !== false) assertSpecShaped(req.method, req.path, 200, res);
-    return res;
-  }) as typeof client.request;
-  return server;
-}
-
-async function eventually<T>(probe: () => Promise<T | undefined | false>, what: string, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const api = (server: TestServer, user: TestUser, method: string, path: string, body?: unknown) =>
-  request(server.baseUrl, method, `/_matrix/client/v3${path}`, { token: user.accessToken, ...(body !== undefined ? { body } : {}) });
-
-async function messageBodies(server: TestServer, user: TestUser, roomId: string): Promise<string[]> {
-  const res = await api(server, user, 'GET', `/rooms/${enc(roomId)}/messages?dir=b&limit=100`);
-  if (res.status !== 200) return [];
-  return res.body.chunk.filter((e: Json) => e.type === 'm.room.message').map((e: Json) => e.content.body);
-}
-
-async function joinedMembers(server: TestServer, user: TestUser, roomId: string): Promise<string[]> {
-  const res = await api(server, user, 'GET', `/rooms/${enc(roomId)}/joined_members`);
-  return res.status === 200 ? Object.keys(res.body.joined).sort() : [];
-}
-
-async function send(server: TestServer, user: TestUser, roomId: string, body: string): Promise<void> {
-  const res = await api(server, user, 'PUT', `/rooms/${enc(roomId)}/send/m.room.message/${Math.random().toString(36).slice(2)}`, { msgtype: 'm.text', body });
-  if (res.status !== 200) throw new Error(`send failed: ${res.status} ${JSON.stringify(res.body)}`);
-}
 
 async function joinByAlias(server: TestServer, user: TestUser, alias: string): Promise<string> {
   const res = await api(server, user, 'POST', `/join/${enc(alias)}`, {});
@@ -115,7 +72,7 @@ describe('three servers on sqlite', () => {
     for (const [server, user] of everyone) {
       await eventually(async () => JSON.stringify(await joinedMembers(server, user(), roomId)) === JSON.stringify(all), `all three joined, on ${server.serverName}`);
     }
-    for (const [server, user] of everyone) await send(server, user(), roomId, `hello from ${user().userId}`);
+    for (const [server, user] of everyone) await sendAs(server, user(), roomId, `hello from ${user().userId}`);
     for (const [server, user] of everyone) {
       await eventually(async () => {
         const bodies = await messageBodies(server, user(), roomId);
@@ -196,7 +153,7 @@ describe('three servers on sqlite', () => {
     for (const [server, user] of everyone) {
       await eventually(async () => JSON.stringify(await joinedMembers(server, user(), roomId)) === JSON.stringify(all), `all joined v${version} on ${server.serverName}`);
     }
-    for (const [server, user] of everyone) await send(server, user(), roomId, `v${version} from ${user().userId}`);
+    for (const [server, user] of everyone) await sendAs(server, user(), roomId, `v${version} from ${user().userId}`);
     for (const [server, user] of everyone) {
       await eventually(async () => {
         const bodies = await messageBodies(server, user(), roomId);

@@ -7,55 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startHomeserver, testDialects, type TestServer } from '../helpers/homeserver.js';
-import { request } from '../helpers/http.js';
-import { assertSpecShaped } from '../helpers/specSchema.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
 import { createTestCa, issueCert } from './tls.js';
+import { api, enc, eventually, joinedMembers, messageBodies, send as sendAs, specChecked } from './helpers.js';
 
 type Json = any;
-const enc = encodeURIComponent;
 const V12_ROOM_ID = /^![A-Za-z0-9_-]{43}$/;
-
-function specChecked(server: TestServer): TestServer {
-  const client = server.hs.services.federation.client;
-  const original = client.request.bind(client);
-  client.request = (async (req: Parameters<typeof original>[0]) => {
-    const res = await original(req);
-    if (req.signed !== false) assertSpecShaped(req.method, req.path, 200, res);
-    return res;
-  }) as typeof client.request;
-  return server;
-}
-
-async function eventually<T>(probe: () => Promise<T | undefined | false>, what: string, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const api = (server: TestServer, user: TestUser, method: string, path: string, body?: unknown) =>
-  request(server.baseUrl, method, `/_matrix/client/v3${path}`, { token: user.accessToken, ...(body !== undefined ? { body } : {}) });
-
-async function messageBodies(server: TestServer, user: TestUser, roomId: string): Promise<string[]> {
-  const res = await api(server, user, 'GET', `/rooms/${enc(roomId)}/messages?dir=b&limit=100`);
-  if (res.status !== 200) return [];
-  return res.body.chunk.filter((e: Json) => e.type === 'm.room.message').map((e: Json) => e.content.body);
-}
-
-async function joinedMembers(server: TestServer, user: TestUser, roomId: string): Promise<string[]> {
-  const res = await api(server, user, 'GET', `/rooms/${enc(roomId)}/joined_members`);
-  return res.status === 200 ? Object.keys(res.body.joined).sort() : [];
-}
-
-async function send(server: TestServer, user: TestUser, roomId: string, body: string): Promise<string> {
-  const res = await api(server, user, 'PUT', `/rooms/${enc(roomId)}/send/m.room.message/${Math.random().toString(36).slice(2)}`, { msgtype: 'm.text', body });
-  if (res.status !== 200) throw new Error(`send failed: ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body.event_id;
-}
 
 describe.each(testDialects())('room version 12 across servers on %s', (dialect) => {
   let dir: string;
@@ -115,9 +72,9 @@ describe.each(testDialects())('room version 12 across servers on %s', (dialect) 
     const name = await api(A, alice, 'GET', `/rooms/${enc(roomId)}/state/m.room.name/`);
     expect(name).toMatchObject({ status: 200, body: { name: 'Twelve' } });
 
-    await send(A, alice, roomId, 'from A in v12');
+    await sendAs(A, alice, roomId, 'from A in v12');
     await eventually(async () => (await messageBodies(B, bob, roomId)).includes('from A in v12'), "A's message on B");
-    await send(B, bob, roomId, 'from B in v12');
+    await sendAs(B, bob, roomId, 'from B in v12');
     await eventually(async () => (await messageBodies(A, alice, roomId)).includes('from B in v12'), "B's message on A");
   });
 
@@ -152,9 +109,9 @@ describe.each(testDialects())('room version 12 across servers on %s', (dialect) 
     expect(joined).toMatchObject({ status: 200, body: { room_id: roomId } });
     expect(await joinedMembers(A, alice, roomId)).toEqual([alice.userId, bob.userId].sort());
 
-    await send(B, bob, roomId, 'hi alice');
+    await sendAs(B, bob, roomId, 'hi alice');
     await eventually(async () => (await messageBodies(A, alice, roomId)).includes('hi alice'), "B's message on A");
-    await send(A, alice, roomId, 'hi bob');
+    await sendAs(A, alice, roomId, 'hi bob');
     await eventually(async () => (await messageBodies(B, bob, roomId)).includes('hi bob'), "A's message on B");
 
     // bob leaves (an ordinary event in the room B knows) and comes back: a join against the room's current state.
@@ -162,7 +119,7 @@ describe.each(testDialects())('room version 12 across servers on %s', (dialect) 
     await eventually(async () => !(await joinedMembers(A, alice, roomId)).includes(bob.userId), "bob's leave on A");
     expect((await api(B, bob, 'POST', `/join/${enc(`#atA12:${A.serverName}`)}`, {})).status).toBe(200);
     await eventually(async () => (await joinedMembers(A, alice, roomId)).includes(bob.userId), "bob's rejoin on A");
-    await send(B, bob, roomId, 'back again');
+    await sendAs(B, bob, roomId, 'back again');
     await eventually(async () => (await messageBodies(A, alice, roomId)).includes('back again'), "B's message after the rejoin");
   });
 });

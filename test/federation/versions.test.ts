@@ -6,7 +6,7 @@ import type { Pdu } from '../../src/types/pdu.js';
 import { testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
-import { enc, eventually, joinedMembers, messageBodies, send, startFleet, type Fleet } from './invite-helpers.js';
+import { enc, eventually, joinedMembers, messageBodies, send, startFleet, type Fleet } from './helpers.js';
 
 // Every supported room version across two servers, and the inbound checks on events another server built.
 //   A localhost:<port>  — alice

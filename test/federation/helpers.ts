@@ -1,5 +1,5 @@
-// Shared by the invite, leave, backfill, ACL and room-version federation tests: servers over real HTTPS on
-// loopback (each with its own name and certificate, trusting one test CA), and small polling helpers.
+// Shared by the federation tests: servers over real HTTPS on loopback (each with its own name and
+// certificate, trusting one test CA), client API shortcuts and small polling helpers.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,7 +52,7 @@ export function specChecked(server: TestServer): TestServer {
   return server;
 }
 
-export async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
+export async function eventually<T>(probe: () => Promise<T | undefined | false>, what: string, ms = 20_000): Promise<T> {
   const until = Date.now() + ms;
   for (;;) {
     const v = await probe();
@@ -104,3 +104,6 @@ export async function joinedMembers(server: TestServer, user: TestUser, roomId: 
   const res = await request(server.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/joined_members`, { token: user.accessToken });
   return res.status === 200 ? Object.keys(res.body.joined).sort() : [];
 }
+
+export const api = (server: TestServer, user: TestUser, method: string, path: string, body?: unknown) =>
+  request(server.baseUrl, method, `/_matrix/client/v3${path}`, { token: user.accessToken, ...(body !== undefined ? { body } : {}) });
