@@ -19,6 +19,7 @@ function checkRoomId(roomId: string): void {
 export function accountDataRoutes(services: Services): RouteDefinition[] {
   const { accountData } = services.sync;
   return [
+    // Spec: PUT /_matrix/client/v3/user/{userId}/account_data/{type}
     defineRoute({
       method: 'PUT',
       prefixes: CLIENT_V3,
@@ -32,6 +33,7 @@ export function accountDataRoutes(services: Services): RouteDefinition[] {
         return {};
       },
     }),
+    // Spec: GET /_matrix/client/v3/user/{userId}/account_data/{type}
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,
@@ -44,6 +46,7 @@ export function accountDataRoutes(services: Services): RouteDefinition[] {
         return content;
       },
     }),
+    // Spec: PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}
     defineRoute({
       method: 'PUT',
       prefixes: CLIENT_V3,
@@ -58,6 +61,7 @@ export function accountDataRoutes(services: Services): RouteDefinition[] {
         return {};
       },
     }),
+    // Spec: GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,

@@ -6,6 +6,7 @@ import { CLIENT_V1, defineRoute, type RouteDefinition } from '../http/route.js';
 // Spec: Client-Server API, "POST /_matrix/client/v1/appservice/{appserviceId}/ping".
 export function appservicePingRoutes(services: Services): RouteDefinition[] {
   return [
+    // Spec: POST /_matrix/client/v1/appservice/{appserviceId}/ping
     defineRoute({
       method: 'POST',
       prefixes: CLIENT_V1,

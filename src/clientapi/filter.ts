@@ -6,6 +6,7 @@ import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
 // Spec: Client-Server API, "Filtering" — POST/GET /user/{userId}/filter.
 export function filterRoutes(services: Services): RouteDefinition[] {
   return [
+    // Spec: POST /_matrix/client/v3/user/{userId}/filter
     defineRoute({
       method: 'POST',
       prefixes: CLIENT_V3,
@@ -17,6 +18,7 @@ export function filterRoutes(services: Services): RouteDefinition[] {
         return { filter_id: await services.sync.filters.create(ctx.requester.userId, ctx.body) };
       },
     }),
+    // Spec: GET /_matrix/client/v3/user/{userId}/filter/{filterId}
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,

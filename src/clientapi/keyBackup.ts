@@ -52,6 +52,7 @@ export function keyBackupRoutes(services: Services): RouteDefinition[] {
       body: createVersionBody,
       handler: ({ requester, body }) => keyBackup.createVersion(requester.userId, body.algorithm, body.auth_data),
     }),
+    // Spec: GET /_matrix/client/v3/room_keys/version
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,
@@ -59,6 +60,7 @@ export function keyBackupRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       handler: ({ requester }) => keyBackup.getVersion(requester.userId),
     }),
+    // Spec: GET /_matrix/client/v3/room_keys/version/{version}
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,
@@ -66,6 +68,7 @@ export function keyBackupRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       handler: ({ requester, params }) => keyBackup.getVersion(requester.userId, params.version!),
     }),
+    // Spec: PUT /_matrix/client/v3/room_keys/version/{version}
     defineRoute({
       method: 'PUT',
       prefixes: CLIENT_V3,
@@ -77,6 +80,7 @@ export function keyBackupRoutes(services: Services): RouteDefinition[] {
         return {};
       },
     }),
+    // Spec: DELETE /_matrix/client/v3/room_keys/version/{version}
     defineRoute({
       method: 'DELETE',
       prefixes: CLIENT_V3,
@@ -102,6 +106,7 @@ export function keyBackupRoutes(services: Services): RouteDefinition[] {
         return keyBackup.uploadKeys(requester.userId, version, keys);
       },
     }),
+    // Spec: GET /_matrix/client/v3/room_keys/keys
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,
@@ -110,6 +115,7 @@ export function keyBackupRoutes(services: Services): RouteDefinition[] {
       query: versionQuery,
       handler: ({ requester, query }) => keyBackup.getAllKeys(requester.userId, requireVersion(query)),
     }),
+    // Spec: DELETE /_matrix/client/v3/room_keys/keys
     defineRoute({
       method: 'DELETE',
       prefixes: CLIENT_V3,
@@ -133,6 +139,7 @@ export function keyBackupRoutes(services: Services): RouteDefinition[] {
         return keyBackup.uploadKeys(requester.userId, version, { [roomId]: body.sessions });
       },
     }),
+    // Spec: GET /_matrix/client/v3/room_keys/keys/{roomId}
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,
@@ -142,6 +149,7 @@ export function keyBackupRoutes(services: Services): RouteDefinition[] {
       handler: ({ requester, params, query }) =>
         keyBackup.getRoomKeys(requester.userId, requireVersion(query), pathId(params.roomId, 'room ID')),
     }),
+    // Spec: DELETE /_matrix/client/v3/room_keys/keys/{roomId}
     defineRoute({
       method: 'DELETE',
       prefixes: CLIENT_V3,
@@ -167,6 +175,7 @@ export function keyBackupRoutes(services: Services): RouteDefinition[] {
         return keyBackup.uploadKeys(requester.userId, version, { [roomId]: { [sessionId]: body } });
       },
     }),
+    // Spec: GET /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,
@@ -181,6 +190,7 @@ export function keyBackupRoutes(services: Services): RouteDefinition[] {
           pathId(params.sessionId, 'session ID'),
         ),
     }),
+    // Spec: DELETE /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}
     defineRoute({
       method: 'DELETE',
       prefixes: CLIENT_V3,

@@ -9,6 +9,7 @@ export function loginTokenRoutes(services: Services): RouteDefinition[] {
   const { loginTokens } = services.directory;
   if (!config.login_via_existing_session.enabled) return [];
   return [
+    // Spec: POST /_matrix/client/v1/login/get_token
     defineRoute({
       method: 'POST',
       prefixes: CLIENT_V1,

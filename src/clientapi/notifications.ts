@@ -15,6 +15,7 @@ const query = z.object({
 
 export function notificationRoutes(services: Services): RouteDefinition[] {
   return [
+    // Spec: GET /_matrix/client/v3/notifications
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,

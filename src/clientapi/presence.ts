@@ -7,6 +7,7 @@ import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
 export function presenceRoutes(services: Services): RouteDefinition[] {
   const { presence } = services.edus;
   return [
+    // Spec: PUT /_matrix/client/v3/presence/{userId}/status
     defineRoute({
       method: 'PUT',
       prefixes: CLIENT_V3,
@@ -23,6 +24,7 @@ export function presenceRoutes(services: Services): RouteDefinition[] {
         return {};
       },
     }),
+    // Spec: GET /_matrix/client/v3/presence/{userId}/status
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,

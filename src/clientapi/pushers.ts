@@ -19,6 +19,7 @@ const setBody = z.looseObject({
 export function pusherRoutes(services: Services): RouteDefinition[] {
   const { pushers } = services.push;
   return [
+    // Spec: GET /_matrix/client/v3/pushers
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,
@@ -26,6 +27,7 @@ export function pusherRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       handler: async (ctx) => ({ pushers: await pushers.list(ctx.requester.userId) }),
     }),
+    // Spec: POST /_matrix/client/v3/pushers/set
     defineRoute({
       method: 'POST',
       prefixes: CLIENT_V3,

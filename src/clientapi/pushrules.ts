@@ -28,6 +28,7 @@ export function pushRuleRoutes(services: Services): RouteDefinition[] {
   const { rules } = services.push;
   const RULE = '/pushrules/global/:kind/:ruleId';
   return [
+    // Spec: GET /_matrix/client/v3/pushrules/
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,
@@ -35,6 +36,7 @@ export function pushRuleRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       handler: async (ctx) => ({ global: rulesetToJson(await rules.ruleset(ctx.requester.userId)) }),
     }),
+    // Spec: GET /_matrix/client/v3/pushrules/global/
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,
@@ -85,6 +87,7 @@ export function pushRuleRoutes(services: Services): RouteDefinition[] {
         return {};
       },
     }),
+    // Spec: GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,
@@ -92,6 +95,7 @@ export function pushRuleRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       handler: async (ctx) => ({ enabled: (await rules.getRule(ctx.requester.userId, kindOf(ctx.params), ctx.params.ruleId!)).enabled }),
     }),
+    // Spec: PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled
     defineRoute({
       method: 'PUT',
       prefixes: CLIENT_V3,
@@ -103,6 +107,7 @@ export function pushRuleRoutes(services: Services): RouteDefinition[] {
         return {};
       },
     }),
+    // Spec: GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,
@@ -110,6 +115,7 @@ export function pushRuleRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       handler: async (ctx) => ({ actions: (await rules.getRule(ctx.requester.userId, kindOf(ctx.params), ctx.params.ruleId!)).actions }),
     }),
+    // Spec: PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions
     defineRoute({
       method: 'PUT',
       prefixes: CLIENT_V3,

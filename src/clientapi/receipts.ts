@@ -9,6 +9,7 @@ const eventId = z.string().startsWith('$', 'must be an event ID');
 export function receiptRoutes(services: Services): RouteDefinition[] {
   const { receipts } = services.edus;
   return [
+    // Spec: POST /_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}
     defineRoute({
       method: 'POST',
       prefixes: CLIENT_V3,
@@ -21,6 +22,7 @@ export function receiptRoutes(services: Services): RouteDefinition[] {
         return {};
       },
     }),
+    // Spec: POST /_matrix/client/v3/rooms/{roomId}/read_markers
     defineRoute({
       method: 'POST',
       prefixes: CLIENT_V3,

@@ -8,6 +8,7 @@ const booleanParam = z.enum(['true', 'false']).transform((v) => v === 'true');
 export function relationRoutes(services: Services): RouteDefinition[] {
   const { relations } = services;
   return [
+    // Spec: GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V1,

@@ -29,6 +29,7 @@ const roomEvents = z
 export function searchRoutes(services: Services): RouteDefinition[] {
   const { search } = services;
   return [
+    // Spec: POST /_matrix/client/v3/search
     defineRoute({
       method: 'POST',
       prefixes: CLIENT_V3,

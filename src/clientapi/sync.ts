@@ -22,6 +22,7 @@ const syncQuery = z.looseObject({
 // Spec: Client-Server API, "GET /_matrix/client/v3/sync".
 export function syncRoutes(services: Services): RouteDefinition[] {
   return [
+    // Spec: GET /_matrix/client/v3/sync
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,

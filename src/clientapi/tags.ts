@@ -16,6 +16,7 @@ function checkRoomId(roomId: string): void {
 export function tagRoutes(services: Services): RouteDefinition[] {
   const { tags } = services.directory;
   return [
+    // Spec: GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,
@@ -27,6 +28,7 @@ export function tagRoutes(services: Services): RouteDefinition[] {
         return { tags: await tags.get(requester.userId, params.roomId!) };
       },
     }),
+    // Spec: PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}
     defineRoute({
       method: 'PUT',
       prefixes: CLIENT_V3,
@@ -43,6 +45,7 @@ export function tagRoutes(services: Services): RouteDefinition[] {
         return {};
       },
     }),
+    // Spec: DELETE /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}
     defineRoute({
       method: 'DELETE',
       prefixes: CLIENT_V3,

@@ -6,6 +6,7 @@ import { CLIENT_V1, defineRoute, type RouteDefinition } from '../http/route.js';
 export function threadRoutes(services: Services): RouteDefinition[] {
   const { relations } = services;
   return [
+    // Spec: GET /_matrix/client/v1/rooms/{roomId}/threads
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V1,

@@ -6,6 +6,7 @@ import { CLIENT_V1, defineRoute, type RouteDefinition } from '../http/route.js';
 export function timestampToEventRoutes(services: Services): RouteDefinition[] {
   const { search } = services;
   return [
+    // Spec: GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V1,

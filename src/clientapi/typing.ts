@@ -7,6 +7,7 @@ import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
 export function typingRoutes(services: Services): RouteDefinition[] {
   const { typing } = services.edus;
   return [
+    // Spec: PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}
     defineRoute({
       method: 'PUT',
       prefixes: CLIENT_V3,

@@ -6,6 +6,7 @@ import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
 export function userDirectoryRoutes(services: Services): RouteDefinition[] {
   const { userDirectory } = services.directory;
   return [
+    // Spec: POST /_matrix/client/v3/user_directory/search
     defineRoute({
       method: 'POST',
       prefixes: CLIENT_V3,

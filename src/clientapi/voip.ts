@@ -7,6 +7,7 @@ import { turnCredentials } from '../directory/turn.js';
 export function voipRoutes(services: Services): RouteDefinition[] {
   const { config, clock } = services;
   return [
+    // Spec: GET /_matrix/client/v3/voip/turnServer
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,
