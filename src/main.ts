@@ -12,6 +12,8 @@ Commands:
   register-user --user NAME [--password P] [--admin] [--config FILE]
                                             create an account directly in the database
   generate-signing-key [--output FILE]      write a new ed25519 signing key in Synapse's format
+  bridge irc --config FILE [--generate-registration]
+                                            run the IRC bridge (an application service), or write its registration
 `;
 
 function readConfig(path: string | undefined): HomeserverConfig {
@@ -71,6 +73,14 @@ function generateKey(argv: string[]): void {
   else process.stdout.write(text);
 }
 
+async function bridge(argv: string[]): Promise<void> {
+  const [network, ...rest] = argv;
+  if (network !== 'irc') throw new ConfigError(`Unknown bridge "${network ?? ''}": Skjól ships an IRC bridge (skjol bridge irc --config FILE)`);
+  // Loaded on demand: the homeserver does not need the bridge's dependencies (crypto wasm, IRC client).
+  const { runIrcBridge } = await import('./bridge/irc/main.js');
+  return runIrcBridge(rest);
+}
+
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
   switch (command) {
@@ -80,6 +90,8 @@ async function main(): Promise<void> {
       return registerUser(rest);
     case 'generate-signing-key':
       return generateKey(rest);
+    case 'bridge':
+      return bridge(rest);
     default:
       process.stdout.write(USAGE);
       process.exitCode = command === undefined || command === 'help' || command === '--help' ? 0 : 2;

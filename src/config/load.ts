@@ -6,7 +6,7 @@ import { configSchema, type HomeserverConfig } from './schema.js';
 export class ConfigError extends Error {}
 
 // One line per problem, naming the key, so a wrong key or value stops start-up clearly.
-function describeIssues(error: z.ZodError, source: string): string {
+export function describeIssues(error: z.ZodError, source: string): string {
   const lines = error.issues.map((issue) => {
     const key = issue.path.join('.') || '(top level)';
     if (issue.code === 'unrecognized_keys') {

@@ -1,0 +1,139 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Knex } from 'knex';
+import pino, { type Logger } from 'pino';
+import { BridgeCrypto } from '../crypto/index.js';
+import { createAppserviceApp, listen } from '../matrix/appserviceServer.js';
+import { HomeserverApi } from '../matrix/homeserverApi.js';
+import { MatrixSide, type Json } from '../matrix/matrixSide.js';
+import { AdminCommands } from './commands.js';
+import type { BridgeConfig } from './config.js';
+import { BridgeContext } from './context.js';
+import { DirectChats } from './directChats.js';
+import { Ghosts } from './ghosts.js';
+import { isValidNick } from './ids.js';
+import { IrcRelay } from './ircRelay.js';
+import { MatrixRelay } from './matrixRelay.js';
+import { Outbox } from './outbox.js';
+import { Portals } from './portals.js';
+import { Puppets } from './puppets.js';
+import { cryptoPassphrase, readRegistration } from './registration.js';
+import { openBridgeDatabase } from './store/database.js';
+import { createBridgeStore } from './store/repositories.js';
+
+export interface IrcBridge {
+  /** The port the application service listens on. */
+  port: number;
+  ctx: BridgeContext;
+  close(): Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function bridgeLogger(level: string): Logger {
+  return pino({ level, base: undefined, redact: { paths: ['password', 'sasl_password', 'as_token', 'hs_token', 'access_token', '*.password'], censor: '[redacted]' } });
+}
+
+async function waitForHomeserver(api: HomeserverApi, logger: Logger): Promise<void> {
+  for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
+    try {
+      await api.request('GET', '/_matrix/client/versions');
+      return;
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'homeserver not reachable yet');
+      await sleep(delay);
+    }
+  }
+}
+
+/** Starts the IRC bridge: its database, the application service endpoint, the IRC connections. */
+export async function startIrcBridge(config: BridgeConfig, logger: Logger = bridgeLogger(config.log_level)): Promise<IrcBridge> {
+  const tokens = readRegistration(config.appservice.registration);
+  const db: Knex = await openBridgeDatabase(config.database);
+  const store = createBridgeStore(db);
+  const api = new HomeserverApi({ url: config.homeserver.url, asToken: tokens.asToken });
+  const crypto = config.encryption.enabled
+    ? new BridgeCrypto({ api, store: store.crypto, passphrase: cryptoPassphrase(config), logger: logger.child({ part: 'crypto' }), deviceDisplayName: 'Skjól IRC bridge' })
+    : undefined;
+  await crypto?.start();
+  const botUserId = `@${tokens.senderLocalpart}:${config.homeserver.domain}`;
+  const matrix = new MatrixSide(api, botUserId, config.homeserver.domain, crypto);
+  const ctx = new BridgeContext(config, matrix, store, logger);
+
+  const ghosts = new Ghosts(ctx);
+  let matrixRelay: MatrixRelay | undefined;
+  const notify = (userId: string, text: string) => matrixRelay?.notify(userId, text);
+  const dms = new DirectChats(ctx, ghosts);
+  const puppets = new Puppets(ctx, {
+    privateMessage: (network, userId, kind, from, text) => {
+      if (puppets.userForNick(network, from)) return; // between two Matrix users: they have Matrix for that
+      dms.fromIrc(network, userId, kind, from, text).catch((err: Error) => logger.warn({ network, err: err.message }, 'private message not bridged'));
+    },
+    notify,
+  });
+  let portals: Portals | undefined;
+  const relay = new IrcRelay(ctx, ghosts, puppets, () => portals!);
+  portals = new Portals(ctx, (network, channel) => relay.listen(network, channel));
+  const outbox = new Outbox(ctx, puppets, notify);
+  const commands = new AdminCommands(ctx, puppets, portals, relay);
+  matrixRelay = new MatrixRelay(ctx, ghosts, portals, puppets, dms, outbox, commands, async (body: Json) => {
+    await crypto?.receiveTransaction(body);
+  });
+
+  const app = createAppserviceApp(
+    tokens.hsToken,
+    {
+      onTransaction: (txnId, body) => matrixRelay!.onTransaction(txnId, body),
+      onUserQuery: async (userId) => {
+        const parsed = ctx.parseGhost(userId);
+        if (!parsed || !isValidNick(parsed.nickLower, ctx.network(parsed.network)!.max_nick_length)) return false;
+        await ghosts.ensure(parsed.network, parsed.nickLower);
+        return true;
+      },
+      onAliasQuery: (alias) => portals!.onAliasQuery(alias),
+      protocol: (name) =>
+        name === 'irc'
+          ? {
+              user_fields: ['network', 'nickname'],
+              location_fields: ['network', 'channel'],
+              icon: '',
+              field_types: { network: { regexp: '[a-z0-9]+', placeholder: 'libera' }, nickname: { regexp: '[^\\s#]+', placeholder: 'nick' }, channel: { regexp: '[#&][^\\s,]+', placeholder: '#channel' } },
+              instances: ctx.networkIds.map((id) => ({ network_id: id, desc: ctx.network(id)!.name ?? id, fields: { network: id }, icon: '' })),
+            }
+          : undefined,
+    },
+    logger,
+  );
+  const server: Server = await listen(app, config.appservice.port, config.appservice.bind_address);
+  const port = (server.address() as AddressInfo).port;
+  logger.info({ port }, 'application service listening');
+
+  await waitForHomeserver(api, logger);
+  await matrix.setDisplayName(botUserId, 'IRC bridge').catch((err: Error) => logger.warn({ err: err.message }, 'could not set the bot display name'));
+  if (crypto) await matrix.ensureDevice(botUserId);
+
+  for (const network of ctx.networkIds) await relay.start(network);
+  for (const network of ctx.networkIds) {
+    for (const mapping of ctx.network(network)!.channels) {
+      const setup = mapping.room_id ? portals.link(network, mapping.channel, mapping.room_id) : portals.ensure(network, mapping.channel, mapping.encrypted);
+      await setup.catch((err: Error) => logger.error({ network, channel: mapping.channel, err: err.message }, 'could not set up the configured channel'));
+    }
+  }
+  await puppets.restore();
+  await outbox.resumeAll();
+  logger.info({ networks: ctx.networkIds }, 'IRC bridge running');
+
+  return {
+    port,
+    ctx,
+    async close() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await outbox.close();
+      await relay.stop();
+      await puppets.closeAll('Bridge shutting down');
+      await crypto?.close();
+      await db.destroy();
+    },
+  };
+}

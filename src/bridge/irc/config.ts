@@ -1,0 +1,122 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError, describeIssues } from '../../config/load.js';
+
+const channelMapping = z
+  .object({
+    channel: z.string().regex(/^[#&][^\s,\x07]{1,49}$/, 'an IRC channel name such as #skjol'),
+    /** An existing Matrix room to link instead of creating a portal; the bridge bot must be invited. */
+    room_id: z.string().regex(/^!.+:.+$/).optional(),
+    encrypted: z.boolean().optional(),
+  })
+  .strict();
+
+const network = z
+  .object({
+    name: z.string().optional(),
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535).default(6667),
+    tls: z.boolean().default(false),
+    /** Accept self-signed or otherwise untrusted IRC server certificates. */
+    tls_insecure: z.boolean().default(false),
+    /** Server password (PASS), if the network needs one. */
+    password: z.string().optional(),
+    /** The bridge's own listening connection. */
+    bot_nick: z.string().default('SkjolBridge'),
+    /** Nick of a Matrix user's IRC connection: $DISPLAY (display name) and $LOCALPART are substituted. */
+    nick_pattern: z.string().default('$DISPLAY[m]'),
+    max_nick_length: z.number().int().min(4).max(64).default(30),
+    /** SASL PLAIN for the bot connection; Matrix users set theirs with !sasl. */
+    sasl: z.object({ account: z.string().min(1), password: z.string().min(1) }).strict().optional(),
+    /** Flood limits: `burst` lines at once, then one line every `interval_ms`. */
+    flood: z.object({ burst: z.number().int().min(1).default(4), interval_ms: z.number().int().min(0).default(1000) }).strict().default({ burst: 4, interval_ms: 1000 }),
+    /** Lines of one Matrix message sent to IRC before the rest is replaced by a link. */
+    max_lines: z.number().int().min(1).default(5),
+    /** Portals created on demand by joining #<alias_prefix><network>_<channel>. */
+    dynamic_channels: z.boolean().default(true),
+    /** Portals created by the bridge (alias or config) are end-to-end encrypted. */
+    encrypt_portals: z.boolean().default(false),
+    channels: z.array(channelMapping).default([]),
+  })
+  .strict();
+
+export const bridgeConfigSchema = z
+  .object({
+    homeserver: z
+      .object({
+        url: z.string().url(),
+        /** The homeserver's server_name (the part after ':' in user ids). */
+        domain: z.string().min(1),
+        /** Public base URL for media links sent to IRC; defaults to url. */
+        public_url: z.string().url().optional(),
+      })
+      .strict(),
+    appservice: z
+      .object({
+        id: z.string().default('skjol-irc'),
+        bind_address: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(9898),
+        /** How the homeserver reaches the bridge. */
+        url: z.string().url().optional(),
+        /** The registration file: `--generate-registration` writes it, the bridge reads its tokens. */
+        registration: z.string().default('irc-registration.yaml'),
+        bot_localpart: z.string().regex(/^[a-z0-9._=\-/]+$/).default('ircbot'),
+        user_prefix: z.string().regex(/^[a-z0-9._=\-/]+$/).default('irc_'),
+        alias_prefix: z.string().regex(/^[a-z0-9._=\-/]+$/).default('irc_'),
+      })
+      .strict()
+      .default({} as never),
+    database: z
+      .discriminatedUnion('engine', [
+        z.object({ engine: z.literal('sqlite'), filename: z.string().default('irc-bridge.db') }).strict(),
+        z.object({ engine: z.literal('postgres'), connection_string: z.string().min(1) }).strict(),
+      ])
+      .default({ engine: 'sqlite', filename: 'irc-bridge.db' }),
+    encryption: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Encrypts the bridge's crypto store at rest; generated into `<registration>.key` when absent. */
+        passphrase: z.string().min(16).optional(),
+      })
+      .strict()
+      .default({ enabled: true }),
+    networks: z.record(z.string().regex(/^[a-z0-9]+$/, 'network ids are lower-case letters and digits'), network).refine((n) => Object.keys(n).length > 0, 'name at least one IRC network'),
+    log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  })
+  .strict();
+
+export type BridgeConfig = z.infer<typeof bridgeConfigSchema>;
+export type NetworkConfig = z.infer<typeof network>;
+
+export function parseBridgeConfig(raw: unknown, source = 'bridge configuration', baseDir = process.cwd()): BridgeConfig {
+  const result = bridgeConfigSchema.safeParse(raw ?? {});
+  if (!result.success) throw new ConfigError(describeIssues(result.error, source));
+  const config = result.data;
+  // Relative paths are relative to the config file, so the bridge can be started from anywhere.
+  config.appservice.registration = resolve(baseDir, config.appservice.registration);
+  if (config.database.engine === 'sqlite') config.database.filename = resolve(baseDir, config.database.filename);
+  return config;
+}
+
+export function loadBridgeConfig(path: string): BridgeConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`Cannot read bridge configuration ${path}: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`Bridge configuration ${path} is not valid YAML: ${(err as Error).message}`);
+  }
+  return parseBridgeConfig(raw, path, dirname(resolve(path)));
+}
+
+/** Where the homeserver reaches the bridge. */
+export function appserviceUrl(config: BridgeConfig): string {
+  return config.appservice.url ?? `http://${config.appservice.bind_address}:${config.appservice.port}`;
+}

@@ -1,0 +1,324 @@
+import { EventEmitter } from 'node:events';
+import { Client, type WhoisResponse } from 'matrix-org-irc';
+
+export interface IrcConnectionOptions {
+  host: string;
+  port: number;
+  tls: boolean;
+  tlsInsecure: boolean;
+  /** Server password (PASS). */
+  password?: string;
+  nick: string;
+  userName: string;
+  realName: string;
+  sasl?: { account: string; password: string };
+  flood: { burst: number; interval_ms: number };
+  /** Picks another nick when the wanted one is taken. */
+  nextNick: (nick: string, attempt: number) => string;
+  logger: { info(o: object, m: string): void; warn(o: object, m: string): void; debug(o: object, m: string): void };
+  /** Reconnect delays grow from this to 60 s. */
+  reconnectBaseMs?: number;
+}
+
+export type IrcMessageKind = 'message' | 'action' | 'notice';
+
+export interface IrcConnectionEvents {
+  registered: [nick: string];
+  disconnected: [];
+  message: [kind: IrcMessageKind, from: string, to: string, text: string];
+  join: [channel: string, nick: string];
+  part: [channel: string, nick: string, reason: string];
+  quit: [nick: string, reason: string, channels: string[]];
+  kick: [channel: string, nick: string, by: string, reason: string];
+  nick: [oldNick: string, newNick: string, channels: string[]];
+  topic: [channel: string, topic: string, by: string];
+  mode: [channel: string, by: string, mode: string, adding: boolean, argument: string | undefined];
+  names: [channel: string, users: Map<string, string>];
+  /** A numeric error the server sent us, e.g. 482 (not channel operator). */
+  serverError: [code: string, text: string];
+  saslFailed: [reason: string];
+}
+
+type Line = { command: 'PRIVMSG' | 'NOTICE' | 'ACTION'; target: string; text: string; done: () => void };
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * One IRC connection that stays up: reconnects with growing delays, rejoins its channels, and paces what it
+ * sends (a burst, then one line per interval) so the network's flood limits are respected.
+ */
+export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
+  private client: Client | undefined;
+  private closed = false;
+  private registered = false;
+  private attempt = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private readonly wanted = new Map<string, string>();
+  private readonly queue: Line[] = [];
+  private tokens: number;
+  private lastRefill = Date.now();
+  private pumping = false;
+  private readonly waiters: Array<() => void> = [];
+  private wantedNick: string;
+
+  constructor(private readonly options: IrcConnectionOptions) {
+    super();
+    this.tokens = options.flood.burst;
+    this.wantedNick = options.nick;
+  }
+
+  get nick(): string {
+    return this.client?.nick ?? this.wantedNick;
+  }
+
+  get isRegistered(): boolean {
+    return this.registered;
+  }
+
+  get channels(): string[] {
+    return [...this.wanted.values()];
+  }
+
+  /** Whether we are in `channel` right now (per the server). */
+  inChannel(channel: string): boolean {
+    return Boolean(this.client?.chans.has(this.lower(channel)) || this.client?.chans.has(channel));
+  }
+
+  lower(s: string): string {
+    return this.client ? this.client.toLowerCase(s) : s.toLowerCase();
+  }
+
+  /** Starts connecting; resolves once registered the first time (or rejects after `timeoutMs`). */
+  async connect(timeoutMs = 30_000): Promise<void> {
+    this.open();
+    await this.whenRegistered(timeoutMs);
+  }
+
+  whenRegistered(timeoutMs = 30_000): Promise<void> {
+    if (this.registered) return Promise.resolve();
+    if (this.closed) return Promise.reject(new Error('IRC connection closed'));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`not connected to ${this.options.host}:${this.options.port} after ${timeoutMs} ms`)), timeoutMs);
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private open(): void {
+    if (this.closed) return;
+    const o = this.options;
+    const client = new Client(o.host, this.wantedNick, {
+      port: o.port,
+      secure: o.tls ? { rejectUnauthorized: !o.tlsInsecure } : false,
+      selfSigned: o.tlsInsecure,
+      userName: o.sasl ? o.sasl.account : o.userName,
+      realName: o.realName,
+      password: o.sasl ? o.sasl.password : o.password,
+      sasl: Boolean(o.sasl),
+      autoConnect: false,
+      autoRejoin: false,
+      retryCount: 0,
+      floodProtection: false,
+      stripColors: false,
+      debug: false,
+      showErrors: false,
+      encoding: false,
+      connectionTimeout: 20_000,
+      onNickConflict: () => {
+        this.attempt++;
+        return o.nextNick(this.wantedNick, this.attempt);
+      },
+    });
+    this.client = client;
+    this.bind(client);
+    client.connect();
+  }
+
+  private bind(client: Client): void {
+    const mine = () => client === this.client;
+    client.on('registered', () => {
+      if (!mine()) return;
+      this.registered = true;
+      this.reconnectDelay = this.options.reconnectBaseMs ?? 1000;
+      this.options.logger.info({ host: this.options.host, nick: client.nick }, 'IRC connection registered');
+      for (const channel of this.wanted.values()) void client.join(channel);
+      this.emit('registered', client.nick);
+      for (const w of this.waiters.splice(0)) w();
+      void this.pump();
+    });
+    client.on('abort', () => {
+      if (!mine()) return;
+      this.lost();
+    });
+    client.on('netError', (err) => {
+      if (mine()) this.options.logger.debug({ host: this.options.host, err: err.message }, 'IRC network error');
+    });
+    client.on('error', (message) => {
+      if (!mine()) return;
+      this.emit('serverError', String(message.rawCommand ?? message.command ?? ''), message.args.slice(1).join(' '));
+    });
+    client.on('sasl_error', (error) => {
+      if (mine()) this.emit('saslFailed', String(error));
+    });
+    client.on('message', (from, to, text) => mine() && this.emit('message', 'message', from, to, text));
+    client.on('action', (from, to, text) => mine() && this.emit('message', 'action', from, to, text));
+    client.on('notice', (from, to, text) => mine() && from && this.emit('message', 'notice', from, to, text));
+    client.on('join', (channel, nick) => mine() && this.emit('join', channel, nick));
+    client.on('part', (channel, nick, reason) => mine() && this.emit('part', channel, nick, reason ?? ''));
+    client.on('quit', (nick, reason, channels) => mine() && this.emit('quit', nick, reason ?? '', channels));
+    client.on('kick', (channel, nick, by, reason) => {
+      if (!mine()) return;
+      if (client.toLowerCase(nick) === client.toLowerCase(client.nick)) this.wanted.delete(client.toLowerCase(channel));
+      this.emit('kick', channel, nick, by, reason ?? '');
+    });
+    client.on('nick', (oldNick, newNick, channels) => mine() && this.emit('nick', oldNick, newNick, channels));
+    client.on('topic', (channel, topic, by) => mine() && this.emit('topic', channel, topic, by));
+    client.on('+mode', (channel, by, mode, argument) => mine() && this.emit('mode', channel, by, mode, true, argument));
+    client.on('-mode', (channel, by, mode, argument) => mine() && this.emit('mode', channel, by, mode, false, argument));
+    client.on('names', (channel, users) => mine() && this.emit('names', channel, users));
+  }
+
+  private reconnectDelay = 1000;
+
+  private lost(): void {
+    const wasRegistered = this.registered;
+    this.registered = false;
+    this.client?.removeAllListeners();
+    this.client = undefined;
+    if (wasRegistered) this.emit('disconnected');
+    if (this.closed) return;
+    const delay = Math.min(this.reconnectDelay, 60_000);
+    this.reconnectDelay = Math.min(this.reconnectDelay * 2, 60_000);
+    this.options.logger.info({ host: this.options.host, nick: this.wantedNick, delay }, 'IRC connection lost, reconnecting');
+    this.reconnectTimer = setTimeout(() => this.open(), delay);
+  }
+
+  /** Joins (and keeps joining after reconnects); resolves when the server confirms. */
+  async join(channel: string, timeoutMs = 15_000): Promise<void> {
+    this.wanted.set(this.lower(channel), channel);
+    await this.whenRegistered(timeoutMs);
+    if (this.inChannel(channel)) return;
+    const client = this.client!;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        client.off('join', onJoin);
+        reject(new Error(`could not join ${channel}`));
+      }, timeoutMs);
+      const onJoin = (chan: string, nick: string) => {
+        if (client.toLowerCase(chan) === client.toLowerCase(channel) && client.toLowerCase(nick) === client.toLowerCase(client.nick)) {
+          clearTimeout(timer);
+          client.off('join', onJoin);
+          resolve();
+        }
+      };
+      client.on('join', onJoin);
+      void client.join(channel);
+    });
+  }
+
+  async part(channel: string, reason = ''): Promise<void> {
+    this.wanted.delete(this.lower(channel));
+    if (this.registered && this.inChannel(channel)) await this.client!.part(channel, reason);
+  }
+
+  async changeNick(nick: string): Promise<void> {
+    this.wantedNick = nick;
+    if (this.registered) await this.client!.send('NICK', nick);
+  }
+
+  async raw(...args: string[]): Promise<void> {
+    await this.whenRegistered();
+    await this.client!.send(...args);
+  }
+
+  async whois(nick: string, timeoutMs = 10_000): Promise<WhoisResponse | null> {
+    await this.whenRegistered(timeoutMs);
+    const client = this.client!;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(null), timeoutMs);
+      void client.whois(nick, (info) => {
+        clearTimeout(timer);
+        resolve(info && (info.user || info.host) ? info : null);
+      });
+    });
+  }
+
+  /** Queues a line; resolves once it was written to the server (after reconnects, if need be). */
+  send(command: Line['command'], target: string, text: string): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('IRC connection closed'));
+    return new Promise((resolve) => {
+      this.queue.push({ command, target, text, done: resolve });
+      void this.pump();
+    });
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.queue.length && this.registered && !this.closed) {
+        this.refill();
+        if (this.tokens < 1) {
+          await sleep(Math.max(10, this.options.flood.interval_ms - (Date.now() - this.lastRefill)));
+          continue;
+        }
+        const line = this.queue[0]!;
+        const client = this.client!;
+        if (line.command === 'PRIVMSG') await client.say(line.target, line.text);
+        else if (line.command === 'NOTICE') await client.notice(line.target, line.text);
+        else await client.action(line.target, line.text);
+        this.tokens -= 1;
+        this.queue.shift();
+        line.done();
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private refill(): void {
+    const interval = this.options.flood.interval_ms;
+    if (interval <= 0) {
+      this.tokens = this.options.flood.burst;
+      return;
+    }
+    const gained = Math.floor((Date.now() - this.lastRefill) / interval);
+    if (gained > 0) {
+      this.tokens = Math.min(this.options.flood.burst, this.tokens + gained);
+      this.lastRefill += gained * interval;
+    }
+    if (this.tokens >= this.options.flood.burst) this.lastRefill = Date.now();
+  }
+
+  /** Says goodbye and stops reconnecting. */
+  async quit(message = 'Bridge closing'): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    const client = this.client;
+    this.client = undefined;
+    this.registered = false;
+    if (!client) return;
+    client.removeAllListeners();
+    client.on('error', () => undefined);
+    client.on('netError', () => undefined);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 2000);
+      try {
+        client.disconnect(message, () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      } catch {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    client.conn?.destroy();
+  }
+}

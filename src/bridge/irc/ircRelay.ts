@@ -1,0 +1,179 @@
+import { ircLineToContent } from './content.js';
+import type { BridgeContext } from './context.js';
+import type { Ghosts } from './ghosts.js';
+import { nextNickCandidate } from './ids.js';
+import { IrcConnection, type IrcMessageKind } from './ircConnection.js';
+import type { Portals } from './portals.js';
+import type { Puppets } from './puppets.js';
+import { sendWithRetry } from './sendRetry.js';
+
+const isChannel = (target: string) => /^[#&!+]/.test(target);
+const OP_LEVEL = 50;
+
+/**
+ * The bridge's own connection to each network: it sits in every bridged channel and mirrors what IRC users
+ * say and do into the portal rooms, one network at a time in order.
+ */
+export class IrcRelay {
+  private readonly bots = new Map<string, IrcConnection>();
+  private readonly chains = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly ctx: BridgeContext,
+    private readonly ghosts: Ghosts,
+    private readonly puppets: Puppets,
+    private readonly portals: () => Portals,
+  ) {}
+
+  bot(network: string): IrcConnection | undefined {
+    return this.bots.get(network);
+  }
+
+  /** Connects the bot to `network` and rejoins every portal channel (also after reconnects). */
+  async start(network: string): Promise<void> {
+    const net = this.ctx.network(network)!;
+    const conn = new IrcConnection({
+      host: net.host,
+      port: net.port,
+      tls: net.tls,
+      tlsInsecure: net.tls_insecure,
+      password: net.password,
+      nick: net.bot_nick,
+      userName: 'skjolbot',
+      realName: 'Skjól IRC bridge',
+      sasl: net.sasl,
+      flood: net.flood,
+      nextNick: (n, attempt) => nextNickCandidate(n, attempt, net.max_nick_length),
+      logger: this.ctx.logger.child({ network, bot: true }),
+    });
+    this.bots.set(network, conn);
+    this.bind(network, conn);
+    for (const portal of await this.ctx.store.portals.all(network)) void conn.join(portal.channel).catch(() => undefined);
+    conn.connect().catch((err: Error) => this.ctx.logger.warn({ network, err: err.message }, 'IRC network not reachable yet; retrying'));
+  }
+
+  async listen(network: string, channel: string): Promise<void> {
+    const bot = this.bots.get(network);
+    if (bot) await bot.join(channel).catch((err: Error) => this.ctx.logger.warn({ network, channel, err: err.message }, 'bot could not join'));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.bots.values()].map((b) => b.quit('Bridge shutting down')));
+    this.bots.clear();
+    await Promise.all([...this.chains.values()]);
+  }
+
+  /** Runs IRC events of one network strictly in order; one failure never blocks the next. */
+  private enqueue(network: string, what: string, fn: () => Promise<void>): void {
+    const prev = this.chains.get(network) ?? Promise.resolve();
+    const next = prev.then(fn).catch((err: Error) => this.ctx.logger.warn({ network, what, err: err.message }, 'IRC event not bridged'));
+    this.chains.set(network, next);
+  }
+
+  /** Echoes of our own users and the bot itself are not IRC users. */
+  private isOurs(network: string, nick: string): boolean {
+    const bot = this.bots.get(network);
+    return (bot !== undefined && this.ctx.nickKey(bot.nick) === this.ctx.nickKey(nick)) || this.puppets.userForNick(network, nick) !== undefined;
+  }
+
+  private bind(network: string, conn: IrcConnection): void {
+    conn.on('message', (kind, from, to, text) => {
+      if (isChannel(to)) {
+        if (!this.isOurs(network, from)) this.enqueue(network, 'message', () => this.channelMessage(network, kind, from, to, text));
+      } else if (this.ctx.nickKey(to) === this.ctx.nickKey(conn.nick) && kind !== 'notice' && !this.isOurs(network, from)) {
+        void conn.send('NOTICE', from, 'I am the Matrix bridge bot. To reach a Matrix user, message their nick; Matrix users join #channels through the bridge.');
+      }
+    });
+    conn.on('join', (channel, nick) => {
+      if (!this.isOurs(network, nick)) this.enqueue(network, 'join', () => this.inPortal(network, channel, (roomId, encrypted) => this.ghosts.joinRoom(network, nick, roomId, encrypted)));
+    });
+    conn.on('part', (channel, nick, reason) => {
+      if (!this.isOurs(network, nick)) this.enqueue(network, 'part', () => this.inPortal(network, channel, (roomId) => this.ghosts.leaveRoom(network, nick, roomId, reason || undefined)));
+    });
+    conn.on('quit', (nick, reason, channels) => {
+      if (this.isOurs(network, nick)) return;
+      this.enqueue(network, 'quit', async () => {
+        for (const channel of channels) await this.inPortal(network, channel, (roomId) => this.ghosts.leaveRoom(network, nick, roomId, `Quit: ${reason}`.trim()));
+      });
+    });
+    conn.on('kick', (channel, nick, by, reason) => this.enqueue(network, 'kick', () => this.kicked(network, conn, channel, nick, by, reason)));
+    // The channels come from the ghost's rooms: the IRC library misses nicks without a channel prefix.
+    conn.on('nick', (oldNick, newNick) => {
+      if (this.isOurs(network, newNick) || this.isOurs(network, oldNick)) return;
+      this.enqueue(network, 'nick', async () => {
+        for (const roomId of this.ghosts.roomsOf(this.ctx.ghostId(network, oldNick))) {
+          const portal = await this.portals().byRoom(roomId);
+          if (!portal || portal.network !== network) continue;
+          await this.ghosts.joinRoom(network, newNick, roomId, portal.encrypted);
+          await this.ghosts.leaveRoom(network, oldNick, roomId, `Changed nick to ${newNick}`);
+        }
+      });
+    });
+    conn.on('topic', (channel, topic, by) => {
+      if (by && this.isOurs(network, by.split('!')[0]!)) return;
+      this.enqueue(network, 'topic', () =>
+        this.inPortal(network, channel, async (roomId) => {
+          const current = await this.ctx.matrix.state(this.ctx.botUserId, roomId, 'm.room.topic');
+          if (current?.topic !== topic) await this.ctx.matrix.sendState(this.ctx.botUserId, roomId, 'm.room.topic', '', { topic });
+        }),
+      );
+    });
+    // IRC operators get power level 50 in the portal: ghosts for IRC users, the Matrix user for their own nick.
+    conn.on('mode', (channel, _by, mode, adding, argument) => {
+      if (mode !== 'o' || !argument || this.ctx.nickKey(argument) === this.ctx.nickKey(conn.nick)) return;
+      this.enqueue(network, 'mode', () =>
+        this.inPortal(network, channel, async (roomId, encrypted) => {
+          const user = this.puppets.userForNick(network, argument) ?? (await this.ghosts.joinRoom(network, argument, roomId, encrypted));
+          await this.ctx.matrix.setPowerLevel(this.ctx.botUserId, roomId, user, adding ? OP_LEVEL : 0);
+        }),
+      );
+    });
+    conn.on('names', (channel, users) => {
+      this.enqueue(network, 'names', () =>
+        this.inPortal(network, channel, async (roomId, encrypted) => {
+          for (const [nick, prefix] of users) {
+            if (this.isOurs(network, nick)) continue;
+            const ghost = await this.ghosts.joinRoom(network, nick, roomId, encrypted);
+            if (prefix.includes('@')) await this.ctx.matrix.setPowerLevel(this.ctx.botUserId, roomId, ghost, OP_LEVEL);
+          }
+        }),
+      );
+    });
+  }
+
+  private async inPortal(network: string, channel: string, fn: (roomId: string, encrypted: boolean) => Promise<unknown>): Promise<void> {
+    const portal = await this.portals().byChannel(network, channel);
+    if (portal) await fn(portal.roomId, portal.encrypted);
+  }
+
+  private async channelMessage(network: string, kind: IrcMessageKind, from: string, channel: string, text: string): Promise<void> {
+    const portal = await this.portals().byChannel(network, channel);
+    if (!portal) return;
+    const ghost = await this.ghosts.joinRoom(network, from, portal.roomId, portal.encrypted);
+    const members = await this.ctx.matrix.members(this.ctx.botUserId, portal.roomId);
+    const mentionable: Array<{ nick: string; userId: string }> = [];
+    for (const userId of members.keys()) {
+      const nick = this.puppets.get(network, userId)?.nick;
+      if (nick) mentionable.push({ nick, userId });
+    }
+    await sendWithRetry(this.ctx.matrix, ghost, portal.roomId, 'm.room.message', ircLineToContent(kind, text, mentionable));
+  }
+
+  private async kicked(network: string, bot: IrcConnection, channel: string, nick: string, by: string, reason: string): Promise<void> {
+    const portal = await this.portals().byChannel(network, channel);
+    if (!portal) return;
+    if (this.ctx.nickKey(nick) === this.ctx.nickKey(bot.nick)) {
+      // The bridge must stay in the channel to mirror it; it comes back.
+      setTimeout(() => void bot.join(channel).catch(() => undefined), 5000).unref();
+      return;
+    }
+    const why = `Kicked on IRC by ${by}${reason ? `: ${reason}` : ''}`;
+    const matrixUser = this.puppets.userForNick(network, nick);
+    if (matrixUser) {
+      await this.ctx.matrix.kick(this.ctx.botUserId, portal.roomId, matrixUser, why).catch(() => undefined);
+      return;
+    }
+    await this.ctx.matrix.kick(this.ctx.botUserId, portal.roomId, this.ctx.ghostId(network, nick), why).catch(() => this.ghosts.leaveRoom(network, nick, portal.roomId, why));
+    this.ghosts.noteMembership(portal.roomId, this.ctx.ghostId(network, nick), 'leave');
+  }
+}

@@ -1,0 +1,60 @@
+import type { Json } from '../matrix/matrixSide.js';
+import { matrixToIrc } from './formatting.js';
+import { splitIrcLines, privmsgBudget } from './splitting.js';
+
+export type IrcCommand = 'PRIVMSG' | 'NOTICE' | 'ACTION';
+
+export interface RenderOptions {
+  /** Public base URL of the homeserver, for media links. */
+  mediaBase: string;
+  /** Longest nick the sender may have (the exact one is known only once connected). */
+  maxNickLength: number;
+  maxLines: number;
+  /** Where the full message can be read when it is cut short. */
+  permalink: string;
+  /** `<nick> "text"` of the message replied to, when there is one. */
+  replyTo?: { nick: string; text: string };
+}
+
+const MEDIA = new Set(['m.image', 'm.file', 'm.video', 'm.audio']);
+
+function mediaLink(content: Json, base: string): string | undefined {
+  const url = content.url;
+  const m = typeof url === 'string' ? /^mxc:\/\/([^/]+)\/([^/?#]+)$/.exec(url) : null;
+  if (!m) return undefined;
+  const name = typeof content.filename === 'string' ? content.filename : typeof content.body === 'string' ? content.body : 'file';
+  return `${base.replace(/\/+$/, '')}/_matrix/media/v3/download/${m[1]}/${m[2]}/${encodeURIComponent(name)}`;
+}
+
+function snippet(text: string, max = 40): string {
+  const one = text.replace(/\s+/g, ' ').trim();
+  return one.length > max ? `${one.slice(0, max - 1)}…` : one;
+}
+
+/** The IRC lines for one Matrix message (text, emote, notice, media, edit, reply), split and capped. */
+export function renderForIrc(type: string, content: Json, target: string, opts: RenderOptions): { command: IrcCommand; lines: string[] } {
+  const relates = (content['m.relates_to'] ?? {}) as Json;
+  const isEdit = relates.rel_type === 'm.replace' && typeof content['m.new_content'] === 'object' && content['m.new_content'] !== null;
+  const body = isEdit ? (content['m.new_content'] as Json) : content;
+  const msgtype = type === 'm.sticker' ? 'm.image' : String(body.msgtype ?? 'm.text');
+  const command: IrcCommand = msgtype === 'm.emote' ? 'ACTION' : msgtype === 'm.notice' ? 'NOTICE' : 'PRIVMSG';
+  let lines: string[];
+  if (MEDIA.has(msgtype)) {
+    const name = typeof body.body === 'string' ? body.body : 'a file';
+    const link = mediaLink(body, opts.mediaBase);
+    // Encrypted media cannot be opened from IRC: only the key holders can read it.
+    lines = [link ? `${name} ${link}` : `sent an encrypted file (${name}); open Matrix to see it`];
+  } else {
+    lines = matrixToIrc(body as Parameters<typeof matrixToIrc>[0], { isReply: Boolean(relates['m.in_reply_to']) && !isEdit });
+  }
+  if (!lines.length) return { command, lines: [] };
+  if (isEdit) lines[0] = `* ${lines[0]}`;
+  if (opts.replyTo) lines[0] = `<${opts.replyTo.nick}> "${snippet(opts.replyTo.text)}" <- ${lines[0]}`;
+  const budget = privmsgBudget({ nick: 'x'.repeat(opts.maxNickLength) }, target, command === 'NOTICE' ? 'NOTICE' : 'PRIVMSG', command === 'ACTION');
+  let split = splitIrcLines(lines, Math.max(budget, 64));
+  if (split.length > opts.maxLines) {
+    const rest = split.length - (opts.maxLines - 1);
+    split = [...split.slice(0, opts.maxLines - 1), `(${rest} more line${rest === 1 ? '' : 's'}: ${opts.permalink})`];
+  }
+  return { command, lines: split };
+}

@@ -1,0 +1,218 @@
+import type { Json } from '../matrix/matrixSide.js';
+import type { AdminCommands } from './commands.js';
+import type { BridgeContext } from './context.js';
+import type { DirectChats } from './directChats.js';
+import type { Ghosts } from './ghosts.js';
+import { renderForIrc } from './matrixContent.js';
+import type { Outbox } from './outbox.js';
+import type { Portals } from './portals.js';
+import type { Puppets } from './puppets.js';
+import type { OutboxItem } from './store/repositories.js';
+
+/** How long an encrypted event waits for its room key before the bridge gives up on it. */
+const KEY_WAIT_MS = 10 * 60_000;
+
+type Pending = { event: Json; since: number };
+
+/**
+ * Events from the homeserver's transactions, turned into IRC actions: messages into the outbox, joins and
+ * leaves into IRC JOIN/PART, invites into direct chats and admin rooms, commands into the admin handler.
+ */
+export class MatrixRelay {
+  private readonly undecrypted = new Map<string, Pending>();
+
+  constructor(
+    private readonly ctx: BridgeContext,
+    private readonly ghosts: Ghosts,
+    private readonly portals: Portals,
+    private readonly puppets: Puppets,
+    private readonly dms: DirectChats,
+    private readonly outbox: Outbox,
+    private readonly commands: AdminCommands,
+    private readonly receiveCrypto: (body: Json) => Promise<void>,
+  ) {}
+
+  /** Application Service API transaction: handled once, even when the homeserver sends it again. */
+  async onTransaction(txnId: string, body: Json): Promise<void> {
+    if (await this.ctx.store.transactions.seen(txnId)) return;
+    // Keys first: a room key and the message it opens often arrive in the same transaction.
+    await this.receiveCrypto(body);
+    for (const event of (body.events as Json[]) ?? []) {
+      if (typeof event !== 'object' || event === null) continue;
+      try {
+        await this.handle(event);
+      } catch (err) {
+        this.ctx.logger.warn({ err: (err as Error).message, type: event.type, room: event.room_id }, 'Matrix event not bridged');
+      }
+    }
+    await this.retryUndecrypted();
+    await this.ctx.store.transactions.record(txnId);
+  }
+
+  private async handle(event: Json): Promise<void> {
+    const type = String(event.type ?? '');
+    const roomId = String(event.room_id ?? '');
+    const sender = String(event.sender ?? '');
+    if (!roomId || !sender) return;
+    if (type === 'm.room.member' && typeof event.state_key === 'string') return this.membership(event, roomId, sender, event.state_key);
+    if (type === 'm.room.encryption' && event.state_key === '') {
+      this.ctx.matrix.noteEncryption(roomId, (event.content ?? {}) as Json);
+      if (await this.portals.byRoom(roomId)) await this.ctx.store.portals.setEncrypted(roomId, true);
+      return;
+    }
+    if (this.ctx.isBridgeUser(sender)) return;
+    if (type === 'm.room.encrypted') return this.encrypted(event, roomId);
+    await this.content(event, type, roomId, sender, (event.content ?? {}) as Json);
+  }
+
+  private async encrypted(event: Json, roomId: string): Promise<void> {
+    const candidates = await this.decryptors(roomId);
+    const clear = await this.ctx.matrix.decrypt(event, candidates).catch(() => undefined);
+    if (!clear) {
+      this.undecrypted.set(String(event.event_id), { event, since: Date.now() });
+      return;
+    }
+    this.undecrypted.delete(String(event.event_id));
+    await this.content(event, clear.type, roomId, String(event.sender), clear.content);
+  }
+
+  /** Bridge users in the room whose devices may hold its keys: the bot, or the ghost of a direct chat. */
+  private async decryptors(roomId: string): Promise<string[]> {
+    const dm = await this.dms.byRoom(roomId);
+    return dm ? [dm.ghostId, this.ctx.botUserId] : [this.ctx.botUserId];
+  }
+
+  private async retryUndecrypted(): Promise<void> {
+    for (const [eventId, pending] of [...this.undecrypted]) {
+      if (Date.now() - pending.since > KEY_WAIT_MS) {
+        this.undecrypted.delete(eventId);
+        this.ctx.logger.warn({ room: pending.event.room_id }, 'an encrypted message never became readable for the bridge');
+        continue;
+      }
+      await this.encrypted(pending.event, String(pending.event.room_id)).catch(() => undefined);
+    }
+  }
+
+  private async content(event: Json, type: string, roomId: string, sender: string, content: Json): Promise<void> {
+    if (type !== 'm.room.message' && type !== 'm.sticker' && type !== 'm.room.topic') return;
+    const eventId = String(event.event_id);
+    if (type === 'm.room.message' && (await this.ctx.store.adminRooms.userOf(roomId)) === sender) {
+      if (typeof content.body === 'string') await this.commands.handle(roomId, sender, eventId, content.body);
+      return;
+    }
+    const portal = await this.portals.byRoom(roomId);
+    const dm = portal ? undefined : await this.dms.byRoom(roomId);
+    if (!portal && !(dm && dm.userId === sender)) return;
+    const network = portal?.network ?? dm!.network;
+    const target = portal ? portal.channel : await this.dms.nickOf(dm!);
+    if (type === 'm.room.topic') {
+      if (portal && typeof content.topic === 'string') await this.queue(sender, network, [{ command: 'TOPIC', target, text: content.topic }], eventId);
+      return;
+    }
+    const net = this.ctx.network(network)!;
+    const replyTo = await this.repliedTo(roomId, content, network);
+    const rendered = renderForIrc(type, content, target, {
+      mediaBase: this.ctx.config.homeserver.public_url ?? this.ctx.config.homeserver.url,
+      maxNickLength: net.max_nick_length,
+      maxLines: net.max_lines,
+      permalink: `https://matrix.to/#/${encodeURIComponent(roomId)}/${encodeURIComponent(eventId)}`,
+      replyTo,
+    });
+    await this.queue(sender, network, rendered.lines.map((text) => ({ command: rendered.command, target, text })), eventId);
+  }
+
+  private async queue(sender: string, network: string, items: Array<Pick<OutboxItem, 'command' | 'target' | 'text'>>, eventId: string): Promise<void> {
+    if (!items.length) return;
+    await this.outbox.add(items.map((i) => ({ ...i, eventId, userId: sender, network })));
+    this.outbox.wake(sender, network);
+  }
+
+  /** Who said what in the message being replied to, for the IRC rendering of a reply. */
+  private async repliedTo(roomId: string, content: Json, network: string): Promise<{ nick: string; text: string } | undefined> {
+    const relates = content['m.relates_to'] as Json | undefined;
+    const inReplyTo = relates?.['m.in_reply_to'] as Json | undefined;
+    if (!inReplyTo || typeof inReplyTo.event_id !== 'string' || relates?.rel_type === 'm.replace') return undefined;
+    const reader = (await this.decryptors(roomId))[0]!;
+    let original = await this.ctx.matrix.event(reader, roomId, inReplyTo.event_id);
+    if (!original) return undefined;
+    if (original.type === 'm.room.encrypted') {
+      const clear = await this.ctx.matrix.decrypt(original, await this.decryptors(roomId)).catch(() => undefined);
+      if (!clear) return undefined;
+      original = { ...original, type: clear.type, content: clear.content };
+    }
+    const body = (original.content as Json | undefined)?.body;
+    if (typeof body !== 'string') return undefined;
+    const sender = String(original.sender);
+    const nick = (await this.ctx.store.ghosts.nickOf(sender)) ?? this.puppets.get(network, sender)?.nick ?? (await this.ctx.matrix.displayName(sender)) ?? sender;
+    return { nick, text: body.split('\n').filter((l) => !l.startsWith('> ')).join(' ') };
+  }
+
+  private async membership(event: Json, roomId: string, sender: string, target: string): Promise<void> {
+    const membership = String((event.content as Json | undefined)?.membership ?? '');
+    const previous = String(((event.unsigned as Json | undefined)?.prev_content as Json | undefined)?.membership ?? '');
+    this.ctx.matrix.noteMembership(roomId, target, membership);
+    this.ghosts.noteMembership(roomId, target, membership);
+    if (target === this.ctx.botUserId) {
+      if (membership === 'invite' && !this.ctx.isBridgeUser(sender)) await this.botInvited(roomId, sender);
+      return;
+    }
+    if (this.ctx.isBridgeUser(target)) {
+      if (this.ctx.isBridgeUser(sender)) return;
+      if (membership === 'invite' && !(await this.portals.byRoom(roomId))) await this.dms.onGhostInvited(roomId, sender, target);
+      else if ((membership === 'leave' || membership === 'ban') && sender !== target) await this.ghostRemoved(roomId, sender, target, event);
+      return;
+    }
+    await this.matrixUserMembership(roomId, target, membership, previous, event);
+  }
+
+  /** An invite to the bot from a Matrix user: their admin room (portals are the bot's own rooms). */
+  private async botInvited(roomId: string, inviter: string): Promise<void> {
+    if (await this.portals.byRoom(roomId)) return;
+    await this.ctx.matrix.ensureDevice(this.ctx.botUserId);
+    await this.ctx.matrix.join(this.ctx.botUserId, roomId);
+    const previous = await this.ctx.store.adminRooms.roomOf(inviter);
+    await this.ctx.store.adminRooms.set(inviter, roomId);
+    if (previous && previous !== roomId) await this.ctx.matrix.leave(this.ctx.botUserId, previous, 'Replaced by a new admin room');
+    await this.commands.welcome(roomId);
+  }
+
+  /** A Matrix user kicked or banned an IRC user's ghost from a portal: the same on IRC, if they may. */
+  private async ghostRemoved(roomId: string, sender: string, ghostId: string, event: Json): Promise<void> {
+    const portal = await this.portals.byRoom(roomId);
+    const nick = await this.ctx.store.ghosts.nickOf(ghostId);
+    if (!portal || !nick) return;
+    const reason = String((event.content as Json | undefined)?.reason ?? '');
+    await this.queue(sender, portal.network, [{ command: 'KICK', target: portal.channel, text: `${nick} ${reason || 'Kicked from Matrix'}` }], String(event.event_id));
+  }
+
+  private async matrixUserMembership(roomId: string, userId: string, membership: string, previous: string, event: Json): Promise<void> {
+    const portal = await this.portals.byRoom(roomId);
+    if (portal) {
+      if (membership === 'join' && previous !== 'join') {
+        this.puppets.join(portal.network, userId, portal.channel).catch((err: Error) => this.notify(userId, `Could not join ${portal.channel} on ${portal.network}: ${err.message}`));
+      } else if ((membership === 'leave' || membership === 'ban') && previous === 'join') {
+        const reason = String((event.content as Json | undefined)?.reason ?? '');
+        await this.puppets.part(portal.network, userId, portal.channel, reason || 'Left Matrix room');
+      }
+      return;
+    }
+    if (membership !== 'leave' && membership !== 'ban') return;
+    const dm = await this.dms.byRoom(roomId);
+    if (dm && dm.userId === userId) {
+      await this.ctx.matrix.leave(dm.ghostId, roomId);
+      await this.ctx.store.dms.remove(roomId);
+    }
+    if ((await this.ctx.store.adminRooms.userOf(roomId)) === userId) {
+      await this.ctx.matrix.leave(this.ctx.botUserId, roomId);
+      await this.ctx.store.adminRooms.removeRoom(roomId);
+    }
+  }
+
+  /** Tells a Matrix user something in their admin room, when they have one. */
+  notify(userId: string, text: string): void {
+    void this.ctx.store.adminRooms
+      .roomOf(userId)
+      .then((roomId) => (roomId ? this.commands.reply(roomId, text) : undefined))
+      .catch((err: Error) => this.ctx.logger.warn({ err: err.message }, 'could not notify user'));
+  }
+}

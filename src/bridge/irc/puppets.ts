@@ -1,0 +1,176 @@
+import type { BridgeContext } from './context.js';
+import { nextNickCandidate, nickFromPattern } from './ids.js';
+import { IrcConnection, type IrcMessageKind } from './ircConnection.js';
+
+export interface PuppetCallbacks {
+  /** A private message to a Matrix user's IRC nick. */
+  privateMessage(network: string, userId: string, kind: IrcMessageKind, from: string, text: string): void;
+  /** Something the Matrix user should read (an error from the IRC server, say). */
+  notify(userId: string, text: string): void;
+}
+
+const isChannel = (target: string) => /^[#&!+]/.test(target);
+const identOf = (userId: string) => (userId.slice(1, userId.indexOf(':')).replace(/[^a-z0-9]/gi, '').toLowerCase() || 'matrix').slice(0, 10);
+
+/** One IRC connection per Matrix user and network, with the user's nick, channels and SASL account. */
+export class Puppets {
+  private readonly connections = new Map<string, IrcConnection>();
+  private readonly connecting = new Map<string, Promise<IrcConnection>>();
+  private readonly nicks = new Map<string, Map<string, string>>();
+
+  constructor(
+    private readonly ctx: BridgeContext,
+    private readonly callbacks: PuppetCallbacks,
+  ) {}
+
+  get(network: string, userId: string): IrcConnection | undefined {
+    return this.connections.get(`${network}|${userId}`);
+  }
+
+  /** The Matrix user whose IRC connection has `nick`, if any (echoes and DMs between our own users). */
+  userForNick(network: string, nick: string): string | undefined {
+    return this.nicks.get(network)?.get(this.ctx.nickKey(nick));
+  }
+
+  /** The user's connection, connected (and registered) before it resolves. */
+  ensure(network: string, userId: string): Promise<IrcConnection> {
+    const key = `${network}|${userId}`;
+    const existing = this.connections.get(key);
+    if (existing) return existing.whenRegistered().then(() => existing);
+    let p = this.connecting.get(key);
+    if (!p) {
+      p = this.open(network, userId).finally(() => this.connecting.delete(key));
+      this.connecting.set(key, p);
+    }
+    return p;
+  }
+
+  private async open(network: string, userId: string): Promise<IrcConnection> {
+    const net = this.ctx.network(network);
+    if (!net) throw new Error(`unknown network ${network}`);
+    const row = await this.ctx.store.puppets.get(userId, network);
+    const localpart = userId.slice(1, userId.indexOf(':'));
+    const displayname = await this.ctx.matrix.displayName(userId);
+    const nick = row?.nick ?? nickFromPattern(net.nick_pattern, { displayname, localpart }, net.max_nick_length);
+    const conn = new IrcConnection({
+      host: net.host,
+      port: net.port,
+      tls: net.tls,
+      tlsInsecure: net.tls_insecure,
+      password: net.password,
+      nick,
+      userName: identOf(userId),
+      realName: `${userId} (Matrix)`,
+      sasl: row?.saslAccount && row.saslPassword ? { account: row.saslAccount, password: row.saslPassword } : undefined,
+      flood: net.flood,
+      nextNick: (n, attempt) => nextNickCandidate(n, attempt, net.max_nick_length),
+      logger: this.ctx.logger.child({ network, puppet: userId }),
+    });
+    const key = `${network}|${userId}`;
+    this.connections.set(key, conn);
+    this.bind(network, userId, conn);
+    for (const channel of row?.channels ?? []) void conn.join(channel).catch(() => undefined);
+    try {
+      await conn.connect();
+    } catch (err) {
+      this.connections.delete(key);
+      await conn.quit();
+      throw err;
+    }
+    await this.ctx.store.puppets.update(userId, network, { connected: true });
+    return conn;
+  }
+
+  private bind(network: string, userId: string, conn: IrcConnection): void {
+    const nickMap = () => {
+      let m = this.nicks.get(network);
+      if (!m) this.nicks.set(network, (m = new Map()));
+      return m;
+    };
+    let current: string | undefined;
+    const setNick = (nick: string) => {
+      if (current) nickMap().delete(this.ctx.nickKey(current));
+      current = nick;
+      nickMap().set(this.ctx.nickKey(nick), userId);
+    };
+    setNick(conn.nick);
+    conn.on('registered', (nick) => setNick(nick));
+    conn.on('nick', (oldNick, newNick) => {
+      if (current && this.ctx.nickKey(oldNick) === this.ctx.nickKey(current)) setNick(newNick);
+    });
+    conn.on('message', (kind, from, to, text) => {
+      if (isChannel(to) || !current || this.ctx.nickKey(to) !== this.ctx.nickKey(current)) return;
+      this.callbacks.privateMessage(network, userId, kind, from, text);
+    });
+    conn.on('serverError', (code, text) => this.callbacks.notify(userId, `IRC ${network} said (${code}): ${text}`));
+    conn.on('saslFailed', (reason) => this.callbacks.notify(userId, `SASL login on ${network} failed (${reason}); check !sasl`));
+    conn.on('kick', (channel, nick, by, reason) => {
+      if (current && this.ctx.nickKey(nick) === this.ctx.nickKey(current)) void this.forgetChannel(network, userId, channel);
+      void by;
+      void reason;
+    });
+  }
+
+  async join(network: string, userId: string, channel: string): Promise<IrcConnection> {
+    const conn = await this.ensure(network, userId);
+    if (!conn.inChannel(channel)) await conn.join(channel);
+    const row = await this.ctx.store.puppets.get(userId, network);
+    const channels = row?.channels ?? [];
+    if (!channels.some((c) => this.ctx.channelKey(c) === this.ctx.channelKey(channel))) {
+      await this.ctx.store.puppets.update(userId, network, { channels: [...channels, channel] });
+    }
+    return conn;
+  }
+
+  async part(network: string, userId: string, channel: string, reason = ''): Promise<void> {
+    await this.get(network, userId)?.part(channel, reason);
+    await this.forgetChannel(network, userId, channel);
+  }
+
+  private async forgetChannel(network: string, userId: string, channel: string): Promise<void> {
+    const row = await this.ctx.store.puppets.get(userId, network);
+    if (!row) return;
+    await this.ctx.store.puppets.update(userId, network, { channels: row.channels.filter((c) => this.ctx.channelKey(c) !== this.ctx.channelKey(channel)) });
+  }
+
+  async setNick(network: string, userId: string, nick: string): Promise<void> {
+    await this.ctx.store.puppets.update(userId, network, { nick });
+    await this.get(network, userId)?.changeNick(nick);
+  }
+
+  /** Stores the SASL account and reconnects with it. */
+  async setSasl(network: string, userId: string, account: string, password: string): Promise<void> {
+    await this.ctx.store.puppets.update(userId, network, { saslAccount: account, saslPassword: password });
+    if (this.get(network, userId)) {
+      await this.disconnect(network, userId, 'Reconnecting with SASL', true);
+      await this.ensure(network, userId);
+    }
+  }
+
+  /** Closes the user's connection; `keep` remembers it should come back after a restart. */
+  async disconnect(network: string, userId: string, message = 'Bye', keep = false): Promise<boolean> {
+    const key = `${network}|${userId}`;
+    const conn = this.connections.get(key);
+    this.connections.delete(key);
+    if (!keep) await this.ctx.store.puppets.update(userId, network, { connected: false });
+    if (!conn) return false;
+    const nick = conn.nick;
+    await conn.quit(message);
+    if (this.nicks.get(network)?.get(this.ctx.nickKey(nick)) === userId) this.nicks.get(network)!.delete(this.ctx.nickKey(nick));
+    return true;
+  }
+
+  /** Brings back the connections that were up before the bridge stopped. */
+  async restore(): Promise<void> {
+    for (const row of await this.ctx.store.puppets.connected()) {
+      if (!this.ctx.network(row.network)) continue;
+      this.ensure(row.network, row.userId).catch((err: Error) => this.ctx.logger.warn({ err: err.message, user: row.userId }, 'could not reconnect puppet'));
+    }
+  }
+
+  async closeAll(message: string): Promise<void> {
+    const all = [...this.connections.values()];
+    this.connections.clear();
+    await Promise.all(all.map((c) => c.quit(message)));
+  }
+}
