@@ -60,6 +60,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
   private pumping = false;
   private readonly waiters: Array<() => void> = [];
   private wantedNick: string;
+  private readonly whoisPending = new Map<string, () => void>();
 
   constructor(private readonly options: IrcConnectionOptions) {
     super();
@@ -157,7 +158,11 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     });
     client.on('error', (message) => {
       if (!mine()) return;
-      this.emit('serverError', String(message.rawCommand ?? message.command ?? ''), message.args.slice(1).join(' '));
+      const code = String(message.rawCommand ?? message.command ?? '');
+      // "No such nick" answering our own WHOIS is the answer, not an error.
+      const missing = this.whoisPending.get(this.lower(String(message.args[1] ?? '')));
+      if (code === '401' && missing) return missing();
+      this.emit('serverError', code, message.args.slice(1).join(' '));
     });
     client.on('sasl_error', (error) => {
       if (mine()) this.emit('saslFailed', String(error));
@@ -236,13 +241,18 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
   async whois(nick: string, timeoutMs = 10_000): Promise<WhoisResponse | null> {
     await this.whenRegistered(timeoutMs);
     const client = this.client!;
-    return new Promise((resolve) => {
+    const key = this.lower(nick);
+    return new Promise<WhoisResponse | null>((resolve) => {
       const timer = setTimeout(() => resolve(null), timeoutMs);
+      this.whoisPending.set(key, () => {
+        clearTimeout(timer);
+        resolve(null);
+      });
       void client.whois(nick, (info) => {
         clearTimeout(timer);
         resolve(info && (info.user || info.host) ? info : null);
       });
-    });
+    }).finally(() => setTimeout(() => this.whoisPending.delete(key), 1000));
   }
 
   /** Queues a line; resolves once it was written to the server (after reconnects, if need be). */
