@@ -1,0 +1,103 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testDialects } from '../helpers/homeserver.js';
+import type { TestUser } from '../helpers/users.js';
+import { api, enc, eventually, matrixUser, NETWORK, sendMessage, startBridgeFixture, timeline, waitForEvent, type BridgeFixture } from './helpers/bridgeFixture.js';
+import { connectIrcUser, type IrcUser } from './helpers/ircUser.js';
+
+// The bridge keeps its state in SQLite or PostgreSQL; both must survive restarts of either side.
+describe.each(testDialects())('IRC bridge recovery (bridge database: %s)', (dialect) => {
+  let f: BridgeFixture;
+  let alice: TestUser;
+  let bob: IrcUser;
+  let roomId: string;
+  const ghost = (nick: string) => `@irc_${NETWORK}_${nick}:localhost`;
+  const fromAlice = (user: IrcUser, text: string, since = 0) => user.events.slice(since).filter((e) => e.kind === 'message' && e.from === 'Alice[m]' && e.text === text);
+
+  beforeAll(async () => {
+    f = await startBridgeFixture({ bridgeDatabase: dialect, network: { flood: { burst: 3, interval_ms: 200 } } });
+    alice = await matrixUser(f.hs, 'alice', 'Alice');
+    bob = await connectIrcUser(f.irc, 'bob');
+    await bob.join('#ops');
+    roomId = (await api(f.hs, alice, 'POST', `/_matrix/client/v3/join/${enc('#irc_test_ops:localhost')}`, {})).room_id;
+    await bob.waitFor((e) => e.kind === 'join' && e.nick === 'Alice[m]', 'Alice[m] on IRC');
+  });
+
+  afterAll(async () => {
+    await bob?.disconnect().catch(() => undefined);
+    await f?.close();
+  });
+
+  it('paces a burst of Matrix messages to the flood limit, losing and reordering none', async () => {
+    const mark = bob.mark();
+    for (let i = 0; i < 10; i++) await sendMessage(f.hs, alice, roomId, { msgtype: 'm.text', body: `burst ${i}` });
+    await bob.waitFor((e) => e.kind === 'message' && e.text === 'burst 9', 'the last of the burst', 20_000, mark);
+    const got = bob.events.slice(mark).filter((e) => e.kind === 'message' && e.from === 'Alice[m]');
+    expect(got.map((e) => e.text)).toEqual(Array.from({ length: 10 }, (_, i) => `burst ${i}`));
+    // Three at once, then one per 200 ms: the last line cannot arrive sooner than 7 intervals after the first.
+    expect(got[9]!.at - got[0]!.at).toBeGreaterThanOrEqual(7 * 200 - 50);
+  });
+
+  it('after the IRC server restarts, the bridge reconnects and messages flow both ways again', async () => {
+    await f.irc.restart();
+    await bob.disconnect().catch(() => undefined);
+    bob = await connectIrcUser(f.irc, 'bob');
+    await bob.join('#ops');
+    // Sent while the bridge may still be reconnecting: delivered once it is back.
+    await sendMessage(f.hs, alice, roomId, { msgtype: 'm.text', body: 'after the IRC restart' });
+    await bob.waitFor((e) => e.kind === 'message' && e.from === 'Alice[m]' && e.text === 'after the IRC restart', 'the message after reconnecting', 45_000);
+    await eventually(async () => {
+      await bob.say('#ops', 'bob is back');
+      return (await timeline(f.hs, alice, roomId)).some((e) => e.sender === ghost('bob') && e.content?.body === 'bob is back');
+    }, 'bob’s message reaching Matrix', 30_000);
+  });
+
+  it('messages sent while the bridge is down arrive once after it restarts', async () => {
+    await f.stopBridge();
+    await bob.waitFor((e) => e.kind === 'quit' && e.nick === 'Alice[m]', 'the puppet leaving with the bridge');
+    const mark = bob.mark();
+    await sendMessage(f.hs, alice, roomId, { msgtype: 'm.text', body: 'while the bridge was down' });
+    await f.startBridge();
+    await bob.waitFor((e) => e.kind === 'message' && e.from === 'Alice[m]' && e.text === 'while the bridge was down', 'the queued message', 30_000, mark);
+    await sendMessage(f.hs, alice, roomId, { msgtype: 'm.text', body: 'and after' });
+    await bob.waitFor((e) => e.kind === 'message' && e.from === 'Alice[m]' && e.text === 'and after', 'a new message', 20_000, mark);
+    expect(fromAlice(bob, 'while the bridge was down', mark)).toHaveLength(1);
+    await bob.say('#ops', 'welcome back, bridge');
+    await waitForEvent(f.hs, alice, roomId, (e) => e.sender === ghost('bob') && e.content?.body === 'welcome back, bridge', 'IRC to Matrix after the restart');
+    // Nothing the bridge had already delivered was sent again.
+    expect(fromAlice(bob, 'after the IRC restart')).toHaveLength(1);
+  });
+
+  it('a replayed transaction is not bridged twice', async () => {
+    const body = { events: [{ type: 'm.room.message', room_id: roomId, sender: alice.userId, event_id: '$replayed', origin_server_ts: Date.now(), content: { msgtype: 'm.text', body: 'replayed once' } }] };
+    const token = (await import('yaml')).parse((await import('node:fs')).readFileSync(f.config.appservice.registration, 'utf8')).hs_token as string;
+    const url = `http://127.0.0.1:${f.bridge.port}/_matrix/app/v1/transactions/replay-1`;
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(url, { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect(res.status).toBe(200);
+    }
+    const mark = bob.mark();
+    await bob.waitFor((e) => e.kind === 'message' && e.text === 'replayed once', 'the replayed message', 10_000, 0);
+    await sendMessage(f.hs, alice, roomId, { msgtype: 'm.text', body: 'marker' });
+    await bob.waitFor((e) => e.kind === 'message' && e.text === 'marker', 'the marker', 10_000, mark);
+    expect(fromAlice(bob, 'replayed once')).toHaveLength(1);
+  });
+
+  it('answers the homeserver’s bad or unauthenticated calls with Matrix errors', async () => {
+    const base = `http://127.0.0.1:${f.bridge.port}`;
+    const noAuth = await fetch(`${base}/_matrix/app/v1/transactions/x`, { method: 'PUT', body: '{}' });
+    expect(noAuth.status).toBe(401);
+    expect((await noAuth.json()).errcode).toBe('M_UNAUTHORIZED');
+    const wrong = await fetch(`${base}/_matrix/app/v1/users/${enc(ghost('bob'))}`, { headers: { authorization: 'Bearer nope' } });
+    expect(wrong.status).toBe(403);
+    expect((await wrong.json()).errcode).toBe('M_FORBIDDEN');
+    const token = (await import('yaml')).parse((await import('node:fs')).readFileSync(f.config.appservice.registration, 'utf8')).hs_token as string;
+    const bad = await fetch(`${base}/_matrix/app/v1/transactions/y`, { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{"events": ' });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).errcode).toBe('M_NOT_JSON');
+    const noEvents = await fetch(`${base}/_matrix/app/v1/transactions/z`, { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{"events": 5}' });
+    expect(noEvents.status).toBe(400);
+    const unknownAlias = await fetch(`${base}/_matrix/app/v1/rooms/${enc('#irc_nosuchnet_x:localhost')}`, { headers: { authorization: `Bearer ${token}` } });
+    expect(unknownAlias.status).toBe(404);
+    expect((await unknownAlias.json()).errcode).toBe('M_NOT_FOUND');
+  });
+});
