@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import knexFactory from 'knex';
 import pino from 'pino';
+import { deleteDatabases } from '../../../src/bridge/crypto/index.js';
 import { parseBridgeConfig, type BridgeConfig } from '../../../src/bridge/irc/config.js';
 import { startIrcBridge, type IrcBridge } from '../../../src/bridge/irc/bridge.js';
 import { writeRegistration } from '../../../src/bridge/irc/registration.js';
@@ -80,6 +81,8 @@ export async function startBridgeFixture(options: BridgeFixtureOptions = {}): Pr
     async stopBridge() {
       await bridge?.close();
       bridge = undefined;
+      // As after a real process exit, nothing of the crypto stores stays in memory: only the database has them.
+      if (config.encryption.enabled) await deleteDatabases('skjol-bridge-crypto');
     },
     async startBridge() {
       bridge = await startIrcBridge(config, quiet());
