@@ -179,6 +179,7 @@ export class BridgeCrypto {
         await machine.resume().catch((err: unknown) => this.logger.warn({ userId, deviceId: saved, error: describe(err) }, 'crypto: catching up after restore failed'));
         return machine;
       }
+      if (!create) return undefined;
       // The keys of that device were uploaded but its store was never saved: it cannot be used again.
       this.logger.warn({ userId, deviceId: saved }, 'crypto: saved device has no crypto store; a new device replaces it');
     }

@@ -58,10 +58,14 @@ export interface FailedRequest {
   error: unknown;
 }
 
+/** What a log line may say about an error: status and code, or the error's own (short) message. */
 function errorFields(err: unknown): Record<string, unknown> {
   if (err instanceof MatrixApiError) return { status: err.status, errcode: err.errcode };
-  return { error: err instanceof Error ? err.name : typeof err };
+  return { error: err instanceof Error ? `${err.name}: ${err.message.slice(0, 200)}` : typeof err };
 }
+
+/** How long closing waits for the store's databases to be dropped from memory. */
+const DROP_TIMEOUT_MS = 5_000;
 
 export class UserMachine {
   private readonly queue = new SerialQueue();
@@ -137,17 +141,26 @@ export class UserMachine {
   private async ensureCrossSigned(): Promise<void> {
     const status = await this.machine.crossSigningStatus();
     const haveKeys = status.hasMaster && status.hasSelfSigning && status.hasUserSigning;
+    status.free();
     if (haveKeys) {
+      // A Device holds the store open until freed (a leaked one keeps the IndexedDB connection, and so
+      // deleting the databases on close, waiting forever).
       const own = await this.machine.getDevice(new UserId(this.userId), new DeviceId(this.deviceId));
-      if (own?.isCrossSignedByOwner()) return;
+      const signed = own?.isCrossSignedByOwner() ?? false;
+      own?.free();
+      if (signed) return;
     }
     try {
       // Keys we already have are uploaded again (the same keys need no re-authentication), else new ones.
       const reqs = await this.machine.bootstrapCrossSigning(!haveKeys);
-      const keys = reqs.uploadKeysRequest as OutgoingRequest | undefined;
-      if (keys) await this.send(keys);
-      await sendSigningKeysUpload(this.deps.api, this.who, reqs.uploadSigningKeysRequest);
-      await this.send(reqs.uploadSignaturesRequest);
+      try {
+        const keys = reqs.uploadKeysRequest as OutgoingRequest | undefined;
+        if (keys) await this.send(keys);
+        await sendSigningKeysUpload(this.deps.api, this.who, reqs.uploadSigningKeysRequest);
+        await this.send(reqs.uploadSignaturesRequest);
+      } finally {
+        reqs.free();
+      }
       this.deps.logger.info(this.who, 'crypto: device cross-signed');
     } catch (err) {
       this.deps.logger.warn({ ...this.who, ...errorFields(err) }, 'crypto: cannot cross-sign the device; it stays unsigned');
@@ -172,7 +185,10 @@ export class UserMachine {
         : await this.machine.receiveSyncChangesMsc4186(toDevice, lists, counts, fallback, settings);
       if (processed.length) {
         const kinds: Record<string, number> = {};
-        for (const p of processed) kinds[p.constructor.name] = (kinds[p.constructor.name] ?? 0) + 1;
+        for (const p of processed) {
+          kinds[p.constructor.name] = (kinds[p.constructor.name] ?? 0) + 1;
+          p.free();
+        }
         this.deps.logger.debug({ ...this.who, toDevice: kinds }, 'crypto: to-device events processed');
       }
       await this.flushOutgoing();
@@ -211,6 +227,7 @@ export class UserMachine {
       try {
         const res = await this.machine.decryptRoomEvent(JSON.stringify(event), new RoomId(roomId), new DecryptionSettings(TrustRequirement.Untrusted));
         const clear = JSON.parse(res.event) as { type?: unknown; content?: unknown };
+        res.free();
         if (typeof clear.type !== 'string' || typeof clear.content !== 'object' || clear.content === null) return undefined;
         return { type: clear.type, content: clear.content as Record<string, unknown> };
       } catch (err) {
@@ -221,7 +238,11 @@ export class UserMachine {
     });
   }
 
-  /** Saves the store and shuts the machine down; its databases are then dropped from memory. */
+  /**
+   * Saves the store and shuts the machine down; its databases are then dropped from memory. Dropping waits
+   * for the machine's IndexedDB connection to close, which a wasm object still holding the store (an
+   * unfreed Device, say) delays until it is garbage-collected: the wait is bounded.
+   */
   async close(): Promise<void> {
     await this.run(async () => {
       try {
@@ -230,7 +251,14 @@ export class UserMachine {
         this.closed = true;
         this.machine.close();
       }
-      await deleteDatabases(storeDatabasePrefix(this.storeName));
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), DROP_TIMEOUT_MS);
+        timer.unref();
+      });
+      const dropped = deleteDatabases(storeDatabasePrefix(this.storeName)).then(() => 'dropped' as const);
+      const outcome = await Promise.race([dropped, timeout]).finally(() => clearTimeout(timer));
+      if (outcome === 'timeout') this.deps.logger.warn(this.who, 'crypto: the closed store is still open; its databases are dropped later');
     });
   }
 

@@ -70,6 +70,12 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
       dms.fromIrc(network, userId, kind, from, text).catch((err: Error) => logger.warn({ network, err: err.message }, 'private message not bridged'));
     },
     notify,
+    noSuchNick: (network, userId, nick) => {
+      dms
+        .noSuchNick(network, userId, nick)
+        .then((done) => done || notify(userId, `${nick} is not on ${network} right now.`))
+        .catch((err: Error) => logger.warn({ err: err.message }, 'could not report a missing nick'));
+    },
   });
   let portals: Portals | undefined;
   const relay = new IrcRelay(ctx, ghosts, puppets, () => portals!);

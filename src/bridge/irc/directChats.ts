@@ -78,6 +78,14 @@ export class DirectChats {
     await this.ctx.store.dms.set({ roomId, network: parsed.network, userId: inviter, nickKey: this.ctx.nickKey(nick), ghostId });
   }
 
+  /** Tells the user, in their direct room with `nick`, that the message did not reach anyone. */
+  async noSuchNick(network: string, userId: string, nick: string): Promise<boolean> {
+    const dm = await this.ctx.store.dms.find(network, userId, this.ctx.nickKey(nick));
+    if (!dm) return false;
+    await sendWithRetry(this.ctx.matrix, dm.ghostId, dm.roomId, 'm.room.message', { msgtype: 'm.notice', body: `${nick} is not on IRC right now, so your message was not delivered.` });
+    return true;
+  }
+
   /** The nick a direct room talks to. */
   async nickOf(dm: DmRoom): Promise<string> {
     return (await this.ctx.store.ghosts.nickOf(dm.ghostId)) ?? dm.nickKey;

@@ -12,15 +12,11 @@ import type { OutboxItem } from './store/repositories.js';
 /** How long an encrypted event waits for its room key before the bridge gives up on it. */
 const KEY_WAIT_MS = 10 * 60_000;
 
-type Pending = { event: Json; since: number };
-
 /**
  * Events from the homeserver's transactions, turned into IRC actions: messages into the outbox, joins and
  * leaves into IRC JOIN/PART, invites into direct chats and admin rooms, commands into the admin handler.
  */
 export class MatrixRelay {
-  private readonly undecrypted = new Map<string, Pending>();
-
   constructor(
     private readonly ctx: BridgeContext,
     private readonly ghosts: Ghosts,
@@ -61,19 +57,24 @@ export class MatrixRelay {
       return;
     }
     if (this.ctx.isBridgeUser(sender)) return;
-    if (type === 'm.room.encrypted') return this.encrypted(event, roomId);
+    if (type === 'm.room.encrypted') {
+      await this.encrypted(event, roomId);
+      return;
+    }
     await this.content(event, type, roomId, sender, (event.content ?? {}) as Json);
   }
 
-  private async encrypted(event: Json, roomId: string): Promise<void> {
+  /** Decrypts and bridges; an event whose key has not arrived yet is kept and retried after each transaction. */
+  private async encrypted(event: Json, roomId: string, retry = false): Promise<boolean> {
     const candidates = await this.decryptors(roomId);
     const clear = await this.ctx.matrix.decrypt(event, candidates).catch(() => undefined);
     if (!clear) {
-      this.undecrypted.set(String(event.event_id), { event, since: Date.now() });
-      return;
+      if (!retry) await this.ctx.store.undecrypted.add(String(event.event_id), event);
+      return false;
     }
-    this.undecrypted.delete(String(event.event_id));
+    if (retry) await this.ctx.store.undecrypted.remove(String(event.event_id));
     await this.content(event, clear.type, roomId, String(event.sender), clear.content);
+    return true;
   }
 
   /** Bridge users in the room whose devices may hold its keys: the bot, or the ghost of a direct chat. */
@@ -82,14 +83,15 @@ export class MatrixRelay {
     return dm ? [dm.ghostId, this.ctx.botUserId] : [this.ctx.botUserId];
   }
 
-  private async retryUndecrypted(): Promise<void> {
-    for (const [eventId, pending] of [...this.undecrypted]) {
-      if (Date.now() - pending.since > KEY_WAIT_MS) {
-        this.undecrypted.delete(eventId);
+  async retryUndecrypted(): Promise<void> {
+    for (const pending of await this.ctx.store.undecrypted.all()) {
+      if (Date.now() - pending.ts > KEY_WAIT_MS) {
+        await this.ctx.store.undecrypted.remove(pending.eventId);
         this.ctx.logger.warn({ room: pending.event.room_id }, 'an encrypted message never became readable for the bridge');
+        this.notify(String(pending.event.sender), 'The bridge could not decrypt one of your messages (its room key never arrived), so it was not sent to IRC.');
         continue;
       }
-      await this.encrypted(pending.event, String(pending.event.room_id)).catch(() => undefined);
+      await this.encrypted(pending.event, String(pending.event.room_id), true).catch(() => false);
     }
   }
 

@@ -7,6 +7,8 @@ export interface PuppetCallbacks {
   privateMessage(network: string, userId: string, kind: IrcMessageKind, from: string, text: string): void;
   /** Something the Matrix user should read (an error from the IRC server, say). */
   notify(userId: string, text: string): void;
+  /** The IRC server says a nick the user wrote to is not there. */
+  noSuchNick(network: string, userId: string, nick: string): void;
 }
 
 const isChannel = (target: string) => /^[#&!+]/.test(target);
@@ -102,7 +104,10 @@ export class Puppets {
       if (isChannel(to) || !current || this.ctx.nickKey(to) !== this.ctx.nickKey(current)) return;
       this.callbacks.privateMessage(network, userId, kind, from, text);
     });
-    conn.on('serverError', (code, text) => this.callbacks.notify(userId, `IRC ${network} said (${code}): ${text}`));
+    conn.on('serverError', (code, text) => {
+      if (code === '401') this.callbacks.noSuchNick(network, userId, text.split(' ')[0] ?? '');
+      else this.callbacks.notify(userId, `IRC ${network} said (${code}): ${text}`);
+    });
     conn.on('saslFailed', (reason) => this.callbacks.notify(userId, `SASL login on ${network} failed (${reason}); check !sasl`));
     conn.on('kick', (channel, nick, by, reason) => {
       if (current && this.ctx.nickKey(nick) === this.ctx.nickKey(current)) void this.forgetChannel(network, userId, channel);

@@ -69,6 +69,14 @@ const MIGRATIONS: Migration[] = [
       t.string('device_id').notNullable();
     });
   },
+  async (db) => {
+    // Encrypted events waiting for their room key, kept across restarts (their transaction is answered).
+    await db.schema.createTable('undecrypted', (t) => {
+      t.string('event_id').primary();
+      t.text('event').notNullable();
+      t.bigInteger('ts').notNullable();
+    });
+  },
 ];
 
 export async function openBridgeDatabase(config: BridgeConfig['database']): Promise<Knex> {

@@ -265,6 +265,24 @@ export class CryptoRepository implements CryptoStateStore {
   }
 }
 
+/** Encrypted events the bridge could not read yet, retried as keys arrive. */
+export class UndecryptedRepository {
+  constructor(private readonly db: Knex) {}
+
+  async add(eventId: string, event: Record<string, unknown>): Promise<void> {
+    await this.db('undecrypted').insert({ event_id: eventId, event: JSON.stringify(event), ts: Date.now() }).onConflict('event_id').ignore();
+  }
+
+  async all(): Promise<Array<{ eventId: string; event: Record<string, unknown>; ts: number }>> {
+    const rows = await this.db('undecrypted').orderBy('ts');
+    return rows.map((r: Record<string, unknown>) => ({ eventId: String(r.event_id), event: JSON.parse(String(r.event)) as Record<string, unknown>, ts: Number(r.ts) }));
+  }
+
+  async remove(eventId: string): Promise<void> {
+    await this.db('undecrypted').where({ event_id: eventId }).delete();
+  }
+}
+
 export interface BridgeStore {
   portals: PortalRepository;
   ghosts: GhostRepository;
@@ -274,6 +292,7 @@ export interface BridgeStore {
   transactions: TransactionRepository;
   outbox: OutboxRepository;
   crypto: CryptoRepository;
+  undecrypted: UndecryptedRepository;
 }
 
 export function createBridgeStore(db: Knex): BridgeStore {
@@ -286,5 +305,6 @@ export function createBridgeStore(db: Knex): BridgeStore {
     transactions: new TransactionRepository(db),
     outbox: new OutboxRepository(db),
     crypto: new CryptoRepository(db),
+    undecrypted: new UndecryptedRepository(db),
   };
 }
