@@ -126,8 +126,22 @@ describe('IRC bridge: channels', () => {
     await dave.disconnect();
   });
 
+  it('a new display name becomes a new nick, and an IRC kick removes the Matrix user from the room', async () => {
+    await api(f.hs, alice, 'PUT', `/_matrix/client/v3/profile/${enc(alice.userId)}/displayname`, { displayname: 'Alice Liddell' });
+    await bob.waitFor((e) => e.kind === 'nick' && e.nick === 'Alice[m]' && e.newNick === 'AliceLiddell[m]', 'the nick following the display name');
+    await bob.send('KICK', '#skjol', 'AliceLiddell[m]', 'testing kicks');
+    await eventually(async () => {
+      const state = await api(f.hs, alice, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(alice.userId)}`).catch(() => undefined);
+      return state?.membership === 'leave' && String(state.reason).includes('testing kicks');
+    }, 'alice kicked from the portal with the IRC reason');
+    await api(f.hs, alice, 'PUT', `/_matrix/client/v3/profile/${enc(alice.userId)}/displayname`, { displayname: 'Alice' });
+    await api(f.hs, alice, 'POST', `/_matrix/client/v3/join/${enc(roomId)}`, {});
+    await bob.waitFor((e) => e.kind === 'join' && e.channel === '#skjol' && (e.nick === 'Alice[m]' || e.nick === 'AliceLiddell[m]'), 'alice back on IRC');
+  });
+
   it('a Matrix topic change and leaving the room reach IRC', async () => {
     // Alice needs to be an IRC op to set the topic: bob gives it to her.
+    await eventually(async () => (await bob.names('#skjol')).includes('Alice[m]'), 'Alice[m] with her display-name nick');
     await bob.mode('#skjol', '+o', 'Alice[m]');
     await eventually(async () => (await api(f.hs, alice, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.power_levels/`)).users?.[alice.userId] === 50, 'IRC op as power level 50 for Alice');
     await api(f.hs, alice, 'PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.topic/`, { topic: 'Topic from Matrix' });

@@ -62,6 +62,14 @@ describe('IRC bridge: direct messages and the admin room', () => {
     await waitForEvent(f.hs, alice, room.room_id, (e) => e.sender === ghost('erin') && e.content?.body === 'hello alice', 'erin’s answer in the same room');
   });
 
+  it('writing to a nick that left IRC says so in the direct room', async () => {
+    const room = await api(f.hs, alice, 'POST', '/_matrix/client/v3/createRoom', { is_direct: true, invite: [ghost('ghosted')], preset: 'trusted_private_chat' });
+    await eventually(async () => (await joinedMembers(f.hs, alice, room.room_id)).includes(ghost('ghosted')), 'the ghost joining');
+    await sendMessage(f.hs, alice, room.room_id, { msgtype: 'm.text', body: 'anyone there?' });
+    const notice = await waitForEvent(f.hs, alice, room.room_id, (e) => e.sender === ghost('ghosted') && e.content?.msgtype === 'm.notice', 'the notice');
+    expect(notice.content.body).toMatch(/not on IRC right now/);
+  });
+
   it('the admin room answers commands and mistakes', async () => {
     const room = await api(f.hs, alice, 'POST', '/_matrix/client/v3/createRoom', { is_direct: true, invite: [botId], preset: 'trusted_private_chat' });
     adminRoom = room.room_id;

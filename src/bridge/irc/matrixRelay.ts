@@ -190,8 +190,15 @@ export class MatrixRelay {
   private async matrixUserMembership(roomId: string, userId: string, membership: string, previous: string, event: Json): Promise<void> {
     const portal = await this.portals.byRoom(roomId);
     if (portal) {
-      if (membership === 'join' && previous !== 'join') {
-        this.puppets.join(portal.network, userId, portal.channel).catch((err: Error) => this.notify(userId, `Could not join ${portal.channel} on ${portal.network}: ${err.message}`));
+      const displayname = (event.content as Json | undefined)?.displayname;
+      const before = ((event.unsigned as Json | undefined)?.prev_content as Json | undefined)?.displayname;
+      if (membership === 'join' && previous === 'join' && typeof displayname === 'string' && displayname !== before) {
+        await this.puppets.followDisplayName(portal.network, userId, displayname);
+      } else if (membership === 'join' && previous !== 'join') {
+        this.puppets
+          .join(portal.network, userId, portal.channel)
+          .then(() => (typeof displayname === 'string' ? this.puppets.followDisplayName(portal.network, userId, displayname) : undefined))
+          .catch((err: Error) => this.notify(userId, `Could not join ${portal.channel} on ${portal.network}: ${err.message}`));
       } else if ((membership === 'leave' || membership === 'ban') && previous === 'join') {
         const reason = String((event.content as Json | undefined)?.reason ?? '');
         await this.puppets.part(portal.network, userId, portal.channel, reason || 'Left Matrix room');

@@ -143,6 +143,16 @@ export class Puppets {
     await this.get(network, userId)?.changeNick(nick);
   }
 
+  /** A new display name gives a new nick, unless the user chose one with !nick. */
+  async followDisplayName(network: string, userId: string, displayname: string): Promise<void> {
+    const conn = this.get(network, userId);
+    const net = this.ctx.network(network);
+    if (!conn || !net || (await this.ctx.store.puppets.get(userId, network))?.nick) return;
+    const localpart = userId.slice(1, userId.indexOf(':'));
+    const nick = nickFromPattern(net.nick_pattern, { displayname, localpart }, net.max_nick_length);
+    if (this.ctx.nickKey(nick) !== this.ctx.nickKey(conn.nick)) await conn.changeNick(nick);
+  }
+
   /** Stores the SASL account and reconnects with it. */
   async setSasl(network: string, userId: string, account: string, password: string): Promise<void> {
     await this.ctx.store.puppets.update(userId, network, { saslAccount: account, saslPassword: password });
