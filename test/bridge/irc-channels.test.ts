@@ -139,9 +139,19 @@ describe('IRC bridge: channels', () => {
     await bob.waitFor((e) => e.kind === 'join' && e.channel === '#skjol' && (e.nick === 'Alice[m]' || e.nick === 'AliceLiddell[m]'), 'alice back on IRC');
   });
 
+  it('a message IRC refuses is reported in the room, not dropped silently', async () => {
+    await eventually(async () => (await bob.names('#skjol')).includes('Alice[m]'), 'Alice[m] back in #skjol');
+    await bob.mode('#skjol', '+m');
+    await bob.waitFor((e) => e.kind === 'mode' && e.modes === '+m', 'the channel moderated');
+    await sendMessage(f.hs, alice, roomId, { msgtype: 'm.text', body: 'can anyone hear me?' });
+    const notice = await waitForEvent(f.hs, alice, roomId, (e) => e.sender === '@ircbot:localhost' && e.content?.msgtype === 'm.notice' && /refused/.test(e.content.body), 'the refusal notice');
+    expect(notice.content.body).toMatch(/^Alice: IRC refused this/);
+    expect(notice.content['m.mentions']).toEqual({ user_ids: [alice.userId] });
+    await bob.mode('#skjol', '-m');
+  });
+
   it('a Matrix topic change and leaving the room reach IRC', async () => {
     // Alice needs to be an IRC op to set the topic: bob gives it to her.
-    await eventually(async () => (await bob.names('#skjol')).includes('Alice[m]'), 'Alice[m] with her display-name nick');
     await bob.mode('#skjol', '+o', 'Alice[m]');
     await eventually(async () => (await api(f.hs, alice, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.power_levels/`)).users?.[alice.userId] === 50, 'IRC op as power level 50 for Alice');
     await api(f.hs, alice, 'PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.topic/`, { topic: 'Topic from Matrix' });

@@ -70,6 +70,15 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
       dms.fromIrc(network, userId, kind, from, text).catch((err: Error) => logger.warn({ network, err: err.message }, 'private message not bridged'));
     },
     notify,
+    // Said in the portal, so a refused message never disappears without a word.
+    channelError: (network, userId, channel, reason) => {
+      void (async () => {
+        const portal = await portals?.byChannel(network, channel);
+        if (!portal) return notify(userId, `${channel} on ${network}: ${reason}`);
+        const name = (await matrix.displayName(userId)) ?? userId;
+        await matrix.send(botUserId, portal.roomId, 'm.room.message', { msgtype: 'm.notice', body: `${name}: IRC refused this (${reason}).`, 'm.mentions': { user_ids: [userId] } });
+      })().catch((err: Error) => logger.warn({ err: err.message }, 'could not report an IRC refusal'));
+    },
     noSuchNick: (network, userId, nick) => {
       dms
         .noSuchNick(network, userId, nick)

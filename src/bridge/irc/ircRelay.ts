@@ -128,6 +128,16 @@ export class IrcRelay {
         }),
       );
     });
+    // The bot kept out of a channel means IRC messages stop arriving: the portal is told.
+    conn.on('serverError', (code, text) => {
+      const [channel = '', ...rest] = text.split(' ');
+      if (!['471', '473', '474', '475', '477'].includes(code) || !isChannel(channel)) return;
+      this.enqueue(network, 'join refused', () =>
+        this.inPortal(network, channel, (roomId) =>
+          this.ctx.matrix.send(this.ctx.botUserId, roomId, 'm.room.message', { msgtype: 'm.notice', body: `The bridge cannot join ${channel} on IRC (${rest.join(' ') || code}); messages from IRC will not reach this room until it can.` }),
+        ),
+      );
+    });
     conn.on('names', (channel, users) => {
       this.enqueue(network, 'names', () =>
         this.inPortal(network, channel, async (roomId, encrypted) => {

@@ -7,6 +7,8 @@ export interface PuppetCallbacks {
   privateMessage(network: string, userId: string, kind: IrcMessageKind, from: string, text: string): void;
   /** Something the Matrix user should read (an error from the IRC server, say). */
   notify(userId: string, text: string): void;
+  /** The IRC server refused something the user did in a channel (cannot send, not an operator, banned …). */
+  channelError(network: string, userId: string, channel: string, reason: string): void;
   /** The IRC server says a nick the user wrote to is not there. */
   noSuchNick(network: string, userId: string, nick: string): void;
 }
@@ -105,7 +107,9 @@ export class Puppets {
       this.callbacks.privateMessage(network, userId, kind, from, text);
     });
     conn.on('serverError', (code, text) => {
-      if (code === '401') this.callbacks.noSuchNick(network, userId, text.split(' ')[0] ?? '');
+      const [subject = '', ...rest] = text.split(' ');
+      if (code === '401') this.callbacks.noSuchNick(network, userId, subject);
+      else if (isChannel(subject)) this.callbacks.channelError(network, userId, subject, rest.join(' ') || code);
       else this.callbacks.notify(userId, `IRC ${network} said (${code}): ${text}`);
     });
     conn.on('saslFailed', (reason) => this.callbacks.notify(userId, `SASL login on ${network} failed (${reason}); check !sasl`));
