@@ -24,20 +24,23 @@ export function parseConfig(raw: unknown, source = 'configuration'): HomeserverC
   return result.data;
 }
 
-export function loadConfigFile(path: string): HomeserverConfig {
+/** Reads a YAML file; a missing file or bad YAML is a ConfigError naming the file. */
+export function readYamlFile(path: string, what = 'Configuration file'): unknown {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new ConfigError(`Cannot read configuration file ${path}: ${(err as Error).message}`);
+    throw new ConfigError(`Cannot read ${what.toLowerCase()} ${path}: ${(err as Error).message}`);
   }
-  let raw: unknown;
   try {
-    raw = parseYaml(text);
+    return parseYaml(text);
   } catch (err) {
-    throw new ConfigError(`Configuration file ${path} is not valid YAML: ${(err as Error).message}`);
+    throw new ConfigError(`${what} ${path} is not valid YAML: ${(err as Error).message}`);
   }
-  return parseConfig(raw, path);
+}
+
+export function loadConfigFile(path: string): HomeserverConfig {
+  return parseConfig(readYamlFile(path), path);
 }
 
 export function defaultConfig(overrides: Record<string, unknown> = {}): HomeserverConfig {

@@ -1,8 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { ConfigError, describeIssues } from '../../config/load.js';
+import { ConfigError, describeIssues, readYamlFile } from '../../config/load.js';
 
 const channelMapping = z
   .object({
@@ -21,6 +19,8 @@ const network = z
     tls: z.boolean().default(false),
     /** Accept self-signed or otherwise untrusted IRC server certificates. */
     tls_insecure: z.boolean().default(false),
+    /** PEM file of the CA (or self-signed certificate) to trust for this network instead of the system roots. */
+    tls_ca_file: z.string().optional(),
     /** Server password (PASS), if the network needs one. */
     password: z.string().optional(),
     /** The bridge's own listening connection. */
@@ -90,6 +90,14 @@ export const bridgeConfigSchema = z
 export type BridgeConfig = z.infer<typeof bridgeConfigSchema>;
 export type NetworkConfig = z.infer<typeof network>;
 
+/** What differs between the bridge's own connection and a Matrix user's: who it is. */
+export interface IrcIdentity {
+  nick: string;
+  userName: string;
+  realName: string;
+  sasl?: { account: string; password: string };
+}
+
 export function parseBridgeConfig(raw: unknown, source = 'bridge configuration', baseDir = process.cwd()): BridgeConfig {
   const result = bridgeConfigSchema.safeParse(raw ?? {});
   if (!result.success) throw new ConfigError(describeIssues(result.error, source));
@@ -97,23 +105,12 @@ export function parseBridgeConfig(raw: unknown, source = 'bridge configuration',
   // Relative paths are relative to the config file, so the bridge can be started from anywhere.
   config.appservice.registration = resolve(baseDir, config.appservice.registration);
   if (config.database.engine === 'sqlite') config.database.filename = resolve(baseDir, config.database.filename);
+  for (const net of Object.values(config.networks)) if (net.tls_ca_file) net.tls_ca_file = resolve(baseDir, net.tls_ca_file);
   return config;
 }
 
 export function loadBridgeConfig(path: string): BridgeConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`Cannot read bridge configuration ${path}: ${(err as Error).message}`);
-  }
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (err) {
-    throw new ConfigError(`Bridge configuration ${path} is not valid YAML: ${(err as Error).message}`);
-  }
-  return parseBridgeConfig(raw, path, dirname(resolve(path)));
+  return parseBridgeConfig(readYamlFile(path, 'Bridge configuration'), path, dirname(resolve(path)));
 }
 
 /** Where the homeserver reaches the bridge. */

@@ -1,11 +1,16 @@
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { Client, type WhoisResponse } from 'matrix-org-irc';
+import type { IrcIdentity, NetworkConfig } from './config.js';
+import { nextNickCandidate } from './ids.js';
 
 export interface IrcConnectionOptions {
   host: string;
   port: number;
   tls: boolean;
   tlsInsecure: boolean;
+  /** PEM certificates to trust instead of the system roots. */
+  tlsCa?: string;
   /** Server password (PASS). */
   password?: string;
   nick: string;
@@ -18,6 +23,22 @@ export interface IrcConnectionOptions {
   logger: { info(o: object, m: string): void; warn(o: object, m: string): void; debug(o: object, m: string): void };
   /** Reconnect delays grow from this to 60 s. */
   reconnectBaseMs?: number;
+}
+
+/** Connection options for `identity` on a configured network. */
+export function connectionOptions(net: NetworkConfig, identity: IrcIdentity, logger: IrcConnectionOptions['logger']): IrcConnectionOptions {
+  return {
+    host: net.host,
+    port: net.port,
+    tls: net.tls,
+    tlsInsecure: net.tls_insecure,
+    tlsCa: net.tls_ca_file ? readFileSync(net.tls_ca_file, 'utf8') : undefined,
+    password: net.password,
+    ...identity,
+    flood: net.flood,
+    nextNick: (n, attempt) => nextNickCandidate(n, attempt, net.max_nick_length),
+    logger,
+  };
 }
 
 export type IrcMessageKind = 'message' | 'action' | 'notice';
@@ -112,7 +133,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     const o = this.options;
     const client = new Client(o.host, this.wantedNick, {
       port: o.port,
-      secure: o.tls ? { rejectUnauthorized: !o.tlsInsecure } : false,
+      secure: o.tls ? { rejectUnauthorized: !o.tlsInsecure, ...(o.tlsCa ? { ca: o.tlsCa } : {}) } : false,
       selfSigned: o.tlsInsecure,
       userName: o.sasl ? o.sasl.account : o.userName,
       realName: o.realName,

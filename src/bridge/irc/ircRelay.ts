@@ -1,8 +1,7 @@
 import { ircLineToContent } from './content.js';
 import type { BridgeContext } from './context.js';
 import type { Ghosts } from './ghosts.js';
-import { nextNickCandidate } from './ids.js';
-import { IrcConnection, type IrcMessageKind } from './ircConnection.js';
+import { connectionOptions, IrcConnection, type IrcMessageKind } from './ircConnection.js';
 import type { Portals } from './portals.js';
 import type { Puppets } from './puppets.js';
 import { sendWithRetry } from './sendRetry.js';
@@ -32,20 +31,8 @@ export class IrcRelay {
   /** Connects the bot to `network` and rejoins every portal channel (also after reconnects). */
   async start(network: string): Promise<void> {
     const net = this.ctx.network(network)!;
-    const conn = new IrcConnection({
-      host: net.host,
-      port: net.port,
-      tls: net.tls,
-      tlsInsecure: net.tls_insecure,
-      password: net.password,
-      nick: net.bot_nick,
-      userName: 'skjolbot',
-      realName: 'Skjól IRC bridge',
-      sasl: net.sasl,
-      flood: net.flood,
-      nextNick: (n, attempt) => nextNickCandidate(n, attempt, net.max_nick_length),
-      logger: this.ctx.logger.child({ network, bot: true }),
-    });
+    const identity = { nick: net.bot_nick, userName: 'skjolbot', realName: 'Skjól IRC bridge', sasl: net.sasl };
+    const conn = new IrcConnection(connectionOptions(net, identity, this.ctx.logger.child({ network, bot: true })));
     this.bots.set(network, conn);
     this.bind(network, conn);
     for (const portal of await this.ctx.store.portals.all(network)) void conn.join(portal.channel).catch(() => undefined);

@@ -1,6 +1,6 @@
 import type { BridgeContext } from './context.js';
-import { nextNickCandidate, nickFromPattern } from './ids.js';
-import { IrcConnection, type IrcMessageKind } from './ircConnection.js';
+import { nickFromPattern } from './ids.js';
+import { connectionOptions, IrcConnection, type IrcMessageKind } from './ircConnection.js';
 
 export interface PuppetCallbacks {
   /** A private message to a Matrix user's IRC nick. */
@@ -56,20 +56,9 @@ export class Puppets {
     const localpart = userId.slice(1, userId.indexOf(':'));
     const displayname = await this.ctx.matrix.displayName(userId);
     const nick = row?.nick ?? nickFromPattern(net.nick_pattern, { displayname, localpart }, net.max_nick_length);
-    const conn = new IrcConnection({
-      host: net.host,
-      port: net.port,
-      tls: net.tls,
-      tlsInsecure: net.tls_insecure,
-      password: net.password,
-      nick,
-      userName: identOf(userId),
-      realName: `${userId} (Matrix)`,
-      sasl: row?.saslAccount && row.saslPassword ? { account: row.saslAccount, password: row.saslPassword } : undefined,
-      flood: net.flood,
-      nextNick: (n, attempt) => nextNickCandidate(n, attempt, net.max_nick_length),
-      logger: this.ctx.logger.child({ network, puppet: userId }),
-    });
+    const sasl = row?.saslAccount && row.saslPassword ? { account: row.saslAccount, password: row.saslPassword } : undefined;
+    const identity = { nick, userName: identOf(userId), realName: `${userId} (Matrix)`, sasl };
+    const conn = new IrcConnection(connectionOptions(net, identity, this.ctx.logger.child({ network, puppet: userId })));
     const key = `${network}|${userId}`;
     this.connections.set(key, conn);
     this.bind(network, userId, conn);

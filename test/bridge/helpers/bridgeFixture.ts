@@ -19,6 +19,8 @@ export interface BridgeFixtureOptions {
   encryption?: boolean;
   /** Where the bridge keeps its own state. */
   bridgeDatabase?: 'sqlite' | 'postgres';
+  /** The bridge reaches ngircd over TLS, trusting its self-signed certificate. */
+  ircTls?: boolean;
   /** Extra keys for the network's config (channels, flood, max_lines …). */
   network?: Record<string, unknown>;
 }
@@ -41,7 +43,7 @@ const quiet = () => pino({ level: process.env.SKJOL_TEST_BRIDGE_LOG ?? 'silent' 
 /** A real ngircd, a real Skjól with the bridge's registration, and the bridge itself, all on loopback. */
 export async function startBridgeFixture(options: BridgeFixtureOptions = {}): Promise<BridgeFixture> {
   const dir = mkdtempSync(join(tmpdir(), 'skjol-bridge-'));
-  const irc = await startNgircd();
+  const irc = await startNgircd({ tls: options.ircTls });
   const asPort = await freePort();
   let pgSchema: string | undefined;
   let database: Record<string, unknown> = { engine: 'sqlite', filename: join(dir, 'bridge.db') };
@@ -60,7 +62,13 @@ export async function startBridgeFixture(options: BridgeFixtureOptions = {}): Pr
     database,
     encryption: { enabled: options.encryption ?? false, passphrase: 'a test passphrase that is long' },
     networks: {
-      [NETWORK]: { name: 'Test IRC', host: irc.host, port: irc.port, flood: { burst: 20, interval_ms: 50 }, ...options.network },
+      [NETWORK]: {
+        name: 'Test IRC',
+        host: irc.host,
+        ...(options.ircTls ? { port: irc.tlsPort, tls: true, tls_ca_file: irc.caFile } : { port: irc.port }),
+        flood: { burst: 20, interval_ms: 50 },
+        ...options.network,
+      },
     },
     log_level: 'silent',
   };

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,12 +17,17 @@ export interface NgircdOptions {
   port?: number;
   /** IRC server name; must contain a dot. Defaults to `irc.skjol.test`. */
   serverName?: string;
+  /** Also listen with TLS on another free port, with a fresh self-signed certificate for 127.0.0.1. */
+  tls?: boolean;
 }
 
 export interface IrcTestServer {
   host: '127.0.0.1';
   port: number;
   serverName: string;
+  /** With `tls`: the TLS port and the certificate (its own CA) to trust. */
+  tlsPort?: number;
+  caFile?: string;
   /** SIGTERM, then SIGKILL after 5 s; resolves once the process has exited. No-op when stopped. */
   stop(): Promise<void>;
   /** Starts ngircd again on the same port; resolves once it accepts connections. No-op when running. */
@@ -76,8 +81,10 @@ function installCleanup(): void {
  *   3 commands in one read or more than 256 bytes in a second; tests and the bridge's many puppets would crawl.
  * - IncludeDir points at an empty dir so a host's /etc/ngircd/ngircd.conf.d cannot leak in.
  */
-function ngircdConfig(serverName: string, port: number, includeDir: string): string {
+function ngircdConfig(serverName: string, port: number, includeDir: string, tls?: { port: number; cert: string; key: string }): string {
+  const ssl = tls ? ['[SSL]', `\tCertFile = ${tls.cert}`, `\tKeyFile = ${tls.key}`, `\tPorts = ${tls.port}`] : [];
   return [
+    ...ssl,
     '[Global]',
     `\tName = ${serverName}`,
     '\tInfo = Skjol bridge test server',
@@ -120,6 +127,8 @@ function canConnect(port: number): Promise<boolean> {
 
 class NgircdServer implements IrcTestServer {
   readonly host = '127.0.0.1' as const;
+  tlsPort: number | undefined;
+  caFile: string | undefined;
   private child: ChildProcess | undefined;
   private closed = false;
   private readonly output: string[] = [];
@@ -220,8 +229,15 @@ export async function startNgircd(options: NgircdOptions = {}): Promise<IrcTestS
   const includeDir = join(dir, 'conf.d');
   mkdirSync(includeDir);
   const configFile = join(dir, 'ngircd.conf');
-  writeFileSync(configFile, ngircdConfig(serverName, port, includeDir));
+  let tls: { port: number; cert: string; key: string } | undefined;
+  if (options.tls) {
+    tls = { port: await freePort(), cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-keyout', tls.key, '-out', tls.cert, '-days', '1', '-nodes', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  }
+  writeFileSync(configFile, ngircdConfig(serverName, port, includeDir, tls));
   const server = new NgircdServer(port, serverName, dir, configFile);
+  server.tlsPort = tls?.port;
+  server.caFile = tls?.cert;
   try {
     await server.start();
   } catch (err) {
