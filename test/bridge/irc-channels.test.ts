@@ -150,6 +150,22 @@ describe('IRC bridge: channels', () => {
     await bob.mode('#skjol', '-m');
   });
 
+  it('a channel the bridge is kept out of (invite-only) says so in its room', async () => {
+    await bob.join('#private');
+    await bob.mode('#private', '+i');
+    await bob.waitFor((e) => e.kind === 'mode' && e.channel === '#private' && e.modes === '+i', 'the channel invite-only');
+    const privateRoom = (await api(f.hs, alice, 'POST', `/_matrix/client/v3/join/${enc('#irc_test_private:localhost')}`, {})).room_id;
+    const botNotice = await waitForEvent(f.hs, alice, privateRoom, (e) => e.sender === '@ircbot:localhost' && /cannot join #private/.test(e.content?.body ?? ''), 'the bot’s notice');
+    expect(botNotice.content.body).toMatch(/will not reach this room/);
+    await waitForEvent(f.hs, alice, privateRoom, (e) => e.sender === '@ircbot:localhost' && /^Alice: IRC refused this/.test(e.content?.body ?? ''), 'the notice about alice’s connection');
+    const mark = bob.mark();
+    await sendMessage(f.hs, alice, privateRoom, { msgtype: 'm.text', body: 'let me in' });
+    // The refused line is given up after three attempts; the next message in another channel still goes out.
+    await sendMessage(f.hs, alice, roomId, { msgtype: 'm.text', body: 'meanwhile in #skjol' });
+    await bob.waitFor((e) => e.kind === 'message' && e.text === 'meanwhile in #skjol', 'the message behind the refused one', 30_000, mark);
+    expect(bob.events.slice(mark).some((e) => e.text === 'let me in')).toBe(false);
+  });
+
   it('a Matrix topic change and leaving the room reach IRC', async () => {
     // Alice needs to be an IRC op to set the topic: bob gives it to her.
     await bob.mode('#skjol', '+o', 'Alice[m]');

@@ -23,6 +23,8 @@ export interface IrcConnectionOptions {
   logger: { info(o: object, m: string): void; warn(o: object, m: string): void; debug(o: object, m: string): void };
   /** Reconnect delays grow from this to 60 s. */
   reconnectBaseMs?: number;
+  /** How often channels we are kept out of are tried again. */
+  rejoinIntervalMs?: number;
 }
 
 /** Connection options for `identity` on a configured network. */
@@ -166,6 +168,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
       this.reconnectDelay = this.options.reconnectBaseMs ?? 1000;
       this.options.logger.info({ host: this.options.host, nick: client.nick }, 'IRC connection registered');
       for (const channel of this.wanted.values()) void client.join(channel);
+      this.scheduleRejoins();
       this.emit('registered', client.nick);
       for (const w of this.waiters.splice(0)) w();
       void this.pump();
@@ -207,6 +210,17 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
   }
 
   private reconnectDelay = 1000;
+  private rejoinTimer: NodeJS.Timeout | undefined;
+
+  /** Channels we were refused (invite-only, banned …) are tried again now and then, as a user would. */
+  private scheduleRejoins(): void {
+    clearInterval(this.rejoinTimer);
+    this.rejoinTimer = setInterval(() => {
+      if (!this.registered || !this.client) return;
+      for (const channel of this.wanted.values()) if (!this.inChannel(channel)) void this.client.join(channel);
+    }, this.options.rejoinIntervalMs ?? 60_000);
+    this.rejoinTimer.unref();
+  }
 
   private lost(): void {
     const wasRegistered = this.registered;
@@ -228,18 +242,30 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     if (this.inChannel(channel)) return;
     const client = this.client!;
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const done = () => {
+        clearTimeout(timer);
         client.off('join', onJoin);
+        this.off('serverError', onRefused);
+      };
+      const timer = setTimeout(() => {
+        done();
         reject(new Error(`could not join ${channel}`));
       }, timeoutMs);
       const onJoin = (chan: string, nick: string) => {
         if (client.toLowerCase(chan) === client.toLowerCase(channel) && client.toLowerCase(nick) === client.toLowerCase(client.nick)) {
-          clearTimeout(timer);
-          client.off('join', onJoin);
+          done();
           resolve();
         }
       };
+      // Full, invite-only, banned, wrong key, needs an account, no such channel: the server's answer, at once.
+      const onRefused = (code: string, text: string) => {
+        const [subject = '', ...rest] = text.split(' ');
+        if (!['403', '405', '471', '473', '474', '475', '477'].includes(code) || client.toLowerCase(subject) !== client.toLowerCase(channel)) return;
+        done();
+        reject(new Error(`cannot join ${channel}: ${rest.join(' ') || code}`));
+      };
       client.on('join', onJoin);
+      this.on('serverError', onRefused);
       void client.join(channel);
     });
   }
@@ -331,6 +357,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
   async quit(message = 'Bridge closing'): Promise<void> {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
+    clearInterval(this.rejoinTimer);
     const client = this.client;
     this.client = undefined;
     this.registered = false;

@@ -59,8 +59,16 @@ export class Outbox {
           failures = 0;
         } catch (err) {
           failures++;
-          this.ctx.logger.warn({ network, err: (err as Error).message, failures }, 'IRC delivery failed; will retry');
-          if (failures === 3) this.notify(userId, `Your messages to ${network} are delayed: ${(err as Error).message}. They will be sent when the bridge reconnects.`);
+          const reason = (err as Error).message;
+          this.ctx.logger.warn({ network, err: reason, failures }, 'IRC delivery failed; will retry');
+          // Connected yet refused (banned, invite-only …): waiting will not help, and must not hold up the rest.
+          if (failures >= 3 && this.puppets.get(network, userId)?.isRegistered) {
+            await this.ctx.store.outbox.done(item.id);
+            this.notify(userId, `A message to ${item.target} on ${network} could not be delivered: ${reason}.`);
+            failures = 0;
+            continue;
+          }
+          if (failures === 3) this.notify(userId, `Your messages to ${network} are delayed: ${reason}. They will be sent when the bridge reconnects.`);
           await sleep(Math.min(1000 * 2 ** failures, 30_000));
           break;
         }
