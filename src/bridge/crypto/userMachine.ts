@@ -191,8 +191,12 @@ export class UserMachine {
         }
         this.deps.logger.debug({ ...this.who, toDevice: kinds }, 'crypto: to-device events processed');
       }
-      await this.flushOutgoing();
-      await this.persist();
+      const sent = new Set<string>();
+      await this.flushOutgoing(sent);
+      // Only device keys learnt by /keys/query changed: not worth a snapshot, since a restored device
+      // queries all its tracked users again. Everything else (sessions, uploads, key counts) is saved.
+      const onlyQueries = [...sent].every((k) => k === 'KeysQuery');
+      if (processed.length || input?.oneTimeKeyCounts || input?.unusedFallbackKeyTypes || !onlyQueries) await this.persist();
     });
   }
 
@@ -288,14 +292,16 @@ export class UserMachine {
    * while answers produce more. A request that fails is logged and left with the machine, which offers it
    * again on the next flush; the failures are returned.
    */
-  private async flushOutgoing(): Promise<FailedRequest[]> {
+  private async flushOutgoing(sentKinds?: Set<string>): Promise<FailedRequest[]> {
     const failed: FailedRequest[] = [];
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const requests = await this.machine.outgoingRequests();
       if (!requests.length) break;
       const results = await Promise.allSettled(requests.map((r) => this.send(r)));
       results.forEach((r, i) => {
-        if (r.status === 'rejected') failed.push({ kind: requestKind(requests[i]!), error: r.reason });
+        const kind = requestKind(requests[i]!);
+        if (r.status === 'rejected') failed.push({ kind, error: r.reason });
+        else sentKinds?.add(kind);
       });
       if (failed.length) break;
     }
