@@ -98,15 +98,26 @@ describe('IRC bridge: direct messages and the admin room', () => {
     expect(await command('!quit')).toMatch(/not connected/);
   });
 
-  it('!sasl stores the account and redacts the message with the password', async () => {
+  it('!sasl stores the account, redacts the password, and a network without SASL says so at once', async () => {
+    // Connected again first, so the new account is used straight away.
+    const lobby = (await api(f.hs, alice, 'GET', `/_matrix/client/v3/directory/room/${enc('#irc_test_lobby:localhost')}`)).room_id;
+    await sendMessage(f.hs, alice, lobby, { msgtype: 'm.text', body: 'back again' });
+    await bob.waitFor((e) => e.kind === 'message' && e.text === 'back again', 'alice connected again');
     const since = Date.now() - 5;
     const eventId = await sendMessage(f.hs, alice, adminRoom, { msgtype: 'm.text', body: '!sasl alicia s3cret-pass' });
-    expect(await eventually(async () => (await lastNotice(since))[0], 'the !sasl answer')).toMatch(/SASL account alicia saved/);
+    expect(await eventually(async () => (await lastNotice(since)).find((b) => /SASL account/.test(b)), 'the !sasl answer')).toMatch(/SASL account alicia saved/);
     const redacted = await eventually(async () => {
       const e = (await timeline(f.hs, alice, adminRoom)).find((x) => x.event_id === eventId);
       return e && e.content && Object.keys(e.content).length === 0 ? e : undefined;
     }, 'the redaction of the password');
     expect(JSON.stringify(redacted)).not.toContain('s3cret-pass');
+    // ngircd offers no SASL: the reconnection with it fails at once, with a clear word, instead of hanging.
+    const failure = await eventually(async () => (await lastNotice(since)).find((b) => /SASL login on test failed/.test(b)), 'the SASL failure notice', 15_000);
+    expect(failure).toMatch(/does not offer SASL/);
+    expect(await command('!sasl off')).toMatch(/SASL is off for test/);
+    const mark = bob.mark();
+    await sendMessage(f.hs, alice, lobby, { msgtype: 'm.text', body: 'without SASL again' });
+    await bob.waitFor((e) => e.kind === 'message' && e.text === 'without SASL again', 'alice connected without SASL', 20_000, mark);
   });
 
   it('odd input from IRC (control bytes, invalid UTF-8) never stops the bridge', async () => {

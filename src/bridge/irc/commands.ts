@@ -10,7 +10,7 @@ const HELP = [
   '!nick [network] <nick> — change your IRC nick',
   '!join [network] <#channel> — join an IRC channel; you are invited to its room',
   '!part [network] <#channel> — leave an IRC channel',
-  '!sasl [network] <account> <password> — log in with SASL from now on (your message is redacted)',
+  '!sasl [network] <account> <password> — log in with SASL from now on (your message is redacted); !sasl [network] off forgets it',
   '!quit [network] — disconnect from IRC',
   '!whois [network] <nick> — who is behind an IRC nick',
 ];
@@ -114,6 +114,12 @@ export class AdminCommands {
     await this.ctx.matrix.api
       .request('PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/redact/${encodeURIComponent(eventId)}/${encodeURIComponent(`sasl-${eventId}`)}`, { userId: this.ctx.botUserId, body: { reason: 'contains a password' } })
       .catch(() => undefined);
+    if (args[args.length - 1]?.toLowerCase() === 'off') {
+      const off = this.network(args.slice(0, -1), 0);
+      if (typeof off === 'string') return this.reply(roomId, `${off} Usage: !sasl [network] off`);
+      await this.puppets.setSasl(off.network, userId, null, null);
+      return this.reply(roomId, `SASL is off for ${off.network}; you connect without logging in.`);
+    }
     const parsed = this.network(args, 2);
     if (typeof parsed === 'string') return this.reply(roomId, `${parsed} Usage: !sasl [network] <account> <password>`);
     const [account, password] = parsed.rest as [string, string];

@@ -81,7 +81,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
   private tokens: number;
   private lastRefill = Date.now();
   private pumping = false;
-  private readonly waiters: Array<() => void> = [];
+  private readonly waiters: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
   private wantedNick: string;
   private readonly whoisPending = new Map<string, () => void>();
 
@@ -123,9 +123,15 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     if (this.closed) return Promise.reject(new Error('IRC connection closed'));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`not connected to ${this.options.host}:${this.options.port} after ${timeoutMs} ms`)), timeoutMs);
-      this.waiters.push(() => {
-        clearTimeout(timer);
-        resolve();
+      this.waiters.push({
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
       });
     });
   }
@@ -170,7 +176,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
       for (const channel of this.wanted.values()) void client.join(channel);
       this.scheduleRejoins();
       this.emit('registered', client.nick);
-      for (const w of this.waiters.splice(0)) w();
+      for (const w of this.waiters.splice(0)) w.resolve();
       void this.pump();
     });
     client.on('abort', () => {
@@ -188,8 +194,22 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
       if (code === '401' && missing) return missing();
       this.emit('serverError', code, message.args.slice(1).join(' '));
     });
+    // SASL that cannot succeed must end the attempt at once: the library would wait for ever (or throw).
+    let offered: string[] = [];
+    client.on('raw', (m) => {
+      if (!mine() || !this.options.sasl || m.command !== 'CAP') return;
+      const sub = m.args[1];
+      const caps = String(m.args[m.args.length - 1] ?? '').split(' ').filter(Boolean);
+      if (sub === 'LS') {
+        offered = [...offered, ...caps];
+        if (m.args[2] === '*') return;
+        const sasl = offered.find((c) => c === 'sasl' || c.startsWith('sasl='));
+        if (!sasl) this.saslFailed('the server does not offer SASL');
+        else if (sasl.includes('=') && !sasl.slice(5).split(',').includes('PLAIN')) this.saslFailed('the server does not offer SASL PLAIN');
+      } else if (sub === 'NAK') this.saslFailed('the server refused SASL');
+    });
     client.on('sasl_error', (error) => {
-      if (mine()) this.emit('saslFailed', String(error));
+      if (mine()) this.saslFailed(`login refused: ${String(error)}`);
     });
     client.on('message', (from, to, text) => mine() && this.emit('message', 'message', from, to, text));
     client.on('action', (from, to, text) => mine() && this.emit('message', 'action', from, to, text));
@@ -220,6 +240,11 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
       for (const channel of this.wanted.values()) if (!this.inChannel(channel)) void this.client.join(channel);
     }, this.options.rejoinIntervalMs ?? 60_000);
     this.rejoinTimer.unref();
+  }
+
+  private saslFailed(reason: string): void {
+    this.emit('saslFailed', reason);
+    void this.quit(`SASL: ${reason}`);
   }
 
   private lost(): void {
@@ -358,6 +383,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
     clearInterval(this.rejoinTimer);
+    for (const w of this.waiters.splice(0)) w.reject(new Error(`IRC connection closed: ${message}`));
     const client = this.client;
     this.client = undefined;
     this.registered = false;

@@ -115,6 +115,7 @@ export class IrcRelay {
         }),
       );
     });
+    conn.on('saslFailed', (reason) => this.ctx.logger.error({ network, reason }, 'the bridge bot could not log in with SASL; fix networks.<id>.sasl and restart the bridge'));
     // The bot kept out of a channel means IRC messages stop arriving: the portal is told.
     conn.on('serverError', (code, text) => {
       const [channel = '', ...rest] = text.split(' ');

@@ -101,7 +101,10 @@ export class Puppets {
       else if (isChannel(subject)) this.callbacks.channelError(network, userId, subject, rest.join(' ') || code);
       else this.callbacks.notify(userId, `IRC ${network} said (${code}): ${text}`);
     });
-    conn.on('saslFailed', (reason) => this.callbacks.notify(userId, `SASL login on ${network} failed (${reason}); check !sasl`));
+    conn.on('saslFailed', (reason) => {
+      this.callbacks.notify(userId, `SASL login on ${network} failed (${reason}), so you are not connected. Set the account again with !sasl, or connect without it after !sasl off.`);
+      void this.disconnect(network, userId, 'SASL failed', true);
+    });
     conn.on('kick', (channel, nick, by, reason) => {
       if (current && this.ctx.nickKey(nick) === this.ctx.nickKey(current)) void this.forgetChannel(network, userId, channel);
       void by;
@@ -146,12 +149,13 @@ export class Puppets {
     if (this.ctx.nickKey(nick) !== this.ctx.nickKey(conn.nick)) await conn.changeNick(nick);
   }
 
-  /** Stores the SASL account and reconnects with it. */
-  async setSasl(network: string, userId: string, account: string, password: string): Promise<void> {
+  /** Stores the SASL account (or forgets it, with null) and reconnects accordingly. */
+  async setSasl(network: string, userId: string, account: string | null, password: string | null): Promise<void> {
     await this.ctx.store.puppets.update(userId, network, { saslAccount: account, saslPassword: password });
     if (this.get(network, userId)) {
-      await this.disconnect(network, userId, 'Reconnecting with SASL', true);
-      await this.ensure(network, userId);
+      await this.disconnect(network, userId, 'Reconnecting', true);
+      // Failures are told in the admin room by the connection itself.
+      this.ensure(network, userId).catch(() => undefined);
     }
   }
 
