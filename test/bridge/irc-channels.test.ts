@@ -82,6 +82,17 @@ describe('IRC bridge: channels', () => {
     expect(rows.length).toBe(4); // max_lines 5: four rows and the link
   });
 
+  it('sends media to IRC as a link that downloads the file', async () => {
+    const upload = await fetch(`${f.hs.baseUrl}/_matrix/media/v3/upload?filename=cat.png`, { method: 'POST', headers: { authorization: `Bearer ${alice.accessToken}`, 'content-type': 'image/png' }, body: Buffer.from('not really a png') });
+    const { content_uri: mxc } = (await upload.json()) as { content_uri: string };
+    await sendMessage(f.hs, alice, roomId, { msgtype: 'm.image', body: 'cat.png', url: mxc, info: { mimetype: 'image/png' } });
+    const line = await bob.waitFor((e) => e.kind === 'message' && (e.text ?? '').startsWith('cat.png http'), 'the media link');
+    const url = line.text!.split(' ')[1]!;
+    const download = await fetch(url);
+    expect(download.status).toBe(200);
+    expect(await download.text()).toBe('not really a png');
+  });
+
   it('renders replies and edits for IRC', async () => {
     const original = await waitForEvent(f.hs, alice, roomId, (e) => e.sender === ghost('bob') && e.content?.body === 'heads up', 'bob’s notice');
     await sendMessage(f.hs, alice, roomId, { msgtype: 'm.text', body: '> <@irc_test_bob:localhost> heads up\n\nthanks bob', 'm.relates_to': { 'm.in_reply_to': { event_id: original.event_id } } });
