@@ -326,6 +326,10 @@ export class RoomService {
       this.checkAliasExclusive(alias, actor.userId);
       if (await roomsRepo.getAlias(this.deps.db.knex, alias)) throw new MatrixError('M_ROOM_IN_USE', 'Room alias already taken');
     }
+    // As for /invite: a local invitee unknown here may be an application service's user, created on query.
+    for (const invitee of invitees) {
+      if (serverNameOf(invitee) === this.deps.serverName && !(await getProfile(this.deps.db.knex, invitee))) await this.queryUser?.(invitee);
+    }
     const profile = (await getProfile(this.deps.db.knex, actor.userId)) ?? { displayname: null, avatar_url: null };
     const drafts = initialRoomEvents(req, { creator: actor.userId, version, profile, canonicalAlias: alias });
     const roomId = this.newRoomId(version, drafts[0]!);
