@@ -66,6 +66,21 @@ describe('IRC bridge: end-to-bridge encryption', () => {
     await bob.waitFor((e) => e.kind === 'message' && e.from === 'Alice[m]' && e.to === 'bob' && e.text === 'a private answer', 'the answer as a PM');
   });
 
+  it('an encrypted DM that a Matrix user opens with a new IRC nick carries her first message at once', async () => {
+    const erin = await connectIrcUser(f.irc, 'erin');
+    try {
+      // As Element does: create the encrypted room with the invite, then type straight away.
+      const dm = await createEncryptedRoom(client, [ghost('erin')]);
+      await waitForRoom(client, dm, [alice.userId]);
+      await client.sendTextMessage(dm, 'first words, encrypted');
+      await erin.waitFor((e) => e.kind === 'message' && e.from === 'Alice[m]' && e.to === 'erin' && e.text === 'first words, encrypted', 'the first message as a PM', 20_000);
+      await erin.say('Alice[m]', 'read you');
+      await waitForDecrypted(client, dm, 'read you', 20_000);
+    } finally {
+      await erin.disconnect();
+    }
+  });
+
   it('an encrypted admin room works', async () => {
     const admin = await createEncryptedRoom(client, [botId]);
     await waitForRoom(client, admin, [alice.userId, botId]);

@@ -67,6 +67,20 @@ describe.each(testDialects())('IRC bridge recovery (bridge database: %s)', (dial
     expect(fromAlice(bob, 'after the IRC restart')).toHaveLength(1);
   });
 
+  it('what was said in a new DM or admin room before the bridge joined it still reaches IRC (caught up after the join)', async () => {
+    await f.stopBridge();
+    // The homeserver pushes a room's events only once a bridge user is in it; these come before any is.
+    const dm = await api(f.hs, alice, 'POST', '/_matrix/client/v3/createRoom', { is_direct: true, invite: [ghost('bob')], preset: 'trusted_private_chat' });
+    await sendMessage(f.hs, alice, dm.room_id, { msgtype: 'm.text', body: 'said before you joined' });
+    const admin = await api(f.hs, alice, 'POST', '/_matrix/client/v3/createRoom', { is_direct: true, invite: ['@ircbot:localhost'], preset: 'trusted_private_chat' });
+    await sendMessage(f.hs, alice, admin.room_id, { msgtype: 'm.text', body: '!whois bob' });
+    const mark = bob.mark();
+    await f.startBridge();
+    await bob.waitFor((e) => e.kind === 'message' && e.from === 'Alice[m]' && e.to === 'bob' && e.text === 'said before you joined', 'the early DM', 30_000, mark);
+    await waitForEvent(f.hs, alice, admin.room_id, (e) => e.sender === '@ircbot:localhost' && /^bob is /.test(e.content?.body ?? ''), 'the answer to the early command');
+    expect(bob.events.slice(mark).filter((e) => e.text === 'said before you joined')).toHaveLength(1);
+  });
+
   it('a replayed transaction is not bridged twice', async () => {
     const body = { events: [{ type: 'm.room.message', room_id: roomId, sender: alice.userId, event_id: '$replayed', origin_server_ts: Date.now(), content: { msgtype: 'm.text', body: 'replayed once' } }] };
     const token = (await import('yaml')).parse((await import('node:fs')).readFileSync(f.config.appservice.registration, 'utf8')).hs_token as string;

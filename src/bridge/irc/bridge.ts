@@ -103,6 +103,9 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
         const parsed = ctx.parseGhost(userId);
         if (!parsed || !isValidNick(parsed.nickLower, ctx.network(parsed.network)!.max_nick_length)) return false;
         await ghosts.ensure(parsed.network, parsed.nickLower);
+        // Asked about before an invite: with a device from the start, the inviter's first encrypted message
+        // is shared with it too (a device that appears later cannot read what was sent before).
+        if (crypto) await matrix.ensureDevice(userId);
         return true;
       },
       onAliasQuery: (alias) => portals!.onAliasQuery(alias),
@@ -136,12 +139,16 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
   }
   await puppets.restore();
   await outbox.resumeAll();
+  // Keys can arrive without a transaction after them; undecrypted events are looked at regularly too.
+  const undecryptedTimer = setInterval(() => void matrixRelay!.retryUndecrypted().catch(() => undefined), 10_000);
+  undecryptedTimer.unref();
   logger.info({ networks: ctx.networkIds }, 'IRC bridge running');
 
   return {
     port,
     ctx,
     async close() {
+      clearInterval(undecryptedTimer);
       await new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await outbox.close();

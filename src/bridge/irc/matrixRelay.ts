@@ -9,14 +9,16 @@ import type { Portals } from './portals.js';
 import type { Puppets } from './puppets.js';
 import type { OutboxItem } from './store/repositories.js';
 
-/** How long an encrypted event waits for its room key before the bridge gives up on it. */
-const KEY_WAIT_MS = 10 * 60_000;
+/** How long an encrypted event waits for its room key before the bridge gives up on it (and says so). */
+const KEY_WAIT_MS = 60_000;
 
 /**
  * Events from the homeserver's transactions, turned into IRC actions: messages into the outbox, joins and
  * leaves into IRC JOIN/PART, invites into direct chats and admin rooms, commands into the admin handler.
  */
 export class MatrixRelay {
+  /** Recently bridged event ids: one event reaching us twice (pushed and caught up) is bridged once. */
+  private readonly seen = new Set<string>();
   constructor(
     private readonly ctx: BridgeContext,
     private readonly ghosts: Ghosts,
@@ -88,16 +90,30 @@ export class MatrixRelay {
       if (Date.now() - pending.ts > KEY_WAIT_MS) {
         await this.ctx.store.undecrypted.remove(pending.eventId);
         this.ctx.logger.warn({ room: pending.event.room_id }, 'an encrypted message never became readable for the bridge');
-        this.notify(String(pending.event.sender), 'The bridge could not decrypt one of your messages (its room key never arrived), so it was not sent to IRC.');
+        await this.reportUnreadable(pending.event).catch((err: Error) => this.ctx.logger.warn({ err: err.message }, 'could not report an unreadable message'));
         continue;
       }
       await this.encrypted(pending.event, String(pending.event.room_id), true).catch(() => false);
     }
   }
 
+  /** Said in the room itself, so nobody believes IRC got a message it never saw. */
+  private async reportUnreadable(event: Json): Promise<void> {
+    const roomId = String(event.room_id);
+    const sender = String(event.sender);
+    const dm = await this.dms.byRoom(roomId);
+    const speaker = dm ? dm.ghostId : this.ctx.botUserId;
+    const name = (await this.ctx.matrix.displayName(sender)) ?? sender;
+    const body = `${name}: the bridge could not decrypt one of your messages (its key never reached the bridge), so it was not sent to IRC. Please send it again.`;
+    await this.ctx.matrix.send(speaker, roomId, 'm.room.message', { msgtype: 'm.notice', body, 'm.mentions': { user_ids: [sender] } });
+  }
+
   private async content(event: Json, type: string, roomId: string, sender: string, content: Json): Promise<void> {
     if (type !== 'm.room.message' && type !== 'm.sticker' && type !== 'm.room.topic') return;
     const eventId = String(event.event_id);
+    if (this.seen.has(eventId)) return;
+    this.seen.add(eventId);
+    if (this.seen.size > 2000) this.seen.delete(this.seen.values().next().value!);
     if (type === 'm.room.message' && (await this.ctx.store.adminRooms.userOf(roomId)) === sender) {
       if (typeof content.body === 'string') await this.commands.handle(roomId, sender, eventId, content.body);
       return;
@@ -155,12 +171,15 @@ export class MatrixRelay {
     this.ctx.matrix.noteMembership(roomId, target, membership);
     this.ghosts.noteMembership(roomId, target, membership);
     if (target === this.ctx.botUserId) {
-      if (membership === 'invite' && !this.ctx.isBridgeUser(sender)) await this.botInvited(roomId, sender);
+      if (membership === 'invite' && !this.ctx.isBridgeUser(sender)) await this.botInvited(roomId, sender, event);
       return;
     }
     if (this.ctx.isBridgeUser(target)) {
       if (this.ctx.isBridgeUser(sender)) return;
-      if (membership === 'invite' && !(await this.portals.byRoom(roomId))) await this.dms.onGhostInvited(roomId, sender, target);
+      if (membership === 'invite' && !(await this.portals.byRoom(roomId))) {
+        await this.dms.onGhostInvited(roomId, sender, target);
+        await this.catchUp(roomId, target, sender, event);
+      }
       else if ((membership === 'leave' || membership === 'ban') && sender !== target) await this.ghostRemoved(roomId, sender, target, event);
       return;
     }
@@ -168,7 +187,7 @@ export class MatrixRelay {
   }
 
   /** An invite to the bot from a Matrix user: their admin room (portals are the bot's own rooms). */
-  private async botInvited(roomId: string, inviter: string): Promise<void> {
+  private async botInvited(roomId: string, inviter: string, event: Json): Promise<void> {
     if (await this.portals.byRoom(roomId)) return;
     await this.ctx.matrix.ensureDevice(this.ctx.botUserId);
     await this.ctx.matrix.join(this.ctx.botUserId, roomId);
@@ -176,6 +195,22 @@ export class MatrixRelay {
     await this.ctx.store.adminRooms.set(inviter, roomId);
     if (previous && previous !== roomId) await this.ctx.matrix.leave(this.ctx.botUserId, previous, 'Replaced by a new admin room');
     await this.commands.welcome(roomId);
+    await this.catchUp(roomId, this.ctx.botUserId, inviter, event);
+  }
+
+  /**
+   * What the inviter said between the invite and our join: a homeserver sends a room's events to the bridge
+   * only once one of its users is in the room, and Element users type straight away.
+   */
+  private async catchUp(roomId: string, reader: string, inviter: string, invite: Json): Promise<void> {
+    const since = Number(invite.origin_server_ts ?? 0);
+    const page = await this.ctx.matrix.api
+      .request<{ chunk: Json[] }>('GET', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages`, { userId: reader, query: { dir: 'b', limit: 50 } })
+      .catch(() => ({ chunk: [] as Json[] }));
+    const missed = page.chunk
+      .filter((e) => e.sender === inviter && (e.type === 'm.room.message' || e.type === 'm.room.encrypted') && Number(e.origin_server_ts ?? 0) >= since)
+      .reverse();
+    for (const e of missed) await this.handle({ ...e, room_id: roomId });
   }
 
   /** A Matrix user kicked or banned an IRC user's ghost from a portal: the same on IRC, if they may. */
