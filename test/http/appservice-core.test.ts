@@ -298,6 +298,13 @@ describe.each(testDialects())('application service core on %s', (dialect) => {
       body: { user_id: '@bridge_ondemand2:localhost' },
     });
     expect(invite.status).toBe(200);
+    // createRoom's invite list asks too, before the room exists, so the user is there for the invite.
+    const beforeCreate = appservice.requests.length;
+    const dm = await request(server.baseUrl, 'POST', '/_matrix/client/v3/createRoom', { token: alice.accessToken, body: { is_direct: true, invite: ['@bridge_ondemand3:localhost'] } });
+    expect(dm.status).toBe(200);
+    expect(appservice.requests.slice(beforeCreate).some((r) => r.path === '/_matrix/app/v1/users/@bridge_ondemand3:localhost')).toBe(true);
+    const ghostProfile = await request(server.baseUrl, 'GET', `/_matrix/client/v3/profile/${encodeURIComponent('@bridge_ondemand3:localhost')}`, { token: alice.accessToken });
+    expect(ghostProfile.status).toBe(200);
 
     const refused = await request(server.baseUrl, 'GET', `/_matrix/client/v3/profile/${encodeURIComponent('@bridge_ghost:localhost')}`, { token: alice.accessToken });
     expect(refused.status).toBe(404);
