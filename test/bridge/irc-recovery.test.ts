@@ -81,6 +81,23 @@ describe.each(testDialects())('IRC bridge recovery (bridge database: %s)', (dial
     expect(bob.events.slice(mark).filter((e) => e.text === 'said before you joined')).toHaveLength(1);
   });
 
+  it('a bridge started while the IRC server is down connects once it is back, and delivers what waited', async () => {
+    await f.stopBridge();
+    await f.irc.stop();
+    await f.startBridge();
+    await sendMessage(f.hs, alice, roomId, { msgtype: 'm.text', body: 'sent while IRC was down' });
+    await new Promise((r) => setTimeout(r, 1500));
+    await f.irc.start();
+    await bob.disconnect().catch(() => undefined);
+    bob = await connectIrcUser(f.irc, 'bob');
+    await bob.join('#ops');
+    await bob.waitFor((e) => e.kind === 'message' && e.from === 'Alice[m]' && e.text === 'sent while IRC was down', 'the waiting message', 60_000);
+    await eventually(async () => {
+      await bob.say('#ops', 'IRC is back');
+      return (await timeline(f.hs, alice, roomId)).some((e) => e.sender === ghost('bob') && e.content?.body === 'IRC is back');
+    }, 'IRC to Matrix again', 30_000);
+  });
+
   it('a replayed transaction is not bridged twice', async () => {
     const body = { events: [{ type: 'm.room.message', room_id: roomId, sender: alice.userId, event_id: '$replayed', origin_server_ts: Date.now(), content: { msgtype: 'm.text', body: 'replayed once' } }] };
     const token = (await import('yaml')).parse((await import('node:fs')).readFileSync(f.config.appservice.registration, 'utf8')).hs_token as string;

@@ -63,14 +63,9 @@ export class Puppets {
     this.connections.set(key, conn);
     this.bind(network, userId, conn);
     for (const channel of row?.channels ?? []) void conn.join(channel).catch(() => undefined);
-    try {
-      await conn.connect();
-    } catch (err) {
-      this.connections.delete(key);
-      await conn.quit();
-      throw err;
-    }
     await this.ctx.store.puppets.update(userId, network, { connected: true });
+    // A network that is down keeps the connection trying (with growing delays); the caller hears of it.
+    await conn.connect();
     return conn;
   }
 
