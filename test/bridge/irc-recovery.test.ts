@@ -81,6 +81,17 @@ describe.each(testDialects())('IRC bridge recovery (bridge database: %s)', (dial
     expect(bob.events.slice(mark).filter((e) => e.text === 'said before you joined')).toHaveLength(1);
   });
 
+  it('an IRC user who left while the bridge was down is gone from the room after it restarts', async () => {
+    const carol = await connectIrcUser(f.irc, 'carol');
+    await carol.join('#ops');
+    await eventually(async () => (await api(f.hs, alice, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/joined_members`)).joined[ghost('carol')], 'carol’s ghost joining');
+    await f.stopBridge();
+    await carol.disconnect('leaving quietly');
+    await f.startBridge();
+    await eventually(async () => !(await api(f.hs, alice, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/joined_members`)).joined[ghost('carol')], 'carol’s ghost leaving');
+    expect((await api(f.hs, alice, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/joined_members`)).joined[ghost('bob')]).toBeDefined();
+  });
+
   it('a bridge started while the IRC server is down connects once it is back, and delivers what waited', async () => {
     await f.stopBridge();
     await f.irc.stop();

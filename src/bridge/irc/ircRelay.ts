@@ -129,10 +129,18 @@ export class IrcRelay {
     conn.on('names', (channel, users) => {
       this.enqueue(network, 'names', () =>
         this.inPortal(network, channel, async (roomId, encrypted) => {
+          const present = new Set<string>();
           for (const [nick, prefix] of users) {
             if (this.isOurs(network, nick)) continue;
             const ghost = await this.ghosts.joinRoom(network, nick, roomId, encrypted);
+            present.add(ghost);
             if (prefix.includes('@')) await this.ctx.matrix.setPowerLevel(this.ctx.botUserId, roomId, ghost, OP_LEVEL);
+          }
+          // Whoever left while the bridge was away (or the network split) is not kept in the room.
+          for (const userId of (await this.ctx.matrix.members(this.ctx.botUserId, roomId)).keys()) {
+            if (present.has(userId) || this.ctx.parseGhost(userId)?.network !== network) continue;
+            this.ghosts.noteMembership(roomId, userId, 'leave');
+            await this.ctx.matrix.leave(userId, roomId, 'No longer on IRC');
           }
         }),
       );
