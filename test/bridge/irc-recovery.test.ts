@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { testDialects } from '../helpers/homeserver.js';
 import type { TestUser } from '../helpers/users.js';
 import { api, enc, eventually, matrixUser, NETWORK, sendMessage, startBridgeFixture, timeline, waitForEvent, type BridgeFixture } from './helpers/bridgeFixture.js';
@@ -11,7 +13,15 @@ describe.each(testDialects())('IRC bridge recovery (bridge database: %s)', (dial
   let bob: IrcUser;
   let roomId: string;
   const ghost = (nick: string) => `@irc_${NETWORK}_${nick}:localhost`;
+  /** Bob says `text` (again, until the bridge is back in the channel) until it shows in the room. */
+  const bobReachesMatrix = (text: string) =>
+    eventually(async () => {
+      await bob.say('#ops', text);
+      return (await timeline(f.hs, alice, roomId)).some((e) => e.sender === ghost('bob') && e.content?.body === text);
+    }, `“${text}” reaching Matrix`, 30_000);
   const fromAlice = (user: IrcUser, text: string, since = 0) => user.events.slice(since).filter((e) => e.kind === 'message' && e.from === 'Alice[m]' && e.text === text);
+
+  const hsToken = () => (parseYaml(readFileSync(f.config.appservice.registration, 'utf8')) as { hs_token: string }).hs_token;
 
   beforeAll(async () => {
     f = await startBridgeFixture({ bridgeDatabase: dialect, network: { flood: { burst: 3, interval_ms: 200 } } });
@@ -45,10 +55,7 @@ describe.each(testDialects())('IRC bridge recovery (bridge database: %s)', (dial
     // Sent while the bridge may still be reconnecting: delivered once it is back.
     await sendMessage(f.hs, alice, roomId, { msgtype: 'm.text', body: 'after the IRC restart' });
     await bob.waitFor((e) => e.kind === 'message' && e.from === 'Alice[m]' && e.text === 'after the IRC restart', 'the message after reconnecting', 45_000);
-    await eventually(async () => {
-      await bob.say('#ops', 'bob is back');
-      return (await timeline(f.hs, alice, roomId)).some((e) => e.sender === ghost('bob') && e.content?.body === 'bob is back');
-    }, 'bob’s message reaching Matrix', 30_000);
+    await bobReachesMatrix('bob is back');
   });
 
   it('messages sent while the bridge is down arrive once after it restarts', async () => {
@@ -103,15 +110,12 @@ describe.each(testDialects())('IRC bridge recovery (bridge database: %s)', (dial
     bob = await connectIrcUser(f.irc, 'bob');
     await bob.join('#ops');
     await bob.waitFor((e) => e.kind === 'message' && e.from === 'Alice[m]' && e.text === 'sent while IRC was down', 'the waiting message', 60_000);
-    await eventually(async () => {
-      await bob.say('#ops', 'IRC is back');
-      return (await timeline(f.hs, alice, roomId)).some((e) => e.sender === ghost('bob') && e.content?.body === 'IRC is back');
-    }, 'IRC to Matrix again', 30_000);
+    await bobReachesMatrix('IRC is back');
   });
 
   it('a replayed transaction is not bridged twice', async () => {
     const body = { events: [{ type: 'm.room.message', room_id: roomId, sender: alice.userId, event_id: '$replayed', origin_server_ts: Date.now(), content: { msgtype: 'm.text', body: 'replayed once' } }] };
-    const token = (await import('yaml')).parse((await import('node:fs')).readFileSync(f.config.appservice.registration, 'utf8')).hs_token as string;
+    const token = hsToken();
     const url = `http://127.0.0.1:${f.bridge.port}/_matrix/app/v1/transactions/replay-1`;
     for (let i = 0; i < 2; i++) {
       const res = await fetch(url, { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -132,7 +136,7 @@ describe.each(testDialects())('IRC bridge recovery (bridge database: %s)', (dial
     const wrong = await fetch(`${base}/_matrix/app/v1/users/${enc(ghost('bob'))}`, { headers: { authorization: 'Bearer nope' } });
     expect(wrong.status).toBe(403);
     expect(((await wrong.json()) as { errcode: string }).errcode).toBe('M_FORBIDDEN');
-    const token = (await import('yaml')).parse((await import('node:fs')).readFileSync(f.config.appservice.registration, 'utf8')).hs_token as string;
+    const token = hsToken();
     const bad = await fetch(`${base}/_matrix/app/v1/transactions/y`, { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{"events": ' });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { errcode: string }).errcode).toBe('M_NOT_JSON');
