@@ -55,7 +55,15 @@ export class MatrixRelay {
     if (type === 'm.room.member' && typeof event.state_key === 'string') return this.membership(event, roomId, sender, event.state_key);
     if (type === 'm.room.encryption' && event.state_key === '') {
       this.ctx.matrix.noteEncryption(roomId, (event.content ?? {}) as Json);
-      if (await this.portals.byRoom(roomId)) await this.ctx.store.portals.setEncrypted(roomId, true);
+      const portal = await this.portals.byRoom(roomId);
+      if (portal) await this.ctx.store.portals.setEncrypted(roomId, true);
+      // Without encryption the bridge goes deaf here: say so (in the clear, the only way it can).
+      if (portal && !this.ctx.matrix.encryptionAvailable) {
+        await this.ctx.matrix.api.request('PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${encodeURIComponent(`enc-${String(event.event_id)}`)}`, {
+          userId: this.ctx.botUserId,
+          body: { msgtype: 'm.notice', body: 'This bridge has encryption turned off, so it cannot read or send messages in this room any more.' },
+        });
+      }
       return;
     }
     if (this.ctx.isBridgeUser(sender)) return;
