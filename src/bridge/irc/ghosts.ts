@@ -58,12 +58,6 @@ export class Ghosts {
     else this.joined.delete(key);
   }
 
-  /** Rooms the ghost is known to be in. */
-  roomsOf(userId: string): string[] {
-    const suffix = `|${userId}`;
-    return [...this.joined].filter((k) => k.endsWith(suffix)).map((k) => k.slice(0, -suffix.length));
-  }
-
   isJoined(roomId: string, userId: string): boolean {
     return this.joined.has(`${roomId}|${userId}`);
   }

@@ -222,7 +222,20 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
       if (client.toLowerCase(nick) === client.toLowerCase(client.nick)) this.wanted.delete(client.toLowerCase(channel));
       this.emit('kick', channel, nick, by, reason ?? '');
     });
-    client.on('nick', (oldNick, newNick, channels) => mine() && this.emit('nick', oldNick, newNick, channels));
+    // matrix-org-irc only renames users who hold a channel prefix (@, +); everyone else is renamed here, so
+    // the channel list is right and later QUITs of the new nick are seen in their channels.
+    client.on('nick', (oldNick, newNick) => {
+      if (!mine()) return;
+      const channels: string[] = [];
+      for (const [name, chan] of client.chans) {
+        if (chan.users.has(oldNick)) {
+          chan.users.set(newNick, chan.users.get(oldNick) ?? '');
+          chan.users.delete(oldNick);
+        }
+        if (chan.users.has(newNick)) channels.push(name);
+      }
+      this.emit('nick', oldNick, newNick, channels);
+    });
     client.on('topic', (channel, topic, by) => mine() && this.emit('topic', channel, topic, by));
     client.on('+mode', (channel, by, mode, argument) => mine() && this.emit('mode', channel, by, mode, true, argument));
     client.on('-mode', (channel, by, mode, argument) => mine() && this.emit('mode', channel, by, mode, false, argument));

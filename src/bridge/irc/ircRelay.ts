@@ -84,15 +84,14 @@ export class IrcRelay {
       });
     });
     conn.on('kick', (channel, nick, by, reason) => this.enqueue(network, 'kick', () => this.kicked(network, conn, channel, nick, by, reason)));
-    // The channels come from the ghost's rooms: the IRC library misses nicks without a channel prefix.
-    conn.on('nick', (oldNick, newNick) => {
+    conn.on('nick', (oldNick, newNick, channels) => {
       if (this.isOurs(network, newNick) || this.isOurs(network, oldNick)) return;
       this.enqueue(network, 'nick', async () => {
-        for (const roomId of this.ghosts.roomsOf(this.ctx.ghostId(network, oldNick))) {
-          const portal = await this.portals().byRoom(roomId);
-          if (!portal || portal.network !== network) continue;
-          await this.ghosts.joinRoom(network, newNick, roomId, portal.encrypted);
-          await this.ghosts.leaveRoom(network, oldNick, roomId, `Changed nick to ${newNick}`);
+        for (const channel of channels) {
+          await this.inPortal(network, channel, async (roomId, encrypted) => {
+            await this.ghosts.joinRoom(network, newNick, roomId, encrypted);
+            await this.ghosts.leaveRoom(network, oldNick, roomId, `Changed nick to ${newNick}`);
+          });
         }
       });
     });
