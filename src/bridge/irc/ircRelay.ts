@@ -50,11 +50,18 @@ export class IrcRelay {
     await Promise.all([...this.chains.values()]);
   }
 
-  /** Runs IRC events of one network strictly in order; one failure never blocks the next. */
-  private enqueue(network: string, what: string, fn: () => Promise<void>): void {
-    const prev = this.chains.get(network) ?? Promise.resolve();
+  /**
+   * Runs the IRC events of one channel strictly in order (channels go in parallel); one failure never
+   * blocks the next. The chain is dropped once it has run dry, so the map holds only busy channels.
+   */
+  private enqueue(network: string, channel: string, what: string, fn: () => Promise<void>): void {
+    const key = `${network}|${this.ctx.channelKey(channel)}`;
+    const prev = this.chains.get(key) ?? Promise.resolve();
     const next = prev.then(fn).catch((err: Error) => this.ctx.logger.warn({ network, what, err: err.message }, 'IRC event not bridged'));
-    this.chains.set(network, next);
+    this.chains.set(key, next);
+    void next.then(() => {
+      if (this.chains.get(key) === next) this.chains.delete(key);
+    });
   }
 
   /** Echoes of our own users and the bot itself are not IRC users. */
@@ -66,38 +73,38 @@ export class IrcRelay {
   private bind(network: string, conn: IrcConnection): void {
     conn.on('message', (kind, from, to, text) => {
       if (isChannel(to)) {
-        if (!this.isOurs(network, from)) this.enqueue(network, 'message', () => this.channelMessage(network, kind, from, to, text));
+        if (!this.isOurs(network, from)) this.enqueue(network, to, 'message', () => this.channelMessage(network, kind, from, to, text));
       } else if (this.ctx.nickKey(to) === this.ctx.nickKey(conn.nick) && kind !== 'notice' && !this.isOurs(network, from)) {
         void conn.send('NOTICE', from, 'I am the Matrix bridge bot. To reach a Matrix user, message their nick; Matrix users join #channels through the bridge.');
       }
     });
     conn.on('join', (channel, nick) => {
-      if (!this.isOurs(network, nick)) this.enqueue(network, 'join', () => this.inPortal(network, channel, (roomId, encrypted) => this.ghosts.joinRoom(network, nick, roomId, encrypted)));
+      if (!this.isOurs(network, nick)) this.enqueue(network, channel, 'join', () => this.inPortal(network, channel, (roomId, encrypted) => this.ghosts.joinRoom(network, nick, roomId, encrypted)));
     });
     conn.on('part', (channel, nick, reason) => {
-      if (!this.isOurs(network, nick)) this.enqueue(network, 'part', () => this.inPortal(network, channel, (roomId) => this.ghosts.leaveRoom(network, nick, roomId, reason || undefined)));
+      if (!this.isOurs(network, nick)) this.enqueue(network, channel, 'part', () => this.inPortal(network, channel, (roomId) => this.ghosts.leaveRoom(network, nick, roomId, reason || undefined)));
     });
     conn.on('quit', (nick, reason, channels) => {
       if (this.isOurs(network, nick)) return;
-      this.enqueue(network, 'quit', async () => {
-        for (const channel of channels) await this.inPortal(network, channel, (roomId) => this.ghosts.leaveRoom(network, nick, roomId, `Quit: ${reason}`.trim()));
-      });
+      for (const channel of channels) {
+        this.enqueue(network, channel, 'quit', () => this.inPortal(network, channel, (roomId) => this.ghosts.leaveRoom(network, nick, roomId, `Quit: ${reason}`.trim())));
+      }
     });
-    conn.on('kick', (channel, nick, by, reason) => this.enqueue(network, 'kick', () => this.kicked(network, conn, channel, nick, by, reason)));
+    conn.on('kick', (channel, nick, by, reason) => this.enqueue(network, channel, 'kick', () => this.kicked(network, conn, channel, nick, by, reason)));
     conn.on('nick', (oldNick, newNick, channels) => {
       if (this.isOurs(network, newNick) || this.isOurs(network, oldNick)) return;
-      this.enqueue(network, 'nick', async () => {
-        for (const channel of channels) {
-          await this.inPortal(network, channel, async (roomId, encrypted) => {
+      for (const channel of channels) {
+        this.enqueue(network, channel, 'nick', () =>
+          this.inPortal(network, channel, async (roomId, encrypted) => {
             await this.ghosts.joinRoom(network, newNick, roomId, encrypted);
             await this.ghosts.leaveRoom(network, oldNick, roomId, `Changed nick to ${newNick}`);
-          });
-        }
-      });
+          }),
+        );
+      }
     });
     conn.on('topic', (channel, topic, by) => {
       if (by && this.isOurs(network, by.split('!')[0]!)) return;
-      this.enqueue(network, 'topic', () =>
+      this.enqueue(network, channel, 'topic', () =>
         this.inPortal(network, channel, async (roomId) => {
           const current = await this.ctx.matrix.state(this.ctx.botUserId, roomId, 'm.room.topic');
           if (current?.topic !== topic) await this.ctx.matrix.sendState(this.ctx.botUserId, roomId, 'm.room.topic', '', { topic });
@@ -107,7 +114,7 @@ export class IrcRelay {
     // IRC operators get power level 50 in the portal: ghosts for IRC users, the Matrix user for their own nick.
     conn.on('mode', (channel, _by, mode, adding, argument) => {
       if (mode !== 'o' || !argument || this.ctx.nickKey(argument) === this.ctx.nickKey(conn.nick)) return;
-      this.enqueue(network, 'mode', () =>
+      this.enqueue(network, channel, 'mode', () =>
         this.inPortal(network, channel, async (roomId, encrypted) => {
           const user = this.puppets.userForNick(network, argument) ?? (await this.ghosts.joinRoom(network, argument, roomId, encrypted));
           await this.ctx.matrix.setPowerLevel(this.ctx.botUserId, roomId, user, adding ? OP_LEVEL : 0);
@@ -119,14 +126,14 @@ export class IrcRelay {
     conn.on('serverError', (code, text) => {
       const [channel = '', ...rest] = text.split(' ');
       if (!['471', '473', '474', '475', '477'].includes(code) || !isChannel(channel)) return;
-      this.enqueue(network, 'join refused', () =>
+      this.enqueue(network, channel, 'join refused', () =>
         this.inPortal(network, channel, (roomId) =>
           this.ctx.matrix.send(this.ctx.botUserId, roomId, 'm.room.message', { msgtype: 'm.notice', body: `The bridge cannot join ${channel} on IRC (${rest.join(' ') || code}); messages from IRC will not reach this room until it can.` }),
         ),
       );
     });
     conn.on('names', (channel, users) => {
-      this.enqueue(network, 'names', () =>
+      this.enqueue(network, channel, 'names', () =>
         this.inPortal(network, channel, async (roomId, encrypted) => {
           const present = new Set<string>();
           for (const [nick, prefix] of users) {
