@@ -5,8 +5,8 @@
  * service API (MSC2409 to-device, MSC3202 device data and masquerading, MSC4190 devices).
  */
 import { initAsync } from '@matrix-org/matrix-sdk-crypto-wasm';
-import type { HomeserverApi } from '../matrix/homeserverApi.js';
-import { createDevice, ensureRegistered, newDeviceId } from './deviceProvisioning.js';
+import { registerAppserviceUser, type HomeserverApi } from '../matrix/homeserverApi.js';
+import { createDevice, newDeviceId } from './deviceProvisioning.js';
 import { installIndexedDb } from './indexedDbGlobals.js';
 import { StoreKeys } from './storeKeys.js';
 import { inputFor, parseCryptoTransaction } from './transactionCrypto.js';
@@ -189,7 +189,7 @@ export class BridgeCrypto {
 
   private async createDevice(userId: string): Promise<UserMachine> {
     const { api, store } = this.opts;
-    await ensureRegistered(api, userId);
+    await registerAppserviceUser(api, userId);
     const deviceId = newDeviceId();
     await createDevice(api, userId, deviceId, this.opts.deviceDisplayName ?? 'Skjól bridge');
     const storeName = cryptoStoreName(userId, deviceId);

@@ -21,7 +21,7 @@ import {
 import { MatrixApiError, type HomeserverApi } from '../matrix/homeserverApi.js';
 import { deleteDatabases, exportDatabases, restoreDatabases } from './idbSnapshot.js';
 import { requestKind, sendOutgoingRequest, sendSigningKeysUpload, type OutgoingRequest } from './outgoingRequests.js';
-import { SerialQueue } from './serialQueue.js';
+import { SerialQueue } from '../serialQueue.js';
 import type { DeviceCryptoInput } from './transactionCrypto.js';
 import type { CryptoLogger, CryptoStateStore, DecryptedEvent, RoomEncryptionSettings } from './types.js';
 

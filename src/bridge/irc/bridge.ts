@@ -105,7 +105,7 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
         await ghosts.ensure(parsed.network, parsed.nickLower);
         // Asked about before an invite: with a device from the start, the inviter's first encrypted message
         // is shared with it too (a device that appears later cannot read what was sent before).
-        if (crypto) await matrix.ensureDevice(userId);
+        await matrix.ensureDevice(userId);
         return true;
       },
       onAliasQuery: (alias) => portals!.onAliasQuery(alias),
@@ -139,6 +139,7 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
   }
   await puppets.restore();
   await outbox.resumeAll();
+  await store.transactions.prune();
   // Keys can arrive without a transaction after them; undecrypted events are looked at regularly too.
   const undecryptedTimer = setInterval(() => void matrixRelay!.retryUndecrypted().catch(() => undefined), 10_000);
   undecryptedTimer.unref();

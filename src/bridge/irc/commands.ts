@@ -111,9 +111,7 @@ export class AdminCommands {
 
   private async sasl(roomId: string, userId: string, eventId: string, args: string[]): Promise<void> {
     // The password must not stay readable in the room, whatever else happens.
-    await this.ctx.matrix.api
-      .request('PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/redact/${encodeURIComponent(eventId)}/${encodeURIComponent(`sasl-${eventId}`)}`, { userId: this.ctx.botUserId, body: { reason: 'contains a password' } })
-      .catch(() => undefined);
+    await this.ctx.matrix.redact(this.ctx.botUserId, roomId, eventId, 'contains a password').catch(() => undefined);
     if (args[args.length - 1]?.toLowerCase() === 'off') {
       const off = this.network(args.slice(0, -1), 0);
       if (typeof off === 'string') return this.reply(roomId, `${off} Usage: !sasl [network] off`);

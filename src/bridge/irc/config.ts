@@ -1,6 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, describeIssues, readYamlFile } from '../../config/load.js';
+import { DEFAULT_GHOST_PREFIX } from './ids.js';
 
 const channelMapping = z
   .object({
@@ -63,8 +64,8 @@ export const bridgeConfigSchema = z
         /** The registration file: `--generate-registration` writes it, the bridge reads its tokens. */
         registration: z.string().default('irc-registration.yaml'),
         bot_localpart: z.string().regex(/^[a-z0-9._=\-/]+$/).default('ircbot'),
-        user_prefix: z.string().regex(/^[a-z0-9._=\-/]+$/).default('irc_'),
-        alias_prefix: z.string().regex(/^[a-z0-9._=\-/]+$/).default('irc_'),
+        user_prefix: z.string().regex(/^[a-z0-9._=\-/]+$/).default(DEFAULT_GHOST_PREFIX),
+        alias_prefix: z.string().regex(/^[a-z0-9._=\-/]+$/).default(DEFAULT_GHOST_PREFIX),
       })
       .strict()
       .default({} as never),

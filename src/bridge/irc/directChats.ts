@@ -71,8 +71,7 @@ export class DirectChats {
   async onGhostInvited(roomId: string, inviter: string, ghostId: string): Promise<void> {
     const parsed = this.ctx.parseGhost(ghostId);
     if (!parsed) return;
-    await this.ctx.matrix.ensureRegistered(ghostId);
-    if (this.ctx.matrix.encryptionAvailable) await this.ctx.matrix.ensureDevice(ghostId);
+    await this.ctx.matrix.ensureDevice(ghostId);
     await this.ctx.matrix.join(ghostId, roomId);
     const nick = (await this.ctx.store.ghosts.nickOf(ghostId)) ?? parsed.nickLower;
     await this.ctx.store.dms.set({ roomId, network: parsed.network, userId: inviter, nickKey: this.ctx.nickKey(nick), ghostId });

@@ -58,7 +58,4 @@ export class Ghosts {
     else this.joined.delete(key);
   }
 
-  isJoined(roomId: string, userId: string): boolean {
-    return this.joined.has(`${roomId}|${userId}`);
-  }
 }

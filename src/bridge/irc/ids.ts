@@ -117,6 +117,11 @@ export function parseAliasLocalpart(prefix: string, localpart: string): { networ
   return channel.length >= 2 && !CHANNEL_FORBIDDEN.test(channel) ? { network: parts.network, channel } : undefined;
 }
 
+/** Whether a message target or reply subject is a channel (as opposed to a nick). */
+export function isChannelTarget(target: string): boolean {
+  return /^[#&!+]/.test(target);
+}
+
 export function isValidChannelName(s: string): boolean {
   const len = [...s].length;
   return (s.startsWith('#') || s.startsWith('&')) && len >= 2 && len <= 50 && !CHANNEL_FORBIDDEN.test(s);

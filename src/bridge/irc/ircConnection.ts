@@ -99,10 +99,6 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     return this.registered;
   }
 
-  get channels(): string[] {
-    return [...this.wanted.values()];
-  }
-
   /** Whether we are in `channel` right now (per the server). */
   inChannel(channel: string): boolean {
     return Boolean(this.client?.chans.has(this.lower(channel)) || this.client?.chans.has(channel));
@@ -347,10 +343,6 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
       this.queue.push({ command, target, text, done: resolve });
       void this.pump();
     });
-  }
-
-  get queued(): number {
-    return this.queue.length;
   }
 
   private async pump(): Promise<void> {

@@ -1,12 +1,13 @@
+import { SerialQueue } from '../serialQueue.js';
 import { ircLineToContent } from './content.js';
 import type { BridgeContext } from './context.js';
 import type { Ghosts } from './ghosts.js';
+import { isChannelTarget } from './ids.js';
 import { connectionOptions, IrcConnection, type IrcMessageKind } from './ircConnection.js';
 import type { Portals } from './portals.js';
 import type { Puppets } from './puppets.js';
 import { sendWithRetry } from './sendRetry.js';
 
-const isChannel = (target: string) => /^[#&!+]/.test(target);
 const OP_LEVEL = 50;
 
 /**
@@ -15,7 +16,7 @@ const OP_LEVEL = 50;
  */
 export class IrcRelay {
   private readonly bots = new Map<string, IrcConnection>();
-  private readonly chains = new Map<string, Promise<void>>();
+  private readonly queues = new Map<string, SerialQueue>();
 
   constructor(
     private readonly ctx: BridgeContext,
@@ -47,21 +48,15 @@ export class IrcRelay {
   async stop(): Promise<void> {
     await Promise.all([...this.bots.values()].map((b) => b.quit('Bridge shutting down')));
     this.bots.clear();
-    await Promise.all([...this.chains.values()]);
+    await Promise.all([...this.queues.values()].map((q) => q.drained()));
   }
 
-  /**
-   * Runs the IRC events of one channel strictly in order (channels go in parallel); one failure never
-   * blocks the next. The chain is dropped once it has run dry, so the map holds only busy channels.
-   */
+  /** Runs the IRC events of one channel strictly in order (channels go in parallel); one failure never blocks the next. */
   private enqueue(network: string, channel: string, what: string, fn: () => Promise<void>): void {
     const key = `${network}|${this.ctx.channelKey(channel)}`;
-    const prev = this.chains.get(key) ?? Promise.resolve();
-    const next = prev.then(fn).catch((err: Error) => this.ctx.logger.warn({ network, what, err: err.message }, 'IRC event not bridged'));
-    this.chains.set(key, next);
-    void next.then(() => {
-      if (this.chains.get(key) === next) this.chains.delete(key);
-    });
+    let queue = this.queues.get(key);
+    if (!queue) this.queues.set(key, (queue = new SerialQueue()));
+    queue.run(fn).catch((err: Error) => this.ctx.logger.warn({ network, what, err: err.message }, 'IRC event not bridged'));
   }
 
   /** Echoes of our own users and the bot itself are not IRC users. */
@@ -72,7 +67,7 @@ export class IrcRelay {
 
   private bind(network: string, conn: IrcConnection): void {
     conn.on('message', (kind, from, to, text) => {
-      if (isChannel(to)) {
+      if (isChannelTarget(to)) {
         if (!this.isOurs(network, from)) this.enqueue(network, to, 'message', () => this.channelMessage(network, kind, from, to, text));
       } else if (this.ctx.nickKey(to) === this.ctx.nickKey(conn.nick) && kind !== 'notice' && !this.isOurs(network, from)) {
         void conn.send('NOTICE', from, 'I am the Matrix bridge bot. To reach a Matrix user, message their nick; Matrix users join #channels through the bridge.');
@@ -125,7 +120,7 @@ export class IrcRelay {
     // The bot kept out of a channel means IRC messages stop arriving: the portal is told.
     conn.on('serverError', (code, text) => {
       const [channel = '', ...rest] = text.split(' ');
-      if (!['471', '473', '474', '475', '477'].includes(code) || !isChannel(channel)) return;
+      if (!['471', '473', '474', '475', '477'].includes(code) || !isChannelTarget(channel)) return;
       this.enqueue(network, channel, 'join refused', () =>
         this.inPortal(network, channel, (roomId) =>
           this.ctx.matrix.send(this.ctx.botUserId, roomId, 'm.room.message', { msgtype: 'm.notice', body: `The bridge cannot join ${channel} on IRC (${rest.join(' ') || code}); messages from IRC will not reach this room until it can.` }),

@@ -43,7 +43,8 @@ export class MatrixRelay {
         this.ctx.logger.warn({ err: (err as Error).message, type: event.type, room: event.room_id }, 'Matrix event not bridged');
       }
     }
-    await this.retryUndecrypted();
+    // Room keys come as to-device messages: only then can a waiting event have become readable.
+    if (Array.isArray(body['de.sorunome.msc2409.to_device']) || Array.isArray(body.to_device)) await this.retryUndecrypted();
     await this.ctx.store.transactions.record(txnId);
   }
 
@@ -59,10 +60,8 @@ export class MatrixRelay {
       if (portal) await this.ctx.store.portals.setEncrypted(roomId, true);
       // Without encryption the bridge goes deaf here: say so (in the clear, the only way it can).
       if (portal && !this.ctx.matrix.encryptionAvailable) {
-        await this.ctx.matrix.api.request('PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${encodeURIComponent(`enc-${String(event.event_id)}`)}`, {
-          userId: this.ctx.botUserId,
-          body: { msgtype: 'm.notice', body: 'This bridge has encryption turned off, so it cannot read or send messages in this room any more.' },
-        });
+        const notice = { msgtype: 'm.notice', body: 'This bridge has encryption turned off, so it cannot read or send messages in this room any more.' };
+        await this.ctx.matrix.sendUnencrypted(this.ctx.botUserId, roomId, 'm.room.message', notice, `enc-${String(event.event_id)}`);
       }
       return;
     }
@@ -212,10 +211,8 @@ export class MatrixRelay {
    */
   private async catchUp(roomId: string, reader: string, inviter: string, invite: Json): Promise<void> {
     const since = Number(invite.origin_server_ts ?? 0);
-    const page = await this.ctx.matrix.api
-      .request<{ chunk: Json[] }>('GET', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages`, { userId: reader, query: { dir: 'b', limit: 50 } })
-      .catch(() => ({ chunk: [] as Json[] }));
-    const missed = page.chunk
+    const latest = await this.ctx.matrix.latestEvents(reader, roomId, 50).catch(() => [] as Json[]);
+    const missed = latest
       .filter((e) => e.sender === inviter && (e.type === 'm.room.message' || e.type === 'm.room.encrypted') && Number(e.origin_server_ts ?? 0) >= since)
       .reverse();
     for (const e of missed) await this.handle({ ...e, room_id: roomId });

@@ -1,9 +1,9 @@
 import type { BridgeContext } from './context.js';
+import { isChannelTarget } from './ids.js';
 import type { Puppets } from './puppets.js';
 import type { OutboxItem } from './store/repositories.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const isChannel = (target: string) => /^[#&!+]/.test(target);
 
 /**
  * Delivers what Matrix users said to IRC, from the outbox table, in order, per user and network. Lines
@@ -78,7 +78,7 @@ export class Outbox {
 
   private async sendOne(item: OutboxItem): Promise<void> {
     const { network, userId, target } = item;
-    const conn = isChannel(target) ? await this.puppets.join(network, userId, target) : await this.puppets.ensure(network, userId);
+    const conn = isChannelTarget(target) ? await this.puppets.join(network, userId, target) : await this.puppets.ensure(network, userId);
     if (item.command === 'TOPIC') await conn.raw('TOPIC', target, item.text);
     else if (item.command === 'KICK') {
       const [nick, ...reason] = item.text.split(' ');

@@ -1,5 +1,6 @@
+import { localpartOf } from '../matrix/homeserverApi.js';
 import type { BridgeContext } from './context.js';
-import { nickFromPattern } from './ids.js';
+import { isChannelTarget, nickFromPattern } from './ids.js';
 import { connectionOptions, IrcConnection, type IrcMessageKind } from './ircConnection.js';
 
 export interface PuppetCallbacks {
@@ -13,8 +14,7 @@ export interface PuppetCallbacks {
   noSuchNick(network: string, userId: string, nick: string): void;
 }
 
-const isChannel = (target: string) => /^[#&!+]/.test(target);
-const identOf = (userId: string) => (userId.slice(1, userId.indexOf(':')).replace(/[^a-z0-9]/gi, '').toLowerCase() || 'matrix').slice(0, 10);
+const identOf = (userId: string) => (localpartOf(userId).replace(/[^a-z0-9]/gi, '').toLowerCase() || 'matrix').slice(0, 10);
 
 /** One IRC connection per Matrix user and network, with the user's nick, channels and SASL account. */
 export class Puppets {
@@ -53,9 +53,8 @@ export class Puppets {
     const net = this.ctx.network(network);
     if (!net) throw new Error(`unknown network ${network}`);
     const row = await this.ctx.store.puppets.get(userId, network);
-    const localpart = userId.slice(1, userId.indexOf(':'));
     const displayname = await this.ctx.matrix.displayName(userId);
-    const nick = row?.nick ?? nickFromPattern(net.nick_pattern, { displayname, localpart }, net.max_nick_length);
+    const nick = row?.nick ?? nickFromPattern(net.nick_pattern, { displayname, localpart: localpartOf(userId) }, net.max_nick_length);
     const sasl = row?.saslAccount && row.saslPassword ? { account: row.saslAccount, password: row.saslPassword } : undefined;
     const identity = { nick, userName: identOf(userId), realName: `${userId} (Matrix)`, sasl };
     const conn = new IrcConnection(connectionOptions(net, identity, this.ctx.logger.child({ network, puppet: userId })));
@@ -87,13 +86,13 @@ export class Puppets {
       if (current && this.ctx.nickKey(oldNick) === this.ctx.nickKey(current)) setNick(newNick);
     });
     conn.on('message', (kind, from, to, text) => {
-      if (isChannel(to) || !current || this.ctx.nickKey(to) !== this.ctx.nickKey(current)) return;
+      if (isChannelTarget(to) || !current || this.ctx.nickKey(to) !== this.ctx.nickKey(current)) return;
       this.callbacks.privateMessage(network, userId, kind, from, text);
     });
     conn.on('serverError', (code, text) => {
       const [subject = '', ...rest] = text.split(' ');
       if (code === '401') this.callbacks.noSuchNick(network, userId, subject);
-      else if (isChannel(subject)) this.callbacks.channelError(network, userId, subject, rest.join(' ') || code);
+      else if (isChannelTarget(subject)) this.callbacks.channelError(network, userId, subject, rest.join(' ') || code);
       else this.callbacks.notify(userId, `IRC ${network} said (${code}): ${text}`);
     });
     conn.on('saslFailed', (reason) => {
@@ -139,8 +138,7 @@ export class Puppets {
     const conn = this.get(network, userId);
     const net = this.ctx.network(network);
     if (!conn || !net || (await this.ctx.store.puppets.get(userId, network))?.nick) return;
-    const localpart = userId.slice(1, userId.indexOf(':'));
-    const nick = nickFromPattern(net.nick_pattern, { displayname, localpart }, net.max_nick_length);
+    const nick = nickFromPattern(net.nick_pattern, { displayname, localpart: localpartOf(userId) }, net.max_nick_length);
     if (this.ctx.nickKey(nick) !== this.ctx.nickKey(conn.nick)) await conn.changeNick(nick);
   }
 

@@ -73,3 +73,16 @@ export class HomeserverApi {
 
 /** Encodes one path segment (room ids, aliases, user ids, event types, transaction ids). */
 export const seg = (s: string): string => encodeURIComponent(s);
+
+/** The localpart of a user id (`@alice:example.org` → `alice`). */
+export const localpartOf = (userId: string): string => userId.slice(1, userId.indexOf(':'));
+
+/** Creates one of the service's users, without a login; M_USER_IN_USE means it exists, which is fine. */
+export async function registerAppserviceUser(api: HomeserverApi, userId: string): Promise<void> {
+  if (!/^@[^:]+:.+$/.test(userId)) throw new Error(`not a user ID: ${userId}`);
+  try {
+    await api.request('POST', '/_matrix/client/v3/register', { body: { type: 'm.login.application_service', username: localpartOf(userId), inhibit_login: true } });
+  } catch (err) {
+    if (!(err instanceof MatrixApiError && err.errcode === 'M_USER_IN_USE')) throw err;
+  }
+}

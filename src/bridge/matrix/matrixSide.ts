@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { BridgeCrypto } from '../crypto/index.js';
-import { HomeserverApi, MatrixApiError, seg } from './homeserverApi.js';
+import { HomeserverApi, MatrixApiError, registerAppserviceUser, seg } from './homeserverApi.js';
 
 export type Json = Record<string, unknown>;
 
@@ -26,12 +26,7 @@ export class MatrixSide {
 
   async ensureRegistered(userId: string): Promise<void> {
     if (this.registered.has(userId) || userId === this.botUserId) return;
-    const localpart = userId.slice(1, userId.indexOf(':'));
-    try {
-      await this.api.request('POST', '/_matrix/client/v3/register', { body: { type: 'm.login.application_service', username: localpart, inhibit_login: true } });
-    } catch (err) {
-      if (!(err instanceof MatrixApiError && err.errcode === 'M_USER_IN_USE')) throw err;
-    }
+    await registerAppserviceUser(this.api, userId);
     this.registered.add(userId);
   }
 
@@ -154,10 +149,26 @@ export class MatrixSide {
       sendContent = await this.crypto.encryptEvent(userId, roomId, type, content, members, settings);
       sendType = 'm.room.encrypted';
     }
-    const r = await this.api.request<{ event_id: string }>('PUT', `/_matrix/client/v3/rooms/${seg(roomId)}/send/${seg(sendType)}/${seg(txnId)}`, { userId, body: sendContent });
+    return this.sendUnencrypted(userId, roomId, sendType, sendContent, txnId);
+  }
+
+  /** Sends `content` as it is, even into an encrypted room (for ciphertext, or a notice the bridge cannot encrypt). */
+  async sendUnencrypted(userId: string, roomId: string, type: string, content: Json, txnId: string = randomUUID()): Promise<string> {
+    const r = await this.api.request<{ event_id: string }>('PUT', `/_matrix/client/v3/rooms/${seg(roomId)}/send/${seg(type)}/${seg(txnId)}`, { userId, body: content });
     return r.event_id;
   }
 
+  async redact(userId: string, roomId: string, eventId: string, reason: string): Promise<void> {
+    await this.api.request('PUT', `/_matrix/client/v3/rooms/${seg(roomId)}/redact/${seg(eventId)}/${seg(`redact-${eventId}`)}`, { userId, body: { reason } });
+  }
+
+  /** The latest `limit` events of the room as `userId` may see them, newest first. */
+  async latestEvents(userId: string, roomId: string, limit: number): Promise<Json[]> {
+    const r = await this.api.request<{ chunk: Json[] }>('GET', `/_matrix/client/v3/rooms/${seg(roomId)}/messages`, { userId, query: { dir: 'b', limit } });
+    return r.chunk;
+  }
+
+  /** The user's own device for encrypted rooms; nothing when the bridge's encryption is off. */
   async ensureDevice(userId: string): Promise<void> {
     if (this.crypto) {
       await this.ensureRegistered(userId);

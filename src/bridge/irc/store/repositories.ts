@@ -73,10 +73,6 @@ export class PortalRepository {
   async setEncrypted(roomId: string, encrypted: boolean): Promise<void> {
     await this.db('portals').where({ room_id: roomId }).update({ encrypted });
   }
-
-  async remove(roomId: string): Promise<void> {
-    await this.db('portals').where({ room_id: roomId }).delete();
-  }
 }
 
 export class GhostRepository {
@@ -194,7 +190,10 @@ export class TransactionRepository {
 
   async record(txnId: string): Promise<void> {
     await this.db('transactions').insert({ txn_id: txnId, ts: Date.now() }).onConflict('txn_id').ignore();
-    // A week of ids is plenty: the homeserver retries one transaction until it is answered.
+  }
+
+  /** A week of ids is plenty: the homeserver retries one transaction until it is answered. */
+  async prune(): Promise<void> {
     await this.db('transactions').where('ts', '<', Date.now() - 7 * 86_400_000).delete();
   }
 }
@@ -235,10 +234,6 @@ export class OutboxRepository {
   /** Sent lines are kept a day: long enough for any replay of their transaction. */
   async prune(): Promise<void> {
     await this.db('outbox').where({ sent: true }).andWhere('ts', '<', Date.now() - 86_400_000).delete();
-  }
-
-  async dropFor(userId: string, network: string): Promise<number> {
-    return this.db('outbox').where({ user_id: userId, network, sent: false }).update({ sent: true });
   }
 }
 
