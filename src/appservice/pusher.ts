@@ -1,5 +1,5 @@
 /**
- * Fills the durable application service queue (ARCHITECTURE.md: one durable outbox per destination) and
+ * Fills the durable application service queue (docs/architecture.md, "Application services") and
  * runs its sender (./transactions.ts):
  * - every committed, non-outlier event, in client format with room_id, for each service it interests
  *   (./interest.ts: sender / state_key in the user namespace, room id or alias in the namespaces, or a member

@@ -1,5 +1,5 @@
 /**
- * The inbound PDU pipeline (ARCHITECTURE.md, "Outbound work and inbound federation"; spec: Server-Server API,
+ * The inbound PDU pipeline (docs/architecture.md, "Federation"; spec: Server-Server API,
  * "Checks performed on receipt of a PDU"). Named steps, each its own function:
  *   format → signatures → content hash (redact on mismatch) → fetch missing auth events (outliers)
  *   → fetch missing prev events (/get_missing_events, bounded) → accept (auth against auth events, against

@@ -7,7 +7,7 @@ import type { EventStore } from './eventStore.js';
 // After this many deltas in a chain a group stores a full snapshot, bounding the cost of a lookup.
 const SNAPSHOT_INTERVAL = 64;
 
-/** State groups: the state at each event, stored as deltas (ARCHITECTURE.md, "Storage"). */
+/** State groups: the state at each event, stored as deltas (docs/architecture.md, "Rooms"). */
 export class StateStore {
   private readonly resolved = new LruCache<number, StateIds>(2_000);
 

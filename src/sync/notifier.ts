@@ -1,5 +1,5 @@
 // Wakes long-polling /sync requests. It carries no data: a woken request re-reads from the database,
-// so a wake-up that races a commit can never lose an event (ARCHITECTURE.md, "Sync").
+// so a wake-up that races a commit can never lose an event (docs/architecture.md, "Sync").
 type Waiter = () => void;
 
 export class Notifier {

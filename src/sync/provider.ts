@@ -28,7 +28,7 @@ export interface SyncContext {
 }
 
 /**
- * One provider per sync topic (ARCHITECTURE.md, "Sync"). Providers run in registration order for every
+ * One provider per sync topic (docs/architecture.md, "Sync"). Providers run in registration order for every
  * request; the rooms provider runs first so room entries exist before others (account data, receipts,
  * typing) decorate them.
  */

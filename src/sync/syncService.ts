@@ -28,7 +28,7 @@ export interface SyncRequest {
 const MAX_TIMEOUT_MS = 5 * 60_000;
 
 /**
- * GET /sync: one provider per topic (ARCHITECTURE.md, "Sync"). Positions are read at the start of a
+ * GET /sync: one provider per topic (docs/architecture.md, "Sync"). Positions are read at the start of a
  * request; if an incremental sync finds nothing the request waits on the notifier and recomputes.
  */
 export class SyncService {

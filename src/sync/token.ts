@@ -1,6 +1,6 @@
 import { MatrixError } from '../errors.js';
 
-// A /sync token carries one stream position per topic behind a version prefix (ARCHITECTURE.md, "Sync"):
+// A /sync token carries one stream position per topic behind a version prefix (docs/architecture.md, "Sync"):
 //   s1_<timeline>_<accountData>_<toDevice>_<deviceLists>_<receipts>_<typing>_<presence>
 // New topics are appended at the end; an older token simply lacks them and reads as 0 there. The timeline
 // position comes first because RoomReader.resolveToken reads it (`/^s\d+_(\d+)/`) for /messages.
