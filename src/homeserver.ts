@@ -180,6 +180,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
         login: new RateLimiter(config.rc_login.address ?? { per_second: 0.17, burst_count: 3 }),
       }
     : {};
+  users.registration.limiter = limiters.registration;
   mountRoutes(app, [...clientRoutes(services), ...federationRoutes(services), ...roomFederation.routes, ...publicRoomsApiRoutes(directory.publicRooms), ...federationEdus.routes], {
     logger,
     authenticate: (token, ctx) => users.authenticate(token, ctx),

@@ -26,8 +26,10 @@ export function registerRoutes(services: Services): RouteDefinition[] {
       allowGuests: true,
       body: registerBody,
       query: z.looseObject({ kind: z.enum(['user', 'guest']).default('user') }),
-      rateLimit: 'registration',
+      // rc_registration is spent in the service, only when an account is created.
       handler: async ({ body, query, requester, ip, userAgent }) => {
+        const exempt = services.appservices.isRateLimitExempt(requester?.appserviceId);
+        const rateLimitKey = exempt ? undefined : requester?.appserviceId !== undefined ? requester.userId : ip;
         const registered = await users.registration.register(
           {
             type: body.type ?? undefined,
@@ -39,7 +41,7 @@ export function registerRoutes(services: Services): RouteDefinition[] {
             inhibit_login: body.inhibit_login ?? undefined,
             refresh_token: body.refresh_token ?? undefined,
           },
-          { kind: query.kind, requester, ip, userAgent },
+          { kind: query.kind, requester, ip, userAgent, rateLimitKey },
         );
         return sessionResponse(registered.userId, services.serverName, registered.session);
       },

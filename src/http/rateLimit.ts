@@ -21,6 +21,15 @@ export class RateLimiter {
 
   /** Takes one token; returns 0 when allowed, else how many ms until one is available. */
   take(key: string): number {
+    return this.consume(key, 1);
+  }
+
+  /** Like take() but spends nothing: 0 when a token is there, else how many ms until one is. */
+  check(key: string): number {
+    return this.consume(key, 0);
+  }
+
+  private consume(key: string, cost: 0 | 1): number {
     const now = this.now();
     let bucket = this.buckets.get(key);
     if (!bucket) {
@@ -33,7 +42,7 @@ export class RateLimiter {
       bucket.updatedMs = now;
     }
     if (bucket.tokens >= 1) {
-      bucket.tokens -= 1;
+      bucket.tokens -= cost;
       return 0;
     }
     return Math.ceil(((1 - bucket.tokens) / this.config.per_second) * 1000);

@@ -1,4 +1,5 @@
-import { MatrixError, forbidden } from '../errors.js';
+import { MatrixError, forbidden, limitExceeded } from '../errors.js';
+import type { RateLimiter } from '../http/rateLimit.js';
 import type { Requester } from '../http/route.js';
 import type { ServiceDeps } from '../serviceDeps.js';
 import * as regTokens from '../storage/repositories/registrationTokens.js';
@@ -30,6 +31,8 @@ export interface RegisterContext {
   requester: Requester | undefined;
   ip: string;
   userAgent: string | undefined;
+  /** The rc_registration bucket this request counts against (the address); undefined when exempt. */
+  rateLimitKey: string | undefined;
 }
 
 export interface Registered {
@@ -51,6 +54,9 @@ export interface NewAccount {
 }
 
 export class RegistrationService {
+  /** rc_registration; set by the composition root when rate limits are on. */
+  limiter: RateLimiter | undefined;
+
   constructor(
     private readonly deps: ServiceDeps,
     private readonly devices: DeviceService,
@@ -88,6 +94,9 @@ export class RegistrationService {
 
   /** Spec: "POST /_matrix/client/v3/register". */
   async register(body: RegisterRequest, ctx: RegisterContext): Promise<Registered> {
+    // As Synapse: an exhausted limit refuses early, but only a created account spends a token, so the
+    // UIA handshake and client probes never count.
+    this.checkLimit(ctx, false);
     if (ctx.kind === 'guest') return this.registerGuest(body, ctx);
     if (ctx.requester?.appserviceId !== undefined) return this.registerForAppservice(body, ctx.requester.appserviceId, ctx);
     if (body.type === 'm.login.application_service') {
@@ -99,6 +108,7 @@ export class RegistrationService {
 
     const passed = await this.uia.authenticate({ auth: body.auth, flows: this.flows(), operation: 'POST /register' });
     const token = typeof passed.data.registrationToken === 'string' ? passed.data.registrationToken : undefined;
+    this.checkLimit(ctx, true);
     const registered = await this.createAccount({
       localpart: localpart ?? '',
       password: body.password,
@@ -125,6 +135,7 @@ export class RegistrationService {
     }
     if (body.username === undefined) throw new MatrixError('M_MISSING_PARAM', "Missing 'username'", 400);
     const localpart = await this.checkUsername(body.username, appserviceId);
+    this.checkLimit(ctx, true);
     return this.createAccount({
       localpart,
       appserviceId,
@@ -137,11 +148,18 @@ export class RegistrationService {
   // Spec: "Guest access": everything but initial_device_display_name is ignored; the server picks the device.
   private async registerGuest(body: RegisterRequest, ctx: RegisterContext): Promise<Registered> {
     if (!this.guestAccessAllowed) throw new MatrixError('M_GUEST_ACCESS_FORBIDDEN', 'Guest access is disabled', 403);
+    this.checkLimit(ctx, true);
     return this.createAccount({
       localpart: '',
       isGuest: true,
       login: { displayName: body.initial_device_display_name, ip: ctx.ip, userAgent: ctx.userAgent, withRefresh: false },
     });
+  }
+
+  private checkLimit(ctx: RegisterContext, spend: boolean): void {
+    if (!this.limiter || ctx.rateLimitKey === undefined) return;
+    const wait = spend ? this.limiter.take(ctx.rateLimitKey) : this.limiter.check(ctx.rateLimitKey);
+    if (wait > 0) throw limitExceeded(wait);
   }
 
   /**

@@ -245,3 +245,43 @@ describe.each(testDialects())('registration policy on %s', (dialect) => {
     expect(spent.body.errcode).toBe('M_FORBIDDEN');
   });
 });
+
+describe('registration rate limit (rc_registration)', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startHomeserver({
+      config: { allow_guest_access: true, rc_enabled: true, rc_registration: { per_second: 0.001, burst_count: 2 } },
+    });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  const uiaRegister = async (username: string) => {
+    const probe = await request(server.baseUrl, 'POST', `${V3}/register`, { body: { username, password: 'pw' } });
+    if (probe.status !== 401) return probe;
+    return request(server.baseUrl, 'POST', `${V3}/register`, {
+      body: { username, password: 'pw', auth: { type: 'm.login.dummy', session: probe.body.session } },
+    });
+  };
+
+  it('spends the limit only on created accounts: UIA steps and availability probes are free', async () => {
+    // What Element and Cinny do on page load, several times over.
+    for (let i = 0; i < 5; i++) {
+      expect((await request(server.baseUrl, 'POST', `${V3}/register`, { body: {} })).status).toBe(401);
+      expect((await request(server.baseUrl, 'GET', `${V3}/register/available?username=probe${i}`)).status).toBe(200);
+    }
+    const first = await uiaRegister('rl_first');
+    expect(first.status).toBe(200);
+    const guest = await request(server.baseUrl, 'POST', `${V3}/register?kind=guest`, { body: {} });
+    expect(guest.status).toBe(200);
+
+    // Two accounts made: the third is refused and not created.
+    const third = await uiaRegister('rl_third');
+    expect(third.status).toBe(429);
+    expect(third.body.errcode).toBe('M_LIMIT_EXCEEDED');
+    expect(third.body.retry_after_ms).toBeGreaterThan(0);
+    const available = await request(server.baseUrl, 'GET', `${V3}/register/available?username=rl_third`);
+    expect(available.body).toEqual({ available: true });
+  });
+});
