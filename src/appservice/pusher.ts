@@ -22,6 +22,7 @@ import { LruCache } from '../util/lru.js';
 import { eventInterests, roomInterests, userInNamespace } from './interest.js';
 import type { AppserviceRegistration } from './registration.js';
 import { AppserviceTransactionSender, type AppserviceSenderOptions, type RegistrationSource } from './transactions.js';
+import { dict } from '../util/dict.js';
 
 export interface AppservicePusherDeps {
   db: Database;
@@ -233,7 +234,7 @@ export class AppservicePusher {
    */
   private interceptToDevice(toDevice: E2eeServices['toDevice']): void {
     toDevice.diverters.push(async (sender, type, messages) => {
-      const rest: Record<string, Record<string, unknown>> = {};
+      const rest = dict<Record<string, unknown>>();
       const items: Item[] = [];
       const now = this.deps.clock.now();
       for (const [userId, byDevice] of Object.entries(messages)) {

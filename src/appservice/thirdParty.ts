@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Fields, ThirdPartyProvider } from '../directory/thirdParty.js';
 import type { AppserviceRegistration } from './registration.js';
 import type { AppserviceRegistry } from './registry.js';
+import { dict } from '../util/dict.js';
 
 const TIMEOUT_MS = 10_000;
 
@@ -33,7 +34,7 @@ export class AppserviceThirdParty implements ThirdPartyProvider {
   }
 
   async protocols(): Promise<Record<string, unknown>> {
-    const out: Record<string, unknown> = {};
+    const out = dict<unknown>();
     for (const reg of this.registry.all()) {
       for (const protocol of reg.protocols) {
         if (out[protocol] !== undefined || reg.url === null) continue;

@@ -22,6 +22,7 @@ import {
 } from '../storage/repositories/appserviceQueue.js';
 import { appserviceSender, userInNamespace } from './interest.js';
 import type { AppserviceRegistration } from './registration.js';
+import { dict } from '../util/dict.js';
 
 export interface AppserviceSenderOptions {
   limits: Record<AppserviceItemKind, number>;
@@ -262,13 +263,13 @@ export class AppserviceTransactionSender {
       if (i.kind === 'event' && typeof sender === 'string') users.add(sender);
     }
     for (const m of toDevice) users.add(m.to_user_id);
-    const counts: Record<string, Record<string, Record<string, number>>> = {};
-    const fallback: Record<string, Record<string, string[]>> = {};
+    const counts = dict<Record<string, Record<string, number>>>();
+    const fallback = dict<Record<string, string[]>>();
     for (const userId of users) {
       if (!userId.endsWith(`:${serverName}`) || !userInNamespace(reg, userId, serverName)) continue;
       for (const d of await listDevices(this.deps.db.knex, userId, true)) {
-        (counts[userId] ??= {})[d.deviceId] = await keys.oneTimeKeyCounts(userId, d.deviceId);
-        (fallback[userId] ??= {})[d.deviceId] = await keys.unusedFallbackKeyTypes(userId, d.deviceId);
+        (counts[userId] ??= dict())[d.deviceId] = await keys.oneTimeKeyCounts(userId, d.deviceId);
+        (fallback[userId] ??= dict())[d.deviceId] = await keys.unusedFallbackKeyTypes(userId, d.deviceId);
       }
     }
     if (Object.keys(counts).length) {

@@ -4,7 +4,10 @@ import type { Services } from '../homeserver.js';
 import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
 import { getProfile, setProfileField } from '../storage/repositories/profiles.js';
 
-const FIELDS = { displayname: 'displayname', avatar_url: 'avatar_url' } as const;
+const FIELDS = ['displayname', 'avatar_url'] as const;
+type Field = (typeof FIELDS)[number];
+// A path segment is only a field name if it is one of ours: `__proto__` or `constructor` never reach SQL.
+const fieldOf = (name: string | undefined): Field | undefined => FIELDS.find((f) => f === name);
 
 // Spec: Client-Server API, "Profiles".
 export function profileRoutes(services: Services): RouteDefinition[] {
@@ -38,7 +41,7 @@ export function profileRoutes(services: Services): RouteDefinition[] {
       path: '/profile/:userId/:field',
       auth: 'optional',
       handler: async ({ params }) => {
-        const field = FIELDS[params.field as keyof typeof FIELDS];
+        const field = fieldOf(params.field);
         const profile = await load(params.userId!);
         if (!field || profile[field] === null) throw notFound('Profile field not set');
         return { [field]: profile[field] };
@@ -53,7 +56,7 @@ export function profileRoutes(services: Services): RouteDefinition[] {
       body: z.record(z.string(), z.unknown()),
       rateLimit: 'message',
       handler: async ({ params, body, requester }) => {
-        const field = FIELDS[params.field as keyof typeof FIELDS];
+        const field = fieldOf(params.field);
         if (!field) throw new MatrixError('M_UNRECOGNIZED', 'Unknown profile field', 400);
         if (params.userId !== requester.userId) throw forbidden('You may only change your own profile');
         const value = body[field];

@@ -1,6 +1,7 @@
 import { MatrixError } from '../errors.js';
 import type { Services } from '../homeserver.js';
 import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
+import { dict } from '../util/dict.js';
 
 // Spec: Client-Server API, "Third-party networks" (/thirdparty/*) and "Adding Account Administrative
 // Contact Information" (/account/3pid*). This server keeps no third-party identifiers (capability
@@ -10,7 +11,7 @@ const threepidError = (code: 'M_THREEPID_DENIED' | 'M_THREEPID_AUTH_FAILED', mes
   new MatrixError(code, message, status);
 
 function fields(query: Record<string, unknown>): Record<string, string> {
-  const out: Record<string, string> = {};
+  const out = dict<string>();
   for (const [k, v] of Object.entries(query)) if (typeof v === 'string' && k !== 'access_token') out[k] = v;
   return out;
 }

@@ -5,6 +5,7 @@
 import { createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { decodeBase64, encodeBase64 } from './base64.js';
 import { canonicalJsonBytes } from './canonicalJson.js';
+import { dict } from '../util/dict.js';
 
 export interface SigningKey {
   algorithm: 'ed25519';
@@ -136,9 +137,9 @@ export function signJson<T extends object>(obj: T, entityName: string, key: Sign
   const src = obj as Record<string, unknown>;
   const signature = encodeBase64(signBytes(signableBytes(obj), key));
   const existing = isPlainObject(src.signatures) ? (src.signatures as Signatures) : {};
-  const signatures: Signatures = {};
-  for (const [entity, sigs] of Object.entries(existing)) signatures[entity] = { ...sigs };
-  signatures[entityName] = { ...(signatures[entityName] ?? {}), [key.keyId]: signature };
+  const signatures: Signatures = dict();
+  for (const [entity, sigs] of Object.entries(existing)) signatures[entity] = Object.assign(dict<string>(), sigs);
+  signatures[entityName] = Object.assign(signatures[entityName] ?? dict<string>(), { [key.keyId]: signature });
   return { ...obj, signatures } as T & { signatures: Signatures };
 }
 

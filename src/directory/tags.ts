@@ -1,5 +1,6 @@
 import type { ServiceDeps } from '../serviceDeps.js';
 import { getAccountData, putAccountData } from '../storage/repositories/accountData.js';
+import { dict } from '../util/dict.js';
 
 // Spec: Client-Server API, "Room tagging": tags live in the room account data entry `m.tag`
 // ({ tags: { name: { order? } } }), so they reach every device through /sync like any account data.
@@ -27,7 +28,7 @@ export class TagService {
 
   remove(userId: string, roomId: string, tag: string): Promise<void> {
     return this.update(userId, roomId, (tags) => {
-      if (!(tag in tags)) return false;
+      if (!Object.hasOwn(tags, tag)) return false;
       delete tags[tag];
       return true;
     });
@@ -55,8 +56,8 @@ export class TagService {
 
 function tagsOf(content: Record<string, unknown> | undefined): TagMap {
   const tags = content?.tags;
-  if (!tags || typeof tags !== 'object' || Array.isArray(tags)) return {};
-  const out: TagMap = {};
+  if (!tags || typeof tags !== 'object' || Array.isArray(tags)) return dict();
+  const out: TagMap = dict();
   for (const [name, value] of Object.entries(tags as Record<string, unknown>)) {
     out[name] = value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
   }

@@ -7,6 +7,7 @@ import * as repo from '../storage/repositories/e2ee.js';
 import type { UserService } from '../users/userService.js';
 import type { DeviceListService } from './deviceLists.js';
 import { publicKeyOf } from './deviceKeysService.js';
+import { dict } from '../util/dict.js';
 
 type KeyObject = Record<string, unknown>;
 
@@ -75,9 +76,9 @@ export class CrossSigningService {
   async uploadSignatures(requester: Requester, body: Record<string, Record<string, KeyObject>>): Promise<{ failures: Record<string, Record<string, unknown>> }> {
     const signer = requester.userId;
     const db = this.deps.db.knex;
-    const failures: Record<string, Record<string, unknown>> = {};
+    const failures = dict<Record<string, unknown>>();
     const fail = (user: string, keyId: string, errcode: string, error: string) => {
-      failures[user] ??= {};
+      failures[user] ??= dict();
       failures[user]![keyId] = { errcode, error };
     };
     const own = await repo.getCrossSigningKeys(db, signer);

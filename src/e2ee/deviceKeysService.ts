@@ -8,6 +8,7 @@ import * as repo from '../storage/repositories/e2ee.js';
 import type { DeviceListService } from './deviceLists.js';
 import type { RemoteKeyService } from './remoteKeys.js';
 import { mergeStoredSignatures } from './signatures.js';
+import { dict } from '../util/dict.js';
 
 export interface KeysUploadBody {
   device_keys?: Record<string, unknown> | undefined;
@@ -103,8 +104,8 @@ export class DeviceKeysService {
 
   /** POST /keys/query: local users from the database, users of other servers through `remoteKeys`. */
   async query(requester: Requester, request: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const local: Record<string, unknown> = {};
-    const remote: Record<string, string[]> = {};
+    const local = dict<unknown>();
+    const remote = dict<string[]>();
     for (const [userId, wanted] of Object.entries(request)) {
       if (this.isLocal(userId)) local[userId] = wanted;
       else remote[userId] = Array.isArray(wanted) ? (wanted as string[]) : [];
@@ -139,11 +140,11 @@ export class DeviceKeysService {
     failures: Record<string, unknown>;
   }> {
     const db = this.deps.db.knex;
-    const deviceKeys: Record<string, Record<string, KeyObject>> = {};
-    const masterKeys: Record<string, KeyObject> = {};
-    const selfSigningKeys: Record<string, KeyObject> = {};
-    const userSigningKeys: Record<string, KeyObject> = {};
-    const failures: Record<string, unknown> = {};
+    const deviceKeys = dict<Record<string, KeyObject>>();
+    const masterKeys = dict<KeyObject>();
+    const selfSigningKeys = dict<KeyObject>();
+    const userSigningKeys = dict<KeyObject>();
+    const failures = dict<unknown>();
     const userIds = Object.keys(request).filter((u) => this.isLocal(u));
     const signatures = await repo.signaturesFor(db, userIds);
     const viewerId = viewer ?? '';
@@ -152,7 +153,7 @@ export class DeviceKeysService {
       const deviceFilter = Array.isArray(wanted) && wanted.length ? (wanted as string[]) : undefined;
       const keys = await repo.getDeviceKeys(db, userId, deviceFilter);
       const devices = new Map((await listDevices(db, userId, true)).map((d) => [d.deviceId, d]));
-      const out: Record<string, KeyObject> = {};
+      const out = dict<KeyObject>();
       for (const [deviceId, key] of keys) {
         const device = devices.get(deviceId);
         if (!device) continue;
@@ -177,11 +178,11 @@ export class DeviceKeysService {
 
   /** POST /keys/claim: local keys here, keys of other servers' users through `remoteKeys`. */
   async claim(request: Record<string, Record<string, string>>): Promise<Record<string, unknown>> {
-    const local: Record<string, Record<string, string>> = {};
-    const remote: Record<string, Record<string, string>> = {};
+    const local = dict<Record<string, string>>();
+    const remote = dict<Record<string, string>>();
     for (const [userId, devices] of Object.entries(request)) (this.isLocal(userId) ? local : remote)[userId] = devices;
     const oneTimeKeys = await this.claimLocal(local);
-    const failures: Record<string, unknown> = {};
+    const failures = dict<unknown>();
     if (Object.keys(remote).length) {
       if (this.remoteKeys) {
         const theirs = await this.remoteKeys.claim(remote);
@@ -199,7 +200,7 @@ export class DeviceKeysService {
    * none are left. Also answers POST /_matrix/federation/v1/user/keys/claim.
    */
   async claimLocal(request: Record<string, Record<string, string>>): Promise<Record<string, Record<string, Record<string, unknown>>>> {
-    const oneTimeKeys: Record<string, Record<string, Record<string, unknown>>> = {};
+    const oneTimeKeys = dict<Record<string, Record<string, unknown>>>();
     await this.deps.db.write(async (trx) => {
       for (const [userId, devices] of Object.entries(request)) {
         if (!this.isLocal(userId)) continue;
@@ -214,7 +215,7 @@ export class DeviceKeysService {
             }
           }
           if (!result) continue;
-          oneTimeKeys[userId] ??= {};
+          oneTimeKeys[userId] ??= dict();
           oneTimeKeys[userId][deviceId] = { [`${algorithm}:${result.keyId}`]: JSON.parse(result.json) };
         }
       }

@@ -19,6 +19,7 @@ import {
   type BackupVersionInfo,
   type RoomKeyRow,
 } from '../storage/repositories/keyBackup.js';
+import { dict } from '../util/dict.js';
 
 // Spec: Client-Server API, "Server-side key backups". The server stores what clients encrypted to the
 // backup's public key; it never sees a session key. Versions are per user, numbered 1, 2, 3 … and only
@@ -215,15 +216,15 @@ export class KeyBackupService {
   /** GET /room_keys/keys?version=: every room with at least one key. */
   async getAllKeys(userId: string, rawVersion: string): Promise<{ rooms: Record<string, { sessions: Record<string, UploadedKey> }> }> {
     const rows = await this.readKeys(userId, rawVersion);
-    const rooms: Record<string, { sessions: Record<string, UploadedKey> }> = {};
-    for (const k of rows) (rooms[k.roomId] ??= { sessions: {} }).sessions[k.sessionId] = keyJson(k);
+    const rooms = dict<{ sessions: Record<string, UploadedKey> }>();
+    for (const k of rows) (rooms[k.roomId] ??= { sessions: dict() }).sessions[k.sessionId] = keyJson(k);
     return { rooms };
   }
 
   /** GET /room_keys/keys/{roomId}?version=: `{sessions: {}}` for a room without keys (spec). */
   async getRoomKeys(userId: string, rawVersion: string, roomId: string): Promise<{ sessions: Record<string, UploadedKey> }> {
     const rows = await this.readKeys(userId, rawVersion, roomId);
-    const sessions: Record<string, UploadedKey> = {};
+    const sessions = dict<UploadedKey>();
     for (const k of rows) sessions[k.sessionId] = keyJson(k);
     return { sessions };
   }

@@ -13,6 +13,7 @@ import * as e2eeRepo from '../storage/repositories/e2ee.js';
 import { publicKeyOf } from './deviceKeysService.js';
 import { checkedCrossSigningKey, checkedDeviceKeys, type RemoteDeviceLists } from './remoteDeviceLists.js';
 import { mergeStoredSignatures } from './signatures.js';
+import { dict, own } from '../util/dict.js';
 
 type KeyObject = Record<string, unknown>;
 
@@ -47,7 +48,7 @@ function byServer<T>(entries: Record<string, T>): Map<string, Record<string, T>>
   for (const [userId, v] of Object.entries(entries)) {
     const server = serverNameOf(userId);
     if (!server) continue;
-    const forServer = out.get(server) ?? {};
+    const forServer = out.get(server) ?? dict<T>();
     forServer[userId] = v;
     out.set(server, forServer);
   }
@@ -58,7 +59,7 @@ export class RemoteKeyService {
   constructor(private readonly deps: RemoteKeysDeps) {}
 
   async query(viewerUserId: string, request: Record<string, readonly string[]>, timeoutMs = DEFAULT_REMOTE_TIMEOUT_MS): Promise<KeysQueryResult> {
-    const out: KeysQueryResult = { device_keys: {}, master_keys: {}, self_signing_keys: {}, failures: {} };
+    const out: KeysQueryResult = { device_keys: dict(), master_keys: dict(), self_signing_keys: dict(), failures: dict() };
     const signatures = await e2eeRepo.signaturesFor(this.deps.db.knex, Object.keys(request));
     const withViewerSignatures = (key: KeyObject, userId: string) =>
       mergeStoredSignatures(key, userId, publicKeyOf(key), signatures, viewerUserId);
@@ -66,7 +67,7 @@ export class RemoteKeyService {
     await Promise.all(
       [...byServer(request)].map(async ([server, users]) => {
         // Tracked users come from the cache; the rest (and anyone whose cache cannot be had) are asked.
-        const ask: Record<string, readonly string[]> = {};
+        const ask = dict<readonly string[]>();
         for (const [userId, wanted] of Object.entries(users)) {
           const cached = await this.deps.deviceLists.fresh(userId, timeoutMs).catch((err: unknown) => {
             this.deps.logger.warn({ err, userId }, 'remote device list cache failed');
@@ -77,7 +78,7 @@ export class RemoteKeyService {
             continue;
           }
           const filter = wanted.length ? new Set(wanted) : undefined;
-          const devices: Record<string, KeyObject> = {};
+          const devices = dict<KeyObject>();
           for (const d of cached.devices) {
             if (!d.keys || (filter && !filter.has(d.deviceId))) continue;
             devices[d.deviceId] = { ...d.keys, unsigned: d.displayName !== undefined ? { device_display_name: d.displayName } : {} };
@@ -107,8 +108,8 @@ export class RemoteKeyService {
         const selfs = isObject(body.self_signing_keys) ? body.self_signing_keys : {};
         // Only what was asked, of users of that server, under the ids they claim to be.
         for (const userId of Object.keys(ask)) {
-          const devices: Record<string, KeyObject> = {};
-          const theirs = deviceKeys[userId];
+          const devices = dict<KeyObject>();
+          const theirs = own(deviceKeys, userId);
           if (isObject(theirs)) {
             for (const [deviceId, keys] of Object.entries(theirs)) {
               const checked = checkedDeviceKeys(keys, userId, deviceId);
@@ -116,9 +117,9 @@ export class RemoteKeyService {
             }
           }
           out.device_keys[userId] = devices;
-          const master = checkedCrossSigningKey(masters[userId], userId, 'master');
+          const master = checkedCrossSigningKey(own(masters, userId), userId, 'master');
           if (master) out.master_keys[userId] = withViewerSignatures(master, userId);
-          const self = checkedCrossSigningKey(selfs[userId], userId, 'self_signing');
+          const self = checkedCrossSigningKey(own(selfs, userId), userId, 'self_signing');
           if (self) out.self_signing_keys[userId] = self;
         }
       }),
@@ -127,7 +128,7 @@ export class RemoteKeyService {
   }
 
   async claim(request: Record<string, Record<string, string>>, timeoutMs = DEFAULT_REMOTE_TIMEOUT_MS): Promise<KeysClaimResult> {
-    const out: KeysClaimResult = { one_time_keys: {}, failures: {} };
+    const out: KeysClaimResult = { one_time_keys: dict(), failures: dict() };
     await Promise.all(
       [...byServer(request)].map(async ([server, users]) => {
         let res: unknown;
@@ -146,12 +147,12 @@ export class RemoteKeyService {
         }
         const keys = isObject(res) && isObject(res.one_time_keys) ? res.one_time_keys : {};
         for (const [userId, devices] of Object.entries(users)) {
-          const theirs = keys[userId];
+          const theirs = own(keys, userId);
           if (!isObject(theirs)) continue;
           for (const deviceId of Object.keys(devices)) {
-            const claimed = theirs[deviceId];
+            const claimed = own(theirs, deviceId);
             if (!isObject(claimed)) continue;
-            out.one_time_keys[userId] ??= {};
+            out.one_time_keys[userId] ??= dict();
             out.one_time_keys[userId][deviceId] = claimed;
           }
         }

@@ -1,4 +1,5 @@
 import type { StoredSignature } from '../storage/repositories/e2ee.js';
+import { dict } from '../util/dict.js';
 
 /**
  * Adds uploaded signatures to a key object. Signatures a user made with their user-signing key on someone
@@ -11,11 +12,11 @@ export function mergeStoredSignatures(
   stored: readonly StoredSignature[],
   viewerUserId: string,
 ): Record<string, unknown> {
-  const signatures: Record<string, Record<string, string>> = structuredClone((key.signatures as Record<string, Record<string, string>> | undefined) ?? {});
+  const signatures = Object.assign(dict<Record<string, string>>(), structuredClone(key.signatures as Record<string, Record<string, string>> | undefined));
   for (const s of stored) {
     if (s.targetUserId !== ownerUserId || s.targetKeyId !== targetKeyId) continue;
     if (s.signerUserId !== ownerUserId && s.signerUserId !== viewerUserId) continue;
-    signatures[s.signerUserId] ??= {};
+    signatures[s.signerUserId] ??= dict();
     signatures[s.signerUserId]![s.signerKeyId] = s.signature;
   }
   return { ...key, signatures };

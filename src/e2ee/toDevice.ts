@@ -1,6 +1,7 @@
 import type { ServiceDeps } from '../serviceDeps.js';
 import { listDevices } from '../storage/repositories/devices.js';
 import * as repo from '../storage/repositories/e2ee.js';
+import { dict } from '../util/dict.js';
 
 export const TO_DEVICE_STREAM = 'to_device';
 
@@ -32,7 +33,7 @@ export class ToDeviceService {
     for (const [userId, byDevice] of Object.entries(messages)) {
       const server = userId.slice(userId.indexOf(':') + 1);
       if (server !== this.deps.serverName) {
-        const forServer = remote.get(server) ?? {};
+        const forServer = remote.get(server) ?? dict<Record<string, unknown>>();
         forServer[userId] = byDevice;
         remote.set(server, forServer);
         continue;

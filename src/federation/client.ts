@@ -13,6 +13,7 @@ import { MatrixError } from '../errors.js';
 import type { ResolvedServer, WellKnownResponse } from './discovery.js';
 import { SERVER_VERSION } from './version.js';
 import { signRequest } from './xmatrix.js';
+import { dict } from '../util/dict.js';
 
 export type FederationFailure = 'denied' | 'unreachable' | 'timeout' | 'http' | 'bad_response';
 
@@ -216,7 +217,7 @@ export class FederationClient {
       } catch {
         body = undefined;
       }
-      const headers: Record<string, string | undefined> = {};
+      const headers = dict<string | undefined>();
       for (const [k, v] of Object.entries(res.headers)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
       return { status: res.status, headers, body };
     }

@@ -11,6 +11,7 @@ import { getRoomVersion, DEFAULT_ROOM_VERSION, type RoomVersion } from '../rooms
 import type { Database } from '../storage/database.js';
 import { getInboundTransaction, putInboundTransaction } from '../storage/repositories/federationTxns.js';
 import { fallbackEventId, type FederatedRooms, type InboundPipeline, type PduResult } from './pipeline.js';
+import { dict } from '../util/dict.js';
 
 export const FEDERATION_V1 = ['/_matrix/federation/v1'] as const;
 
@@ -48,7 +49,7 @@ export class TransactionReceiver {
     if (earlier !== undefined) return earlier as SendResult;
 
     const byRoom = new Map<string, unknown[]>();
-    const pdus: Record<string, PduResult> = {};
+    const pdus = dict<PduResult>();
     for (const raw of body.pdus) {
       const roomId = raw && typeof raw === 'object' ? (raw as { room_id?: unknown }).room_id : undefined;
       if (typeof roomId !== 'string') {

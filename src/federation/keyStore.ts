@@ -17,6 +17,7 @@ import {
 import { LruCache } from '../util/lru.js';
 import type { FederationClient } from './client.js';
 import { isValidServerName } from './serverName.js';
+import { own } from '../util/dict.js';
 
 /** A server's key response (spec definitions/keys.yaml). */
 export interface ServerKeys {
@@ -250,7 +251,7 @@ export class KeyStore {
     const sigs = isObject(entry.signatures) ? entry.signatures[notary.server_name] : undefined;
     if (!isObject(sigs)) return false;
     for (const keyId of Object.keys(sigs)) {
-      const publicKey = notary.verify_keys ? notary.verify_keys[keyId] : await this.keyFor(notary.server_name, keyId, this.deps.clock.now(), true);
+      const publicKey = notary.verify_keys ? own(notary.verify_keys, keyId) : await this.keyFor(notary.server_name, keyId, this.deps.clock.now(), true);
       if (publicKey !== undefined && verifyJsonSignature(entry, notary.server_name, keyId, publicKey)) return true;
     }
     return false;
@@ -286,7 +287,7 @@ export class KeyStore {
 
   private ownKey(keyId: string, atTs: number): string | undefined {
     if (keyId === this.deps.signingKey.keyId) return this.deps.signingKey.publicKey;
-    const old = this.deps.oldSigningKeys[keyId];
+    const old = own(this.deps.oldSigningKeys, keyId);
     return old && atTs <= old.expired_ts ? old.key : undefined;
   }
 }

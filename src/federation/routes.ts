@@ -99,6 +99,7 @@ export function federationRoutes(services: Services): RouteDefinition[] {
         const out: Record<string, string> = {};
         for (const field of ['displayname', 'avatar_url'] as const) {
           if (query.field !== undefined && query.field !== field) continue;
+          // prototype-safe: field is displayname or avatar_url
           if (profile[field] !== null) out[field] = profile[field];
         }
         return out;

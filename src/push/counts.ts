@@ -1,5 +1,6 @@
 import type { Db } from '../storage/database.js';
 import { countNotifications } from '../storage/repositories/notifications.js';
+import { dict } from '../util/dict.js';
 
 export interface UnreadCounts {
   notification_count: number;
@@ -42,7 +43,7 @@ export async function notificationCounts(
     const entry = out.get(row.roomId);
     if (!entry) continue;
     if (options.threaded && row.threadId !== null) {
-      entry.threads ??= {};
+      entry.threads ??= dict();
       const t = (entry.threads[row.threadId] ??= { notification_count: 0, highlight_count: 0 });
       t.notification_count += row.notifications;
       t.highlight_count += row.highlights;

@@ -1,5 +1,6 @@
 // Push rule evaluation (spec: Client-Server API, "Push Notifications" → "Push Rules", "Conditions",
 // "Predefined Rules"). Pure: no I/O. The caller supplies what the conditions need to know about the room.
+import { dict } from '../util/dict.js';
 
 export const RULE_KINDS = ['override', 'content', 'room', 'sender', 'underride'] as const;
 export type RuleKind = (typeof RULE_KINDS)[number];
@@ -196,9 +197,10 @@ export function mergeRulesets(defaults: Ruleset, user: Ruleset): Ruleset {
     const u = user[kind];
     if (kind === 'override') {
       const master = d.filter((r) => r.rule_id === '.m.rule.master');
+      // prototype-safe: kind is one of RULE_KINDS
       out[kind] = [...master, ...u, ...d.filter((r) => r.rule_id !== '.m.rule.master')];
     } else {
-      out[kind] = [...u, ...d];
+      out[kind] = [...u, ...d]; // prototype-safe: kind is one of RULE_KINDS
     }
   }
   return out;
@@ -376,7 +378,7 @@ export function ruleMatches(kind: RuleKind, r: PushRule, event: PushEvent, ctx: 
 
 /** Tweaks of the actions; `highlight` without a value means true. */
 export function tweaksOf(actions: readonly PushAction[]): Record<string, unknown> {
-  const tweaks: Record<string, unknown> = {};
+  const tweaks = dict<unknown>();
   for (const a of actions) {
     if (typeof a === 'object' && a !== null && typeof a.set_tweak === 'string') {
       tweaks[a.set_tweak] = a.set_tweak === 'highlight' ? (Object.hasOwn(a, 'value') ? a.value === true : true) : a.value;

@@ -38,6 +38,7 @@ export function ruleToJson(kind: RuleKind, r: PushRule): Record<string, unknown>
 
 export function rulesetToJson(ruleset: Ruleset): Record<RuleKind, Array<Record<string, unknown>>> {
   const out = {} as Record<RuleKind, Array<Record<string, unknown>>>;
+  // prototype-safe: kind is one of RULE_KINDS
   for (const kind of RULE_KINDS) out[kind] = ruleset[kind].map((r) => ruleToJson(kind, r));
   return out;
 }

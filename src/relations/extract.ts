@@ -2,6 +2,7 @@ import type { StoredEvent } from '../storage/repositories/events.js';
 import type { RelationRow } from '../storage/repositories/relations.js';
 import type { SearchEntry } from '../storage/repositories/search.js';
 import type { Pdu } from '../types/pdu.js';
+import { own } from '../util/dict.js';
 
 // Pure: what the indexes derive from one stored event.
 
@@ -42,7 +43,7 @@ export const SEARCHABLE_KEYS = ['content.body', 'content.name', 'content.topic']
 
 export function searchEntry(ev: StoredEvent): SearchEntry | undefined {
   if (ev.rejected || ev.outlier || ev.redactedBy) return undefined;
-  const spec = SEARCH_KEYS[ev.pdu.type];
+  const spec = own(SEARCH_KEYS, ev.pdu.type);
   if (!spec || (ev.pdu.state_key !== undefined) !== spec.state) return undefined;
   const value = ev.pdu.content?.[spec.field];
   if (typeof value !== 'string' || value.trim() === '') return undefined;

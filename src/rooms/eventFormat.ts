@@ -8,6 +8,7 @@ import { canonicalJsonBytes } from '../crypto/canonicalJson.js';
 import { signJson, verifyJsonSignature, type SigningKey } from '../crypto/signing.js';
 import type { EventHashes, EventReference, Pdu } from '../types/pdu.js';
 import type { RoomVersion } from './roomVersions.js';
+import { dict } from '../util/dict.js';
 
 function sha256(data: Uint8Array): Buffer {
   return createHash('sha256').update(data).digest();
@@ -101,7 +102,7 @@ export function redactPdu(pdu: Pdu, version: RoomVersion): Pdu {
     ? TOP_LEVEL_KEYS
     : [...TOP_LEVEL_KEYS, ...LEGACY_TOP_LEVEL_KEYS];
   for (const k of topKeys) {
-    if (Object.hasOwn(src, k) && src[k] !== undefined) out[k] = clone(src[k]);
+    if (Object.hasOwn(src, k) && src[k] !== undefined) out[k] = clone(src[k]); // prototype-safe: k is a protected key name
   }
   const content = isPlainObject(src.content) ? src.content : {};
   const kept = keptContentKeys(String(src.type), version);
@@ -109,7 +110,7 @@ export function redactPdu(pdu: Pdu, version: RoomVersion): Pdu {
   if (kept === 'all') {
     newContent = clone(content);
   } else {
-    for (const k of kept) if (Object.hasOwn(content, k)) newContent[k] = clone(content[k]);
+    for (const k of kept) if (Object.hasOwn(content, k)) newContent[k] = clone(content[k]); // prototype-safe: k is a protected key name
   }
   // MSC3821 (v11): a member event keeps `third_party_invite.signed`.
   if (version.updatedRedactionRules && src.type === 'm.room.member') {
@@ -258,7 +259,7 @@ export function redactsOf(pdu: Pdu, version: RoomVersion): string | undefined {
 export function signPdu(pdu: Pdu, serverName: string, key: SigningKey, version: RoomVersion): Pdu {
   const signed = signJson(redactPdu(pdu, version), serverName, key);
   const out = clone(pdu);
-  out.signatures = { ...(isPlainObject(pdu.signatures) ? clone(pdu.signatures) : {}) };
+  out.signatures = Object.assign(dict<Record<string, string>>(), isPlainObject(pdu.signatures) ? clone(pdu.signatures) : undefined);
   out.signatures[serverName] = { ...(out.signatures[serverName] ?? {}), ...signed.signatures[serverName] };
   return out;
 }

@@ -2,6 +2,7 @@
 import { MatrixError } from '../errors.js';
 import type { EventDraft } from './roomWriter.js';
 import type { RoomVersion } from './roomVersions.js';
+import { dict } from '../util/dict.js';
 
 export type Preset = 'private_chat' | 'public_chat' | 'trusted_private_chat';
 
@@ -27,7 +28,7 @@ export interface CreatorProfile {
 function defaultPowerLevels(creator: string, preset: Preset, invitees: readonly string[], version: RoomVersion): Record<string, unknown> {
   // v12 (MSC4289): creators have infinite power and may not be listed; trusted_private_chat invitees are
   // additional creators instead of users at 100.
-  const users: Record<string, number> = {};
+  const users = dict<number>();
   if (!version.infiniteCreatorPower) {
     users[creator] = 100;
     if (preset === 'trusted_private_chat') for (const u of invitees) users[u] = 100;

@@ -15,6 +15,7 @@ import type { StateStore } from './stateStore.js';
 import { canSeeEvent, parseHistoryVisibility } from './visibility.js';
 import { decodePaginationToken, encodePaginationToken } from './paginationToken.js';
 import { hiddenByIgnore, ignoredUsersOf } from '../directory/ignoredUsers.js';
+import { dict } from '../util/dict.js';
 
 export interface Viewer {
   userId: string;
@@ -363,7 +364,7 @@ export class RoomReader {
     const access = await this.readableUpTo(viewer.userId, roomId);
     if (access.membership !== 'join' && access.untilStream !== undefined) throw forbidden('You are not in this room');
     const state = await this.currentState(roomId);
-    const joined: Record<string, { display_name?: string; avatar_url?: string }> = {};
+    const joined = dict<{ display_name?: string; avatar_url?: string }>();
     for (const pdu of state.values()) {
       if (pdu.type !== 'm.room.member' || pdu.content.membership !== 'join') continue;
       const entry: { display_name?: string; avatar_url?: string } = {};

@@ -143,6 +143,7 @@ export function getKnownRoomVersion(id: string): RoomVersion | undefined {
 /** For /capabilities: `{ "1": "stable", ... }`. */
 export function roomVersionCapabilities(): Record<string, 'stable' | 'unstable'> {
   const out: Record<string, 'stable' | 'unstable'> = {};
+  // prototype-safe: ids of the room versions this code knows
   for (const v of ROOM_VERSIONS.values()) out[v.id] = v.stable ? 'stable' : 'unstable';
   return out;
 }

@@ -13,6 +13,7 @@ import { serverNameOf } from './eventFormat.js';
 import type { Actor, RoomService } from './roomService.js';
 import { getRoomVersion, type RoomVersion } from './roomVersions.js';
 import type { EventDraft, RoomWriteContext } from './roomWriter.js';
+import { dict } from '../util/dict.js';
 
 export const TOMBSTONE_BODY = 'This room has been replaced';
 
@@ -48,7 +49,7 @@ export function normalizePowerLevels(content: Content): Content {
     if (!Object.hasOwn(content, key)) continue;
     const v = parsePowerLevelValue(content[key]);
     if (v === undefined) delete out[key];
-    else out[key] = v;
+    else out[key] = v; // prototype-safe: key is one of LEVEL_KEYS
   }
   for (const key of LEVEL_MAPS) {
     if (!Object.hasOwn(content, key)) continue;
@@ -57,12 +58,12 @@ export function normalizePowerLevels(content: Content): Content {
       delete out[key];
       continue;
     }
-    const map: Record<string, number> = {};
+    const map = dict<number>();
     for (const [k, raw] of Object.entries(source)) {
       const v = parsePowerLevelValue(raw);
       if (v !== undefined) map[k] = v;
     }
-    out[key] = map;
+    out[key] = map; // prototype-safe: key is one of LEVEL_MAPS
   }
   return out;
 }
@@ -87,7 +88,7 @@ export function restrictedPowerLevels(content: Content): Content | undefined {
   for (const key of ['events_default', 'invite'] as const) {
     const current = parsePowerLevelValue(content[key]) ?? 0;
     if (current < restricted) {
-      out[key] = restricted;
+      out[key] = restricted; // prototype-safe: key is events_default or invite
       changed = true;
     }
   }
@@ -177,7 +178,7 @@ export function planReplacementRoom(input: ReplacementRoomInput): ReplacementRoo
   if (oldPl) {
     const pl = normalizePowerLevels(oldPl.content);
     const needed = levelToCopyState(pl);
-    const users = isPlainObject(pl.users) ? { ...pl.users } : {};
+    const users = Object.assign(dict<unknown>(), isPlainObject(pl.users) ? pl.users : undefined);
     if (newVersion.infiniteCreatorPower) {
       // v12: the upgrader creates the new room, with infinite power, and may not be listed.
       delete users[upgrader];

@@ -22,6 +22,7 @@ import * as stateRepo from '../storage/repositories/state.js';
 import { stateMapKey } from '../types/pdu.js';
 import { SEARCHABLE_KEYS } from '../relations/extract.js';
 import type { EventIndexer } from '../relations/indexer.js';
+import { dict } from '../util/dict.js';
 
 export interface RoomEventsCriteria {
   search_term: string;
@@ -177,7 +178,7 @@ export class SearchService {
     const next = exhausted ? undefined : encodeBatch(order === 'rank' ? { o: offset } : { o: 0, r: before! });
     if (next !== undefined) out.next_batch = next;
     if (criteria.include_state) {
-      out.state = {};
+      out.state = dict();
       for (const roomId of new Set(accepted.map((a) => a.ev.pdu.room_id))) {
         out.state[roomId] = await this.deps.rooms.reader.stateEvents(viewer, roomId).catch(() => []);
       }
@@ -186,14 +187,14 @@ export class SearchService {
     if (groupKeys.length) {
       out.groups = {};
       for (const key of groupKeys) {
-        const groups: Record<string, { results: string[]; order: number; next_batch?: string }> = {};
+        const groups = dict<{ results: string[]; order: number; next_batch?: string }>();
         for (const { ev } of accepted) {
           const value = key === 'room_id' ? ev.pdu.room_id : ev.pdu.sender;
           const group = (groups[value] ??= { results: [], order: Object.keys(groups).length + 1 });
           group.results.push(ev.eventId);
           if (next !== undefined) group.next_batch = next;
         }
-        out.groups[key] = groups;
+        out.groups[key] = groups; // prototype-safe: key is room_id or sender
       }
     }
     return out;
@@ -252,7 +253,7 @@ export class SearchService {
     };
     if (opts.include_profile) {
       // The profile as it was at the event: the sender's member event in the state before it.
-      const profiles: Record<string, { displayname?: string; avatar_url?: string }> = {};
+      const profiles = dict<{ displayname?: string; avatar_url?: string }>();
       const senders = new Set([ev.pdu.sender, ...before.chunk.map((e) => e.sender), ...after.chunk.map((e) => e.sender)]);
       const state = ev.stateBefore !== null ? await this.deps.rooms.state.stateEvents(this.db, ev.stateBefore) : new Map();
       for (const sender of senders) {

@@ -140,7 +140,7 @@ export class UserInteractiveAuth {
     const params: Record<string, unknown> = {};
     for (const type of new Set(req.flows.flat())) {
       const p = this.stages.get(type)?.params?.();
-      if (p !== undefined) params[type] = p;
+      if (p !== undefined) params[type] = p; // prototype-safe: stage types of the server's own flows
     }
     const session: UiaSessionRecord = {
       sessionId: randomBytes(18).toString('base64url'),

@@ -3,6 +3,7 @@
  * (MSC2409), device list changes, one-time key counts and unused fallback key types (MSC3202), under their
  * unstable names (Synapse, Skjól) or their stable ones.
  */
+import { dict } from '../../util/dict.js';
 
 /** A to-device event as the OlmMachine takes it. */
 export interface ToDeviceEvent {
@@ -74,7 +75,7 @@ export function parseCryptoTransaction(body: Json): CryptoTransaction {
       if (!isObject(perDevice)) continue;
       for (const [deviceId, perAlg] of Object.entries(perDevice)) {
         if (!isObject(perAlg)) continue;
-        const c: Record<string, number> = {};
+        const c = dict<number>();
         for (const [alg, n] of Object.entries(perAlg)) if (typeof n === 'number' && Number.isFinite(n)) c[alg] = n;
         input(userId, deviceId).oneTimeKeyCounts = c;
       }

@@ -24,6 +24,7 @@ import { requestKind, sendOutgoingRequest, sendSigningKeysUpload, type OutgoingR
 import { SerialQueue } from '../serialQueue.js';
 import type { DeviceCryptoInput } from './transactionCrypto.js';
 import type { CryptoLogger, CryptoStateStore, DecryptedEvent, RoomEncryptionSettings } from './types.js';
+import { own } from '../../util/dict.js';
 
 export interface UserMachineDeps {
   api: HomeserverApi;
@@ -186,6 +187,7 @@ export class UserMachine {
       if (processed.length) {
         const kinds: Record<string, number> = {};
         for (const p of processed) {
+          // prototype-safe: class names of the crypto library's request types, not input
           kinds[p.constructor.name] = (kinds[p.constructor.name] ?? 0) + 1;
           p.free();
         }
@@ -271,7 +273,7 @@ export class UserMachine {
     e.sharingStrategy = CollectStrategy.allDevices();
     if (s.rotation_period_ms !== undefined && s.rotation_period_ms > 0) e.rotationPeriod = BigInt(Math.floor(s.rotation_period_ms)) * 1000n; // microseconds
     if (s.rotation_period_msgs !== undefined && s.rotation_period_msgs > 0) e.rotationPeriodMessages = BigInt(Math.floor(s.rotation_period_msgs));
-    const visibility = s.historyVisibility === undefined ? undefined : HISTORY_VISIBILITY[s.historyVisibility];
+    const visibility = s.historyVisibility === undefined ? undefined : own(HISTORY_VISIBILITY, s.historyVisibility);
     if (visibility !== undefined) e.historyVisibility = visibility;
     return e;
   }

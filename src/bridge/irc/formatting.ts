@@ -355,7 +355,7 @@ class HtmlToIrc {
       if (SKIPPED_ELEMENTS.has(name)) this.skipDepth++;
       return;
     }
-    const toggle = INLINE_TOGGLES[name];
+    const toggle = Object.hasOwn(INLINE_TOGGLES, name) ? INLINE_TOGGLES[name] : undefined;
     if (toggle !== undefined) this.depth[toggle]++;
     else if (name === 'br') this.hardBreak();
     else if (name === 'pre') this.openPre();
@@ -374,7 +374,8 @@ class HtmlToIrc {
       if (SKIPPED_ELEMENTS.has(name)) this.skipDepth--;
       return;
     }
-    const toggle = INLINE_TOGGLES[name];
+    const toggle = Object.hasOwn(INLINE_TOGGLES, name) ? INLINE_TOGGLES[name] : undefined;
+    // prototype-safe: toggle is one of TOGGLES
     if (toggle !== undefined) this.depth[toggle] = Math.max(0, this.depth[toggle] - 1);
     else if (name === 'pre') this.closePre();
     else if (HEADING.test(name)) this.closeHeading();

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { BridgeCrypto } from '../crypto/index.js';
 import { HomeserverApi, MatrixApiError, registerAppserviceUser, seg } from './homeserverApi.js';
+import { dict } from '../../util/dict.js';
 
 export type Json = Record<string, unknown>;
 
@@ -182,7 +183,7 @@ export class MatrixSide {
 
   async setPowerLevel(byUserId: string, roomId: string, userId: string, level: number): Promise<void> {
     const pl = (await this.state(byUserId, roomId, 'm.room.power_levels')) ?? {};
-    const users = { ...((pl.users as Record<string, number> | undefined) ?? {}) };
+    const users = Object.assign(dict<number>(), pl.users as Record<string, number> | undefined);
     const current = users[userId] ?? (typeof pl.users_default === 'number' ? pl.users_default : 0);
     if (current === level) return;
     if (level === 0) delete users[userId];

@@ -17,6 +17,7 @@ import { listDevices } from '../../storage/repositories/devices.js';
 import * as e2eeRepo from '../../storage/repositories/e2ee.js';
 import { getOutboundDeviceList, saveOutboundDeviceList } from '../../storage/repositories/remoteDevices.js';
 import type { Edu, EduOutbox } from './outbox.js';
+import { dict } from '../../util/dict.js';
 
 type KeyObject = Record<string, unknown>;
 
@@ -123,7 +124,7 @@ export class LocalDeviceLists {
       // Nothing to announce for a user without devices or keys (nor a row for ids other servers make up).
       if (!stored && !list.devices.size && !list.masterKey && !list.selfSigningKey) return { list, streamId: 0 };
       const before: Snapshot = (stored?.snapshot as Snapshot | undefined) ?? { devices: {}, crossSigning: hash(null) };
-      const after: Snapshot = { devices: {}, crossSigning: hash({ m: list.masterKey ?? null, s: list.selfSigningKey ?? null }) };
+      const after: Snapshot = { devices: dict(), crossSigning: hash({ m: list.masterKey ?? null, s: list.selfSigningKey ?? null }) };
       for (const [deviceId, d] of list.devices) after.devices[deviceId] = hash({ n: d.displayName ?? null, k: d.keys ?? null });
 
       let streamId = stored?.streamId ?? 0;

@@ -14,6 +14,7 @@ import { serverNameOf } from '../serverName.js';
 import type { EduHandler } from './dispatch.js';
 import type { EduOutbox } from './outbox.js';
 import { fromOrigin } from './sender.js';
+import { dict } from '../../util/dict.js';
 
 const schema = z
   .object({
@@ -39,7 +40,7 @@ export function directToDeviceHandler(deps: DirectToDeviceDeps): EduHandler<z.in
     async handle(origin, c) {
       if (!fromOrigin(origin, c.sender, 'm.direct_to_device', deps.logger)) return;
       // Only our own users: a server cannot make us relay messages to a third one.
-      const local: Record<string, Record<string, Record<string, unknown>>> = {};
+      const local = dict<Record<string, Record<string, unknown>>>();
       for (const [userId, byDevice] of Object.entries(c.messages)) if (serverNameOf(userId) === deps.serverName) local[userId] = byDevice;
       if (!Object.keys(local).length) return;
       if (!(await markToDeviceSeen(deps.db.knex, origin, c.message_id, deps.clock.now()))) return;

@@ -3,6 +3,7 @@ import type { ReceiptService } from '../../edus/receipts.js';
 import type { Database, Db } from '../../storage/database.js';
 import { changedReceipts, receiptsInRooms, type ReceiptRow } from '../../storage/repositories/receipts.js';
 import type { SyncContext, SyncProvider } from '../provider.js';
+import { dict } from '../../util/dict.js';
 
 // The receipts topic: one m.receipt ephemeral event per joined room. A private receipt reaches its owner only.
 export class ReceiptsProvider implements SyncProvider {
@@ -42,9 +43,9 @@ export class ReceiptsProvider implements SyncProvider {
     for (const r of rows) {
       if (r.receiptType === 'm.read.private' && r.userId !== ctx.userId) continue;
       let content = perRoom.get(r.roomId);
-      if (!content) perRoom.set(r.roomId, (content = {}));
-      const byType = (content[r.eventId] ??= {});
-      const byUser = (byType[r.receiptType] ??= {});
+      if (!content) perRoom.set(r.roomId, (content = dict()));
+      const byType = (content[r.eventId] ??= dict());
+      const byUser = (byType[r.receiptType] ??= dict());
       // A user may hold several receipts of one type on one event (threads); the newest row wins here.
       byUser[r.userId] = { ts: r.ts, ...(r.threadId !== undefined ? { thread_id: r.threadId } : {}) };
     }
