@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
@@ -13,6 +13,7 @@ import { federationRoutes } from './federation/routes.js';
 import { createRoomFederation, type RoomFederation } from './federation/roomFederation.js';
 import { publicRoomsApiRoutes, remoteDirectory } from './federation/publicRoomsApi.js';
 import { createFederationEdus, type FederationEdus } from './federation/edus/index.js';
+import { ForwardedListeners } from './http/clientAddress.js';
 import { InFlightRequests } from './http/inFlight.js';
 import { applyCors, errorHandling, mountRoutes, requestLogging } from './http/mount.js';
 import { RateLimiter } from './http/rateLimit.js';
@@ -84,8 +85,16 @@ export interface Services {
 export interface Homeserver {
   app: Express;
   services: Services;
-  /** Starts listening (HTTPS when `tls` is given); port 0 picks a free port. Returns the bound port. */
-  listen(port?: number, host?: string, tls?: { certificatePath: string; privateKeyPath: string }): Promise<number>;
+  /**
+   * Starts listening (HTTPS when `tls` is given); port 0 picks a free port. Returns the bound port.
+   * `listener.x_forwarded`: requests on this listener take their address from X-Forwarded-For.
+   */
+  listen(
+    port?: number,
+    host?: string,
+    tls?: { certificatePath: string; privateKeyPath: string },
+    listener?: { x_forwarded?: boolean },
+  ): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -168,7 +177,9 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
 
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', config.listeners.some((l) => l.x_forwarded));
+  // X-Forwarded-For is trusted per listener (ForwardedListeners), never app-wide.
+  app.set('trust proxy', false);
+  const forwarded = new ForwardedListeners();
   app.set('query parser', 'simple');
   const inFlight = new InFlightRequests();
   requestLogging(app, logger);
@@ -177,7 +188,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     ? {
         message: new RateLimiter(config.rc_message),
         registration: new RateLimiter(config.rc_registration),
-        login: new RateLimiter(config.rc_login.address ?? { per_second: 0.17, burst_count: 3 }),
+        login: new RateLimiter(config.rc_login.address),
       }
     : {};
   users.registration.limiter = limiters.registration;
@@ -188,6 +199,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     rateLimiters: limiters,
     maxBodyBytes: Math.max(config.max_request_body_size, 65536),
     inFlight,
+    clientAddress: (req) => forwarded.addressOf(req),
     authenticateServer: async (req) => {
       const server = await federation.authenticator.authenticate(req);
       roomFederation.markAlive(server.origin);
@@ -202,11 +214,17 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   return {
     app,
     services,
-    listen(port = firstPort, host = '127.0.0.1', tls) {
+    listen(port = firstPort, host = '127.0.0.1', tls, listener) {
       return new Promise((resolve, reject) => {
+        const handler: RequestListener = listener?.x_forwarded
+          ? (req, res) => {
+              forwarded.mark(req);
+              app(req, res);
+            }
+          : app;
         const server = tls
-          ? createHttpsServer({ cert: readFileSync(tls.certificatePath), key: readFileSync(tls.privateKeyPath) }, app)
-          : createHttpServer(app);
+          ? createHttpsServer({ cert: readFileSync(tls.certificatePath), key: readFileSync(tls.privateKeyPath) }, handler)
+          : createHttpServer(handler);
         server.listen(port, host);
         server.once('listening', () => resolve((server.address() as AddressInfo).port));
         server.once('error', reject);

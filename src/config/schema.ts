@@ -81,9 +81,15 @@ export const configSchema = z.strictObject({
   unused_expiration_time: duration.default('24h'),
   rc_message: rateLimit.default({ per_second: 10, burst_count: 50 }),
   rc_registration: rateLimit.default({ per_second: 0.17, burst_count: 3 }),
+  // Synapse's defaults: address per client address, account per successful login to one account,
+  // failed_attempts per wrong password for one account (whatever the address).
   rc_login: z
-    .strictObject({ address: rateLimit.optional(), account: rateLimit.optional(), failed_attempts: rateLimit.optional() })
-    .default({}),
+    .strictObject({
+      address: rateLimit.default({ per_second: 0.003, burst_count: 5 }),
+      account: rateLimit.default({ per_second: 0.003, burst_count: 5 }),
+      failed_attempts: rateLimit.default({ per_second: 0.17, burst_count: 3 }),
+    })
+    .prefault({}),
   rc_enabled: z.boolean().default(true),
   default_room_version: z.string().default('10'),
   access_token_lifetime_ms: z.number().int().positive().optional(),

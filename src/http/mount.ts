@@ -36,6 +36,8 @@ export interface HttpDeps {
   }): Promise<ServerRequester>;
   /** Tracks running handlers for a graceful shutdown. */
   inFlight?: InFlightRequests;
+  /** The client's address, per the listener's x_forwarded setting (default: the socket's). */
+  clientAddress?(req: Request): string;
 }
 
 function extractToken(req: Request): string | undefined {
@@ -133,7 +135,7 @@ export function mountRoutes(app: Express, routes: readonly RouteDefinition[], de
 }
 
 async function handle(route: RouteDefinition, req: Request, res: Response, deps: HttpDeps): Promise<void> {
-  const ip = req.ip ?? req.socket.remoteAddress ?? 'unknown';
+  const ip = deps.clientAddress?.(req) ?? req.socket.remoteAddress ?? 'unknown';
   const userAgent = req.headers['user-agent'];
   const raw: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
   const token = extractToken(req);

@@ -1,4 +1,5 @@
-import { MatrixError, forbidden } from '../errors.js';
+import { MatrixError, forbidden, limitExceeded } from '../errors.js';
+import { RateLimiter } from '../http/rateLimit.js';
 import type { ServiceDeps } from '../serviceDeps.js';
 import { getUser, setPasswordHash, type UserRecord } from '../storage/repositories/users.js';
 import type { DeviceService, OpenedSession } from './deviceService.js';
@@ -33,12 +34,21 @@ export interface LoginResult extends OpenedSession {
 export class LoginService {
   private readonly types = new Map<string, LoginTypeHandler>();
   private dummyHash: Promise<string> | undefined;
+  /** rc_login.account: successful logins per account, from any address. */
+  private readonly accountLimiter: RateLimiter | undefined;
+  /** rc_login.failed_attempts: wrong passwords per account, from any address. */
+  private readonly failedLimiter: RateLimiter | undefined;
 
   constructor(
     private readonly deps: ServiceDeps,
     private readonly devices: DeviceService,
   ) {
     if (deps.config.password_config.enabled) this.types.set('m.login.password', (body) => this.checkPassword(body));
+    if (deps.config.rc_enabled) {
+      const now = () => deps.clock.now();
+      this.accountLimiter = new RateLimiter(deps.config.rc_login.account, now);
+      this.failedLimiter = new RateLimiter(deps.config.rc_login.failed_attempts, now);
+    }
   }
 
   /** Adds a login type (m.login.token, m.login.application_service …); it appears in GET /login. */
@@ -58,6 +68,11 @@ export class LoginService {
     const handler = this.types.get(body.type);
     if (!handler) throw new MatrixError('M_UNKNOWN', 'Unknown login type', 400);
     const userId = await handler(body, ctx);
+    // As Synapse: application services log their users in without the per-account limit.
+    if (this.accountLimiter && body.type !== 'm.login.application_service') {
+      const wait = this.accountLimiter.take(userId.toLowerCase());
+      if (wait > 0) throw limitExceeded(wait);
+    }
     const session = await this.devices.openSession({
       userId,
       deviceId: body.device_id,
@@ -85,13 +100,24 @@ export class LoginService {
     if (typeof password !== 'string') throw new MatrixError('M_BAD_JSON', "Missing or invalid 'password'");
     if (password.length > MAX_PASSWORD_LENGTH) throw forbidden('Invalid username or password');
 
+    // One key per account however it is spelled (localpart or full ID, any case), as findUser matches.
+    const limitKey = named?.toLowerCase();
+    if (this.failedLimiter && limitKey !== undefined) {
+      const wait = this.failedLimiter.check(limitKey);
+      if (wait > 0) throw limitExceeded(wait);
+    }
+    const failed = (): MatrixError => {
+      if (this.failedLimiter && limitKey !== undefined) this.failedLimiter.take(limitKey);
+      return forbidden('Invalid username or password');
+    };
+
     const user = named !== undefined ? await this.findUser(named) : undefined;
     if (!user) {
       await verifyPassword(password, await this.dummy()); // same cost whether or not the user exists
-      throw forbidden('Invalid username or password');
+      throw failed();
     }
     if (user.deactivated) throw new MatrixError('M_USER_DEACTIVATED', 'This account has been deactivated');
-    if (!user.passwordHash || !(await verifyPassword(password, user.passwordHash))) throw forbidden('Invalid username or password');
+    if (!user.passwordHash || !(await verifyPassword(password, user.passwordHash))) throw failed();
     if (needsRehash(user.passwordHash)) await setPasswordHash(this.deps.db.knex, user.userId, await hashPassword(password));
     return user.userId;
   }
