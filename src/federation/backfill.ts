@@ -247,6 +247,8 @@ export class Backfiller {
 
     const added: string[] = [];
     await rooms.write(roomId, async (ctx, trx) => {
+      // This job writes through trx itself: the batch must open its savepoint first.
+      await ctx.willWrite();
       const min = await trx('events').min({ m: 'stream_ordering' }).first();
       let next = Math.min(0, Number(min?.m ?? 0)) - 1;
       for (const ev of fresh) {

@@ -18,7 +18,7 @@ import { EventStore } from './eventStore.js';
 import { initialRoomEvents, type CreateRoomRequest } from './roomCreation.js';
 import { RoomReader } from './roomReader.js';
 import { getRoomVersion, type RoomVersion } from './roomVersions.js';
-import { RoomWriter, StreamAllocator, type AppendMeta, type EventDraft, type RoomWriteContext, type WriteResult } from './roomWriter.js';
+import { RoomWriter, StreamAllocator, type AppendMeta, type EventDraft, type RolledBack, type RoomWriteContext, type WriteResult } from './roomWriter.js';
 import { StateStore } from './stateStore.js';
 
 function canonicalEqual(a: unknown, b: unknown): boolean {
@@ -32,9 +32,15 @@ interface WriteJob {
   fn: (ctx: RoomWriteContext, trx: Knex.Transaction) => Promise<unknown>;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
+  /** The error of the job's last attempt, for the answer once the batch gives up on it. */
+  lastError?: unknown;
 }
 
 const MAX_BATCH = 256;
+const JOB_SAVEPOINT = 'skjol_write_job';
+
+/** Thrown to roll back a batch whose transaction a job broke; the batch then runs again without it. */
+class BatchBroken extends Error {}
 
 export interface Actor {
   userId: string;
@@ -225,7 +231,8 @@ export class RoomService {
   /**
    * Runs `fn` against the room's current head inside a stream-write transaction, then publishes what it
    * wrote. Writes that arrive while a transaction is running are committed together in the next one (group
-   * commit); a job refused with a MatrixError before writing anything does not affect the others.
+   * commit); a job that fails, whatever the error, leaves no trace and does not affect the others.
+   * `fn` writes through `ctx`; one that writes through `trx` itself must first await `ctx.willWrite()`.
    */
   write<T>(roomId: string, fn: (ctx: RoomWriteContext, trx: Knex.Transaction) => Promise<T>, txn?: TransactionKey): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -244,34 +251,65 @@ export class RoomService {
     }
   }
 
+  /**
+   * Runs a batch so that one job cannot fail the others: a job that fails is rolled back alone (its
+   * savepoint, or its in-memory changes when it wrote nothing). When the transaction itself breaks, the
+   * batch runs again without the job that broke it, then job by job, so only the guilty one fails.
+   */
   private async runBatch(batch: WriteJob[]): Promise<void> {
+    const first = await this.tryBatch(batch);
+    if (first.ok) return;
+    if (batch.length === 1) return this.failJob(batch[0]!, first.error);
+    if (first.culprit) {
+      const second = await this.tryBatch(batch.filter((job) => job !== first.culprit));
+      // The culprit runs alone too: it may have been hurt by another job's error, not have caused it.
+      if (second.ok) return this.runAlone([first.culprit]);
+    }
+    // Still failing: each job in its own transaction, so each answer depends on that job only.
+    await this.runAlone(batch);
+  }
+
+  private async runAlone(jobs: readonly WriteJob[]): Promise<void> {
+    for (const job of jobs) {
+      const outcome = await this.tryBatch([job]);
+      if (!outcome.ok) this.failJob(job, outcome.error);
+    }
+  }
+
+  /** An unexpected error answers 500 to its own sender only, logged once here. */
+  private failJob(job: WriteJob, error: unknown): void {
+    if (!(error instanceof MatrixError)) this.deps.logger.error({ roomId: job.roomId, err: error }, 'room write failed');
+    job.reject(error);
+  }
+
+  /**
+   * One transaction for `batch`. Settles every job and answers ok, or settles none and names the job whose
+   * unexpected error broke the transaction (none when it broke outside a job, e.g. at commit).
+   */
+  private async tryBatch(batch: WriteJob[]): Promise<{ ok: true } | { ok: false; culprit?: WriteJob; error: unknown }> {
     const contexts = new Map<string, RoomWriteContext>();
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    let culprit: WriteJob | undefined;
+    const forgotten: RolledBack[] = [];
     try {
       await this.deps.db.write(async (trx) => {
         const stream = await StreamAllocator.start(trx);
         const keys = batch.map((j) => j.txn).filter((k): k is TransactionKey => k !== undefined);
         const alreadySent = await eventIdsForTransactions(trx, keys);
         for (const job of batch) {
-          try {
-            const earlier = job.txn ? alreadySent.get(transactionKeyString(job.txn)) : undefined;
-            if (earlier) {
-              outcomes.push({ ok: true, value: earlier });
-              continue;
-            }
-            let ctx = contexts.get(job.roomId);
-            if (!ctx) {
-              ctx = await this.writer.open(trx, stream, job.roomId);
-              contexts.set(job.roomId, ctx);
-            }
-            const value = await job.fn(ctx, trx);
-            outcomes.push({ ok: true, value });
-            // A retry of this transaction later in the same batch finds this event.
-            if (job.txn) alreadySent.set(transactionKeyString(job.txn), String(value));
-          } catch (error) {
-            if (!(error instanceof MatrixError)) throw error;
-            outcomes.push({ ok: false, error });
+          const earlier = job.txn ? alreadySent.get(transactionKeyString(job.txn)) : undefined;
+          if (earlier) {
+            outcomes.push({ ok: true, value: earlier });
+            continue;
           }
+          const outcome = await this.runJob(job, trx, stream, contexts, forgotten);
+          if (outcome === 'broken') {
+            culprit = job;
+            throw new BatchBroken();
+          }
+          outcomes.push(outcome);
+          // A retry of this transaction later in the same batch finds this event.
+          if (outcome.ok && job.txn) alreadySent.set(transactionKeyString(job.txn), String(outcome.value));
         }
         // The head cache moves inside the transaction, so the next one never opens a stale head.
         for (const ctx of contexts.values()) {
@@ -283,16 +321,78 @@ export class RoomService {
       for (const ctx of contexts.values()) {
         this.state.forget(ctx.result.createdGroups);
         this.writer.abandoned(ctx.roomId);
+        for (const id of [...ctx.writtenEventIds, ...ctx.result.events.map((e) => e.eventId)]) this.events.invalidate(id);
       }
-      for (const job of batch) job.reject(err);
-      return;
+      this.forgetRolledBack(forgotten);
+      return culprit ? { ok: false, culprit, error: culprit.lastError } : { ok: false, error: err };
     }
+    this.forgetRolledBack(forgotten);
     for (const ctx of contexts.values()) this.publish(ctx.result);
     batch.forEach((job, i) => {
       const outcome = outcomes[i]!;
       if (outcome.ok) job.resolve(outcome.value);
-      else job.reject(outcome.error);
+      else this.failJob(job, outcome.error);
     });
+    return { ok: true };
+  }
+
+  /**
+   * Runs one job of a batch. A failure is undone on its own: in memory always, in the database through a
+   * savepoint opened lazily before the job's first write (most sends write nothing until the batch ends).
+   * 'broken' means the transaction can no longer be trusted (an unexpected error outside a savepoint).
+   */
+  private async runJob(
+    job: WriteJob,
+    trx: Knex.Transaction,
+    stream: StreamAllocator,
+    contexts: Map<string, RoomWriteContext>,
+    forgotten: RolledBack[],
+  ): Promise<{ ok: true; value: unknown } | { ok: false; error: unknown } | 'broken'> {
+    let ctx = contexts.get(job.roomId);
+    if (!ctx) {
+      try {
+        ctx = await this.writer.open(trx, stream, job.roomId);
+      } catch (error) {
+        job.lastError = error;
+        return error instanceof MatrixError ? { ok: false, error } : 'broken';
+      }
+      contexts.set(job.roomId, ctx);
+    }
+    let savepoint = false;
+    const position = stream.current();
+    const checkpoint = ctx.checkpoint(async () => {
+      await trx.raw(`SAVEPOINT ${JOB_SAVEPOINT}`);
+      savepoint = true;
+    });
+    try {
+      const value = await job.fn(ctx, trx);
+      if (savepoint) await trx.raw(`RELEASE SAVEPOINT ${JOB_SAVEPOINT}`);
+      ctx.release();
+      return { ok: true, value };
+    } catch (error) {
+      job.lastError = error;
+      if (savepoint) {
+        try {
+          await trx.raw(`ROLLBACK TO SAVEPOINT ${JOB_SAVEPOINT}`);
+          await trx.raw(`RELEASE SAVEPOINT ${JOB_SAVEPOINT}`);
+        } catch {
+          return 'broken';
+        }
+      } else if (!(error instanceof MatrixError)) {
+        // Perhaps a failed statement, which poisons a PostgreSQL transaction: only a fresh one is safe.
+        return 'broken';
+      }
+      forgotten.push(ctx.rollback(checkpoint));
+      stream.rewind(position);
+      return { ok: false, error };
+    }
+  }
+
+  private forgetRolledBack(rolledBack: readonly RolledBack[]): void {
+    for (const { groups, eventIds } of rolledBack) {
+      this.state.forget(groups);
+      for (const id of eventIds) this.events.invalidate(id);
+    }
   }
 
   private publish(result: WriteResult): void {

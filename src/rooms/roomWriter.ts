@@ -55,6 +55,35 @@ export interface AppendMeta {
   txnId?: string;
 }
 
+/** A point in a context's history a failed job rolls back to (see RoomWriteContext.checkpoint). */
+export interface WriteCheckpoint {
+  stateMap: StateMap;
+  stateById: Map<string, Pdu>;
+  ownsState: boolean;
+  currentGroup: number | null;
+  extremities: Array<{ eventId: string; depth: number }>;
+  pendingInserts: Array<NewEvent & { streamOrdering: number }>;
+  pendingLength: number;
+  flushedLength: number;
+  events: number;
+  createdGroups: number;
+  redactedTargets: number;
+}
+
+/** What a rolled-back job leaves behind for the caches to forget: its state groups and event ids. */
+export interface RolledBack {
+  groups: number[];
+  eventIds: string[];
+}
+
+/** One in-place change to a state map, undone when the job that made it fails. */
+interface Undo<V> {
+  map: Map<string, V>;
+  key: string;
+  had: boolean;
+  prev: V | undefined;
+}
+
 /** What a committed write produced: the events, and who must be woken. */
 export interface WriteResult {
   events: StoredEvent[];
@@ -73,6 +102,11 @@ export class RoomWriteContext {
   private ownsState = false;
   private initialExtremities: string[];
   private pendingInserts: Array<NewEvent & { streamOrdering: number }> = [];
+  /** Ids of the rows inserted so far, so a rolled-back job's rows leave the event cache. */
+  private flushedIds: string[] = [];
+  private undoLog: Array<Undo<Pdu>> = [];
+  /** Called before this context's first database write of a job (the batch opens a savepoint there). */
+  private beforeWrite: (() => Promise<void>) | undefined;
 
   constructor(
     private readonly trx: Knex.Transaction,
@@ -100,6 +134,76 @@ export class RoomWriteContext {
 
   get stateGroup(): number | null {
     return this.currentGroup;
+  }
+
+  /**
+   * Marks the start of a job: `rollback` returns the context to this point. `beforeWrite` runs before
+   * the job's first database write, so the caller can open a savepoint only for jobs that write.
+   */
+  checkpoint(beforeWrite?: () => Promise<void>): WriteCheckpoint {
+    this.beforeWrite = beforeWrite;
+    this.undoLog = [];
+    return {
+      stateMap: this.stateMap,
+      stateById: this.stateById,
+      ownsState: this.ownsState,
+      currentGroup: this.currentGroup,
+      extremities: this.extremities,
+      pendingInserts: this.pendingInserts,
+      pendingLength: this.pendingInserts.length,
+      flushedLength: this.flushedIds.length,
+      events: this.result.events.length,
+      createdGroups: this.result.createdGroups.length,
+      redactedTargets: this.result.redactedTargets.length,
+    };
+  }
+
+  /** Undoes everything a failed job did in memory; its database writes are rolled back by the caller. */
+  rollback(cp: WriteCheckpoint): RolledBack {
+    for (let i = this.undoLog.length - 1; i >= 0; i--) {
+      const u = this.undoLog[i]!;
+      if (u.had) u.map.set(u.key, u.prev!);
+      else u.map.delete(u.key);
+    }
+    this.undoLog = [];
+    // Rows flushed during the job were rolled back with it; the earlier jobs' rows among them are pending again.
+    const flushedDuringJob = this.flushedIds.splice(cp.flushedLength);
+    cp.pendingInserts.length = cp.pendingLength;
+    const dropped = this.result.events.splice(cp.events).map((e) => e.eventId);
+    this.pendingInserts = cp.pendingInserts;
+    this.stateMap = cp.stateMap;
+    this.stateById = cp.stateById;
+    this.ownsState = cp.ownsState;
+    this.currentGroup = cp.currentGroup;
+    this.extremities = cp.extremities;
+    this.result.redactedTargets.length = cp.redactedTargets;
+    this.beforeWrite = undefined;
+    return { groups: this.result.createdGroups.splice(cp.createdGroups), eventIds: [...new Set([...flushedDuringJob, ...dropped])] };
+  }
+
+  /** Events this context inserted so far (the event cache may hold them; a rollback must drop them). */
+  get writtenEventIds(): readonly string[] {
+    return this.flushedIds;
+  }
+
+  /** Ends a job that succeeded. */
+  release(): void {
+    this.beforeWrite = undefined;
+    this.undoLog = [];
+  }
+
+  /** Every write to the database by this context, or by a job through its transaction, comes after this. */
+  async willWrite(): Promise<void> {
+    const hook = this.beforeWrite;
+    this.beforeWrite = undefined;
+    if (hook) await hook();
+  }
+
+  /** Sets a state map entry, remembering the old value when the map may be rolled back. */
+  private setState<V extends Pdu>(map: Map<string, V>, key: string, value: V | undefined): void {
+    (this.undoLog as Array<Undo<V>>).push({ map, key, had: map.has(key), prev: map.get(key) });
+    if (value === undefined) map.delete(key);
+    else map.set(key, value);
   }
 
   membershipOf(userId: string): string | undefined {
@@ -139,6 +243,7 @@ export class RoomWriteContext {
     const stateBefore = this.currentGroup;
     let stateAfter = this.currentGroup;
     if (key) {
+      await this.willWrite();
       stateAfter = await this.deps.stateStore.createGroup(this.trx, this.roomId, this.currentGroup, new Map([[key, eventId]]));
       this.result.createdGroups.push(stateAfter);
     }
@@ -165,13 +270,14 @@ export class RoomWriteContext {
         this.stateById = new Map(this.stateById);
         this.ownsState = true;
       }
-      this.stateMap.set(key, pdu);
-      this.stateById.set(eventId, pdu);
-      if (replaced) this.stateById.delete(this.idOf(replaced));
+      this.setState(this.stateMap, key, pdu);
+      this.setState(this.stateById, eventId, pdu);
+      if (replaced) this.setState(this.stateById, this.idOf(replaced), undefined);
       this.currentGroup = stateAfter;
     }
     const redacts = redactsOf(pdu, version);
     if (draft.type === 'm.room.redaction' && redacts) {
+      await this.willWrite();
       await this.flushInserts();
       await markRedacted(this.trx, eventId, redacts);
       this.result.redactedTargets.push(redacts);
@@ -232,10 +338,12 @@ export class RoomWriteContext {
     const authIds = impliedAuthEventIds(pdu, this.version);
     const authEvents = [...(await this.deps.eventStore.getMany(this.trx, authIds)).values()].map((e) => e.pdu);
     const reason = authEvents.length === authIds.length ? checkAgainstAuthEvents(pdu, authEvents, this.version) : undefined;
+    await this.willWrite();
     await this.flushInserts();
     await insertEvents(this.trx, [
       { streamOrdering: this.stream.next(), eventId, pdu, stateBefore: null, stateAfter: null, outlier: true, ...(reason ? { rejectedReason: reason } : {}) },
     ]);
+    this.flushedIds.push(eventId);
     this.deps.lastKnownHashes.set(eventId, pdu.hashes);
   }
 
@@ -245,6 +353,7 @@ export class RoomWriteContext {
    * then the same persistence as local events (spec: "Checks performed on receipt of a PDU").
    */
   async acceptRemote(pdu: Pdu, eventId: string, stateBeforeIds?: ReadonlyMap<string, string>): Promise<{ outcome: RemoteOutcome; reason?: string }> {
+    await this.willWrite();
     const existing = await this.deps.eventStore.get(this.trx, eventId);
     if (existing && !existing.outlier) return { outcome: 'duplicate' };
     if (existing) {
@@ -411,7 +520,9 @@ export class RoomWriteContext {
 
   private async flushInserts(): Promise<void> {
     if (!this.pendingInserts.length) return;
+    await this.willWrite();
     await insertEvents(this.trx, this.pendingInserts);
+    for (const row of this.pendingInserts) this.flushedIds.push(row.eventId);
     this.pendingInserts = [];
   }
 }
@@ -515,5 +626,10 @@ export class StreamAllocator {
 
   current(): number {
     return this.last;
+  }
+
+  /** Gives back the positions taken after `position` (by a job that was rolled back). */
+  rewind(position: number): void {
+    this.last = position;
   }
 }
