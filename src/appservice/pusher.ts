@@ -118,6 +118,10 @@ export class AppservicePusher {
   private async enqueue(items: Item[]): Promise<void> {
     if (!items.length) return;
     await enqueueAppservice(this.deps.db.knex, items);
+    this.wakeAll(items);
+  }
+
+  private wakeAll(items: readonly Item[]): void {
     for (const id of new Set(items.map((i) => i.serviceId))) this.sender.wake(id);
   }
 
@@ -233,7 +237,7 @@ export class AppservicePusher {
    * that service's transactions instead of the normal to-device queue; the rest take the usual path.
    */
   private interceptToDevice(toDevice: E2eeServices['toDevice']): void {
-    toDevice.diverters.push(async (sender, type, messages) => {
+    toDevice.diverters.push(async (trx, sender, type, messages) => {
       const rest = dict<Record<string, unknown>>();
       const items: Item[] = [];
       const now = this.deps.clock.now();
@@ -245,7 +249,7 @@ export class AppservicePusher {
           rest[userId] = byDevice;
           continue;
         }
-        const devices = (await listDevices(this.deps.db.knex, userId, true)).map((d) => d.deviceId);
+        const devices = (await listDevices(trx, userId, true)).map((d) => d.deviceId);
         const known = new Set(devices);
         for (const [deviceId, content] of Object.entries(byDevice)) {
           const targets = deviceId === '*' ? devices : known.has(deviceId) ? [deviceId] : [];
@@ -254,8 +258,9 @@ export class AppservicePusher {
           }
         }
       }
-      if (items.length) await this.enqueue(items);
-      return rest;
+      if (!items.length) return { rest };
+      await enqueueAppservice(trx, items);
+      return { rest, afterCommit: () => this.wakeAll(items) };
     });
   }
 }

@@ -103,10 +103,10 @@ export function keyRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       body: z.object({ messages: z.record(z.string(), z.record(z.string(), keyObject)) }).loose(),
       handler: ({ params, body, requester }) =>
-        services.transactions.run(
+        services.transactions.run<Record<string, never>>(
           { userId: requester.userId, deviceId: requester.deviceId ?? `token:${requester.tokenId}`, scope: 'sendToDevice', txnId: params.txnId! },
-          async () => {
-            await e2ee.toDevice.send(requester.userId, params.eventType!, body.messages);
+          async (once) => {
+            await e2ee.toDevice.send(requester.userId, params.eventType!, body.messages, (trx, work) => once(trx, async () => (await work(), {})));
             return {};
           },
         ),

@@ -2,9 +2,17 @@ import { z } from 'zod';
 import { MatrixError } from '../errors.js';
 import type { Services } from '../homeserver.js';
 import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
+import type { Once } from '../http/transactions.js';
+import type { EventOnce } from '../rooms/roomService.js';
 import { resolveRoomEventFilterParam } from '../sync/filterService.js';
 
 const jsonObject = z.record(z.string(), z.unknown());
+
+/** A txnId guard for a room write, which yields an event id where the stored response is `{event_id}`. */
+const eventOnce =
+  (once: Once<{ event_id: string }>): EventOnce =>
+  async (trx, work) =>
+    (await once(trx, async () => ({ event_id: await work() }))).event_id;
 
 // Sending, state, redaction and reading single events (spec: Client-Server API, "Events").
 export function roomEventRoutes(services: Services): RouteDefinition[] {
@@ -38,9 +46,11 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
           return { event_id: await rooms.sendEventOnce(actor, params.roomId!, draft, params.txnId!) };
         }
         // Tokens without a device (application services) keep their responses in the transaction store.
-        return transactions.run(
+        return transactions.run<{ event_id: string }>(
           { userId: requester.userId, deviceId: `token:${requester.tokenId}`, scope: 'send', txnId: params.txnId! },
-          async () => ({ event_id: await rooms.sendEvent({ userId: requester.userId }, params.roomId!, draft, { txnId: params.txnId! }) }),
+          async (once) => ({
+            event_id: await rooms.sendEvent({ userId: requester.userId }, params.roomId!, draft, { txnId: params.txnId! }, undefined, eventOnce(once)),
+          }),
         );
       },
     }),
@@ -98,10 +108,17 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
       body: z.object({ reason: z.string().optional() }).loose(),
       rateLimit: 'message',
       handler: ({ params, body, requester }) =>
-        transactions.run(
+        transactions.run<{ event_id: string }>(
           { userId: requester.userId, deviceId: requester.deviceId ?? `token:${requester.tokenId}`, scope: 'redact', txnId: params.txnId! },
-          async () => ({
-            event_id: await rooms.redact({ userId: requester.userId, deviceId: requester.deviceId }, params.roomId!, params.eventId!, body.reason, { txnId: params.txnId! }),
+          async (once) => ({
+            event_id: await rooms.redact(
+              { userId: requester.userId, deviceId: requester.deviceId },
+              params.roomId!,
+              params.eventId!,
+              body.reason,
+              { txnId: params.txnId! },
+              eventOnce(once),
+            ),
           }),
         ),
     }),

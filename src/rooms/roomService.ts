@@ -42,6 +42,9 @@ const JOB_SAVEPOINT = 'skjol_write_job';
 /** Thrown to roll back a batch whose transaction a job broke; the batch then runs again without it. */
 class BatchBroken extends Error {}
 
+/** Wraps a room write in its write transaction (a client txnId recorded with the event); yields the event id. */
+export type EventOnce = (trx: Knex.Transaction, work: () => Promise<string>) => Promise<string>;
+
 export interface Actor {
   userId: string;
   deviceId?: string | undefined;
@@ -554,9 +557,10 @@ export class RoomService {
     draft: Omit<EventDraft, 'sender'>,
     meta: AppendMeta = {},
     txn?: TransactionKey,
+    once: EventOnce = (_trx, work) => work(),
   ): Promise<string> {
     if (draft.type === 'm.room.canonical_alias' && draft.stateKey === '') await this.checkCanonicalAlias(roomId, draft.content);
-    return this.write(roomId, async (ctx) => {
+    return this.write(roomId, (ctx, trx) => once(trx, async () => {
       const isMember = draft.type === 'm.room.member';
       if (!isMember && ctx.membershipOf(actor.userId) !== 'join') throw forbidden(`User ${actor.userId} is not in room ${roomId}`);
       if (draft.stateKey !== undefined) {
@@ -566,7 +570,7 @@ export class RoomService {
       }
       const ev = await ctx.append({ ...draft, sender: actor.userId }, { ...meta, ...(actor.deviceId ? { senderDevice: actor.deviceId } : {}) });
       return ev.eventId;
-    }, txn);
+    }), txn);
   }
 
   /** Spec: "m.room.canonical_alias" — every alias must be valid, and local ones must point at this room. */
@@ -586,8 +590,15 @@ export class RoomService {
   }
 
   /** PUT /rooms/{roomId}/redact: allowed for the sender of the target or anyone with the redact level. */
-  async redact(actor: Actor, roomId: string, targetId: string, reason: string | undefined, meta: AppendMeta = {}): Promise<string> {
-    return this.write(roomId, async (ctx, trx) => {
+  async redact(
+    actor: Actor,
+    roomId: string,
+    targetId: string,
+    reason: string | undefined,
+    meta: AppendMeta = {},
+    once: EventOnce = (_trx, work) => work(),
+  ): Promise<string> {
+    return this.write(roomId, (ctx, trx) => once(trx, async () => {
       if (ctx.membershipOf(actor.userId) !== 'join') throw forbidden(`User ${actor.userId} is not in room ${roomId}`);
       const target = await this.events.get(trx, targetId);
       const own = target?.pdu.sender === actor.userId;
@@ -601,7 +612,7 @@ export class RoomService {
         { ...meta, ...(actor.deviceId ? { senderDevice: actor.deviceId } : {}) },
       );
       return ev.eventId;
-    });
+    }));
   }
 
   // ---------------------------------------------------------------------------------------------

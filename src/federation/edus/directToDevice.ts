@@ -8,8 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ToDeviceService } from '../../e2ee/toDevice.js';
-import type { Database } from '../../storage/database.js';
-import { markToDeviceSeen, unmarkToDeviceSeen } from '../../storage/repositories/remoteDevices.js';
+import { markToDeviceSeen } from '../../storage/repositories/remoteDevices.js';
 import { serverNameOf } from '../serverName.js';
 import type { EduHandler } from './dispatch.js';
 import type { EduOutbox } from './outbox.js';
@@ -26,7 +25,6 @@ const schema = z
   .loose();
 
 export interface DirectToDeviceDeps {
-  db: Database;
   serverName: string;
   toDevice: ToDeviceService;
   clock: { now(): number };
@@ -43,25 +41,26 @@ export function directToDeviceHandler(deps: DirectToDeviceDeps): EduHandler<z.in
       const local = dict<Record<string, Record<string, unknown>>>();
       for (const [userId, byDevice] of Object.entries(c.messages)) if (serverNameOf(userId) === deps.serverName) local[userId] = byDevice;
       if (!Object.keys(local).length) return;
-      if (!(await markToDeviceSeen(deps.db.knex, origin, c.message_id, deps.clock.now()))) return;
-      try {
-        await deps.toDevice.send(c.sender, c.type, local);
-      } catch (err) {
-        // Not delivered: a later resend of the same message_id may still deliver it.
-        await unmarkToDeviceSeen(deps.db.knex, origin, c.message_id).catch(() => undefined);
-        throw err;
-      }
+      // The message_id is marked seen in the transaction that queues the messages: a crash loses neither
+      // the messages nor the mark, so a resend after it is dropped and a resend before it delivers.
+      await deps.toDevice.send(c.sender, c.type, local, async (trx, work) => {
+        if (await markToDeviceSeen(trx, origin, c.message_id, deps.clock.now())) await work();
+      });
     },
   };
 }
 
 /** Routes to-device messages for remote users into the outbox, one EDU per server and send. */
 export function sendToDevice(deps: { toDevice: ToDeviceService; outbox: EduOutbox }): void {
-  deps.toDevice.remoteSender = (sender, type, messages, server) =>
-    deps.outbox.send(async () => [
+  deps.toDevice.remoteSender = async (trx, sender, type, messages, server) => {
+    const items = [
       {
         destination: server,
         edu: { edu_type: 'm.direct_to_device', content: { sender, type, message_id: randomBytes(16).toString('base64url'), messages } },
       },
-    ]);
+    ];
+    // Queued with the client's txnId, so a retried send queues nothing twice; no PDU needs to go first.
+    await deps.outbox.enqueue(trx, items);
+    return () => deps.outbox.wake(items);
+  };
 }

@@ -123,7 +123,7 @@ export function createFederationEdus(deps: FederationEduDeps): FederationEdus {
       presenceHandler({ presence: edus.presence, logger }),
       deviceListUpdateHandler({ remoteDeviceLists, logger }),
       signingKeyUpdateHandler({ remoteDeviceLists, logger }),
-      directToDeviceHandler({ db, serverName, toDevice: e2ee.toDevice, clock, logger }),
+      directToDeviceHandler({ serverName, toDevice: e2ee.toDevice, clock, logger }),
     ],
     logger,
   );

@@ -127,10 +127,6 @@ export async function markToDeviceSeen(db: Db, origin: string, messageId: string
   return inserted.length > 0;
 }
 
-export async function unmarkToDeviceSeen(db: Db, origin: string, messageId: string): Promise<void> {
-  await db('federation_to_device_seen').where({ origin, message_id: messageId }).delete();
-}
-
 export async function pruneToDeviceSeen(db: Db, olderThanTs: number): Promise<number> {
   return db('federation_to_device_seen').where('received_ts', '<', olderThanTs).delete();
 }
