@@ -84,6 +84,8 @@ export class TransactionReceiver {
       else logger.debug({ origin, txnId, edus: body.edus.length }, 'inbound EDUs ignored (no handler)');
     }
     const result: SendResult = { pdus };
+    // Stored after processing, not with it: a crash in between only reprocesses the retried transaction,
+    // which is harmless (PDUs are stored once per event id, to-device once per message_id, the rest are state).
     await putInboundTransaction(db.knex, origin, txnId, result, this.deps.clock.now());
     return result;
   }
