@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseCidr } from '../net/outboundPolicy.js';
 
 // Synapse's key names where the concept is the same, so admins feel at home.
 const rateLimit = z.strictObject({
@@ -9,6 +10,15 @@ const rateLimit = z.strictObject({
 const size = z.union([z.number().int().positive(), z.string().regex(/^\d+[KMG]?$/)]);
 // Milliseconds as a number, or a number with a unit: '30s', '24h', '90d', '1y'.
 const duration = z.union([z.number().int().nonnegative(), z.string().regex(/^\d+(ms|s|m|h|d|w|y)?$/)]);
+
+// An IP range in CIDR notation, or a single address; checked here so a typo fails at start-up.
+const ipRange = z.string().superRefine((value, ctx) => {
+  try {
+    parseCidr(value);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
 
 const listener = z.strictObject({
   port: z.number().int().min(0).max(65535),
@@ -118,6 +128,10 @@ export const configSchema = z.strictObject({
   federation_custom_ca_list: z.array(z.string()).optional(),
   federation_client_minimum_tls_version: z.union([z.enum(['1', '1.0', '1.1', '1.2', '1.3']), z.number()]).default('1.2'),
   federation_domain_whitelist: z.array(z.string()).nullable().optional(),
+  // Outbound connections (federation, key fetches, push gateways) never reach these ranges (default: Synapse's list).
+  ip_range_blacklist: z.array(ipRange).optional(),
+  // Exceptions to ip_range_blacklist (0.0.0.0 and :: stay blocked).
+  ip_range_whitelist: z.array(ipRange).default([]),
   key_refresh_interval: duration.default('1d'),
   old_signing_keys: z
     .record(z.string().regex(/^ed25519:[A-Za-z0-9_]+$/, 'must be an ed25519 key ID'), z.strictObject({ key: z.string(), expired_ts: z.number().int() }))

@@ -4,12 +4,13 @@
  * A remote server's error never reaches a client verbatim: callers get a FederationRequestError that
  * carries the remote status and errcode for their decisions, and a generic message for clients.
  */
-import { Agent, request as httpsRequest } from 'node:https';
+import { type Agent, request as httpsRequest } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { SecureVersion } from 'node:tls';
 import type { Logger } from 'pino';
 import type { SigningKey } from '../crypto/signing.js';
 import { MatrixError } from '../errors.js';
+import type { OutboundPolicy } from '../net/outboundPolicy.js';
 import type { ResolvedServer, WellKnownResponse } from './discovery.js';
 import { SERVER_VERSION } from './version.js';
 import { signRequest } from './xmatrix.js';
@@ -49,6 +50,8 @@ export interface FederationClientDeps {
   signingKey: SigningKey;
   logger: Logger;
   tls: FederationTlsOptions;
+  /** ip_range_blacklist / ip_range_whitelist, checked on every connection (well-known redirects included). */
+  outbound: OutboundPolicy;
   resolve(serverName: string): Promise<ResolvedServer>;
   /** False for destinations outside federation_domain_whitelist. */
   isAllowed(serverName: string): boolean;
@@ -102,7 +105,7 @@ export class FederationClient {
   private readonly maxResponseBytes: number;
 
   constructor(private readonly deps: FederationClientDeps) {
-    this.agent = new Agent({
+    this.agent = deps.outbound.httpsAgent({
       keepAlive: true,
       keepAliveMsecs: 30_000,
       maxSockets: 16,

@@ -11,6 +11,7 @@ import { FederationAuthenticator } from './auth.js';
 import { FederationClient } from './client.js';
 import { ServerResolver, systemResolveSrv, type DiscoveryDeps } from './discovery.js';
 import { KeyStore } from './keyStore.js';
+import { outboundPolicyOf } from '../net/outboundPolicy.js';
 
 export { FederationRequestError, type FederationRequest } from './client.js';
 export type { ServerKeys } from './keyStore.js';
@@ -71,6 +72,7 @@ export function createFederation(base: ServiceDeps, options: FederationOptions =
       ca: readCaList(config.federation_custom_ca_list),
       minVersion: tlsMinVersion(config.federation_client_minimum_tls_version),
     },
+    outbound: outboundPolicyOf(config),
     resolve: (name) => resolver.resolve(name),
     isAllowed,
   });

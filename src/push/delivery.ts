@@ -1,4 +1,6 @@
 import type { Logger } from 'pino';
+import { outboundAgents, sendOutbound, type OutboundAgents } from '../net/outboundHttp.js';
+import type { OutboundPolicy } from '../net/outboundPolicy.js';
 
 // Delivery to push gateways (spec: Push Gateway API, POST /_matrix/push/v1/notify). One queue per pusher:
 // one request in flight, in order, exponential backoff on failure, bounded length, timers cleared on close.
@@ -15,6 +17,8 @@ export interface DeliveryOptions {
   /** Pushers with pending work; new work for further pushers is dropped (logged). */
   maxPushers: number;
   requestTimeoutMs: number;
+  /** A gateway's answer is `{rejected: [...]}`; anything longer is a failed delivery. */
+  maxResponseBytes: number;
 }
 
 export const DEFAULT_DELIVERY_OPTIONS: DeliveryOptions = {
@@ -24,6 +28,7 @@ export const DEFAULT_DELIVERY_OPTIONS: DeliveryOptions = {
   maxQueuePerPusher: 100,
   maxPushers: 10_000,
   requestTimeoutMs: 15_000,
+  maxResponseBytes: 64 * 1024,
 };
 
 export interface PushTarget {
@@ -45,6 +50,8 @@ export interface DeliveryDeps {
   logger: Logger;
   /** The gateway answered that this pushkey is no longer valid: the pusher must go (spec: `rejected`). */
   onRejected(target: PushTarget): Promise<void>;
+  /** ip_range_blacklist / ip_range_whitelist: a gateway at a refused address is unreachable. */
+  outbound: OutboundPolicy;
 }
 
 const keyOf = (t: { userId: string; appId: string; pushkey: string }) => JSON.stringify([t.userId, t.appId, t.pushkey]);
@@ -54,12 +61,14 @@ export class PushDelivery {
   private readonly queues = new Map<string, Queue>();
   private closed = false;
   private readonly idleWaiters: Array<() => void> = [];
+  private readonly agents: OutboundAgents;
 
   constructor(
     private readonly deps: DeliveryDeps,
     options: Partial<DeliveryOptions> = {},
   ) {
     this.options = { ...DEFAULT_DELIVERY_OPTIONS, ...options };
+    this.agents = outboundAgents(deps.outbound);
   }
 
   /** Queues one `{ notification }` body for a pusher. */
@@ -119,6 +128,7 @@ export class PushDelivery {
       q.inFlight?.abort();
     }
     this.queues.clear();
+    this.agents.destroy();
     this.checkIdle();
   }
 
@@ -136,17 +146,16 @@ export class PushDelivery {
       let rejected: string[] | undefined;
       let failure: string | undefined;
       try {
-        const res = await fetch(q.target.url, {
+        const res = await sendOutbound(this.agents, q.target.url, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(body),
+          body: Buffer.from(JSON.stringify(body), 'utf8'),
           signal: controller.signal,
-          redirect: 'error',
+          maxBytes: this.options.maxResponseBytes,
         });
-        const text = await res.text();
-        if (res.ok) {
+        if (res.status >= 200 && res.status < 300) {
           try {
-            const parsed = JSON.parse(text) as { rejected?: unknown };
+            const parsed = JSON.parse(res.body.toString('utf8')) as { rejected?: unknown };
             rejected = Array.isArray(parsed.rejected) ? parsed.rejected.filter((x): x is string => typeof x === 'string') : [];
           } catch {
             rejected = [];

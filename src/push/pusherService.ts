@@ -4,6 +4,8 @@ import type { Clock } from '../serviceDeps.js';
 import type { Database } from '../storage/database.js';
 import * as repo from '../storage/repositories/pushers.js';
 import type { PusherRow } from '../storage/repositories/pushers.js';
+import type { HomeserverConfig } from '../config/schema.js';
+import { outboundPolicyOf } from '../net/outboundPolicy.js';
 import { PushDelivery, type DeliveryOptions, type PushTarget } from './delivery.js';
 import type { NotifiedEvent } from './processor.js';
 
@@ -57,6 +59,7 @@ export interface PusherServiceDeps {
   db: Database;
   logger: Logger;
   clock: Clock;
+  config: Pick<HomeserverConfig, 'ip_range_blacklist' | 'ip_range_whitelist'>;
 }
 
 export interface UnreadTotals {
@@ -74,6 +77,7 @@ export class PusherService {
     this.delivery = new PushDelivery(
       {
         logger: deps.logger,
+        outbound: outboundPolicyOf(deps.config),
         onRejected: async (t) => {
           this.deps.logger.info({ appId: t.appId }, 'push gateway rejected a pushkey; pusher removed');
           await repo.deletePusher(this.deps.db.knex, t.userId, t.appId, t.pushkey);

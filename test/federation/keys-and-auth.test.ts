@@ -10,6 +10,7 @@ import { freePort, startHomeserver, testDialects, type TestServer } from '../hel
 import { request } from '../helpers/http.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
 import { createTestCa, httpsJson, issueCert } from './tls.js';
+import { OutboundPolicy } from '../../src/net/outboundPolicy.js';
 
 const PROFILE = '/_matrix/federation/v1/query/profile';
 
@@ -198,6 +199,7 @@ describe.each(testDialects())('federation keys and request authentication on %s'
       tls: { verifyCertificates: false, ca: undefined, minVersion: 'TLSv1.2' },
       resolve: (name) => A.hs.services.federation.resolver.resolve(name),
       isAllowed: () => true,
+      outbound: new OutboundPolicy({ whitelist: ['127.0.0.0/8'] }),
     });
     try {
       expect(await insecure.get(R.serverName, '/_matrix/federation/v1/version')).toMatchObject({ server: { name: 'Skjól' } });

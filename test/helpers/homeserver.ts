@@ -86,6 +86,8 @@ export async function startHomeserver(options: StartOptions = {}): Promise<TestS
     media_store_path: join(dir, 'media'),
     rc_enabled: false,
     log_level: 'silent',
+    // Test servers federate and push over loopback, which the default ip_range_blacklist refuses.
+    ip_range_whitelist: ['127.0.0.0/8', '::1/128'],
     ...options.config,
   };
 

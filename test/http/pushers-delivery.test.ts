@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PushDelivery, type DeliveryOptions, type PushTarget } from '../../src/push/delivery.js';
+import { OutboundPolicy } from '../../src/net/outboundPolicy.js';
 
 // The delivery queue against a real HTTP endpoint: ordering, bounds, giving up, rejected pushkeys, close.
 
@@ -46,7 +47,7 @@ describe('push delivery queue', () => {
     for (const c of cleanup.splice(0)) await c();
   });
   const make = (options: Partial<DeliveryOptions>, onRejected: (t: PushTarget) => Promise<void> = async () => {}) => {
-    const d = new PushDelivery({ logger: pino({ level: 'silent' }), onRejected }, options);
+    const d = new PushDelivery({ logger: pino({ level: 'silent' }), onRejected, outbound: new OutboundPolicy({ whitelist: ['127.0.0.0/8'] }) }, options);
     cleanup.push(() => d.close());
     return d;
   };
