@@ -198,6 +198,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     isRateLimitExempt: (requester) => appservices.registry.isRateLimitExempt(requester.appserviceId),
     rateLimiters: limiters,
     maxBodyBytes: Math.max(config.max_request_body_size, 65536),
+    bodyStore: services.media.store,
     inFlight,
     clientAddress: (req) => forwarded.addressOf(req),
     authenticateServer: async (req) => {

@@ -105,11 +105,11 @@ export function mediaRoutes(services: Services): RouteDefinition[] {
       prefixes: MEDIA_LEGACY,
       path: '/upload',
       auth: 'user',
-      rawBody: true,
+      rawBody: 'stream',
       maxBodyBytes: media.maxUploadSize,
       query: uploadQuery,
       handler: async (ctx) => ({
-        content_uri: await media.upload(ctx.requester.userId, ctx.rawBody, header(ctx.headers['content-type']), ctx.query.filename),
+        content_uri: await media.upload(ctx.requester.userId, ctx.upload, header(ctx.headers['content-type']), ctx.query.filename),
       }),
     }),
     // Spec: "POST /_matrix/media/v1/create"
@@ -126,7 +126,7 @@ export function mediaRoutes(services: Services): RouteDefinition[] {
       prefixes: MEDIA_LEGACY,
       path: '/upload/:serverName/:mediaId',
       auth: 'user',
-      rawBody: true,
+      rawBody: 'stream',
       maxBodyBytes: media.maxUploadSize,
       query: uploadQuery,
       handler: async (ctx) => {
@@ -134,7 +134,7 @@ export function mediaRoutes(services: Services): RouteDefinition[] {
           ctx.requester.userId,
           ctx.params.serverName!,
           ctx.params.mediaId!,
-          ctx.rawBody,
+          ctx.upload,
           header(ctx.headers['content-type']),
           ctx.query.filename,
         );

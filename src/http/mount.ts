@@ -1,19 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { Express, NextFunction, Request, Response } from 'express';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { MatrixError, badJson, limitExceeded, unrecognized } from '../errors.js';
+import { closeWhenAnswered, readBody, streamBody } from './body.js';
 import type { InFlightRequests } from './inFlight.js';
 import type { RateLimiter } from './rateLimit.js';
 import {
   JsonReply,
   RawReply,
+  type BodyStore,
   type RateLimitName,
   type RequestContext,
   type Requester,
   type RouteDefinition,
   type ServerRequester,
+  type StreamedBody,
 } from './route.js';
 
 export interface HttpDeps {
@@ -38,6 +41,8 @@ export interface HttpDeps {
   inFlight?: InFlightRequests;
   /** The client's address, per the listener's x_forwarded setting (default: the socket's). */
   clientAddress?(req: Request): string;
+  /** Where `rawBody: 'stream'` routes spool their bodies. */
+  bodyStore?: BodyStore;
 }
 
 function extractToken(req: Request): string | undefined {
@@ -79,6 +84,7 @@ function parseJsonBody(raw: Buffer): Record<string, unknown> {
 
 function sendError(res: Response, err: MatrixError): void {
   if (res.headersSent) return;
+  closeWhenAnswered(res.req, res);
   res.status(err.status).json(err.toJSON());
 }
 
@@ -116,13 +122,12 @@ export function requestLogging(app: Express, logger: Logger): void {
 export function mountRoutes(app: Express, routes: readonly RouteDefinition[], deps: HttpDeps): void {
   const paths = new Set<string>();
   for (const route of routes) {
-    const limit = route.maxBodyBytes ?? deps.maxBodyBytes;
-    const bodyParser = express.raw({ type: () => true, limit });
+    if (route.rawBody === 'stream' && !deps.bodyStore) throw new Error(`${route.path}: streamed bodies need HttpDeps.bodyStore`);
     for (const prefix of route.prefixes) {
       const fullPath = prefix + route.path;
       paths.add(fullPath);
       const method = route.method.toLowerCase() as 'get' | 'post' | 'put' | 'delete';
-      app[method](fullPath, bodyParser, (req: Request, res: Response, next: NextFunction) => {
+      app[method](fullPath, (req: Request, res: Response, next: NextFunction) => {
         const work = handle(route, req, res, deps);
         (deps.inFlight ? deps.inFlight.track(work) : work).catch(next);
       });
@@ -134,16 +139,39 @@ export function mountRoutes(app: Express, routes: readonly RouteDefinition[], de
   }
 }
 
+// The body is read only after the token and the rate limit are checked: an anonymous client cannot make
+// the server read (or keep in memory) megabytes it will refuse anyway.
 async function handle(route: RouteDefinition, req: Request, res: Response, deps: HttpDeps): Promise<void> {
+  let upload: StreamedBody | undefined;
+  try {
+    await answer(route, req, res, deps, (u) => (upload = u));
+  } finally {
+    // A no-op once the handler has moved the file into place.
+    if (upload) await deps.bodyStore!.discard(upload.tempPath);
+  }
+}
+
+async function answer(
+  route: RouteDefinition,
+  req: Request,
+  res: Response,
+  deps: HttpDeps,
+  spooled: (upload: StreamedBody) => void,
+): Promise<void> {
   const ip = deps.clientAddress?.(req) ?? req.socket.remoteAddress ?? 'unknown';
   const userAgent = req.headers['user-agent'];
-  const raw: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
   const token = extractToken(req);
+  const limit = route.maxBodyBytes ?? deps.maxBodyBytes;
 
+  let raw: Buffer = Buffer.alloc(0);
+  let upload: StreamedBody | undefined;
   let requester: Requester | undefined;
   let server: ServerRequester | undefined;
   if (route.auth === 'server') {
     if (!deps.authenticateServer) throw new MatrixError('M_UNAUTHORIZED', 'Federation is not available', 401);
+    // The signature covers the body, so it is read first; without any Authorization it is not read at all.
+    if (!req.headers.authorization) throw new MatrixError('M_UNAUTHORIZED', 'Missing Authorization header', 401);
+    raw = await readBody(req, res, limit);
     server = await deps.authenticateServer({ method: req.method, uri: req.originalUrl, headers: req.headers, rawBody: raw });
   } else if (route.auth !== 'none' && token !== undefined) {
     requester = await deps.authenticate(token, { ip, userAgent, query: req.query as Record<string, unknown>, path: req.path });
@@ -161,6 +189,13 @@ async function handle(route: RouteDefinition, req: Request, res: Response, deps:
       const wait = limiter.take(requester?.userId ?? ip);
       if (wait > 0) throw limitExceeded(wait);
     }
+  }
+
+  if (route.rawBody === 'stream') {
+    upload = await streamBody(req, limit, deps.bodyStore!);
+    spooled(upload);
+  } else if (route.auth !== 'server') {
+    raw = await readBody(req, res, limit);
   }
 
   let body: unknown = undefined;
@@ -184,6 +219,7 @@ async function handle(route: RouteDefinition, req: Request, res: Response, deps:
     query: query as Record<string, unknown>,
     body,
     rawBody: raw,
+    upload,
     requester,
     server,
     accessToken: token,

@@ -19,11 +19,27 @@ export interface Requester {
 
 export type RateLimitName = 'message' | 'registration' | 'login';
 
+/** A request body written to a temporary file as it arrived; the handler moves the file into place. */
+export interface StreamedBody {
+  tempPath: string;
+  size: number;
+  sha256: string;
+}
+
+/** Where 'stream' routes spool their bodies (the media store's tmp directory, so a rename is atomic). */
+export interface BodyStore {
+  /** Writes and hashes the chunks to a new temporary file; removes it when the source fails. */
+  writeStream(source: AsyncIterable<Buffer>): Promise<StreamedBody>;
+  discard(tempPath: string): Promise<void>;
+}
+
 export interface RequestContext<B = unknown, Q = Record<string, unknown>> {
   params: Record<string, string>;
   query: Q;
   body: B;
   rawBody: Buffer;
+  /** Set on `rawBody: 'stream'` routes: the body on disk; removed after the handler unless it moved it. */
+  upload: StreamedBody | undefined;
   requester: Requester | undefined;
   /** Set on 'server' routes: the verified origin server. */
   server: ServerRequester | undefined;
@@ -42,6 +58,8 @@ export interface AuthedContext<B = unknown, Q = Record<string, unknown>> extends
 export interface ServerContext<B = unknown, Q = Record<string, unknown>> extends RequestContext<B, Q> {
   server: ServerRequester;
 }
+
+type Ctx<A extends AuthMode, B, Q> = A extends 'user' ? AuthedContext<B, Q> : A extends 'server' ? ServerContext<B, Q> : RequestContext<B, Q>;
 
 /** A non-200 JSON reply, or a reply with headers. */
 export class JsonReply {
@@ -72,8 +90,12 @@ export interface RouteDefinition {
   auth: AuthMode;
   body?: z.ZodType;
   query?: z.ZodType;
-  /** Accept any bytes as the body (media upload) instead of a JSON object. */
-  rawBody?: boolean;
+  /**
+   * Accept any bytes as the body instead of a JSON object: `true` buffers them (ctx.rawBody), 'stream'
+   * spools them to a temporary file (ctx.upload) after authentication, so memory does not grow with size.
+   */
+  rawBody?: boolean | 'stream';
+  /** Largest body accepted, enforced from Content-Length and again while reading (413 M_TOO_LARGE). */
   maxBodyBytes?: number;
   rateLimit?: RateLimitName;
   /** Guests may call this route (spec: "Guest access"). */
@@ -86,6 +108,7 @@ export function defineRoute<
   B extends z.ZodType | undefined = undefined,
   Q extends z.ZodType | undefined = undefined,
   A extends AuthMode = AuthMode,
+  R extends boolean | 'stream' | undefined = undefined,
 >(route: {
   method: HttpMethod;
   prefixes: readonly string[];
@@ -93,16 +116,13 @@ export function defineRoute<
   auth: A;
   body?: B;
   query?: Q;
-  rawBody?: boolean;
+  rawBody?: R;
   maxBodyBytes?: number;
   rateLimit?: RateLimitName;
   allowGuests?: boolean;
   handler(
-    ctx: A extends 'user'
-      ? AuthedContext<B extends z.ZodType ? z.output<B> : unknown, Q extends z.ZodType ? z.output<Q> : Record<string, unknown>>
-      : A extends 'server'
-        ? ServerContext<B extends z.ZodType ? z.output<B> : unknown, Q extends z.ZodType ? z.output<Q> : Record<string, unknown>>
-        : RequestContext<B extends z.ZodType ? z.output<B> : unknown, Q extends z.ZodType ? z.output<Q> : Record<string, unknown>>,
+    ctx: Ctx<A, B extends z.ZodType ? z.output<B> : unknown, Q extends z.ZodType ? z.output<Q> : Record<string, unknown>> &
+      (R extends 'stream' ? { upload: StreamedBody } : unknown),
   ): Promise<unknown> | unknown;
 }): RouteDefinition {
   return route as RouteDefinition;

@@ -6,7 +6,7 @@ import { MatrixError, notFound } from '../errors.js';
 import type { ServiceDeps } from '../serviceDeps.js';
 import * as repo from '../storage/repositories/media.js';
 import type { MediaRow, ThumbnailRow, UploadedContent } from '../storage/repositories/media.js';
-import { MEDIA_ID_RE, MediaStore, type OpenedFile } from './store.js';
+import { MEDIA_ID_RE, MediaStore, type OpenedFile, type StoredFile } from './store.js';
 import {
   ImageTooLarge,
   NotAnImage,
@@ -75,7 +75,8 @@ function normaliseFilename(value: string | undefined): string | undefined {
 
 export class MediaService {
   readonly maxUploadSize: number;
-  private readonly store: MediaStore;
+  /** Also where the HTTP layer spools upload bodies (its tmp directory). */
+  readonly store: MediaStore;
   private readonly thumbnailer: Thumbnailer;
   private readonly uploaded = new EventEmitter();
   private readonly closing = new AbortController();
@@ -115,11 +116,10 @@ export class MediaService {
     return `mxc://${this.deps.serverName}/${mediaId}`;
   }
 
-  /** POST /upload: stores the bytes under a new id. */
-  async upload(userId: string, bytes: Buffer, contentType: string | undefined, filename: string | undefined): Promise<string> {
+  /** POST /upload: stores an uploaded temporary file (from store.writeStream) under a new id. */
+  async upload(userId: string, written: StoredFile, contentType: string | undefined, filename: string | undefined): Promise<string> {
     const content = { contentType: normaliseContentType(contentType), filename: normaliseFilename(filename) };
     const mediaId = newMediaId();
-    const written = await this.store.writeTemp(bytes);
     const final = this.store.contentPath(mediaId);
     try {
       await this.store.commit(written.tempPath, final);
@@ -150,7 +150,7 @@ export class MediaService {
     userId: string,
     serverName: string,
     mediaId: string,
-    bytes: Buffer,
+    written: StoredFile,
     contentType: string | undefined,
     filename: string | undefined,
   ): Promise<void> {
@@ -158,7 +158,6 @@ export class MediaService {
     const content = { contentType: normaliseContentType(contentType), filename: normaliseFilename(filename) };
     const row = await repo.getMedia(this.deps.db.knex, mediaId);
     this.checkUploadable(row, userId, this.deps.clock.now());
-    const written = await this.store.writeTemp(bytes);
     const full: UploadedContent = { ...content, size: written.size, sha256: written.sha256 };
     try {
       // The conditional update and the rename share one transaction: of two racing uploads one wins and

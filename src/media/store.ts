@@ -54,12 +54,23 @@ export class MediaStore {
 
   /** Writes bytes to a temporary file (flushed to disk) and hashes them; `commit` moves it into place. */
   async writeTemp(bytes: Buffer): Promise<StoredFile> {
+    return this.writeStream([bytes]);
+  }
+
+  /** As writeTemp, chunk by chunk as they arrive (uploads); the file is removed if the source fails. */
+  async writeStream(source: AsyncIterable<Buffer> | Iterable<Buffer>): Promise<StoredFile> {
     const dir = join(this.root, 'tmp');
     await mkdir(dir, { recursive: true });
     const tempPath = join(dir, `${Date.now()}-${randomBytes(8).toString('hex')}`);
     const handle = await open(tempPath, 'wx', 0o600);
+    const hash = createHash('sha256');
+    let size = 0;
     try {
-      await handle.writeFile(bytes);
+      for await (const chunk of source) {
+        hash.update(chunk);
+        size += chunk.length;
+        await handle.write(chunk);
+      }
       await handle.datasync();
     } catch (err) {
       await handle.close();
@@ -67,7 +78,7 @@ export class MediaStore {
       throw err;
     }
     await handle.close();
-    return { tempPath, size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+    return { tempPath, size, sha256: hash.digest('hex') };
   }
 
   /** Atomically puts a temporary file at its final path (replacing nothing a reader could half-see). */
