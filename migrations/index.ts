@@ -11,6 +11,7 @@ import * as federation from './0010_federation.js';
 import * as federationOutbox from './0011_federation_outbox.js';
 import * as remoteDevices from './0012_remote_devices.js';
 import * as appserviceQueue from './0014_appservice_queue.js';
+import * as serverIdentity from './0015_server_identity.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -32,6 +33,7 @@ const migrations: Array<[string, Migration]> = [
   ['0011_federation_outbox', federationOutbox],
   ['0012_remote_devices', remoteDevices],
   ['0014_appservice_queue', appserviceQueue],
+  ['0015_server_identity', serverIdentity],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

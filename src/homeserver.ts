@@ -28,7 +28,9 @@ import { MediaService } from './media/mediaService.js';
 import { RoomService } from './rooms/roomService.js';
 import { createDirectory, type DirectoryServices } from './directory/index.js';
 import { createRelations, type RelationService, type SearchService } from './relations/index.js';
-import { openDatabase, type Database } from './storage/database.js';
+import { describeDatabase, openDatabase, type Database } from './storage/database.js';
+import { ensurePrivateDir, tightenDir } from './storage/fileModes.js';
+import { claimServerName } from './storage/serverIdentity.js';
 import { Notifier } from './sync/notifier.js';
 import { DeviceListsProvider } from './sync/providers/deviceLists.js';
 import { PresenceProvider } from './sync/providers/presence.js';
@@ -111,6 +113,15 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   const logger = options.logger ?? createLogger(config.log_level);
   const clock = options.clock ?? { now: () => Date.now() };
   const db = await openDatabase(config.database);
+  try {
+    await claimServerName(db.knex, config.server_name, describeDatabase(config.database));
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  // The media store is the server's own: owner-only, like the database and the signing key.
+  ensurePrivateDir(config.media_store_path);
+  tightenDir(config.media_store_path);
   const signingKey = loadOrCreateSigningKey(config.signing_key_path);
   const firstPort = config.listeners[0]?.port ?? 8008;
   const publicBaseUrl = (config.public_baseurl ?? `http://${config.server_name}:${firstPort}`).replace(/\/$/, '');

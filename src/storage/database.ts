@@ -1,8 +1,8 @@
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import type { HomeserverConfig } from '../config/schema.js';
 import { migrationSource } from '../../migrations/index.js';
+import { ensurePrivateDir, ensurePrivateFile, tightenFile } from './fileModes.js';
 
 export type Db = Knex | Knex.Transaction;
 
@@ -23,7 +23,7 @@ const STREAM_WRITE_LOCK = 0x736b6a6f; // 'skjo'
 // SQLite runs with one connection: that connection is the single writer queue, so transactions never
 // see SQLITE_BUSY and the ordering of stream positions is the commit order.
 function sqliteKnex(path: string): Knex {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  if (path !== ':memory:') protectSqliteFiles(path);
   return knexFactory({
     client: 'sqlite3',
     connection: { filename: path },
@@ -42,6 +42,14 @@ function sqliteKnex(path: string): Knex {
   });
 }
 
+// The database holds password hashes and tokens: owner-only. SQLite gives its -wal and -shm files the
+// database file's mode, so creating that one 0600 covers them; older, looser files are tightened.
+function protectSqliteFiles(path: string): void {
+  ensurePrivateDir(dirname(path));
+  ensurePrivateFile(path);
+  for (const suffix of ['', '-wal', '-shm', '-journal']) tightenFile(path + suffix);
+}
+
 function postgresKnex(args: Extract<HomeserverConfig['database'], { name: 'postgres' | 'psycopg2' }>['args']): Knex {
   return knexFactory({
     client: 'pg',
@@ -55,6 +63,14 @@ function postgresKnex(args: Extract<HomeserverConfig['database'], { name: 'postg
     searchPath: args.schema ? [args.schema] : undefined,
     pool: { min: args.cp_min ?? 1, max: args.cp_max ?? 10 },
   });
+}
+
+/** Where the data lives, for messages: the SQLite file, or the PostgreSQL database and schema. */
+export function describeDatabase(config: HomeserverConfig['database']): string {
+  if (config.name === 'sqlite3') return config.args.database;
+  const { host = '127.0.0.1', port = 5432, schema } = config.args;
+  const name = config.args.database ?? config.args.dbname ?? 'postgres';
+  return `postgres://${host}:${port}/${name}${schema ? ` schema ${schema}` : ''}`;
 }
 
 export async function openDatabase(config: HomeserverConfig['database']): Promise<Database> {

@@ -40,6 +40,22 @@ describe('command line and listeners', () => {
     await server.close();
   });
 
+  it('refuses to serve a database that belongs to another server_name, naming both', async () => {
+    const server = await startHomeserver();
+    await server.stop();
+    const configPath = join(dir, 'renamed.yaml');
+    writeFileSync(
+      configPath,
+      `server_name: renamed.example\nlisteners: [{ port: 0 }]\ndatabase:\n  name: sqlite3\n  args:\n    database: ${join(server.dir, 'homeserver.db')}\n` +
+        `signing_key_path: ${join(server.dir, 'signing.key')}\nmedia_store_path: ${join(server.dir, 'media')}\nlog_level: warn\n`,
+    );
+    // A server that wrongly starts is killed by the timeout and fails the exit-code check.
+    const err = await run(TSX, ['src/main.ts', 'serve', '--config', configPath], { timeout: 30_000 }).catch((e: { code: number; stderr: string }) => e);
+    expect((err as { code: number }).code).toBe(2);
+    expect((err as { stderr: string }).stderr).toMatch(/"renamed\.example".*"localhost"/);
+    await server.close();
+  });
+
   it('serves over TLS when a listener has a certificate', async () => {
     const cert = join(dir, 'cert.pem');
     const key = join(dir, 'key.pem');
