@@ -11,7 +11,9 @@ import { request } from '../helpers/http.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
 
 const V3 = '/_matrix/client/v3';
+/** Users with a device; an application service (no device: its txnIds are scoped to its token) sends too. */
 const SENDERS = 3;
+const AS_TOKEN = 'as-token-crash';
 const IN_FLIGHT_PER_SENDER = 6;
 const KILL_ROUNDS = 3;
 /** Responses of a round after which the server is killed: the rest are in flight or not yet sent. */
@@ -82,6 +84,11 @@ describe.each(testDialects())('exactly once across kill -9 on %s', (dialect) => 
   it('delivers each to-device message, message and redaction once, and loses no acknowledged write, when retried with the same txnIds', async () => {
     const port = await freePort();
     const configPath = join(dir, 'homeserver.yaml');
+    const registrationPath = join(dir, 'appservice.yaml');
+    writeFileSync(
+      registrationPath,
+      toYaml({ id: 'crash', url: null, as_token: AS_TOKEN, hs_token: 'hs-token-crash', sender_localpart: 'crashbot', namespaces: { users: [], aliases: [] }, rate_limited: false }),
+    );
     writeFileSync(
       configPath,
       toYaml({
@@ -96,6 +103,7 @@ describe.each(testDialects())('exactly once across kill -9 on %s', (dialect) => 
         enable_registration: true,
         enable_registration_without_verification: true,
         rc_enabled: false,
+        app_service_config_files: [registrationPath],
         log_level: 'error',
       }),
     );
@@ -106,6 +114,7 @@ describe.each(testDialects())('exactly once across kill -9 on %s', (dialect) => 
     const receiver = await registerUser(base, 'receiver');
     const senders: TestUser[] = [];
     for (let i = 0; i < SENDERS; i++) senders.push(await registerUser(base, `sender${i}`));
+    senders.push({ userId: '@crashbot:localhost', accessToken: AS_TOKEN, deviceId: '', password: '' });
     const room = await request(base, 'POST', `${V3}/createRoom`, { token: senders[0]!.accessToken, body: { preset: 'public_chat' } });
     const roomId: string = room.body.room_id;
     for (const s of senders.slice(1)) expect((await request(base, 'POST', `${V3}/join/${encodeURIComponent(roomId)}`, { token: s.accessToken, body: {} })).status).toBe(200);
@@ -179,7 +188,7 @@ describe.each(testDialects())('exactly once across kill -9 on %s', (dialect) => 
         }
       };
       const lanes: Array<Promise<void>> = [];
-      for (let s = 0; s < SENDERS; s++) for (let k = 0; k < IN_FLIGHT_PER_SENDER; k++) lanes.push(lane(s));
+      for (let s = 0; s < senders.length; s++) for (let k = 0; k < IN_FLIGHT_PER_SENDER; k++) lanes.push(lane(s));
       await Promise.all(lanes);
       await killed;
       unansweredAtKill.push(jobs.filter((j) => !j.answer).length);
