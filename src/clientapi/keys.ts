@@ -3,6 +3,8 @@ import type { Services } from '../homeserver.js';
 import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
 import { parseSyncToken } from '../sync/token.js';
 import { MatrixError } from '../errors.js';
+import { serverNameOf } from '../federation/serverName.js';
+import { isValidUserId } from '../rooms/authRules.js';
 
 const keyObject = z.record(z.string(), z.unknown());
 
@@ -23,6 +25,13 @@ const uploadBody = z
     'org.matrix.msc2732.fallback_keys': z.record(z.string(), z.union([z.string(), keyObject])).optional(),
   })
   .loose();
+
+/** These maps are keyed by user ID (spec); anything else (`constructor`, `__proto__` …) is refused, as Synapse does. */
+function requireUserIds(map: Record<string, unknown>, field: string): void {
+  for (const userId of Object.keys(map)) {
+    if (!isValidUserId(userId) || serverNameOf(userId) === undefined) throw new MatrixError('M_INVALID_PARAM', `${field} must be keyed by user IDs`);
+  }
+}
 
 // Spec: Client-Server API, "Key management API" and "Cross-signing".
 export function keyRoutes(services: Services): RouteDefinition[] {
@@ -49,7 +58,10 @@ export function keyRoutes(services: Services): RouteDefinition[] {
       path: '/keys/query',
       auth: 'user',
       body: z.object({ device_keys: z.record(z.string(), z.array(z.string())), timeout: z.number().optional() }).loose(),
-      handler: ({ body, requester }) => e2ee.deviceKeys.query(requester, body.device_keys),
+      handler: ({ body, requester }) => {
+        requireUserIds(body.device_keys, 'device_keys');
+        return e2ee.deviceKeys.query(requester, body.device_keys);
+      },
     }),
     // Spec: POST /_matrix/client/v3/keys/claim
     defineRoute({
@@ -58,7 +70,10 @@ export function keyRoutes(services: Services): RouteDefinition[] {
       path: '/keys/claim',
       auth: 'user',
       body: z.object({ one_time_keys: z.record(z.string(), z.record(z.string(), z.string())), timeout: z.number().optional() }).loose(),
-      handler: ({ body }) => e2ee.deviceKeys.claim(body.one_time_keys),
+      handler: ({ body }) => {
+        requireUserIds(body.one_time_keys, 'one_time_keys');
+        return e2ee.deviceKeys.claim(body.one_time_keys);
+      },
     }),
     // Spec: GET /_matrix/client/v3/keys/changes
     defineRoute({
@@ -102,14 +117,16 @@ export function keyRoutes(services: Services): RouteDefinition[] {
       path: '/sendToDevice/:eventType/:txnId',
       auth: 'user',
       body: z.object({ messages: z.record(z.string(), z.record(z.string(), keyObject)) }).loose(),
-      handler: ({ params, body, requester }) =>
-        services.transactions.run<Record<string, never>>(
+      handler: ({ params, body, requester }) => {
+        requireUserIds(body.messages, 'messages');
+        return services.transactions.run<Record<string, never>>(
           { userId: requester.userId, deviceId: requester.deviceId ?? `token:${requester.tokenId}`, scope: 'sendToDevice', txnId: params.txnId! },
           async (once) => {
             await e2ee.toDevice.send(requester.userId, params.eventType!, body.messages, (trx, work) => once(trx, async () => (await work(), {})));
             return {};
           },
-        ),
+        );
+      },
     }),
   ];
 }

@@ -178,7 +178,7 @@ export class KeyStore {
     if (!isValidServerName(serverName)) return [];
     const stored = await getServerKeysJson(this.deps.db.knex, serverName);
     let keys = stored ? (JSON.parse(stored.key_json) as ServerKeys) : undefined;
-    const hasWanted = (k: ServerKeys) => keyIds.every((id) => id in k.verify_keys || id in (k.old_verify_keys ?? {}));
+    const hasWanted = (k: ServerKeys) => keyIds.every((id) => Object.hasOwn(k.verify_keys, id) || Object.hasOwn(k.old_verify_keys ?? {}, id));
     if (!keys || stored!.valid_until_ts < minimumValidUntilTs || !hasWanted(keys)) {
       // A notary asks the origin itself, never other notaries.
       keys = (await this.refresh(serverName, { directOnly: true })) ?? keys;

@@ -28,7 +28,7 @@ export function baseContentType(contentType: string | undefined): string {
 }
 
 export function canThumbnail(contentType: string | undefined): boolean {
-  return baseContentType(contentType) in THUMBNAILABLE;
+  return Object.hasOwn(THUMBNAILABLE, baseContentType(contentType));
 }
 
 /**

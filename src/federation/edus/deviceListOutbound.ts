@@ -17,7 +17,7 @@ import { listDevices } from '../../storage/repositories/devices.js';
 import * as e2eeRepo from '../../storage/repositories/e2ee.js';
 import { getOutboundDeviceList, saveOutboundDeviceList } from '../../storage/repositories/remoteDevices.js';
 import type { Edu, EduOutbox } from './outbox.js';
-import { dict } from '../../util/dict.js';
+import { dict, own } from '../../util/dict.js';
 
 type KeyObject = Record<string, unknown>;
 
@@ -131,7 +131,7 @@ export class LocalDeviceLists {
       const edus: Edu[] = [];
       const ids = new Set([...Object.keys(before.devices), ...Object.keys(after.devices)]);
       for (const deviceId of [...ids].sort()) {
-        if (before.devices[deviceId] === after.devices[deviceId]) continue;
+        if (own(before.devices, deviceId) === after.devices[deviceId]) continue;
         const prevId = streamId > 0 ? [streamId] : [];
         streamId += 1;
         const d = list.devices.get(deviceId);
