@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { MatrixError, type ErrCode } from '../errors.js';
+import { MatrixError, limitExceeded, type ErrCode } from '../errors.js';
+import { RateLimiter } from '../http/rateLimit.js';
 import type { ServiceDeps } from '../serviceDeps.js';
 import type { Db } from '../storage/database.js';
 import * as sessionsRepo from '../storage/repositories/uiaSessions.js';
@@ -75,8 +76,12 @@ const CLEANUP_INTERVAL_MS = 5 * 60 * 1000;
 export class UserInteractiveAuth {
   private readonly stages = new Map<string, UiaStage>();
   private lastCleanup = 0;
+  /** rc_login.failed_attempts for a signed-in user's failed stages (as Synapse), so a stolen token cannot guess the password. */
+  private readonly failedLimiter: RateLimiter | undefined;
 
-  constructor(private readonly deps: ServiceDeps) {}
+  constructor(private readonly deps: ServiceDeps) {
+    if (deps.config.rc_enabled) this.failedLimiter = new RateLimiter(deps.config.rc_login.failed_attempts, () => deps.clock.now());
+  }
 
   addStage(stage: UiaStage): void {
     this.stages.set(stage.type, stage);
@@ -85,6 +90,11 @@ export class UserInteractiveAuth {
   /** Runs one round of UIA. Returns when a flow is complete; otherwise throws the 401 reply. */
   async authenticate(req: UiaRequest): Promise<UiaPassed> {
     const knex = this.deps.db.knex;
+    const userId = req.userId;
+    if (this.failedLimiter && userId !== undefined) {
+      const wait = this.failedLimiter.check(userId);
+      if (wait > 0) throw limitExceeded(wait);
+    }
     const auth = isObject(req.auth) ? req.auth : undefined;
     const sessionId = auth && typeof auth.session === 'string' ? auth.session : undefined;
 
@@ -110,7 +120,9 @@ export class UserInteractiveAuth {
       try {
         await stage.check(auth!, { db: knex, userId: req.userId, data: session.data });
       } catch (err) {
-        if (err instanceof StageFailed) throw this.required(req, session, { errcode: err.errcode, error: err.message });
+        if (!(err instanceof StageFailed)) throw err;
+        if (userId !== undefined) this.failedLimiter?.take(userId);
+        throw this.required(req, session, { errcode: err.errcode, error: err.message });
         throw err;
       }
       session.completed = [...session.completed, type];

@@ -79,3 +79,35 @@ describe('login limits', () => {
     expect((await login(proxied, 'nobody11', 'pw')).status).toBe(429);
   });
 });
+
+describe('password re-checks (user-interactive auth) are limited too', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startHomeserver({
+      config: { rc_enabled: true, rc_registration: { per_second: 100, burst_count: 100 }, rc_login: { failed_attempts: slow } },
+    });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('stops a stolen access token from guessing the password through UIA', async () => {
+    const owner = await registerUser(server.baseUrl, 'owner', 'owner-pw');
+    const deleteDevice = (password: string) =>
+      request(server.baseUrl, 'DELETE', `/_matrix/client/v3/devices/${owner.deviceId}`, {
+        token: owner.accessToken,
+        body: { auth: { type: 'm.login.password', identifier: { type: 'm.id.user', user: 'owner' }, password } },
+      });
+    for (let i = 0; i < 3; i++) {
+      const res = await deleteDevice(`guess ${i}`);
+      expect(res.status).toBe(401);
+      expect(res.body.errcode).toBe('M_FORBIDDEN');
+    }
+    const right = await deleteDevice('owner-pw');
+    expect(right.status).toBe(429);
+    expect(right.body.errcode).toBe('M_LIMIT_EXCEEDED');
+    // The device is still there.
+    const devices = await request(server.baseUrl, 'GET', '/_matrix/client/v3/devices', { token: owner.accessToken });
+    expect(devices.body.devices.map((d: { device_id: string }) => d.device_id)).toContain(owner.deviceId);
+  });
+});
