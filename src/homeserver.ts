@@ -17,6 +17,7 @@ import { ForwardedListeners } from './http/clientAddress.js';
 import { InFlightRequests } from './http/inFlight.js';
 import { applyCors, errorHandling, mountRoutes, requestLogging } from './http/mount.js';
 import { RateLimiter } from './http/rateLimit.js';
+import { ConnectionLimiter, timeoutOptions } from './http/transport.js';
 import { TransactionStore } from './http/transactions.js';
 import { KeyBackupService } from './e2ee/keyBackupService.js';
 import { createE2ee, type E2eeServices } from './e2ee/index.js';
@@ -223,6 +224,11 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   await services.appservicePusher.start();
 
   const servers: Server[] = [];
+  const connections = new ConnectionLimiter({
+    perAddress: config.max_connections_per_address,
+    total: config.max_connections,
+    exempt: config.max_connections_per_address_exempt,
+  });
   return {
     app,
     services,
@@ -234,15 +240,15 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
               app(req, res);
             }
           : app;
+        const options = timeoutOptions(config.http_timeouts);
         const server = tls
-          ? createHttpsServer({ cert: readFileSync(tls.certificatePath), key: readFileSync(tls.privateKeyPath) }, handler)
-          : createHttpServer(handler);
+          ? createHttpsServer({ ...options, cert: readFileSync(tls.certificatePath), key: readFileSync(tls.privateKeyPath) }, handler)
+          : createHttpServer(options, handler);
+        // Behind a proxy every connection comes from the proxy: only the total cap applies there.
+        connections.attach(server, { perAddress: !listener?.x_forwarded });
         server.listen(port, host);
         server.once('listening', () => resolve((server.address() as AddressInfo).port));
         server.once('error', reject);
-        // Long-polling /sync must not be cut by Node's default request timeout.
-        server.requestTimeout = 0;
-        server.keepAliveTimeout = 65_000;
         servers.push(server);
       });
     },

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseCidr } from '../net/outboundPolicy.js';
 
@@ -71,6 +72,23 @@ export const configSchema = z.strictObject({
   media_store_path: z.string().default('./data/media_store'),
   max_upload_size: z.union([z.number().int().positive(), z.string().regex(/^\d+[KMG]?$/)]).default('50M'),
   max_request_body_size: z.number().int().positive().default(1024 * 1024),
+  // How long a client may take to send a request (Node's headersTimeout, requestTimeout, keepAliveTimeout);
+  // no Synapse equivalent. request_ms covers receiving the request only: long-poll answers are not cut.
+  http_timeouts: z
+    .strictObject({
+      headers_ms: z.number().int().positive().default(30_000),
+      request_ms: z.number().int().nonnegative().default(600_000),
+      keep_alive_ms: z.number().int().positive().default(65_000),
+    })
+    .refine((t) => t.request_ms === 0 || t.headers_ms <= t.request_ms, 'headers_ms must not exceed request_ms')
+    .default({ headers_ms: 30_000, request_ms: 600_000, keep_alive_ms: 65_000 }),
+  // Open connections per client address (an IPv6 /64) over all listeners without x_forwarded, and in total; 0 = no cap.
+  max_connections_per_address: z.number().int().nonnegative().default(50),
+  // Addresses the per-address cap does not apply to: by default loopback (a local reverse proxy, admin tools).
+  max_connections_per_address_exempt: z
+    .array(z.string().refine((r) => isIP(r.split('/')[0]!) !== 0 && /^[^/]+(\/\d{1,3})?$/.test(r), 'must be an IP address or CIDR range'))
+    .default(['127.0.0.0/8', '::1/128']),
+  max_connections: z.number().int().nonnegative().default(2000),
   // Content repository (src/media), Synapse's names and defaults.
   max_image_pixels: size.default('32M'),
   dynamic_thumbnails: z.boolean().default(false),

@@ -119,3 +119,102 @@ describe.each(testDialects())('upload bodies are read after authentication, to d
     expect(filesUnder(join(mediaDir, 'tmp'))).toEqual([]);
   });
 });
+
+// Finding 5 of issue 11: a client that sends its request slowly is cut off after http_timeouts, and one
+// address cannot hold more than max_connections_per_address connections; long-poll /sync is unaffected.
+
+describe('request timeouts', () => {
+  let server: TestServer;
+  let alice: TestUser;
+
+  beforeAll(async () => {
+    server = await startHomeserver({
+      config: { max_upload_size: MAX_UPLOAD, http_timeouts: { headers_ms: 500, request_ms: 1000, keep_alive_ms: 5000 } },
+    });
+    alice = await registerUser(server.baseUrl, 'alice');
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('closes connections that send their headers a byte at a time once headers_ms has passed', async () => {
+    // Each head takes ~8 s to send at this pace; twenty of them at once, as a slow-loris attack would.
+    const head = ['GET /_matrix/client/versions HTTP/1.1', 'Host: localhost', `X-Padding: ${'a'.repeat(300)}`].join('\r\n');
+    const outs = await Promise.all(Array.from({ length: 20 }, () => pump({ port: portOf(server), head, chunkSize: 1, delayMs: 25 })));
+    for (const out of outs) {
+      expect(out.status === undefined || out.status === 408).toBe(true);
+      expect(out.sent).toBeLessThan(out.total);
+    }
+    expect((await request(server.baseUrl, 'GET', '/_matrix/client/versions')).status).toBe(200);
+  });
+
+  it('cuts an upload whose body arrives slower than request_ms allows, leaving no file', async () => {
+    const head = [
+      'POST /_matrix/media/v3/upload HTTP/1.1',
+      'Host: localhost',
+      `Content-Length: ${100 * 1024}`,
+      `Authorization: Bearer ${alice.accessToken}`,
+    ].join('\r\n');
+    const out = await pump({ port: portOf(server), head, bodyLength: 100 * 1024, chunkSize: 1024, delayMs: 50 });
+    expect(out.status === undefined || out.status === 408).toBe(true);
+    expect(out.sent).toBeLessThan(out.total);
+    await until(() => filesUnder(join(server.dir, 'media')).length === 0);
+  });
+
+  it('still answers a long-poll /sync after its timeout, longer than headers_ms and request_ms', async () => {
+    const first = await request(server.baseUrl, 'GET', '/_matrix/client/v3/sync?timeout=0', { token: alice.accessToken });
+    expect(first.status).toBe(200);
+    const polled = await request(server.baseUrl, 'GET', `/_matrix/client/v3/sync?timeout=2500&since=${encodeURIComponent(first.body.next_batch)}`, {
+      token: alice.accessToken,
+    });
+    expect(polled.status).toBe(200);
+    expect(typeof polled.body.next_batch).toBe('string');
+  });
+
+  it('wakes a long-poll /sync (timeout=30000) with a message sent after request_ms has passed', async () => {
+    const room = await request(server.baseUrl, 'POST', '/_matrix/client/v3/createRoom', { token: alice.accessToken, body: {} });
+    const first = await request(server.baseUrl, 'GET', '/_matrix/client/v3/sync?timeout=0', { token: alice.accessToken });
+    const poll = request(server.baseUrl, 'GET', `/_matrix/client/v3/sync?timeout=30000&since=${encodeURIComponent(first.body.next_batch)}`, {
+      token: alice.accessToken,
+    });
+    await sleep(1500);
+    const sent = await request(server.baseUrl, 'PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(room.body.room_id)}/send/m.room.message/t1`, {
+      token: alice.accessToken,
+      body: { msgtype: 'm.text', body: 'still there?' },
+    });
+    const polled = await poll;
+    expect(polled.status).toBe(200);
+    const events = polled.body.rooms.join[room.body.room_id].timeline.events as { event_id: string }[];
+    expect(events.map((e) => e.event_id)).toContain(sent.body.event_id);
+  });
+});
+
+describe('connections per address', () => {
+  let server: TestServer;
+
+  beforeAll(async () => {
+    // Loopback is exempt by default (a local proxy); here it plays the internet.
+    server = await startHomeserver({ config: { max_connections_per_address: 3, max_connections_per_address_exempt: [] } });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  const versions = (localAddress: string) =>
+    pump({ port: portOf(server), head: 'GET /_matrix/client/versions HTTP/1.1\r\nHost: localhost', localAddress });
+
+  it('refuses connections beyond max_connections_per_address from one address while another address is served', async () => {
+    const held = await Promise.all([1, 2, 3].map(() => idleConnection(portOf(server), '127.0.0.1')));
+    const refused = await versions('127.0.0.1');
+    expect(refused.status).toBeUndefined();
+    const other = await versions('127.0.0.2');
+    expect(other.status).toBe(200);
+
+    held[0]!.destroy();
+    // Once the server has seen that close, 127.0.0.1 has a free slot again.
+    let again = await versions('127.0.0.1');
+    while (again.status === undefined) again = await versions('127.0.0.1');
+    expect(again.status).toBe(200);
+    for (const s of held) s.destroy();
+  });
+});
