@@ -12,5 +12,7 @@ export async function getProfile(db: Db, userId: string): Promise<Profile | unde
 }
 
 export async function setProfileField(db: Db, userId: string, field: 'displayname' | 'avatar_url', value: string | null): Promise<void> {
+  // The field names a column: never let anything else through, whatever the caller checked.
+  if (field !== 'displayname' && field !== 'avatar_url') throw new Error(`not a profile column: ${String(field)}`);
   await db('users').where({ user_id: userId }).update({ [field]: value });
 }
