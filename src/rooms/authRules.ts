@@ -241,7 +241,7 @@ export function powerLevelFor(state: ReadonlyStateMap, action: 'invite' | 'kick'
 export function notificationPowerLevel(state: ReadonlyStateMap, key: string, version?: RoomVersion): number {
   const pl = plContent(state);
   const n = pl && isPlainObject(pl.notifications) ? pl.notifications : {};
-  return levelOr(n[key], 50, version);
+  return levelOr(Object.hasOwn(n, key) ? n[key] : undefined, 50, version);
 }
 
 // ---------------------------------------------------------------------------

@@ -582,7 +582,7 @@ export class RoomService {
       aliases.push(...content.alt_aliases);
     }
     for (const alias of aliases) {
-      if (typeof alias !== 'string' || !/^#[^:]+:.+$/.test(alias)) throw new MatrixError('M_INVALID_PARAM', `Invalid alias ${String(alias)}`);
+      if (typeof alias !== 'string' || !/^#[^:]+:.+$/.test(alias)) throw new MatrixError('M_INVALID_PARAM', typeof alias === 'string' ? `Invalid alias ${alias}` : 'Invalid alias');
       if (serverNameOf(alias) !== this.deps.serverName) continue;
       const found = await roomsRepo.getAlias(this.deps.db.knex, alias);
       if (found?.roomId !== roomId) throw new MatrixError('M_BAD_ALIAS', `Alias ${alias} does not point to this room`);

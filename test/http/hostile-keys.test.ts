@@ -178,6 +178,19 @@ describe.each(testDialects())('keys named like prototype members on %s', (dialec
     await othersStillServed();
   });
 
+  it('values that are objects with their own toString or valueOf get a spec error, not a 500', async () => {
+    const base = `${V3}/rooms/${enc(roomId)}/state`;
+    for (const json of ['{"alias":{"toString":1}}', '{"alt_aliases":[{"valueOf":1,"toString":1}]}']) {
+      const res = await send(alice, 'PUT', `${base}/m.room.canonical_alias/`, json);
+      expect(res.status).toBe(400);
+      expect(res.body.errcode).toBe('M_INVALID_PARAM');
+    }
+    const member = await send(alice, 'PUT', `${base}/m.room.member/${enc(alice.userId)}`, '{"membership":{"toString":1}}');
+    expect(member.status).toBeGreaterThanOrEqual(400);
+    expect(member.status).toBeLessThan(500);
+    await othersStillServed();
+  });
+
   // These paths were already safe (Maps, validated keys); the tests keep them so.
   describe('paths that were already safe', () => {
     it('to-device messages reach a device named constructor, and not one named toString that does not exist', async () => {
