@@ -50,13 +50,18 @@ export class BenchServer {
   logLines = 0;
 
   private constructor(
-    readonly child: ChildProcess,
+    private current: ChildProcess,
     readonly baseUrl: string,
     readonly dir: string,
     readonly pgSchema: string | undefined,
     private readonly pg: PgOptions | undefined,
-    readonly spawnedAt: number,
+    public spawnedAt: number,
+    private readonly launch: () => ChildProcess,
   ) {
+    this.watch(current);
+  }
+
+  private watch(child: ChildProcess): void {
     const keep = (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split('\n')) {
         if (!line.trim()) continue;
@@ -68,9 +73,32 @@ export class BenchServer {
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
     child.once('exit', (code, signal) => {
+      if (child !== this.current) return;
       this.exited = true;
       this.exitInfo = signal ? `signal ${signal}` : `code ${code}`;
     });
+  }
+
+  get child(): ChildProcess {
+    return this.current;
+  }
+
+  /** kill -9: the server dies mid-write; its database and temp dir stay for `restart`. */
+  async crash(): Promise<void> {
+    if (this.exited) return;
+    const gone = new Promise<void>((r) => this.current.once('exit', () => r()));
+    this.current.kill('SIGKILL');
+    await gone;
+  }
+
+  /** Starts the server again on the same configuration and database; returns ms until it answered. */
+  async restart(): Promise<number> {
+    if (!this.exited) throw new Error('restart: the server is still running');
+    this.exited = false;
+    this.spawnedAt = performance.now();
+    this.current = this.launch();
+    this.watch(this.current);
+    return this.waitReady(90_000);
   }
 
   get pid(): number {
@@ -121,12 +149,13 @@ export class BenchServer {
     if (options.cpuProfDir) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', options.cpuProfDir);
     const spawnedAt = performance.now();
     // process.execPath directly (not npx/tsx's wrapper) so the pid we watch is the server itself.
-    const child = spawn(process.execPath, [...nodeArgs, entry, 'serve', '--config', configPath], {
-      cwd,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_ENV: 'production' },
-    });
-    const server = new BenchServer(child, `http://127.0.0.1:${port}`, dir, pgSchema, options.postgres, spawnedAt);
+    const launch = () =>
+      spawn(process.execPath, [...nodeArgs, entry, 'serve', '--config', configPath], {
+        cwd,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, NODE_ENV: 'production' },
+      });
+    const server = new BenchServer(launch(), `http://127.0.0.1:${port}`, dir, pgSchema, options.postgres, spawnedAt, launch);
     try {
       const startupMs = await server.waitReady(90_000);
       return { server, startupMs };
