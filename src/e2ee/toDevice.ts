@@ -49,7 +49,6 @@ export class ToDeviceService {
     const afterCommit: Array<() => void> = [];
     await this.deps.db.write((trx) =>
       once(trx, async () => {
-        afterCommit.length = 0;
         let rest = messages;
         for (const divert of this.diverters) {
           const diverted = await divert(trx, sender, type, rest);
