@@ -1,4 +1,5 @@
 import { notFound } from '../errors.js';
+import { own } from '../util/dict.js';
 
 // Spec: Client-Server API, "Third-party networks" (/thirdparty/*). The answers come from application
 // services that bridge other networks; the appservice layer plugs a provider in with `setProvider`.
@@ -29,7 +30,7 @@ export class ThirdPartyLookup {
   }
 
   async protocol(name: string): Promise<unknown> {
-    const found = (await this.protocols())[name];
+    const found = own(await this.protocols(), name);
     if (found === undefined) throw notFound(`Protocol ${name} is not known`);
     return found;
   }

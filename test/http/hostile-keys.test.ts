@@ -191,6 +191,12 @@ describe.each(testDialects())('keys named like prototype members on %s', (dialec
     await othersStillServed();
   });
 
+  it.each(PROTO_KEYS)('third-party protocol %s is unknown', async (protocol) => {
+    const res = await call(mallory, 'GET', `${V3}/thirdparty/protocol/${protocol}`);
+    expect(res.status).toBe(404);
+    expect(res.body.errcode).toBe('M_NOT_FOUND');
+  });
+
   // These paths were already safe (Maps, validated keys); the tests keep them so.
   describe('paths that were already safe', () => {
     it('to-device messages reach a device named constructor, and not one named toString that does not exist', async () => {
