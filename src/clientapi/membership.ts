@@ -25,12 +25,6 @@ const createRoomBody = z
   })
   .loose();
 
-/** Extra keys a client put in its join body end up in the member event, minus the protocol ones. */
-function joinContent(body: Record<string, unknown>): Record<string, unknown> {
-  const { reason: _r, third_party_signed: _t, ...rest } = body;
-  return rest;
-}
-
 // Spec: Client-Server API, "Room membership" and "Creation".
 export function membershipRoutes(services: Services): RouteDefinition[] {
   const { rooms } = services;
@@ -57,7 +51,7 @@ export function membershipRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       body: reasonBody,
       rateLimit: 'message',
-      handler: async ({ params, body, requester }) => ({ room_id: await rooms.join(actorOf(requester), params.roomIdOrAlias!, body.reason, joinContent(body)) }),
+      handler: async ({ params, body, requester }) => ({ room_id: await rooms.join(actorOf(requester), params.roomIdOrAlias!, body.reason) }),
     }),
     // Spec: POST /_matrix/client/v3/rooms/{roomId}/join
     defineRoute({
@@ -67,7 +61,7 @@ export function membershipRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       body: reasonBody,
       rateLimit: 'message',
-      handler: async ({ params, body, requester }) => ({ room_id: await rooms.join(actorOf(requester), params.roomId!, body.reason, joinContent(body)) }),
+      handler: async ({ params, body, requester }) => ({ room_id: await rooms.join(actorOf(requester), params.roomId!, body.reason) }),
     }),
     // Spec: POST /_matrix/client/v3/rooms/{roomId}/invite
     defineRoute({

@@ -4,6 +4,7 @@
  * and carry the origin's signature over {method, uri, origin, destination, content}.
  */
 import { MatrixError } from '../errors.js';
+import { MAX_BODY_NESTING, jsonNestingExceeds } from '../util/jsonNesting.js';
 import type { ServerRequester } from '../http/route.js';
 import type { KeyStore } from './keyStore.js';
 import { isValidServerName } from './serverName.js';
@@ -50,11 +51,15 @@ export class FederationAuthenticator {
 
     let content: unknown;
     if (req.rawBody.length > 0) {
+      let text: string;
       try {
-        content = JSON.parse(utf8.decode(req.rawBody));
+        text = utf8.decode(req.rawBody);
+        content = JSON.parse(text);
       } catch {
         throw new MatrixError('M_NOT_JSON', 'Content not JSON.');
       }
+      // Verifying the signature walks the body recursively (canonical JSON): bound its depth first.
+      if (jsonNestingExceeds(text, MAX_BODY_NESTING)) throw new MatrixError('M_BAD_JSON', `Content nested deeper than ${MAX_BODY_NESTING} levels.`);
     }
     const publicKey = await this.deps.keyStore.verifyKeyFor(auth.origin, auth.key, this.deps.clock.now());
     if (publicKey === undefined) throw unauthorized(`Failed to find a valid key ${auth.key} for ${auth.origin}`);

@@ -39,7 +39,7 @@ export interface JoinerDeps {
 
 /**
  * The signature RoomService.setRemoteJoiner takes: `content` is the member-event content the client asked
- * for (its extra keys and `reason`); `via` (servers to try) is for callers that know them.
+ * for (only `reason`: the profile is added here); `via` (servers to try) is for callers that know them.
  */
 export type RemoteJoinerFn = (
   actor: { userId: string; deviceId?: string | undefined },

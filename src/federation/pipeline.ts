@@ -7,7 +7,8 @@
  * Events of one room are processed one at a time; rooms never wait for each other.
  */
 import type { Logger } from 'pino';
-import { canonicalJson } from '../crypto/canonicalJson.js';
+import { canonicalJsonBytes } from '../crypto/canonicalJson.js';
+import { receivedPduProblem } from '../rooms/eventLimits.js';
 import {
   checkContentHash,
   checkPduFormat,
@@ -71,16 +72,16 @@ export class PduCheckError extends Error {
 // ---------------------------------------------------------------------------------------------------------
 // Steps
 
-/** Step "format": structure for the room version, and canonical JSON (strict integers from v6). */
+/** Step "format": structure for the room version, canonical JSON (strict integers from v6), size limits. */
 export function checkFormat(raw: unknown, version: RoomVersion): string | null {
   const reason = checkPduFormat(raw, version);
   if (reason) return reason;
-  try {
-    canonicalJson(raw, { strictIntegers: version.strictCanonicalJson });
-  } catch (err) {
-    return `not canonical JSON: ${(err as Error).message}`;
-  }
-  return null;
+  const pdu = raw as Record<string, unknown>;
+  // Spec "Size limits": the event in federation format with its signatures; `unsigned` is not the event.
+  return receivedPduProblem(pdu, version, () => {
+    const { unsigned: _u, ...event } = pdu;
+    return canonicalJsonBytes(event, { strictIntegers: version.strictCanonicalJson }).length;
+  });
 }
 
 /**

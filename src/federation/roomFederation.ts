@@ -78,10 +78,7 @@ export function createRoomFederation(deps: RoomFederationDeps, options: RoomFede
     clock,
     logger: log,
     markDelivered: (eventId, destination) => outbox.markDelivered(eventId, destination),
-    joinLocally: (actor, roomId, content) => {
-      const { reason, ...rest } = content;
-      return rooms.join(actor, roomId, typeof reason === 'string' ? reason : undefined, rest);
-    },
+    joinLocally: (actor, roomId, content) => rooms.join(actor, roomId, typeof content.reason === 'string' ? content.reason : undefined),
   });
   const common = { db, client: federation.client, keyStore: federation.keyStore, serverName, signingKey, clock, logger: log };
   const inviter = new RemoteInviter({ ...common, rooms, pipeline });

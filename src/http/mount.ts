@@ -4,6 +4,7 @@ import type { Express, NextFunction, Request, Response } from 'express';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { MatrixError, badJson, limitExceeded, unrecognized } from '../errors.js';
+import { MAX_BODY_NESTING, jsonNestingExceeds } from '../util/jsonNesting.js';
 import { closeWhenAnswered, readBody, streamBody } from './body.js';
 import type { InFlightRequests } from './inFlight.js';
 import type { RateLimiter } from './rateLimit.js';
@@ -70,11 +71,17 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function parseJsonBody(raw: Buffer): Record<string, unknown> {
   if (raw.length === 0) return {};
+  let text: string;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(utf8.decode(raw));
+    text = utf8.decode(raw);
+    parsed = JSON.parse(text);
   } catch {
     throw new MatrixError('M_NOT_JSON', 'Content not JSON.');
+  }
+  // Deep nesting would overflow the stack of the recursive code that walks bodies (schemas, canonical JSON).
+  if (jsonNestingExceeds(text, MAX_BODY_NESTING)) {
+    throw new MatrixError('M_BAD_JSON', `Content nested deeper than ${MAX_BODY_NESTING} levels.`);
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new MatrixError('M_BAD_JSON', 'Content must be a JSON object.');

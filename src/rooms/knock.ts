@@ -18,6 +18,8 @@ export interface KnockDeps {
 
 /** POST /knock/{roomIdOrAlias}: returns the room id knocked on. */
 export async function knock(deps: KnockDeps, actor: Actor, roomIdOrAlias: string, reason?: string, via: readonly string[] = []): Promise<string> {
+  const asked: Record<string, unknown> = reason !== undefined ? { membership: 'knock', reason } : { membership: 'knock' };
+  await deps.rooms.assertValidDraft(roomIdOrAlias, { type: 'm.room.member', stateKey: actor.userId, content: asked, sender: actor.userId });
   const remote = deps.rooms.remoteKnocker;
   if (remote && roomIdOrAlias.startsWith('#') && serverNameOf(roomIdOrAlias) !== deps.serverName) return remote(actor, roomIdOrAlias, reason, via);
   const roomId = await deps.rooms.resolveRoomIdOrAlias(roomIdOrAlias);
@@ -29,11 +31,12 @@ export async function knock(deps: KnockDeps, actor: Actor, roomIdOrAlias: string
     throw notFound(serverNameOf(roomId) === deps.serverName ? 'Unknown room' : 'Knocking on rooms on other servers is not supported yet');
   }
   const profile = await getProfile(db, actor.userId);
+  const content: Record<string, unknown> = { membership: 'knock' };
+  if (profile?.displayname) content.displayname = profile.displayname;
+  if (profile?.avatar_url) content.avatar_url = profile.avatar_url;
+  if (reason !== undefined) content.reason = reason;
+  await deps.rooms.assertValidDraft(roomId, { type: 'm.room.member', stateKey: actor.userId, content, sender: actor.userId });
   await deps.rooms.write(roomId, async (ctx) => {
-    const content: Record<string, unknown> = { membership: 'knock' };
-    if (profile?.displayname) content.displayname = profile.displayname;
-    if (profile?.avatar_url) content.avatar_url = profile.avatar_url;
-    if (reason !== undefined) content.reason = reason;
     const current = ctx.state.get(stateMapKey('m.room.member', actor.userId));
     // Knocking again with the same content changes nothing.
     if (current?.content.membership === 'knock' && canonicalJson(current.content) === canonicalJson(content)) return;

@@ -14,6 +14,7 @@ import { powerLevelFor, userPowerLevel } from './authRules.js';
 import { eventIdOf, roomIdFromCreateEventId, serverNameOf, signPdu } from './eventFormat.js';
 import { topologicalByDepth, type RemoteOutcome } from './remoteAppend.js';
 import { buildMembershipTemplate, stateAndAuthChain } from './remoteRooms.js';
+import { assertValidLocalEvent, canonicalJsonProblem, contentRules, isStorableString, type LocalEventDraft } from './eventLimits.js';
 import { EventStore } from './eventStore.js';
 import { initialRoomEvents, type CreateRoomRequest } from './roomCreation.js';
 import { RoomReader } from './roomReader.js';
@@ -435,6 +436,8 @@ export class RoomService {
     }
     const profile = (await getProfile(this.deps.db.knex, actor.userId)) ?? { displayname: null, avatar_url: null };
     const drafts = initialRoomEvents(req, { creator: actor.userId, version, profile, canonicalAlias: alias });
+    // initial_state, creation_content, power_level_content_override …: refused before anything is written.
+    for (const draft of drafts) assertValidLocalEvent(draft, version);
     const roomId = this.newRoomId(version, drafts[0]!);
     let result: WriteResult | undefined;
     try {
@@ -532,6 +535,35 @@ export class RoomService {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Validation before a write joins a batch
+
+  /**
+   * Refuses an event that cannot be valid in `roomId` (400 M_BAD_JSON, 413 M_TOO_LARGE) before it is queued.
+   * For a room not on this server, the strictest rules (those of the default room version, 6 or later) apply.
+   */
+  async assertValidDraft(roomId: string, draft: Omit<LocalEventDraft, 'roomId'>, meta: AppendMeta = {}): Promise<void> {
+    // The room id is checked before it reaches a query (PostgreSQL refuses U+0000).
+    assertValidLocalEvent({ ...draft, roomId }, this.strictestVersion(), { keysOnly: true });
+    let version: RoomVersion;
+    try {
+      version = await this.roomVersion(this.deps.db.knex, roomId);
+    } catch (err) {
+      if (!(err instanceof MatrixError)) throw err;
+      version = this.strictestVersion();
+    }
+    assertValidLocalEvent({ ...draft, roomId }, version);
+    // Stored in columns of the event.
+    for (const v of [meta.txnId, meta.senderDevice]) {
+      if (v !== undefined && !isStorableString(v)) throw new MatrixError('M_INVALID_PARAM', 'Invalid transaction or device id');
+    }
+  }
+
+  private strictestVersion(): RoomVersion {
+    const preferred = getRoomVersion(this.deps.config.default_room_version);
+    return preferred?.strictCanonicalJson ? preferred : getRoomVersion('11')!;
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Sending
 
   /**
@@ -559,6 +591,7 @@ export class RoomService {
     txn?: TransactionKey,
     once: EventOnce = (_trx, work) => work(),
   ): Promise<string> {
+    await this.assertValidDraft(roomId, { ...draft, sender: actor.userId }, { ...meta, ...(actor.deviceId ? { senderDevice: actor.deviceId } : {}) });
     if (draft.type === 'm.room.canonical_alias' && draft.stateKey === '') await this.checkCanonicalAlias(roomId, draft.content);
     return this.write(roomId, (ctx, trx) => once(trx, async () => {
       const isMember = draft.type === 'm.room.member';
@@ -598,6 +631,8 @@ export class RoomService {
     meta: AppendMeta = {},
     once: EventOnce = (_trx, work) => work(),
   ): Promise<string> {
+    const content: Record<string, unknown> = reason !== undefined ? { reason } : {};
+    await this.assertValidDraft(roomId, { type: 'm.room.redaction', content, sender: actor.userId, redacts: targetId }, meta);
     return this.write(roomId, (ctx, trx) => once(trx, async () => {
       if (ctx.membershipOf(actor.userId) !== 'join') throw forbidden(`User ${actor.userId} is not in room ${roomId}`);
       const target = await this.events.get(trx, targetId);
@@ -606,7 +641,6 @@ export class RoomService {
       if (!own && userPowerLevel(ctx.state, actor.userId, ctx.version) < powerLevelFor(ctx.state, 'redact', ctx.version)) {
         throw forbidden('You do not have permission to redact this event');
       }
-      const content: Record<string, unknown> = reason !== undefined ? { reason } : {};
       const ev = await ctx.append(
         { type: 'm.room.redaction', content, sender: actor.userId, redacts: targetId },
         { ...meta, ...(actor.deviceId ? { senderDevice: actor.deviceId } : {}) },
@@ -626,25 +660,29 @@ export class RoomService {
     return alias.roomId;
   }
 
-  async join(actor: Actor, roomIdOrAlias: string, reason?: string, extraContent: Record<string, unknown> = {}): Promise<string> {
+  /**
+   * Spec: "POST /join": of the request body only `reason` reaches the member event; the display name and
+   * avatar come from the user's profile (so no body can claim another name or a join authorisation).
+   */
+  async join(actor: Actor, roomIdOrAlias: string, reason?: string): Promise<string> {
     const remoteAlias = roomIdOrAlias.startsWith('#') && serverNameOf(roomIdOrAlias) !== this.deps.serverName;
     const roomId = remoteAlias ? undefined : await this.resolveRoomIdOrAlias(roomIdOrAlias);
     const room = roomId ? await roomsRepo.getRoom(this.deps.db.knex, roomId) : undefined;
     if (!room) {
       // A room this server is not in yet: only federation can join it.
       if (!this.remoteJoiner || (roomId && serverNameOf(roomId) === this.deps.serverName)) throw notFound('Unknown room');
-      const content: Record<string, unknown> = { ...extraContent };
-      if (reason !== undefined) content.reason = reason;
+      const content: Record<string, unknown> = reason !== undefined ? { reason } : {};
+      assertValidLocalEvent({ type: 'm.room.member', stateKey: actor.userId, sender: actor.userId, content }, this.strictestVersion());
       return this.remoteJoiner(actor, roomIdOrAlias, content);
     }
     const localRoomId = room.roomId;
     const profile = (await getProfile(this.deps.db.knex, actor.userId)) ?? { displayname: null, avatar_url: null };
+    const content: Record<string, unknown> = { membership: 'join' };
+    if (profile.displayname) content.displayname = profile.displayname;
+    if (profile.avatar_url) content.avatar_url = profile.avatar_url;
+    if (reason !== undefined) content.reason = reason;
+    await this.assertValidDraft(localRoomId, { type: 'm.room.member', stateKey: actor.userId, content, sender: actor.userId });
     await this.write(localRoomId, async (ctx) => {
-      // Custom keys from the request body are kept, as Synapse does; membership is always ours.
-      const content: Record<string, unknown> = { ...extraContent, membership: 'join' };
-      if (profile.displayname && content.displayname === undefined) content.displayname = profile.displayname;
-      if (profile.avatar_url && content.avatar_url === undefined) content.avatar_url = profile.avatar_url;
-      if (reason !== undefined) content.reason = reason;
       const current = ctx.state.get(stateMapKey('m.room.member', actor.userId));
       // Joining again with the same profile changes nothing: answer without a new event.
       if (current?.content.membership === 'join' && canonicalEqual(current.content, content)) {
@@ -663,6 +701,7 @@ export class RoomService {
       const content: Record<string, unknown> = { membership: 'invite' };
       if (reason !== undefined) content.reason = reason;
       if (isDirect) content.is_direct = true;
+      await this.assertValidDraft(roomId, { type: 'm.room.member', stateKey: target, content, sender: actor.userId });
       return this.remoteInviter(actor, roomId, target, content);
     }
     let profile = await getProfile(this.deps.db.knex, target);
@@ -670,15 +709,16 @@ export class RoomService {
       profile = await getProfile(this.deps.db.knex, target);
     }
     if (!profile && serverNameOf(target) === this.deps.serverName) throw notFound('Unknown user');
+    const content: Record<string, unknown> = { membership: 'invite' };
+    if (profile?.displayname) content.displayname = profile.displayname;
+    if (profile?.avatar_url) content.avatar_url = profile.avatar_url;
+    if (reason !== undefined) content.reason = reason;
+    if (isDirect) content.is_direct = true;
+    await this.assertValidDraft(roomId, { type: 'm.room.member', stateKey: target, content, sender: actor.userId });
     await this.write(roomId, async (ctx) => {
       const current = ctx.membershipOf(target);
       if (current === 'join') throw forbidden(`${target} is already in the room`);
       if (current === 'ban') throw forbidden(`${target} is banned from the room`);
-      const content: Record<string, unknown> = { membership: 'invite' };
-      if (profile?.displayname) content.displayname = profile.displayname;
-      if (profile?.avatar_url) content.avatar_url = profile.avatar_url;
-      if (reason !== undefined) content.reason = reason;
-      if (isDirect) content.is_direct = true;
       await ctx.append({ type: 'm.room.member', stateKey: target, content, sender: actor.userId });
     });
   }
@@ -686,6 +726,9 @@ export class RoomService {
   /** leave (own), kick (other → leave), ban, unban (ban → leave). */
   async setMembership(actor: Actor, roomId: string, target: string, membership: 'leave' | 'ban', reason?: string, expect?: 'unban' | 'kick'): Promise<void> {
     if (!/^@[^:]+:.+$/.test(target)) throw new MatrixError('M_INVALID_PARAM', 'Invalid user id');
+    const content: Record<string, unknown> = { membership };
+    if (reason !== undefined) content.reason = reason;
+    await this.assertValidDraft(roomId, { type: 'm.room.member', stateKey: target, content, sender: actor.userId });
     if (this.remoteLeaver && target === actor.userId && membership === 'leave' && !(await roomsRepo.getRoom(this.deps.db.knex, roomId))) {
       // Rejecting an invite (or taking back a knock) for a room only other servers have.
       const m = await stateRepo.currentMembership(this.deps.db.knex, roomId, target);
@@ -701,8 +744,6 @@ export class RoomService {
       if (target === actor.userId && membership === 'leave' && (current === undefined || current === 'leave' || current === 'ban')) {
         throw forbidden(`${target} is not in the room`);
       }
-      const content: Record<string, unknown> = { membership };
-      if (reason !== undefined) content.reason = reason;
       await ctx.append({ type: 'm.room.member', stateKey: target, content, sender: actor.userId });
     });
   }
@@ -723,6 +764,12 @@ export class RoomService {
   /** Pushes a profile change into the member event of every room the user is in. */
   async propagateProfile(userId: string): Promise<void> {
     const profile = (await getProfile(this.deps.db.knex, userId)) ?? { displayname: null, avatar_url: null };
+    const fields = { displayname: profile.displayname, avatar_url: profile.avatar_url };
+    const invalid = canonicalJsonProblem(fields, contentRules(this.strictestVersion()));
+    if (invalid) {
+      this.deps.logger.warn({ userId, reason: invalid }, 'profile not propagated: no event can carry it');
+      return;
+    }
     for (const roomId of await this.joinedRooms(userId)) {
       try {
         await this.write(roomId, async (ctx) => {

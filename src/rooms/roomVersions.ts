@@ -54,6 +54,11 @@ export interface RoomVersion {
   /** v11+: the room creator is the create event's `sender` (no `content.creator`). */
   readonly implicitRoomCreator: boolean;
   /**
+   * v11+: the spec's 255-byte limits on sender, room_id, state_key and type are enforced in bytes on
+   * received events; before, only in codepoints (as Synapse, which accepted such events in older rooms).
+   */
+  readonly strictKeyByteLimits: boolean;
+  /**
    * v12 (MSC4291): the room id is `!` + the create event's id without its `$`
    * (the URL-safe reference hash, no server part). The create event carries no
    * `room_id`, and is never listed in `auth_events`: every other event's
@@ -84,6 +89,7 @@ const V1: RoomVersion = {
   integerPowerLevels: false,
   knockRestrictedJoinRule: false,
   updatedRedactionRules: false,
+  strictKeyByteLimits: false,
   implicitRoomCreator: false,
   roomIdFromCreateEvent: false,
   infiniteCreatorPower: false,
@@ -103,7 +109,7 @@ const V7: RoomVersion = { ...V6, id: '7', knockJoinRule: true };
 const V8: RoomVersion = { ...V7, id: '8', restrictedJoinRule: true };
 const V9: RoomVersion = { ...V8, id: '9', restrictedJoinRuleFix: true };
 const V10: RoomVersion = { ...V9, id: '10', integerPowerLevels: true, knockRestrictedJoinRule: true };
-const V11: RoomVersion = { ...V10, id: '11', updatedRedactionRules: true, implicitRoomCreator: true };
+const V11: RoomVersion = { ...V10, id: '11', updatedRedactionRules: true, implicitRoomCreator: true, strictKeyByteLimits: true };
 
 /**
  * Room version 12 (MSC4289 creator power, MSC4291 room id = create event hash,

@@ -9,6 +9,7 @@ import { parseStateMapKey, stateMapKey, type Pdu, type StateMap } from '../types
 import { LruCache } from '../util/lru.js';
 import { checkAuth, authTypesForEvent, withImpliedCreate } from './authRules.js';
 import { buildPdu, impliedAuthEventIds, prevEventIds, redactsOf, roomIdFromCreateEventId, type PduSkeleton } from './eventFormat.js';
+import { assertValidLocalEvent, pduSizeProblem } from './eventLimits.js';
 import { checkAgainstAuthEvents, checkAgainstState, type RemoteOutcome } from './remoteAppend.js';
 import { loadStateResolutionEvents, resolveState } from './stateResolution/index.js';
 import type { EventStore } from './eventStore.js';
@@ -226,11 +227,16 @@ export class RoomWriteContext {
     const prev = this.extremities.slice(0, MAX_PREV_EVENTS);
     const depth = prev.reduce((m, e) => Math.max(m, e.depth), 0) + 1;
     const hashLookup = (id: string) => this.stateById.get(id)?.hashes ?? this.deps.lastKnownHashes.get(id);
+    // Callers validate drafts before the batch; this catches what they could not see (a profile, a template).
+    assertValidLocalEvent({ ...draft, roomId: this.roomId }, version);
     const { pdu, eventId } = buildPdu(
       localSkeleton(draft, this.roomId, prev.map((e) => e.eventId), authIds, depth, this.deps.clock.now()),
       version,
       { serverName: this.deps.serverName, key: this.deps.signingKey, hashLookup },
     );
+    // JSON.stringify of a valid event has the length of its canonical JSON (only the key order differs).
+    const tooLarge = pduSizeProblem(Buffer.byteLength(JSON.stringify(pdu), 'utf8'));
+    if (tooLarge) throw new MatrixError('M_TOO_LARGE', `The ${tooLarge}`, 413);
 
     const authState: StateMap = new Map(authEvents.map((e) => [stateMapKey(e.type, e.state_key ?? ''), e]));
     // v12: the room id implies the create event, which the rules need although auth_events omits it.

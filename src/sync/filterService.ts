@@ -1,4 +1,5 @@
 import { MatrixError } from '../errors.js';
+import { MAX_BODY_NESTING, jsonNestingExceeds } from '../util/jsonNesting.js';
 import type { Database } from '../storage/database.js';
 import { getFilter, insertFilter } from '../storage/repositories/filters.js';
 import { LruCache } from '../util/lru.js';
@@ -47,6 +48,7 @@ export class FilterService {
       } catch {
         throw new MatrixError('M_INVALID_PARAM', 'Inline filter is not valid JSON');
       }
+      if (jsonNestingExceeds(param, MAX_BODY_NESTING)) throw new MatrixError('M_INVALID_PARAM', 'Inline filter is nested too deeply');
       return parseFilter(parsed, 'M_INVALID_PARAM');
     }
     const filter = await this.get(userId, param);
@@ -72,6 +74,7 @@ export async function resolveRoomEventFilterParam(filters: FilterService, userId
   } catch {
     throw new MatrixError('M_NOT_JSON', 'filter is not valid JSON');
   }
+  if (jsonNestingExceeds(param, MAX_BODY_NESTING)) throw new MatrixError('M_BAD_JSON', 'filter is nested too deeply');
   const parsed = roomEventFilterSchema.safeParse(value);
   if (!parsed.success) throw new MatrixError('M_BAD_JSON', `Invalid filter: ${parsed.error.issues[0]?.message}`);
   return asRoomEventFilter(parsed.data);

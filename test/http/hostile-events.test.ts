@@ -90,4 +90,153 @@ describe.each(testDialects())('hostile events on %s', (dialect) => {
     const victimBodies = (await timeline(bob, victimRoom)).filter((e) => e.type === 'm.room.message').map((e) => e.content.body);
     expect(victimBodies).toEqual(['victim 0', 'victim 1', 'victim 2', 'victim 3', 'victim 4', 'after']);
   });
+
+  // Raw JSON bodies: JSON.stringify cannot write these values the way an attacker does.
+  const badContents: Array<[string, string]> = [
+    ['a lone surrogate in a value', '{"msgtype":"m.text","body":"\\ud800"}'],
+    ['a lone surrogate in a key', '{"msgtype":"m.text","body":"x","\\udc00":1}'],
+    ['a float', '{"msgtype":"m.text","body":"x","n":1.5}'],
+    ['1e999', '{"msgtype":"m.text","body":"x","n":1e999}'],
+    ['an integer beyond 2^53-1', '{"msgtype":"m.text","body":"x","n":9007199254740992}'],
+    ['nesting beyond the event limit', '{"body":"x","n":' + '['.repeat(200) + ']'.repeat(200) + '}'],
+  ];
+
+  it.each(badContents)('answers content with %s with 400 M_BAD_JSON on send and state, and stores nothing', async (_what, raw) => {
+    const roomId = await createRoom(alice);
+    const sent = await send(alice, roomId, `bad-${Math.random()}`, undefined, raw);
+    expect(sent.status).toBe(400);
+    expect(sent.body.errcode).toBe('M_BAD_JSON');
+    const state = await request(server.baseUrl, 'PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/state/org.example.bad/`, {
+      token: alice.accessToken,
+      rawBody: raw,
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(state.status).toBe(400);
+    expect(state.body.errcode).toBe('M_BAD_JSON');
+    expect((await timeline(alice, roomId)).filter((e) => e.type === 'm.room.message' || e.type === 'org.example.bad')).toEqual([]);
+  });
+
+  it('answers events over the spec size limits with 413 M_TOO_LARGE', async () => {
+    const roomId = await createRoom(alice);
+    // Content over 65536 bytes, and content under it whose event (signatures, references) is over it.
+    for (const size of [70_000, 65_400]) {
+      const res = await send(alice, roomId, `big-${size}`, { msgtype: 'm.text', body: 'x'.repeat(size) });
+      expect(res.status).toBe(413);
+      expect(res.body.errcode).toBe('M_TOO_LARGE');
+    }
+    const longKey = await request(server.baseUrl, 'PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/state/org.example.key/${'é'.repeat(128)}`, {
+      token: alice.accessToken,
+      body: { a: 1 },
+    });
+    expect(longKey.status).toBe(413);
+    expect(longKey.body.errcode).toBe('M_TOO_LARGE');
+    const longType = await send(alice, roomId, 'long-type', { body: 'x' });
+    expect(longType.status).toBe(200);
+    const typeRes = await request(server.baseUrl, 'PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/send/${'t'.repeat(256)}/t1`, { token: alice.accessToken, body: {} });
+    expect(typeRes.status).toBe(413);
+    expect((await timeline(alice, roomId)).filter((e) => e.type === 'm.room.message').map((e) => e.content.body)).toEqual(['x']);
+  });
+
+  it('answers bodies nested 5,000 deep with 400 M_BAD_JSON on every door', async () => {
+    const roomId = await createRoom(alice);
+    const deep = '{"a":'.repeat(5000) + '1' + '}'.repeat(5000);
+    const user = enc(alice.userId);
+    const doors: Array<[string, string, string]> = [
+      ['PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/deep1`, `{"msgtype":"m.text","body":"x","d":${deep}}`],
+      ['PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/state/org.example.deep/`, `{"d":${deep}}`],
+      ['POST', `/_matrix/client/v3/join/${enc(roomId)}`, `{"reason":"r","d":${deep}}`],
+      ['POST', `/_matrix/client/v3/rooms/${enc(roomId)}/join`, `{"d":${deep}}`],
+      ['PUT', `/_matrix/client/v3/user/${user}/account_data/org.example.deep`, `{"d":${deep}}`],
+      ['PUT', `/_matrix/client/v3/user/${user}/rooms/${enc(roomId)}/account_data/org.example.deep`, `{"d":${deep}}`],
+      ['PUT', `/_matrix/client/v3/user/${user}/rooms/${enc(roomId)}/tags/u.deep`, `{"order":0.5,"d":${deep}}`],
+      ['POST', `/_matrix/client/v3/user/${user}/filter`, `{"room":{"timeline":{"limit":10}},"d":${deep}}`],
+      ['POST', '/_matrix/client/v3/createRoom', `{"creation_content":{"d":${deep}}}`],
+      ['POST', '/_matrix/client/v3/createRoom', `{"initial_state":[{"type":"org.example.deep","state_key":"","content":{"d":${deep}}}]}`],
+    ];
+    for (const [method, path, rawBody] of doors) {
+      const res = await request(server.baseUrl, method, path, { token: alice.accessToken, rawBody, headers: { 'content-type': 'application/json' } });
+      expect([path, res.status, res.body.errcode]).toEqual([path, 400, 'M_BAD_JSON']);
+    }
+    const inline = await request(server.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&filter=${enc(`{"d":${'['.repeat(2000)}${']'.repeat(2000)}}`)}`, {
+      token: alice.accessToken,
+    });
+    expect(inline.status).toBe(400);
+    // Everything still works for the same user afterwards.
+    expect((await send(alice, roomId, 'after-deep', { msgtype: 'm.text', body: 'still here' })).status).toBe(200);
+  });
+
+  it('keeps every send of a user in another room while an attacker sends bad events', async () => {
+    const attackRoom = await createRoom(alice);
+    const victimRoom = await createRoom(bob);
+    const attacks = [
+      ...badContents.map(([, raw]) => raw),
+      JSON.stringify({ msgtype: 'm.text', body: 'x'.repeat(65_400) }),
+    ];
+    const attackStatuses: number[] = [];
+    let stop = false;
+    const attacker = (async () => {
+      for (let i = 0; !stop; i++) {
+        const res = await send(alice, attackRoom, `attack-${i}`, undefined, attacks[i % attacks.length]);
+        attackStatuses.push(res.status);
+      }
+    })();
+    const victimStatuses: number[] = [];
+    const total = 120;
+    for (let round = 0; round < total / 20; round++) {
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, j) => send(bob, victimRoom, `v-${round}-${j}`, { msgtype: 'm.text', body: `victim ${round * 20 + j}` })),
+      );
+      victimStatuses.push(...results.map((r) => r.status));
+    }
+    stop = true;
+    await attacker;
+    expect(victimStatuses.filter((s) => s === 200)).toHaveLength(total);
+    expect(attackStatuses.length).toBeGreaterThan(0);
+    expect(attackStatuses.filter((s) => s !== 400 && s !== 413)).toEqual([]);
+    const bodies = (await timeline(bob, victimRoom)).filter((e) => e.type === 'm.room.message').map((e) => e.content.body);
+    expect(new Set(bodies)).toEqual(new Set(Array.from({ length: total }, (_, i) => `victim ${i}`)));
+    expect(bodies).toHaveLength(total);
+    expect((await timeline(alice, attackRoom)).filter((e) => e.type === 'm.room.message')).toEqual([]);
+  });
+
+  it('takes only the reason from a membership body: no spoofed display name, no forged join authorisation', async () => {
+    const profile = await request(server.baseUrl, 'PUT', `/_matrix/client/v3/profile/${enc(bob.userId)}/displayname`, {
+      token: bob.accessToken,
+      body: { displayname: 'Bob' },
+    });
+    expect(profile.status).toBe(200);
+    const publicRoom = await createRoom(alice, { preset: 'public_chat' });
+    const joined = await request(server.baseUrl, 'POST', `/_matrix/client/v3/join/${enc(publicRoom)}`, {
+      token: bob.accessToken,
+      body: { reason: 'hello', displayname: 'Alice (admin)', avatar_url: 'mxc://evil.example/x', membership: 'ban', foo: 'bar' },
+    });
+    expect(joined.status).toBe(200);
+    const member = await request(server.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(publicRoom)}/state/m.room.member/${enc(bob.userId)}`, {
+      token: alice.accessToken,
+    });
+    expect(member.body).toEqual({ membership: 'join', displayname: 'Bob', reason: 'hello' });
+    const left = await request(server.baseUrl, 'POST', `/_matrix/client/v3/rooms/${enc(publicRoom)}/leave`, {
+      token: bob.accessToken,
+      body: { reason: 'bye', displayname: 'Alice (admin)', membership: 'join' },
+    });
+    expect(left.status).toBe(200);
+    const afterLeave = await request(server.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(publicRoom)}/state/m.room.member/${enc(bob.userId)}`, {
+      token: alice.accessToken,
+    });
+    expect(afterLeave.body).toEqual({ membership: 'leave', reason: 'bye' });
+
+    // A restricted room bob may not join: naming its admin as authoriser in the body must not let him in.
+    const allowRoom = await createRoom(alice);
+    const restricted = await createRoom(alice, {
+      room_version: '10',
+      initial_state: [{ type: 'm.room.join_rules', state_key: '', content: { join_rule: 'restricted', allow: [{ type: 'm.room_membership', room_id: allowRoom }] } }],
+    });
+    const forged = await request(server.baseUrl, 'POST', `/_matrix/client/v3/rooms/${enc(restricted)}/join`, {
+      token: bob.accessToken,
+      body: { join_authorised_via_users_server: alice.userId },
+    });
+    expect(forged.status).toBe(403);
+    const members = await request(server.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(restricted)}/joined_members`, { token: alice.accessToken });
+    expect(Object.keys(members.body.joined)).toEqual([alice.userId]);
+  });
 });
