@@ -44,6 +44,7 @@ describe('room versions', () => {
     ['knockRestrictedJoinRule', ['10', '11', '12']],
     ['updatedRedactionRules', ['11', '12']],
     ['implicitRoomCreator', ['11', '12']],
+    ['strictKeyByteLimits', ['11', '12']],
     ['roomIdFromCreateEvent', ['12']],
     ['infiniteCreatorPower', ['12']],
   ])('%s is on exactly in %j', (flag, on) => {
