@@ -244,6 +244,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
         const server = tls
           ? createHttpsServer({ ...options, cert: readFileSync(tls.certificatePath), key: readFileSync(tls.privateKeyPath) }, handler)
           : createHttpServer(options, handler);
+        // "Expect: 100-continue" is answered by the routes once the token is checked (src/http/body.ts).
+        server.on('checkContinue', handler);
         // Behind a proxy every connection comes from the proxy: only the total cap applies there.
         connections.attach(server, { perAddress: !listener?.x_forwarded });
         server.listen(port, host);

@@ -41,10 +41,17 @@ export function closeWhenAnswered(req: Request, res: Response): void {
   });
 }
 
+// A client that asked "Expect: 100-continue" sends its body only now that the request is accepted so far
+// (the listeners hand such requests to the app instead of answering 100 at once).
+function continueIfExpected(req: Request, res: Response): void {
+  if (/^100-continue$/i.test(req.headers.expect ?? '') && !res.headersSent) res.writeContinue();
+}
+
 /** Buffers a (small, JSON-sized) body in memory, inflating gzip/deflate/br as body-parser does. */
 export async function readBody(req: Request, res: Response, limit: number): Promise<Buffer> {
   const length = declaredLength(req);
   if (length !== undefined && length > limit && encodingOf(req) === 'identity') throw tooLarge();
+  continueIfExpected(req, res);
   const parser = express.raw({ type: () => true, limit });
   await new Promise<void>((resolve, reject) => parser(req, res, (err?: unknown) => (err ? reject(err) : resolve())));
   return Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
@@ -77,7 +84,7 @@ function decode(req: Request, decoder: Transform): AsyncIterable<Buffer> {
  * Spools a body to a temporary file in `store`, hashing as it goes; memory stays at one chunk whatever
  * the size. The request is not destroyed on failure, so a 413 can still be answered on its socket.
  */
-export async function streamBody(req: Request, limit: number, store: BodyStore): Promise<StreamedBody> {
+export async function streamBody(req: Request, res: Response, limit: number, store: BodyStore): Promise<StreamedBody> {
   const encoding = encodingOf(req);
   const length = declaredLength(req);
   if (length !== undefined && length > limit && encoding === 'identity') throw tooLarge();
@@ -86,6 +93,7 @@ export async function streamBody(req: Request, limit: number, store: BodyStore):
   else if (encoding === 'gzip' || encoding === 'x-gzip') source = decode(req, createGunzip());
   else if (encoding === 'deflate') source = decode(req, createInflate());
   else throw new MatrixError('M_UNKNOWN', `Unsupported Content-Encoding: ${encoding}`, 415);
+  continueIfExpected(req, res);
   try {
     return await store.writeStream(capped(source, limit));
   } catch (err) {

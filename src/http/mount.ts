@@ -199,7 +199,7 @@ async function answer(
   }
 
   if (route.rawBody === 'stream') {
-    upload = await streamBody(req, limit, deps.bodyStore!);
+    upload = await streamBody(req, res, limit, deps.bodyStore!);
     spooled(upload);
   } else if (route.auth !== 'server') {
     raw = await readBody(req, res, limit);

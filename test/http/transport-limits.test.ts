@@ -102,6 +102,17 @@ describe.each(testDialects())('upload bodies are read after authentication, to d
     expect(filesUnder(tmp)).toEqual([]);
   });
 
+  it.each([
+    ['a bad token', 401, 'not-a-token', MAX_UPLOAD],
+    ['a Content-Length above max_upload_size', 413, 'alice', BIG],
+    ['a valid token and size', 100, 'alice', MAX_UPLOAD],
+  ])('answers Expect: 100-continue with %s by %i, before any body is sent', async (_what, status, who, length) => {
+    const token = who === 'alice' ? alice.accessToken : who;
+    const head = `${uploadHead('/_matrix/media/v3/upload', length, token)}\r\nExpect: 100-continue`;
+    const out = await pump({ port: portOf(server), head });
+    expect(out.status).toBe(status);
+  });
+
   it('stores a streamed upload of exactly max_upload_size, on both upload paths', async () => {
     const bytes = Buffer.alloc(MAX_UPLOAD, 0x5a);
     const direct = await request(server.baseUrl, 'POST', '/_matrix/media/v3/upload', { token: alice.accessToken, rawBody: bytes });
