@@ -199,6 +199,16 @@ describe.each(testDialects())('keys named like prototype members on %s', (dialec
 
   // These paths were already safe (Maps, validated keys); the tests keep them so.
   describe('paths that were already safe', () => {
+    it('event content with keys named __proto__ and constructor round-trips unchanged', async () => {
+      const content = '{"msgtype":"m.text","body":"b","x":{"__proto__":{"polluted":1},"constructor":{"prototype":2},"toString":3}}';
+      const sent = await send(alice, 'PUT', `${V3}/rooms/${enc(roomId)}/send/m.room.message/c${Math.random().toString(36).slice(2)}`, content);
+      expect(sent.status).toBe(200);
+      const got = await call(mallory, 'GET', `${V3}/rooms/${enc(roomId)}/event/${enc(sent.body.event_id)}`);
+      expect(got.status).toBe(200);
+      expect(JSON.stringify(got.body.content)).toBe(content);
+      await othersStillServed();
+    });
+
     it('to-device messages reach a device named constructor, and not one named toString that does not exist', async () => {
       const target = await loginDevice(server.baseUrl, alice, 'constructor');
       const first = await call(target, 'GET', `${V3}/sync?timeout=0`);
