@@ -19,6 +19,8 @@ export function relationRow(ev: StoredEvent): RelationRow | undefined {
   if (ev.rejected || ev.outlier || ev.redactedBy) return undefined;
   const rel = relationOf(ev.pdu);
   if (!rel || rel.eventId === ev.eventId) return undefined;
+  // PostgreSQL text cannot hold U+0000: such a relation would fail the index batch of everyone's events.
+  if (rel.relType.includes('\u0000') || rel.eventId.includes('\u0000')) return undefined;
   return {
     eventId: ev.eventId,
     relatesToId: rel.eventId,
@@ -53,7 +55,8 @@ export function searchEntry(ev: StoredEvent): SearchEntry | undefined {
     sender: ev.pdu.sender,
     type: ev.pdu.type,
     key: spec.key,
-    value,
+    // U+0000 is valid in a body but PostgreSQL text cannot hold it (and it separates no words).
+    value: value.replaceAll('\u0000', ' '),
     streamOrdering: ev.streamOrdering,
     originServerTs: ev.pdu.origin_server_ts,
   };

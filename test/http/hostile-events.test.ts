@@ -242,4 +242,32 @@ describe.each(testDialects())('hostile events on %s', (dialect) => {
     const members = await request(server.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(restricted)}/joined_members`, { token: alice.accessToken });
     expect(Object.keys(members.body.joined)).toEqual([alice.userId]);
   });
+
+  it("still indexes everyone's messages for search when one body holds U+0000", async () => {
+    const attackRoom = await createRoom(alice, { preset: 'public_chat' });
+    expect((await request(server.baseUrl, 'POST', `/_matrix/client/v3/join/${enc(attackRoom)}`, { token: bob.accessToken, body: {} })).status).toBe(200);
+    const rooms = server.hs.services.rooms;
+    // Committed in one batch, so indexed in one index transaction.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const holder = rooms.write(attackRoom, () => gate);
+    const sends = [
+      rooms.sendEvent({ userId: alice.userId }, attackRoom, { type: 'm.room.message', content: { msgtype: 'm.text', body: 'nul\u0000byte' } }),
+      rooms.sendEvent({ userId: alice.userId }, attackRoom, {
+        type: 'm.room.message',
+        content: { msgtype: 'm.text', body: 'x', 'm.relates_to': { rel_type: 'm.\u0000', event_id: '$x\u0000' } },
+      }),
+      rooms.sendEvent({ userId: bob.userId }, attackRoom, { type: 'm.room.message', content: { msgtype: 'm.text', body: 'findme please' } }),
+    ];
+    release();
+    await holder;
+    await Promise.all(sends);
+    const search = (user: TestUser, term: string) =>
+      request(server.baseUrl, 'POST', '/_matrix/client/v3/search', { token: user.accessToken, body: { search_categories: { room_events: { search_term: term } } } });
+    const found = await search(bob, 'findme');
+    expect(found.status).toBe(200);
+    expect(found.body.search_categories.room_events.results.map((r: { result: { content: { body: string } } }) => r.result.content.body)).toEqual(['findme please']);
+    const own = await search(alice, 'byte');
+    expect(own.body.search_categories.room_events.results).toHaveLength(1);
+  });
 });
