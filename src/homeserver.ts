@@ -18,6 +18,7 @@ import { InFlightRequests } from './http/inFlight.js';
 import { applyCors, errorHandling, mountRoutes, requestLogging } from './http/mount.js';
 import { RateLimiter } from './http/rateLimit.js';
 import { ConnectionLimiter, timeoutOptions } from './http/transport.js';
+import type { RouteDefinition } from './http/route.js';
 import { TransactionStore } from './http/transactions.js';
 import { KeyBackupService } from './e2ee/keyBackupService.js';
 import { createE2ee, type E2eeServices } from './e2ee/index.js';
@@ -88,6 +89,8 @@ export interface Services {
 export interface Homeserver {
   app: Express;
   services: Services;
+  /** Every client and federation route mounted on `app` (the fuzz test drives each one). */
+  routes: readonly RouteDefinition[];
   /**
    * Starts listening (HTTPS when `tls` is given); port 0 picks a free port. Returns the bound port.
    * `listener.x_forwarded`: requests on this listener take their address from X-Forwarded-For.
@@ -204,7 +207,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       }
     : {};
   users.registration.limiter = limiters.registration;
-  mountRoutes(app, [...clientRoutes(services), ...federationRoutes(services), ...roomFederation.routes, ...publicRoomsApiRoutes(directory.publicRooms), ...federationEdus.routes], {
+  const routes = [...clientRoutes(services), ...federationRoutes(services), ...roomFederation.routes, ...publicRoomsApiRoutes(directory.publicRooms), ...federationEdus.routes];
+  mountRoutes(app, routes, {
     logger,
     authenticate: (token, ctx) => users.authenticate(token, ctx),
     isRateLimitExempt: (requester) => appservices.registry.isRateLimitExempt(requester.appserviceId),
@@ -232,6 +236,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   return {
     app,
     services,
+    routes,
     listen(port = firstPort, host = '127.0.0.1', tls, listener) {
       return new Promise((resolve, reject) => {
         const handler: RequestListener = listener?.x_forwarded
