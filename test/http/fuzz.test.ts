@@ -2,7 +2,8 @@
 // path parameters, query strings and headers; every answer must be a spec error or a success, never a 5xx
 // (502/504 allowed: unreachable remote servers), never slower than 5 s, and another user keeps working.
 // SQLite only: the fuzz is about the HTTP edge and handlers; the database dialects have their own tests.
-// Reproduce a failure with SKJOL_FUZZ_SEED=<seed printed>; SKJOL_FUZZ_RUNS raises the runs per route.
+// Reproduce a failure with SKJOL_FUZZ_SEED=<seed printed> (SKJOL_FUZZ_ROUTE=<regex> runs only matching
+// routes; SKJOL_FUZZ_SHRINK=1 shrinks to a minimal input); SKJOL_FUZZ_RUNS raises the runs per route.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signRequest } from '../../src/federation/xmatrix.js';
@@ -207,7 +208,9 @@ describe('fuzz: every client and federation route (SQLite)', () => {
     const stop = { done: false };
     const victimDone = victimLoop(stop);
     const started = performance.now();
+    const only = process.env.SKJOL_FUZZ_ROUTE ? new RegExp(process.env.SKJOL_FUZZ_ROUTE) : undefined;
     for (const route of routes) {
+      if (only && !only.test(`${route.method} ${route.prefixes[0]}${route.path}`)) continue;
       const seed = routeSeed(route);
       const details = await fc.check(
         fc.asyncProperty(caseArbitrary(route, stringsFor), async (c) => {
