@@ -19,7 +19,7 @@ import { createTestCa, issueCert } from '../federation/tls.js';
 import { freePort, startHomeserver, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
 import { loginDevice, registerUser, type TestUser } from '../helpers/users.js';
-import { closeRawAgent, sendRaw, type RawRequest, type RawResponse } from '../helpers/fuzz/rawRequest.js';
+import { rawClient, type RawRequest, type RawResponse } from '../helpers/fuzz/rawRequest.js';
 import { caseArbitrary, type FuzzCase } from '../helpers/fuzz/requests.js';
 
 const SEED = Number(process.env.SKJOL_FUZZ_SEED ?? 0x5eed11);
@@ -67,6 +67,7 @@ describe('fuzz: every client and federation route (SQLite)', () => {
   let victimSince: string | undefined;
   const pools = new Map<string, string[]>();
   const victimFailures: string[] = [];
+  const raw = rawClient();
   let victimRequests = 0;
 
   const api = async (user: TestUser, method: string, path: string, body?: unknown) => {
@@ -146,7 +147,7 @@ describe('fuzz: every client and federation route (SQLite)', () => {
   }, 60_000);
 
   afterAll(async () => {
-    closeRawAgent();
+    raw.close();
     await Promise.all([A, B].filter(Boolean).map((s) => s.close()));
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -232,12 +233,12 @@ describe('fuzz: every client and federation route (SQLite)', () => {
       const seed = routeSeed(route);
       const details = await fc.check(
         fc.asyncProperty(caseArbitrary(route, stringsFor), async (c) => {
-          const raw = materialise(c);
+          const sent = materialise(c);
           let res: RawResponse;
           try {
-            res = await sendRaw(A.baseUrl, raw, SLOW_MS + 1_000);
+            res = await raw.send(A.baseUrl, sent, SLOW_MS + 1_000);
           } catch (err) {
-            throw new Error(`${raw.method} ${raw.target.slice(0, 300)}: ${(err as Error).message}`);
+            throw new Error(`${sent.method} ${sent.target.slice(0, 300)}: ${(err as Error).message}`);
           }
           requests++;
           if (c.auth.kind === 'signed' && res.status !== 401 && res.status !== 403) signedAccepted++;
@@ -247,7 +248,7 @@ describe('fuzz: every client and federation route (SQLite)', () => {
           const wrong = violation(res);
           if (wrong) {
             const body = c.body ? c.body.subarray(0, 300).toString('utf8') : '';
-            throw new Error(`${wrong}: ${raw.method} ${raw.target.slice(0, 300)} auth=${c.auth.kind} body=${body} → ${res.text.slice(0, 300)}`);
+            throw new Error(`${wrong}: ${sent.method} ${sent.target.slice(0, 300)} auth=${c.auth.kind} body=${body} → ${res.text.slice(0, 300)}`);
           }
         }),
         { seed, numRuns: RUNS_PER_ROUTE, endOnFailure: !process.env.SKJOL_FUZZ_SHRINK },

@@ -18,11 +18,19 @@ export interface RawResponse {
   ms: number;
 }
 
-// Keep-alive: thousands of requests must not each pay for a new connection.
-const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+export interface RawClient {
+  send(baseUrl: string, req: RawRequest, timeoutMs: number): Promise<RawResponse>;
+  close(): void;
+}
 
-/** Sends `req` to `baseUrl` (http://host:port) with node:http, which does not rewrite `..` or `%` in paths. */
-export function sendRaw(baseUrl: string, req: RawRequest, timeoutMs: number): Promise<RawResponse> {
+/** node:http with keep-alive (thousands of requests must not each pay for a connection). */
+export function rawClient(): RawClient {
+  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  return { send: (baseUrl, req, timeoutMs) => sendRaw(agent, baseUrl, req, timeoutMs), close: () => agent.destroy() };
+}
+
+/** Sends `req` to `baseUrl` (http://host:port) as built: node:http does not rewrite `..` or `%` in paths. */
+function sendRaw(agent: Agent, baseUrl: string, req: RawRequest, timeoutMs: number): Promise<RawResponse> {
   const url = new URL(baseUrl);
   const started = performance.now();
   return new Promise((resolve, reject) => {
@@ -47,8 +55,4 @@ export function sendRaw(baseUrl: string, req: RawRequest, timeoutMs: number): Pr
     r.on('error', reject);
     r.end(req.body);
   });
-}
-
-export function closeRawAgent(): void {
-  agent.destroy();
 }
