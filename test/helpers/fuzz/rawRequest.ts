@@ -23,9 +23,12 @@ export interface RawClient {
   close(): void;
 }
 
-/** node:http with keep-alive (thousands of requests must not each pay for a connection). */
+/**
+ * node:http, one connection per request: each case then stands alone, whatever the answer to the one
+ * before did to its connection.
+ */
 export function rawClient(): RawClient {
-  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  const agent = new Agent({ keepAlive: false });
   return { send: (baseUrl, req, timeoutMs) => sendRaw(agent, baseUrl, req, timeoutMs), close: () => agent.destroy() };
 }
 
