@@ -6,7 +6,8 @@
 // Outbound federation is limited to A, B and one closed port (federation_domain_whitelist), so the run
 // never waits on DNS; reaching arbitrary hosts is the outbound (SSRF) tests' subject.
 // Reproduce a failure with SKJOL_FUZZ_SEED=<seed printed> (SKJOL_FUZZ_ROUTE=<regex> runs only matching
-// routes; SKJOL_FUZZ_SHRINK=1 shrinks to a minimal input); SKJOL_FUZZ_RUNS raises the runs per route.
+// routes; SKJOL_FUZZ_SHRINK=1 shrinks to a minimal input); SKJOL_FUZZ_RUNS raises the runs per route;
+// SKJOL_FUZZ_ALL=1 lists every failing request instead of the first per route.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signRequest } from '../../src/federation/xmatrix.js';
@@ -222,6 +223,7 @@ describe('fuzz: every client and federation route (SQLite)', () => {
     const failures: string[] = [];
     let requests = 0;
     let signedAccepted = 0;
+    const reached = new Set<RouteDefinition>();
     let slowest = 0;
     const statuses = new Map<number, number>();
     const stop = { done: false };
@@ -244,10 +246,15 @@ describe('fuzz: every client and federation route (SQLite)', () => {
           if (c.auth.kind === 'signed' && res.status !== 401 && res.status !== 403) signedAccepted++;
           slowest = Math.max(slowest, res.ms);
           statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+          if (res.status < 300) reached.add(route);
           if (/logout|deactivate|devices|password/.test(route.path)) await keepAttackerLoggedIn();
           const wrong = violation(res);
           if (wrong) {
             const body = c.body ? c.body.subarray(0, 300).toString('utf8') : '';
+            if (process.env.SKJOL_FUZZ_ALL) {
+              failures.push(`${route.method} ${route.prefixes[0]}${route.path}: ${wrong}: ${sent.method} ${sent.target.slice(0, 300)} auth=${c.auth.kind} body=${body} → ${res.text.slice(0, 300)}`);
+              return;
+            }
             throw new Error(`${wrong}: ${sent.method} ${sent.target.slice(0, 300)} auth=${c.auth.kind} body=${body} → ${res.text.slice(0, 300)}`);
           }
         }),
@@ -262,7 +269,7 @@ describe('fuzz: every client and federation route (SQLite)', () => {
     await victimDone;
     const seconds = (performance.now() - started) / 1000;
     console.log(
-      `fuzz: ${routes.length} routes, ${requests} requests in ${seconds.toFixed(1)} s, slowest ${Math.round(slowest)} ms, ` +
+      `fuzz: ${routes.length} routes (${reached.size} answered 2xx at least once), ${requests} requests in ${seconds.toFixed(1)} s, slowest ${Math.round(slowest)} ms, ` +
         `${signedAccepted} signed federation requests past auth, victim ${victimRequests} requests; statuses ${JSON.stringify(Object.fromEntries([...statuses].sort((x, y) => x[0] - y[0])))}`,
     );
     if (failures.length > 0) console.log(`fuzz failures (reproduce with SKJOL_FUZZ_SEED=${SEED}):\n${failures.join('\n')}`);
