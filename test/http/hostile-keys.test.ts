@@ -74,7 +74,7 @@ describe.each(testDialects())('keys named like prototype members on %s', (dialec
     const devices = [await loginDevice(server.baseUrl, mallory, '__proto__'), await loginDevice(server.baseUrl, mallory, 'constructor')];
     for (const d of devices) {
       const keys = `{"device_keys":{"user_id":"${d.userId}","device_id":"${d.deviceId}","algorithms":["m.megolm.v1.aes-sha2"],"keys":{"ed25519:${d.deviceId}":"k-${d.deviceId}"},"signatures":{}},` +
-        `"one_time_keys":{"constructor:A":{"key":"c"},"toString:B":{"key":"t"},"signed_curve25519:C":{"key":"s"}}}`;
+        `"one_time_keys":{"constructor:A":{"key":"c","signatures":{}},"toString:B":{"key":"t","signatures":{}},"signed_curve25519:C":{"key":"s","signatures":{}}}}`;
       const up = await send(d, 'POST', `${V3}/keys/upload`, keys);
       expect(up.status).toBe(200);
       expect(up.body.one_time_key_counts).toMatchObject({ constructor: 1, toString: 1, signed_curve25519: 1 });
@@ -86,7 +86,7 @@ describe.each(testDialects())('keys named like prototype members on %s', (dialec
 
     const claim = await call(alice, 'POST', `${V3}/keys/claim`, { one_time_keys: { [mallory.userId]: { constructor: 'constructor', toString: 'toString' } } });
     expect(claim.status).toBe(200);
-    expect(claim.body.one_time_keys[mallory.userId].constructor).toEqual({ 'constructor:A': { key: 'c' } });
+    expect(claim.body.one_time_keys[mallory.userId].constructor).toEqual({ 'constructor:A': { key: 'c', signatures: {} } });
     expect(Object.keys(claim.body.one_time_keys[mallory.userId])).toEqual(['constructor']);
     await othersStillServed();
   });
