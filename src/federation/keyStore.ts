@@ -101,7 +101,7 @@ export function checkServerKeys(json: unknown, serverName: string, fetchedTs: nu
   for (const [keyId, value] of Object.entries(verifyKeys)) {
     if (!KEY_ID_RE.test(keyId)) continue; // other algorithms: not ours to check
     if (!isObject(value) || typeof value.key !== 'string') throw new KeyResponseError(`bad verify key ${keyId}`);
-    if (keyId in sigs) {
+    if (Object.hasOwn(sigs, keyId)) {
       if (!verifyJsonSignature(json, serverName, keyId, value.key)) throw new KeyResponseError(`bad signature by ${keyId}`);
       verified++;
     }
@@ -109,7 +109,7 @@ export function checkServerKeys(json: unknown, serverName: string, fetchedTs: nu
   }
   if (verified === 0) throw new KeyResponseError('not signed by any of its verify_keys');
   for (const [keyId, value] of Object.entries(oldKeys)) {
-    if (!KEY_ID_RE.test(keyId) || keyId in verifyKeys) continue;
+    if (!KEY_ID_RE.test(keyId) || Object.hasOwn(verifyKeys, keyId)) continue;
     if (!isObject(value) || typeof value.key !== 'string' || !Number.isSafeInteger(value.expired_ts)) {
       throw new KeyResponseError(`bad old verify key ${keyId}`);
     }

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
  * Keeps hostile keys away from prototypes: a plain object literal (`{}`, `Record<…> = {}`) written with a
  * computed key (`o[k] = v`, `o[k] ??= {}`) lets `__proto__`/`constructor` reach Object.prototype. Such
  * objects must be a Map or `dict()` (Object.create(null)), or the line must say `// prototype-safe: <why>`.
+ * `k in obj` with a computed `k` is refused the same way (it is true for `constructor` on any object).
  */
 const ROOT = join(import.meta.dirname, '..', '..');
 const WRITE_OPS = new Set([
@@ -98,18 +99,21 @@ export function riskyWrites(file: string, text: string): string[] {
 
   const lines = text.split('\n');
   const found = new Set<string>();
+  const report = (n: ts.Node): void => {
+    const line = sf.getLineAndCharacterOfPosition(n.getStart()).line;
+    const marked = /\/\/ prototype-safe: \S/.test(lines[line] ?? '') || /^\s*\/\/ prototype-safe: \S/.test(lines[line - 1] ?? '');
+    if (!marked) found.add(`${relative(ROOT, file)}:${line + 1}: ${(lines[line] ?? '').trim()}`);
+  };
   const check = (n: ts.Node): void => {
+    // `k in obj` is true for `constructor` and `toString` on every object: Object.hasOwn says what is stored.
+    if (ts.isBinaryExpression(n) && n.operatorToken.kind === ts.SyntaxKind.InKeyword && !isConstantKey(n.left)) report(n);
     if (ts.isBinaryExpression(n) && WRITE_OPS.has(n.operatorToken.kind)) {
       const left = unwrap(n.left);
       if (ts.isElementAccessExpression(left) && !isConstantKey(left.argumentExpression)) {
         const target = unwrap(left.expression);
         const inline = ts.isBinaryExpression(target) && ts.isObjectLiteralExpression(unwrap(target.right));
         const path = qualify(pathOf(target), target);
-        if (inline || (path !== undefined && plain.has(path))) {
-          const line = sf.getLineAndCharacterOfPosition(left.getStart()).line;
-          const marked = /\/\/ prototype-safe: \S/.test(lines[line] ?? '') || /^\s*\/\/ prototype-safe: \S/.test(lines[line - 1] ?? '');
-          if (!marked) found.add(`${relative(ROOT, file)}:${line + 1}: ${(lines[line] ?? '').trim()}`);
-        }
+        if (inline || (path !== undefined && plain.has(path))) report(left);
       }
     }
     ts.forEachChild(n, check);
@@ -119,7 +123,7 @@ export function riskyWrites(file: string, text: string): string[] {
 }
 
 describe('prototype safety', () => {
-  it('no plain object literal in src/ is written with a computed key unless marked prototype-safe', () => {
+  it('no plain object literal in src/ is written with a computed key, nor tested with `in`, unless marked prototype-safe', () => {
     const found = sourceFiles(join(ROOT, 'src')).flatMap((f) => riskyWrites(f, readFileSync(f, 'utf8')));
     expect(found, `Use a Map or dict() (src/util/dict.ts), or mark the line "// prototype-safe: <why>":\n${found.join('\n')}`).toEqual([]);
   });
@@ -138,6 +142,9 @@ describe('prototype safety', () => {
     ['const a = [];\na[i] = 1;', 0],
     ['function f() { const o = {}; }\nfunction g(o) { o[k] = 1; }', 0],
     ['const o = {};\nfunction g() { o[k] = 1; }', 1],
+    ['if (k in o) f();', 1],
+    ['if ("a" in o) f();', 0],
+    ['for (const k in o) f(k);', 0],
     ['const o = {};\no[k] = 1; // prototype-safe: k is one of RULE_KINDS', 0],
   ])('finds the risky writes in %j', (source, count) => {
     expect(riskyWrites(join(ROOT, 'src/x.ts'), source)).toHaveLength(count);
