@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { MatrixError, forbidden, notFound } from '../errors.js';
 import type { Services } from '../homeserver.js';
 import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
+import { isStorableString } from '../rooms/eventLimits.js';
 import { getProfile, setProfileField } from '../storage/repositories/profiles.js';
 
 const FIELDS = ['displayname', 'avatar_url'] as const;
@@ -62,6 +63,8 @@ export function profileRoutes(services: Services): RouteDefinition[] {
         const value = body[field];
         if (value !== undefined && value !== null && typeof value !== 'string') throw new MatrixError('M_BAD_JSON', `${field} must be a string`);
         if (typeof value === 'string' && value.length > 1024) throw new MatrixError('M_TOO_LARGE', `${field} is too long`, 400);
+        // The value goes into member events and a text column: valid UTF-8, no U+0000.
+        if (typeof value === 'string' && !isStorableString(value)) throw new MatrixError('M_BAD_JSON', `${field} must be valid UTF-8 without U+0000`);
         await load(requester.userId);
         await setProfileField(db.knex, requester.userId, field, (value as string | undefined) ?? null);
         await rooms.propagateProfile(requester.userId);

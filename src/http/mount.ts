@@ -220,6 +220,10 @@ async function answer(
     if (!parsed.success) throw zodToMatrix(parsed.error, 'query');
     query = parsed.data;
   }
+  // No id, type or key in a path holds U+0000, and PostgreSQL text cannot: refused before any query.
+  if (Object.values(req.params).some((v) => typeof v === 'string' && v.includes('\u0000'))) {
+    throw new MatrixError('M_INVALID_PARAM', 'Path parameter contains U+0000');
+  }
 
   const ctx: RequestContext = {
     params: req.params as Record<string, string>,

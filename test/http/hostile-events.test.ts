@@ -137,7 +137,7 @@ describe.each(testDialects())('hostile events on %s', (dialect) => {
     expect((await timeline(alice, roomId)).filter((e) => e.type === 'm.room.message').map((e) => e.content.body)).toEqual(['x']);
   });
 
-  it('answers bodies nested 5,000 deep with 400 M_BAD_JSON on every door', async () => {
+  it('answers bodies nested 5,000 deep with 400 M_BAD_JSON, and U+0000 in ids with 400, on every door', async () => {
     const roomId = await createRoom(alice);
     const deep = '{"a":'.repeat(5000) + '1' + '}'.repeat(5000);
     const user = enc(alice.userId);
@@ -161,6 +161,18 @@ describe.each(testDialects())('hostile events on %s', (dialect) => {
       token: alice.accessToken,
     });
     expect(inline.status).toBe(400);
+    // U+0000 in a path or a profile field (PostgreSQL text cannot hold it) is refused before any query.
+    const nulDoors: Array<[string, string, unknown]> = [
+      ['PUT', `/_matrix/client/v3/user/${user}/account_data/m.%00`, { a: 1 }],
+      ['GET', `/_matrix/client/v3/rooms/${enc(roomId)}/event/%24x%00`, undefined],
+      ['GET', `/_matrix/client/v3/rooms/${enc(roomId)}/context/%24x%00`, undefined],
+      ['PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/send/m.%00/t-nul`, { body: 'x' }],
+      ['PUT', `/_matrix/client/v3/profile/${user}/displayname`, { displayname: 'a\u0000b' }],
+    ];
+    for (const [method, path, body] of nulDoors) {
+      const res = await request(server.baseUrl, method, path, { token: alice.accessToken, body });
+      expect([path, res.status]).toEqual([path, 400]);
+    }
     // Everything still works for the same user afterwards.
     expect((await send(alice, roomId, 'after-deep', { msgtype: 'm.text', body: 'still here' })).status).toBe(200);
   });
