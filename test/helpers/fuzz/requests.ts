@@ -162,6 +162,38 @@ const FOCUS = fc.oneof(
   { weight: 2, arbitrary: fc.subarray<Aspect>(['body', 'path', 'query', 'auth', 'headers', 'method'], { minLength: 2 }) },
 );
 
+/** The route's path with the first realistic value for each param, optional groups left out. */
+function plainPath(route: RouteDefinition, stringsFor: StringsFor): string {
+  return route.path.replace(/\{[^}]*\}/g, '').replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, (_m, name: string) => percentEncode(stringsFor(name)[0] ?? 'x'));
+}
+
+// Bodies every route that takes one is sent at least once, whatever the seed: the classic breakers.
+const FIXED_BODIES: ReadonlyArray<{ body: Buffer; headers?: Record<string, string> }> = [
+  { body: Buffer.from('hello'), headers: { 'content-encoding': 'gzip' } },
+  { body: Buffer.from('{"a":1}'), headers: { 'content-encoding': 'deflate' } },
+  { body: Buffer.from('{"a":'.repeat(5000) + '1' + '}'.repeat(5000)) },
+  { body: Buffer.from('{"body":"\\ud800","msgtype":"m.text","x":1e999,"y":1.5}') },
+  { body: Buffer.from('{"__proto__":{"polluted":1},"constructor":{"prototype":{"polluted":1}}}') },
+  { body: Buffer.concat([Buffer.from('{"body":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]) },
+  { body: Buffer.from('[]') },
+];
+
+/** Cases every route gets before the random ones: fixed breakers (bodies, encodings, `..` and bad %-escapes in the path). */
+export function fixedCases(route: RouteDefinition, stringsFor: StringsFor): FuzzCase[] {
+  const target = route.prefixes[0]! + plainPath(route, stringsFor);
+  const auth: AuthChoice = { kind: route.auth === 'server' ? 'signed' : 'valid' };
+  const json = { 'content-type': 'application/json' };
+  const cases: FuzzCase[] = [];
+  if (route.method === 'POST' || route.method === 'PUT') {
+    for (const f of FIXED_BODIES) cases.push({ method: route.method, target, auth, headers: { ...json, ...f.headers }, body: f.body });
+  }
+  if (route.path.includes(':')) {
+    const params = (replacement: string) => route.prefixes[0]! + route.path.replace(/\{[^}]*\}/g, '').replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, replacement);
+    for (const bad of ['..', '%ED%A0%80', '%zz']) cases.push({ method: route.method, target: params(bad), auth, headers: json, body: undefined });
+  }
+  return cases;
+}
+
 /** Every hostile request this route can be sent. */
 export function caseArbitrary(route: RouteDefinition, stringsFor: StringsFor): fc.Arbitrary<FuzzCase> {
   return FOCUS.chain((aspects) => {
