@@ -89,10 +89,20 @@ function parseJsonBody(raw: Buffer): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
+// Plain `application/json` as Synapse and Dendrite send (express's res.json appends `; charset=utf-8`,
+// which SyTest refuses); JSON is UTF-8 by definition (RFC 8259).
+function sendJson(res: Response, status: number, body: unknown): void {
+  const text = Buffer.from(JSON.stringify(body) ?? '{}', 'utf8');
+  res.status(status);
+  res.setHeader('Content-Type', 'application/json');
+  res.setHeader('Content-Length', text.length);
+  res.end(res.req.method === 'HEAD' ? undefined : text);
+}
+
 function sendError(res: Response, err: MatrixError): void {
   if (res.headersSent) return;
   closeWhenAnswered(res.req, res);
-  res.status(err.status).json(err.toJSON());
+  sendJson(res, err.status, err.toJSON());
 }
 
 export function applyCors(app: Express): void {
@@ -250,10 +260,10 @@ async function answer(
   }
   if (result instanceof JsonReply) {
     for (const [k, v] of Object.entries(result.headers)) res.setHeader(k, v);
-    res.status(result.status).json(result.body);
+    sendJson(res, result.status, result.body);
     return;
   }
-  res.status(200).json(result ?? {});
+  sendJson(res, 200, result ?? {});
 }
 
 /** Last in the chain: unknown paths, body-parser failures, and anything unexpected. */

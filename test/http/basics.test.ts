@@ -43,6 +43,18 @@ describe.each(testDialects())('HTTP basics on %s', (dialect) => {
     expect(res.body.errcode).toBe('M_NOT_JSON');
   });
 
+  // SyTest (like Synapse and Dendrite) expects exactly `application/json`, without a charset parameter.
+  it('sends plain application/json on success and on every kind of error', async () => {
+    const ok = await request(server.baseUrl, 'GET', '/_matrix/client/versions');
+    const unknownPath = await request(server.baseUrl, 'GET', '/_matrix/client/v3/no/such/thing');
+    const noToken = await request(server.baseUrl, 'GET', '/_matrix/client/v3/account/whoami');
+    const notJson = await request(server.baseUrl, 'POST', '/_matrix/client/v3/register', { rawBody: Buffer.from('{'), headers: { 'content-type': 'application/json' } });
+    const serverKeys = await request(server.baseUrl, 'GET', '/_matrix/key/v2/server');
+    expect([ok.status, unknownPath.status, noToken.status, notJson.status, serverKeys.status]).toEqual([200, 404, 401, 400, 200]);
+    for (const res of [ok, unknownPath, noToken, notJson, serverKeys]) expect(res.headers.get('content-type')).toBe('application/json');
+    expect(noToken.body.errcode).toBe('M_MISSING_TOKEN');
+  });
+
   it('serves .well-known/matrix/client with the base url', async () => {
     const res = await request(server.baseUrl, 'GET', '/.well-known/matrix/client');
     expect(res.status).toBe(200);
