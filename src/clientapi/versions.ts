@@ -8,11 +8,35 @@ export const SUPPORTED_SPEC_VERSIONS = [
   'v1.1', 'v1.2', 'v1.3', 'v1.4', 'v1.5', 'v1.6', 'v1.7', 'v1.8', 'v1.9', 'v1.10', 'v1.11',
 ];
 
-/** Unstable features clients probe for; each is implemented. */
-export const UNSTABLE_FEATURES: Record<string, boolean> = {
-  // MSC3814 dehydrated devices, used by current Element.
-  'org.matrix.msc3814': true,
-};
+/**
+ * Unstable features clients probe for, each implemented here (Synapse 1.120 advertises the same names; the
+ * ones it sends that this server lacks — label filtering, MSC2432/MSC2666 endpoints, forced encryption
+ * presets, busy presence, MSC3773/3874/3912/3391/4069/4028/4108/4140, sliding sync — are left out).
+ */
+export function unstableFeatures(config: Services['config']): Record<string, boolean> {
+  return {
+    // MSC1756 cross-signing: Element sets up cross-signing and key backup only when this is true.
+    'org.matrix.e2e_cross_signing': true,
+    // MSC2285 private read receipts (m.read.private).
+    'org.matrix.msc2285.stable': true,
+    // MSC3827 filtering /publicRooms by room type.
+    'org.matrix.msc3827.stable': true,
+    // MSC3440 threads (relations and /threads).
+    'org.matrix.msc3440.stable': true,
+    // MSC3771 threaded read receipts (thread_id).
+    'org.matrix.msc3771': true,
+    // MSC2659 appservice ping (POST /_matrix/client/v1/appservice/{id}/ping).
+    'fi.mau.msc2659.stable': true,
+    // MSC3882 login with an existing session: only when POST /login/get_token is served.
+    'org.matrix.msc3882': config.login_via_existing_session.enabled,
+    // MSC3981 recursive relations (?recurse=true).
+    'org.matrix.msc3981': true,
+    // MSC3814 dehydrated devices, used by current Element.
+    'org.matrix.msc3814': true,
+    // MSC4151 reporting a room (POST /rooms/{roomId}/report).
+    'org.matrix.msc4151': true,
+  };
+}
 
 export function versionRoutes(services: Services): RouteDefinition[] {
   return [
@@ -22,7 +46,7 @@ export function versionRoutes(services: Services): RouteDefinition[] {
       prefixes: ['/_matrix/client'],
       path: '/versions',
       auth: 'none',
-      handler: () => ({ versions: SUPPORTED_SPEC_VERSIONS, unstable_features: UNSTABLE_FEATURES }),
+      handler: () => ({ versions: SUPPORTED_SPEC_VERSIONS, unstable_features: unstableFeatures(services.config) }),
     }),
     // Spec: Client-Server API, "GET /.well-known/matrix/client"
     defineRoute({
