@@ -66,6 +66,8 @@ interface CachedKey {
 export const MAX_KEY_VALIDITY_MS = 7 * 24 * 3600_000;
 const KEY_ID_RE = /^ed25519:[A-Za-z0-9_]+$/;
 const MAX_KEYS_PER_RESPONSE = 64;
+// A notary answers from what it has once an origin is this slow; the fetch goes on and stores what it gets.
+const NOTARY_WAIT_MS = 3_000;
 
 export class KeyResponseError extends Error {
   constructor(message: string) {
@@ -171,7 +173,8 @@ export class KeyStore {
   /**
    * For the notary endpoints: the key responses of `serverName` (origin-signed, not yet signed by us),
    * refreshed when the stored one expires before `minimumValidUntilTs` or lacks a wanted key; the last
-   * response is still returned when the origin cannot be reached. [] when nothing is known.
+   * response is still returned when the origin cannot be reached or does not answer within
+   * NOTARY_WAIT_MS (so an unreachable origin cannot hold the notary's answer). [] when nothing is known.
    */
   async notaryKeys(serverName: string, minimumValidUntilTs: number, keyIds: readonly string[] = []): Promise<ServerKeys[]> {
     if (serverName === this.deps.serverName) return [this.ownServerKeys()];
@@ -181,7 +184,13 @@ export class KeyStore {
     const hasWanted = (k: ServerKeys) => keyIds.every((id) => Object.hasOwn(k.verify_keys, id) || Object.hasOwn(k.old_verify_keys ?? {}, id));
     if (!keys || stored!.valid_until_ts < minimumValidUntilTs || !hasWanted(keys)) {
       // A notary asks the origin itself, never other notaries.
-      keys = (await this.refresh(serverName, { directOnly: true })) ?? keys;
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), NOTARY_WAIT_MS)));
+      try {
+        keys = (await Promise.race([this.refresh(serverName, { directOnly: true }), waited])) ?? keys;
+      } finally {
+        clearTimeout(timer);
+      }
     }
     return keys ? [keys] : [];
   }
