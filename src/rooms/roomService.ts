@@ -419,10 +419,14 @@ export class RoomService {
     const versionId = req.room_version ?? this.deps.config.default_room_version;
     const version = getRoomVersion(versionId);
     if (!version) throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Room version ${versionId} is not supported`);
-    const invitees = [...new Set(req.invite ?? [])];
-    for (const u of invitees) {
+    const allInvitees = [...new Set(req.invite ?? [])];
+    for (const u of allInvitees) {
       if (!/^@[^:]+:.+$/.test(u)) throw new MatrixError('M_INVALID_PARAM', `Invalid user id in invite: ${u}`);
     }
+    // Users of other servers are invited once the room exists, through the one federation invite path.
+    const isRemote = (u: string) => this.remoteInviter !== undefined && serverNameOf(u) !== this.deps.serverName;
+    const invitees = allInvitees.filter((u) => !isRemote(u));
+    const remoteInvitees = allInvitees.filter(isRemote);
     let alias: string | undefined;
     if (req.room_alias_name !== undefined) {
       if (!/^[^:\s#]+$/.test(req.room_alias_name)) throw new MatrixError('M_INVALID_PARAM', 'Invalid room_alias_name');
@@ -466,6 +470,9 @@ export class RoomService {
     }
     this.versions.set(roomId, version);
     this.publish(result!);
+    // As Synapse (handlers/room.py create_room): invites go out in turn after the room is created; a refused
+    // one fails the request and stops the rest, and the room stays.
+    for (const invitee of remoteInvitees) await this.invite(actor, roomId, invitee, undefined, req.is_direct);
     return alias ? { roomId, alias } : { roomId };
   }
 
