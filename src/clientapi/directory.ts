@@ -21,7 +21,7 @@ export function directoryRoutes(services: Services): RouteDefinition[] {
         return {};
       },
     }),
-    // Spec: GET /_matrix/client/v3/directory/room/{roomAlias}
+    // Spec: Client-Server API, "Room aliases" — GET /_matrix/client/v3/directory/room/{roomAlias} (remote: asked over federation)
     defineRoute({
       method: 'GET',
       prefixes: CLIENT_V3,

@@ -9,7 +9,6 @@ import { defineRoute, type RouteDefinition } from '../http/route.js';
 import { eventIdOf, impliedAuthEventIds, prevEventIds, redactPdu, roomIdOfEvent } from '../rooms/eventFormat.js';
 import type { RoomVersion } from '../rooms/roomVersions.js';
 import type { Database } from '../storage/database.js';
-import { getAlias } from '../storage/repositories/rooms.js';
 import { roomMembers } from '../storage/repositories/state.js';
 import type { Pdu } from '../types/pdu.js';
 import { federationPdu } from './outbox.js';
@@ -24,6 +23,7 @@ export interface ServingRooms extends Pick<FederatedRooms, 'roomVersion'> {
     getMany(db: Database['knex'], ids: readonly string[]): Promise<Map<string, { eventId: string; pdu: Pdu; redactedBy: string | null }>>;
   };
   stateAndAuthChain(roomId: string, eventId: string): Promise<{ state: Pdu[]; authChain: Pdu[] }>;
+  resolveAlias(alias: string): Promise<{ room_id: string }>;
 }
 
 export interface EventApiDeps {
@@ -188,7 +188,7 @@ export function eventApiRoutes(deps: EventApiDeps): RouteDefinition[] {
         return { auth_chain: [...chain.values()].map((e) => servedPdu(e, version)) };
       },
     }),
-    // Spec: GET /_matrix/federation/v1/query/directory
+    // Spec: Server-Server API, "Querying for information" — GET /_matrix/federation/v1/query/directory
     defineRoute({
       method: 'GET',
       prefixes: FEDERATION_V1,
@@ -199,10 +199,10 @@ export function eventApiRoutes(deps: EventApiDeps): RouteDefinition[] {
         if (!query.room_alias.startsWith('#') || serverNameOf(query.room_alias) !== serverName) {
           throw new MatrixError('M_NOT_FOUND', 'Room alias not found');
         }
-        const alias = await getAlias(db.knex, query.room_alias);
-        if (!alias) throw notFound('Room alias not found');
-        const servers = await serversInRoom(db, alias.roomId, serverName);
-        return { room_id: alias.roomId, servers: servers.length ? servers : [serverName] };
+        // Local only (checked above); an alias an application service claims is created on query, as for clients.
+        const { room_id: roomId } = await rooms.resolveAlias(query.room_alias);
+        const servers = await serversInRoom(db, roomId, serverName);
+        return { room_id: roomId, servers: servers.length ? servers : [serverName] };
       },
     }),
   ];

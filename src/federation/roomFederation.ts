@@ -99,6 +99,7 @@ export function createRoomFederation(deps: RoomFederationDeps, options: RoomFede
   rooms.setRemoteInviter(inviter.invite);
   rooms.setRemoteLeaver(leaver.leave);
   rooms.remoteKnocker = knocker.knock;
+  rooms.remoteAliasResolver = (alias) => joiner.resolveAlias(alias);
   rooms.reader.setBackfiller(backfiller.backfill);
 
   const resident = { db, rooms, keyStore: federation.keyStore, pipeline, acl, logger: log };

@@ -116,6 +116,8 @@ export class RoomService {
 
   private remoteInviter: ((actor: Actor, roomId: string, target: string, content: Record<string, unknown>) => Promise<void>) | undefined;
   private remoteLeaver: ((actor: Actor, roomId: string, reason: string | undefined) => Promise<void>) | undefined;
+  /** Federation resolves aliases of other servers (GET /query/directory at the alias's server). */
+  remoteAliasResolver: ((alias: string) => Promise<{ roomId: string; servers: string[] }>) | undefined;
   /** Knocks on rooms this server is not in (make_knock / send_knock); rooms/knock.ts calls it. */
   remoteKnocker: ((actor: Actor, roomIdOrAlias: string, reason: string | undefined, via: readonly string[]) => Promise<string>) | undefined;
 
@@ -826,6 +828,11 @@ export class RoomService {
   }
 
   async resolveAlias(alias: string): Promise<{ room_id: string; servers: string[] }> {
+    const server = alias.startsWith('#') ? serverNameOf(alias) : undefined;
+    if (this.remoteAliasResolver && server && server !== this.deps.serverName) {
+      const { roomId, servers } = await this.remoteAliasResolver(alias);
+      return { room_id: roomId, servers: [...new Set(servers)] };
+    }
     const found = await this.findLocalAlias(alias);
     if (!found) throw notFound(`Room alias ${alias} not found`);
     return { room_id: found.roomId, servers: [this.deps.serverName] };
