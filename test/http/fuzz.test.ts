@@ -26,7 +26,7 @@ import { caseArbitrary, fixedCases, type FuzzCase } from '../helpers/fuzz/reques
 
 const SEED = Number(process.env.SKJOL_FUZZ_SEED ?? 0x5eed11);
 // Runs per route, the fixed cases (fixedCases) included.
-const RUNS_PER_ROUTE = Number(process.env.SKJOL_FUZZ_RUNS ?? 20);
+const RUNS_PER_ROUTE = Number(process.env.SKJOL_FUZZ_RUNS ?? 18);
 const SLOW_MS = 5_000;
 // Spec: "Standard error response" — M_ codes, or a namespaced (Java package style) custom code.
 const ERRCODE = /^(M_[A-Z0-9_]+|[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)+)$/;
@@ -221,7 +221,7 @@ describe(`fuzz: every client and federation route (${DIALECT})`, () => {
       if (synced.status !== 200) victimFailures.push(`victim sync: ${synced.status} ${JSON.stringify(synced.body)}`);
       else victimSince = synced.body.next_batch;
       if (performance.now() - started > 2 * SLOW_MS) victimFailures.push(`victim send+sync took ${Math.round(performance.now() - started)} ms`);
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 150));
     }
   }
 
