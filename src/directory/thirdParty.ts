@@ -3,7 +3,7 @@ import { own } from '../util/dict.js';
 
 // Spec: Client-Server API, "Third-party networks" (/thirdparty/*). The answers come from application
 // services that bridge other networks; the appservice layer plugs a provider in with `setProvider`.
-// Without one there are no protocols.
+// Without one there are no protocols; a search in an unknown protocol finds nothing (200 [], as Synapse).
 
 export type Fields = Record<string, string>;
 
@@ -36,15 +36,11 @@ export class ThirdPartyLookup {
   }
 
   async locations(protocol: string, fields: Fields): Promise<unknown[]> {
-    const found = await this.provider?.locations(protocol, fields);
-    if (found === undefined) throw notFound(`Protocol ${protocol} is not known`);
-    return found;
+    return (await this.provider?.locations(protocol, fields)) ?? [];
   }
 
   async users(protocol: string, fields: Fields): Promise<unknown[]> {
-    const found = await this.provider?.users(protocol, fields);
-    if (found === undefined) throw notFound(`Protocol ${protocol} is not known`);
-    return found;
+    return (await this.provider?.users(protocol, fields)) ?? [];
   }
 
   async locationsForAlias(alias: string): Promise<unknown[]> {
