@@ -89,10 +89,10 @@ export function keyRoutes(services: Services): RouteDefinition[] {
         return e2ee.deviceLists.delta(requester.userId, from, to);
       },
     }),
-    // Spec: POST /_matrix/client/v3/keys/device_signing/upload
+    // Spec: POST /_matrix/client/v3/keys/device_signing/upload (also under /unstable, where Element still posts)
     defineRoute({
       method: 'POST',
-      prefixes: CLIENT_V3,
+      prefixes: [...CLIENT_V3, '/_matrix/client/unstable'],
       path: '/keys/device_signing/upload',
       auth: 'user',
       body: z.object({ master_key: keyObject.optional(), self_signing_key: keyObject.optional(), user_signing_key: keyObject.optional(), auth: z.unknown().optional() }).loose(),

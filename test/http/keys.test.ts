@@ -144,6 +144,24 @@ describe.each(testDialects())('device keys on %s', (dialect) => {
     expect(deviceSigs[`ed25519:${selfSigning.publicKey}`]).toBe(signedDevice.signatures[erin.userId]![`ed25519:${selfSigning.publicKey}`]);
   });
 
+  // matrix-js-sdk (Element) uploads cross-signing keys under /unstable; same route, same re-authentication.
+  it('takes cross-signing keys at the unstable path Element uses, with the same user-interactive auth', async () => {
+    const gina = await registerUser(server.baseUrl, 'gina');
+    const upload = (body: unknown) =>
+      request(server.baseUrl, 'POST', '/_matrix/client/unstable/keys/device_signing/upload', { token: gina.accessToken, body, skipSpecCheck: true });
+    const masterFor = (k: ReturnType<typeof generateSigningKey>) => ({ user_id: gina.userId, usage: ['master'], keys: { [`ed25519:${k.publicKey}`]: k.publicKey } });
+    const first = masterFor(generateSigningKey());
+    expect((await upload({ master_key: first })).status).toBe(200);
+    const second = masterFor(generateSigningKey());
+    const challenge = await upload({ master_key: second });
+    expect(challenge.status).toBe(401);
+    expect(challenge.body.flows).toBeDefined();
+    const auth = { type: 'm.login.password', identifier: { type: 'm.id.user', user: gina.userId }, password: gina.password, session: challenge.body.session };
+    expect((await upload({ master_key: second, auth })).status).toBe(200);
+    const query = await post(bob, '/keys/query', { device_keys: { [gina.userId]: [] } });
+    expect(query.body.master_keys[gina.userId].keys).toEqual(second.keys);
+  });
+
   it('deletes a device\'s keys with the device', async () => {
     const frank = await registerUser(server.baseUrl, 'frank');
     await post(frank, '/keys/upload', { device_keys: deviceKeysFor(frank).keys });
