@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { forbidden, invalidParam } from '../errors.js';
 import type { Services } from '../homeserver.js';
 import { defineRoute, type RouteDefinition } from '../http/route.js';
 import { sessionResponse } from './login.js';
@@ -27,6 +28,18 @@ export function adminRoutes(services: Services): RouteDefinition[] {
       handler: async ({ body }) => {
         const registered = await users.sharedSecret.register(body);
         return sessionResponse(registered.userId, services.serverName, registered.session);
+      },
+    }),
+    // Synapse Admin API, "Get whether a user is a server administrator or not" (Element probes it)
+    defineRoute({
+      method: 'GET',
+      prefixes: SYNAPSE_ADMIN_V1,
+      path: '/users/:userId/admin',
+      auth: 'user',
+      handler: async ({ params, requester }) => {
+        if (!(await users.isAdmin(requester.userId))) throw forbidden('You are not a server admin');
+        if (!users.isLocalUserId(params.userId!)) throw invalidParam('Only local users can be admins of this homeserver');
+        return { admin: await users.isAdmin(params.userId!) };
       },
     }),
   ];

@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHomeserver, testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
+import { loginDevice, registerUser } from '../helpers/users.js';
 
 const PATH = '/_synapse/admin/v1/register';
 const SECRET = 'shhh-its-a-secret';
@@ -86,5 +87,30 @@ describe.each(testDialects())('shared-secret registration on %s', (dialect) => {
     const res = await request(disabled.baseUrl, 'POST', PATH, { body: { nonce: 'x', username: 'x', password: 'x', mac: 'x' } });
     expect(res.status).toBe(400);
     expect(res.body.error).toMatch(/not enabled/);
+  });
+});
+
+// Element asks whether the user is a server admin to offer admin tools; Synapse answers 200 or 403.
+describe.each(testDialects())('Synapse admin: is a user an admin, on %s', (dialect) => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startHomeserver({ dialect });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('answers a server admin with the flag and anyone else with 403 M_FORBIDDEN', async () => {
+    await server.hs.services.users.createAccountFromCli('boss', 'boss-pw', true);
+    const boss = await loginDevice(server.baseUrl, { userId: '@boss:localhost', accessToken: '', deviceId: '', password: 'boss-pw' });
+    const carol = await registerUser(server.baseUrl, 'carol');
+    const ask = (token: string, userId: string) =>
+      request(server.baseUrl, 'GET', `/_synapse/admin/v1/users/${encodeURIComponent(userId)}/admin`, { token, skipSpecCheck: true });
+
+    expect(await ask(boss.accessToken, boss.userId)).toMatchObject({ status: 200, body: { admin: true } });
+    expect(await ask(boss.accessToken, carol.userId)).toMatchObject({ status: 200, body: { admin: false } });
+    expect(await ask(carol.accessToken, carol.userId)).toMatchObject({ status: 403, body: { errcode: 'M_FORBIDDEN' } });
+    expect(await ask(boss.accessToken, '@someone:elsewhere.example')).toMatchObject({ status: 400, body: { errcode: 'M_INVALID_PARAM' } });
+    expect((await request(server.baseUrl, 'GET', `/_synapse/admin/v1/users/${encodeURIComponent(carol.userId)}/admin`)).status).toBe(401);
   });
 });
