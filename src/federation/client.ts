@@ -2,14 +2,16 @@
  * Outbound federation HTTP: HTTPS to the address discovery gives, certificates verified by default,
  * every request signed with X-Matrix (destination included), JSON in and out, bounded in time and size.
  * A remote server's error never reaches a client verbatim: callers get a FederationRequestError that
- * carries the remote status and errcode for their decisions, and a generic message for clients.
+ * carries the remote status and errcode for their decisions, and a generic message for clients; callers
+ * that proxy a client's request (joins, invites, knocks) pass a 4xx on with forClient(), bounded.
+ * Every failed or refused request is logged at info (never the query, headers or bodies).
  */
 import { type Agent, request as httpsRequest } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { SecureVersion } from 'node:tls';
 import type { Logger } from 'pino';
 import type { SigningKey } from '../crypto/signing.js';
-import { MatrixError } from '../errors.js';
+import { MatrixError, type ErrCode } from '../errors.js';
 import type { OutboundPolicy } from '../net/outboundPolicy.js';
 import type { ResolvedServer, WellKnownResponse } from './discovery.js';
 import { SERVER_VERSION } from './version.js';
@@ -27,6 +29,8 @@ export class FederationRequestError extends MatrixError {
     readonly detail: string,
     readonly remoteStatus?: number,
     readonly remoteErrcode?: string,
+    /** The remote's `error` text, control characters removed and capped (remoteErrorText). */
+    readonly remoteError?: string,
   ) {
     super(
       failure === 'denied' ? 'M_FORBIDDEN' : 'M_UNKNOWN',
@@ -35,6 +39,53 @@ export class FederationRequestError extends MatrixError {
     );
     this.name = 'FederationRequestError';
   }
+
+  /**
+   * The error a client should see when this request was made on its behalf, as Synapse's
+   * HttpResponseException.to_synapse_error(): a remote 4xx keeps its status and (well-formed) errcode;
+   * 5xx, 401 (the remote refused our server's signature, not the user) and network failures stay 502.
+   */
+  forClient(): MatrixError {
+    const status = this.remoteStatus;
+    if (this.failure !== 'http' || status === undefined || status < 400 || status >= 500 || status === 401) return this;
+    const code = this.remoteErrcode;
+    const errcode = code !== undefined && REMOTE_ERRCODE.test(code) && !SESSION_ERRCODES.has(code) ? code : 'M_UNKNOWN';
+    // Remote errcodes are any spec-shaped string, not only the ones this server emits.
+    return new MatrixError(errcode as ErrCode, this.remoteError || `${this.destination} refused the request (HTTP ${status})`, status);
+  }
+}
+
+/**
+ * A remote 4xx that is the room's own answer for the client (as Synapse's _try_destination_list): undefined
+ * when another server might do better (network failure, 5xx, 401, or an errcode in `failover`).
+ */
+export function finalRemoteRefusal(err: unknown, failover: ReadonlySet<string>): MatrixError | undefined {
+  if (!(err instanceof FederationRequestError)) return undefined;
+  const proxied = err.forClient();
+  if (proxied === err || failover.has(proxied.errcode)) return undefined;
+  return proxied;
+}
+
+/** make_join / make_knock answers after which Synapse tries the next server. */
+export const MEMBERSHIP_FAILOVER_ERRCODES: ReadonlySet<string> = new Set(['M_NOT_FOUND', 'M_UNRECOGNIZED', 'M_UNABLE_TO_AUTHORISE_JOIN', 'M_UNABLE_TO_GRANT_JOIN']);
+
+/** A remote errcode worth passing on: short, letters, digits, '_' and '.' (M_FORBIDDEN, ORG.EXAMPLE_X). */
+const REMOTE_ERRCODE = /^[A-Z0-9_.]{1,64}$/i;
+/** Codes that would make a client drop its own session: never relayed from another server. */
+const SESSION_ERRCODES = new Set(['M_UNKNOWN_TOKEN', 'M_MISSING_TOKEN', 'M_USER_DEACTIVATED', 'M_USER_LOCKED', 'M_USER_SUSPENDED']);
+const REMOTE_TEXT_MAX = 300;
+
+/** A remote `error` text fit for a client: a string, control characters removed, at most 300 characters. */
+export function remoteErrorText(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  const clean = value.replace(/[\p{Cc}\p{Cf}]/gu, ' ').trim();
+  return clean ? [...clean].slice(0, REMOTE_TEXT_MAX).join('') : undefined;
+}
+
+/** The error code of a network failure (ECONNREFUSED, ETIMEDOUT, EOUTBOUNDBLOCKED …) for logs. */
+function networkCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
 }
 
 export interface FederationTlsOptions {
@@ -124,13 +175,16 @@ export class FederationClient {
   /** Sends a (signed) JSON request and returns the parsed JSON reply of a 2xx; throws FederationRequestError otherwise. */
   async request<T = unknown>(req: FederationRequest): Promise<T> {
     const { destination } = req;
+    const where = { destination, method: req.method, path: req.path };
     if (!this.deps.isAllowed(destination)) {
+      this.deps.logger.info({ ...where, reason: 'federation_domain_whitelist' }, 'outbound federation request refused: destination not in federation_domain_whitelist');
       throw new FederationRequestError(destination, 'denied', 'destination not in federation_domain_whitelist');
     }
     let target: ResolvedServer;
     try {
       target = await this.deps.resolve(destination);
     } catch (err) {
+      this.deps.logger.info({ ...where, code: networkCode(err), err: (err as Error).message }, 'outbound federation request failed: server discovery failed');
       throw new FederationRequestError(destination, 'unreachable', `resolution failed: ${(err as Error).message}`);
     }
     const uri = req.path + encodeQuery(req.query);
@@ -152,7 +206,11 @@ export class FederationClient {
     } catch (err) {
       const e = err as Error & { code?: string };
       const failure: FederationFailure = e.code === 'ETIMEDOUT' ? 'timeout' : e.code === 'ETOOLARGE' ? 'bad_response' : 'unreachable';
-      this.deps.logger.debug({ destination, method: req.method, path: req.path, err: e.message }, 'federation request failed');
+      if (e.code === 'EOUTBOUNDBLOCKED') {
+        this.deps.logger.info({ ...where, code: e.code, reason: 'ip_range_blacklist', err: e.message }, 'outbound federation request refused by ip_range_blacklist');
+      } else {
+        this.deps.logger.info({ ...where, code: e.code, err: e.message }, 'outbound federation request failed');
+      }
       throw new FederationRequestError(destination, failure, e.message);
     }
     let json: unknown;
@@ -166,10 +224,15 @@ export class FederationClient {
         typeof json === 'object' && json !== null && typeof (json as Record<string, unknown>).errcode === 'string'
           ? ((json as Record<string, unknown>).errcode as string)
           : undefined;
-      this.deps.logger.debug({ destination, method: req.method, path: req.path, status: res.status, errcode }, 'federation request rejected');
-      throw new FederationRequestError(destination, 'http', `HTTP ${res.status} ${errcode ?? ''}`.trim(), res.status, errcode);
+      const error = remoteErrorText(typeof json === 'object' && json !== null ? (json as Record<string, unknown>).error : undefined);
+      const loggedErrcode = errcode !== undefined && REMOTE_ERRCODE.test(errcode) ? errcode : undefined;
+      this.deps.logger.info({ ...where, status: res.status, errcode: loggedErrcode }, 'outbound federation request failed: remote answered an error');
+      throw new FederationRequestError(destination, 'http', `HTTP ${res.status} ${loggedErrcode ?? ''}`.trim(), res.status, errcode, error);
     }
-    if (json === undefined) throw new FederationRequestError(destination, 'bad_response', 'response is not JSON', res.status);
+    if (json === undefined) {
+      this.deps.logger.info({ ...where, status: res.status }, 'outbound federation request failed: response is not JSON');
+      throw new FederationRequestError(destination, 'bad_response', 'response is not JSON', res.status);
+    }
     return json as T;
   }
 

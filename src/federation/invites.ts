@@ -28,13 +28,15 @@ import { roomMembers } from '../storage/repositories/state.js';
 import { userExists } from '../storage/repositories/users.js';
 import { stateMapKey, type Pdu, type ReadonlyStateMap } from '../types/pdu.js';
 import type { ServerAclChecker } from './acl.js';
-import { FederationRequestError, type FederationClient } from './client.js';
+import { finalRemoteRefusal, type FederationClient } from './client.js';
 import type { KeyStore } from './keyStore.js';
 import { federationPdu } from './outbox.js';
 import { checkFormat, checkSignatures, type InboundPipeline } from './pipeline.js';
 import { serverNameOf } from './serverName.js';
 
 export const FEDERATION_V2 = ['/_matrix/federation/v2'] as const;
+
+const NO_FAILOVER: ReadonlySet<string> = new Set();
 
 /** State shown to someone invited or knocking (spec: "Stripped state"). */
 export const STRIPPED_STATE_TYPES = [
@@ -153,9 +155,9 @@ export class RemoteInviter {
       });
     } catch (err) {
       logger.info({ destination, roomId, err: err instanceof Error ? err.message : String(err) }, 'remote invite refused');
-      if (err instanceof FederationRequestError && err.remoteStatus !== undefined && err.remoteStatus >= 400 && err.remoteStatus < 500) {
-        throw forbidden(`${destination} refused the invite`);
-      }
+      // The invitee's server's 4xx (unknown user, incompatible room version …) goes to the client as it came.
+      const refusal = finalRemoteRefusal(err, NO_FAILOVER);
+      if (refusal) throw refusal;
       throw new MatrixError('M_UNKNOWN', `Could not reach ${destination} to invite ${target}`, 502);
     }
     const signed = await this.checkCountersigned(res?.event, version, eventId, destination);

@@ -8,13 +8,14 @@ import type { Logger } from 'pino';
 import type { SigningKey } from '../crypto/signing.js';
 import { MatrixError, notFound } from '../errors.js';
 import { computeEventId, eventIdOf, hashAndSignPdu } from '../rooms/eventFormat.js';
-import { ROOM_VERSIONS, getRoomVersion, type RoomVersion } from '../rooms/roomVersions.js';
+import { ROOM_VERSIONS, type RoomVersion } from '../rooms/roomVersions.js';
 import type { Database } from '../storage/database.js';
 import { getProfile } from '../storage/repositories/profiles.js';
 import { getRoom } from '../storage/repositories/rooms.js';
 import type { Pdu } from '../types/pdu.js';
-import { FederationRequestError, type FederationClient } from './client.js';
+import { FederationRequestError, MEMBERSHIP_FAILOVER_ERRCODES, finalRemoteRefusal, type FederationClient } from './client.js';
 import type { KeyStore } from './keyStore.js';
+import { templateVersion } from './leaves.js';
 import { checkReceivedPdu, type CheckedEvent } from './pipeline.js';
 import { isValidServerName, serverNameOf } from './serverName.js';
 
@@ -90,9 +91,9 @@ export class RemoteJoiner {
         this.deps.logger.info({ destination, roomId, err: describe(err) }, 'remote join attempt failed');
         // A refusal by the room itself (not by one server's state of it) is final.
         if (err instanceof MatrixError && !(err instanceof FederationRequestError) && err.errcode !== 'M_UNKNOWN') throw err;
-        if (err instanceof FederationRequestError && err.remoteErrcode === 'M_FORBIDDEN') {
-          throw new MatrixError('M_FORBIDDEN', 'You are not allowed to join this room');
-        }
+        // A remote 4xx (banned, incompatible room version …) reaches the client with its status and errcode.
+        const refusal = finalRemoteRefusal(err, MEMBERSHIP_FAILOVER_ERRCODES);
+        if (refusal) throw refusal;
       }
     }
     if (lastError instanceof FederationRequestError && lastError.remoteStatus === 404) throw notFound('Room not found');
@@ -125,8 +126,7 @@ export class RemoteJoiner {
       path: `/_matrix/federation/v1/make_join/${encodeURIComponent(roomId)}/${encodeURIComponent(userId)}`,
       query: { ver: [...ROOM_VERSIONS.keys()] },
     });
-    const version = typeof template.room_version === 'string' ? getRoomVersion(template.room_version) : undefined;
-    if (!version) throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', 'The room uses a room version this server does not support', 400);
+    const version = templateVersion(template);
     const skeleton = template.event;
     if (
       !isObject(skeleton) ||

@@ -18,7 +18,7 @@ import type { Actor, RoomService } from '../rooms/roomService.js';
 import { ROOM_VERSIONS } from '../rooms/roomVersions.js';
 import type { Database } from '../storage/database.js';
 import type { ServerAclChecker } from './acl.js';
-import { FederationRequestError, type FederationClient } from './client.js';
+import { FederationRequestError, MEMBERSHIP_FAILOVER_ERRCODES, finalRemoteRefusal, type FederationClient } from './client.js';
 import { strippedRoomState } from './invites.js';
 import type { RemoteJoiner } from './joins.js';
 import type { KeyStore } from './keyStore.js';
@@ -76,7 +76,9 @@ export class RemoteKnocker {
       } catch (err) {
         lastError = err;
         logger.info({ roomId, destination, err: err instanceof Error ? err.message : String(err) }, 'remote knock attempt failed');
-        if (err instanceof FederationRequestError && err.remoteErrcode === 'M_FORBIDDEN') throw forbidden('You are not allowed to knock on this room');
+        // A remote 4xx reaches the client with its status and errcode, as in Synapse.
+        const refusal = finalRemoteRefusal(err, MEMBERSHIP_FAILOVER_ERRCODES);
+        if (refusal) throw refusal;
         if (err instanceof MatrixError && !(err instanceof FederationRequestError)) throw err;
       }
     }

@@ -71,6 +71,13 @@ export function assertVersionSupported(ver: string | string[] | undefined, versi
   }
 }
 
+/** The room version of a make_* answer; an answer without `room_version` is version 1 (spec: make_join). */
+export function templateVersion(template: { room_version?: unknown }): RoomVersion {
+  const version = template.room_version === undefined ? getRoomVersion('1') : typeof template.room_version === 'string' ? getRoomVersion(template.room_version) : undefined;
+  if (!version) throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', 'The room uses a room version this server does not support', 400);
+  return version;
+}
+
 /**
  * Fills in a make_* template of a resident server: our content, origin and timestamp, then hashes and
  * signs it. The template must be the expected membership of `userId` in `roomId`.
@@ -82,8 +89,8 @@ export async function signTemplate(
   expect: { roomId: string; userId: string; membership: 'leave' | 'knock' },
   extra: Record<string, unknown>,
 ): Promise<{ pdu: Pdu; eventId: string; version: RoomVersion }> {
-  const version = typeof template.room_version === 'string' ? getRoomVersion(template.room_version) : undefined;
-  if (!version) throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', 'The room uses a room version this server does not support', 400);
+  const version = templateVersion(template);
+  if (expect.membership === 'knock' && !version.knockJoinRule) throw new MatrixError('M_FORBIDDEN', `Room version ${version.id} does not support knocking`, 403);
   const skeleton = template.event;
   if (
     !isObject(skeleton) ||
