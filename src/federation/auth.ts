@@ -3,6 +3,7 @@
  * must name us as destination (when present), come from a server federation_domain_whitelist allows,
  * and carry the origin's signature over {method, uri, origin, destination, content}.
  */
+import type { Logger } from 'pino';
 import { MatrixError } from '../errors.js';
 import { MAX_BODY_NESTING, jsonNestingExceeds } from '../util/jsonNesting.js';
 import type { ServerRequester } from '../http/route.js';
@@ -23,6 +24,7 @@ export interface FederationAuthDeps {
   keyStore: Pick<KeyStore, 'verifyKeyFor'>;
   isAllowed(serverName: string): boolean;
   clock: { now(): number };
+  logger?: Logger;
 }
 
 const unauthorized = (msg: string) => new MatrixError('M_UNAUTHORIZED', msg, 401);
@@ -31,8 +33,23 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 export class FederationAuthenticator {
   constructor(private readonly deps: FederationAuthDeps) {}
 
-  /** The verified origin of a request, or a 401 M_UNAUTHORIZED / 403 M_FORBIDDEN MatrixError. */
+  /** The verified origin of a request, or a 401 M_UNAUTHORIZED / 403 M_FORBIDDEN MatrixError (logged at info). */
   async authenticate(req: InboundRequest): Promise<ServerRequester> {
+    try {
+      return await this.verify(req);
+    } catch (err) {
+      // The path only (a query may carry anything) and the reason; never the header or its signature.
+      const header = req.headers.authorization;
+      const origin = /origin="?([^",\s]{1,255})/i.exec(Array.isArray(header) ? (header[0] ?? '') : (header ?? ''))?.[1];
+      this.deps.logger?.info(
+        { origin, method: req.method, path: req.uri.split('?')[0], errcode: (err as MatrixError).errcode, reason: (err as Error).message },
+        'inbound federation request refused at authentication',
+      );
+      throw err;
+    }
+  }
+
+  private async verify(req: InboundRequest): Promise<ServerRequester> {
     const header = req.headers.authorization;
     const value = Array.isArray(header) ? header[0] : header;
     if (!value) throw unauthorized('Missing Authorization header');

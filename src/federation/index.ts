@@ -87,6 +87,6 @@ export function createFederation(base: ServiceDeps, options: FederationOptions =
     trustedKeyServers: config.trusted_key_servers,
     keyRefreshIntervalMs: parseDuration(config.key_refresh_interval),
   });
-  const authenticator = new FederationAuthenticator({ serverName, keyStore, isAllowed, clock });
+  const authenticator = new FederationAuthenticator({ serverName, keyStore, isAllowed, clock, logger });
   return { client, keyStore, resolver, authenticator, isAllowed, close: () => client.close() };
 }

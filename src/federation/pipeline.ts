@@ -232,7 +232,7 @@ export class InboundPipeline {
       return { eventId, result: { error: (err as Error).message } };
     }
     const { eventId } = checked;
-    if (checked.redacted) this.log('content_hash', { origin, eventId }, 'content hash mismatch: event redacted');
+    if (checked.redacted) this.log('content_hash', { origin, roomId, eventId }, 'content hash mismatch: event redacted');
     try {
       const existing = await this.deps.rooms.events.get(this.deps.db.knex, eventId);
       // Known in the timeline already: nothing to do. Known as an outlier: the rooms core moves it in.
@@ -241,15 +241,15 @@ export class InboundPipeline {
       await this.fillPrevGap(origin, roomId, version, checked);
       const [outcome] = await this.deps.rooms.acceptRemoteEvents(roomId, [{ pdu: checked.pdu, eventId }]);
       if (outcome?.outcome === 'rejected') {
-        this.log('auth', { origin, eventId, reason: outcome.reason }, 'inbound PDU rejected');
+        this.log('auth', { origin, roomId, eventId, reason: outcome.reason }, 'inbound PDU rejected');
         return { eventId, result: { error: outcome.reason ?? 'rejected by the auth rules' } };
       }
-      if (outcome?.outcome === 'soft_failed') this.log('soft_fail', { origin, eventId, reason: outcome.reason }, 'inbound PDU soft-failed');
+      if (outcome?.outcome === 'soft_failed') this.log('soft_fail', { origin, roomId, eventId, reason: outcome.reason }, 'inbound PDU soft-failed');
       return { eventId, result: {} };
     } catch (err) {
       const step = err instanceof PduCheckError ? err.step : 'accept';
-      if (!(err instanceof PduCheckError)) this.deps.logger.warn({ err, origin, eventId }, 'inbound PDU failed');
-      else this.log(step, { origin, eventId, reason: err.message }, 'inbound PDU refused');
+      if (!(err instanceof PduCheckError)) this.deps.logger.warn({ step, err, origin, roomId, eventId }, 'inbound PDU failed');
+      else this.log(step, { origin, roomId, eventId, reason: err.message }, 'inbound PDU refused');
       return { eventId, result: { error: err instanceof PduCheckError ? err.message : 'failed to process the event' } };
     }
   }

@@ -1,6 +1,7 @@
 // Shared by the federation tests: servers over real HTTPS on loopback (each with its own name and
 // certificate, trusting one test CA), client API shortcuts and small polling helpers.
 import { mkdtempSync, rmSync } from 'node:fs';
+import type { Logger } from 'pino';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assertSpecShaped } from '../helpers/specSchema.js';
@@ -18,7 +19,7 @@ export interface Fleet {
  * Starts one server per entry of `hosts` ('localhost' or '127.0.0.1'; the port makes each name unique).
  * Every federation response a server receives is checked against the spec's schemas.
  */
-export async function startFleet(dialect: Dialect, hosts: string[], config: Record<string, unknown> = {}): Promise<Fleet> {
+export async function startFleet(dialect: Dialect, hosts: string[], config: Record<string, unknown> = {}, loggers: Array<Logger | undefined> = []): Promise<Fleet> {
   const dir = mkdtempSync(join(tmpdir(), 'skjol-fed-'));
   const ca = createTestCa(dir);
   const servers: TestServer[] = [];
@@ -29,6 +30,7 @@ export async function startFleet(dialect: Dialect, hosts: string[], config: Reco
       serverName: `${host}:${port}`,
       tls: { ...issueCert(dir, `s${i}`, ca), port },
       config: { federation_custom_ca_list: [ca.caPath], ...config },
+      logger: loggers[i],
     });
     servers.push(specChecked(server));
   }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import knexFactory from 'knex';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { parseConfig } from '../../src/config/load.js';
 import { createHomeserver, type Homeserver } from '../../src/homeserver.js';
 
@@ -55,6 +55,8 @@ export interface StartOptions {
    * listener; the client API stays on plain HTTP at `baseUrl`. Pair with a serverName carrying that port.
    */
   tls?: { certificatePath: string; privateKeyPath: string; port?: number };
+  /** The server's logger (default: silent, or SKJOL_TEST_LOG's level), e.g. to read its log lines. */
+  logger?: Logger;
 }
 
 /** A port free on 127.0.0.1 right now, so a server name can carry it before the server starts. */
@@ -93,7 +95,7 @@ export async function startHomeserver(options: StartOptions = {}): Promise<TestS
 
   const boot = async (): Promise<TestServer> => {
     const config = parseConfig(raw, 'test');
-    const logger = pino({ level: process.env.SKJOL_TEST_LOG ?? 'silent' });
+    const logger = options.logger ?? pino({ level: process.env.SKJOL_TEST_LOG ?? 'silent' });
     const hs = await createHomeserver(config, { logger });
     const port = await hs.listen(0, '127.0.0.1');
     const tls = options.tls;
