@@ -4,6 +4,9 @@ import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
 import type { CreateRoomRequest } from '../rooms/roomCreation.js';
 
 const reasonBody = z.object({ reason: z.string().optional() }).loose();
+const stringOrList = z.union([z.string(), z.array(z.string())]).optional();
+const viaQuery = z.object({ via: stringOrList, server_name: stringOrList }).loose();
+const list = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 const targetBody = z.object({ user_id: z.string(), reason: z.string().optional() }).loose();
 
 const createRoomBody = z
@@ -43,15 +46,18 @@ export function membershipRoutes(services: Services): RouteDefinition[] {
         return alias ? { room_id: roomId, room_alias: alias } : { room_id: roomId };
       },
     }),
-    // Spec: POST /_matrix/client/v3/join/{roomIdOrAlias}
+    // Spec: POST /_matrix/client/v3/join/{roomIdOrAlias} (`via`, deprecated `server_name`: servers to join through)
     defineRoute({
       method: 'POST',
       prefixes: CLIENT_V3,
       path: '/join/:roomIdOrAlias',
       auth: 'user',
       body: reasonBody,
+      query: viaQuery,
       rateLimit: 'message',
-      handler: async ({ params, body, requester }) => ({ room_id: await rooms.join(actorOf(requester), params.roomIdOrAlias!, body.reason) }),
+      handler: async ({ params, body, query, requester }) => ({
+        room_id: await rooms.join(actorOf(requester), params.roomIdOrAlias!, body.reason, [...list(query.via), ...list(query.server_name)]),
+      }),
     }),
     // Spec: POST /_matrix/client/v3/rooms/{roomId}/join
     defineRoute({

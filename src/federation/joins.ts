@@ -35,7 +35,7 @@ export interface JoinerDeps {
   /** The resident server got the join through send_join: the outbox must not send it there again. */
   markDelivered(eventId: string, destination: string): void;
   /** A join of a room this server already has (the alias pointed at a room we are in): the local path. */
-  joinLocally(actor: { userId: string; deviceId?: string | undefined }, roomId: string, content: Record<string, unknown>): Promise<string>;
+  joinLocally(actor: { userId: string; deviceId?: string | undefined }, roomId: string, content: Record<string, unknown>, via: readonly string[]): Promise<string>;
 }
 
 /**
@@ -73,8 +73,8 @@ export class RemoteJoiner {
     let servers: string[] = [];
     if (roomIdOrAlias.startsWith('#')) {
       ({ roomId, servers } = await this.resolveAlias(roomIdOrAlias));
-      // The alias may name a room this server is already in: that is a local join.
-      if (await getRoom(this.deps.db.knex, roomId)) return this.deps.joinLocally(actor, roomId, content);
+      // The alias may name a room this server knows: RoomService decides whether a resident must build the join.
+      if (await getRoom(this.deps.db.knex, roomId)) return this.deps.joinLocally(actor, roomId, content, [...servers, ...via]);
     }
     if (!roomId.startsWith('!')) throw new MatrixError('M_INVALID_PARAM', 'Expected a room id or alias');
     const candidates = [...new Set([...servers, ...via, serverNameOf(roomId) ?? ''])].filter(

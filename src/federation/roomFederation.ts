@@ -78,7 +78,7 @@ export function createRoomFederation(deps: RoomFederationDeps, options: RoomFede
     clock,
     logger: log,
     markDelivered: (eventId, destination) => outbox.markDelivered(eventId, destination),
-    joinLocally: (actor, roomId, content) => rooms.join(actor, roomId, typeof content.reason === 'string' ? content.reason : undefined),
+    joinLocally: (actor, roomId, content, via) => rooms.join(actor, roomId, typeof content.reason === 'string' ? content.reason : undefined, via),
   });
   const common = { db, client: federation.client, keyStore: federation.keyStore, serverName, signingKey, clock, logger: log };
   const inviter = new RemoteInviter({ ...common, rooms, pipeline });
@@ -86,13 +86,13 @@ export function createRoomFederation(deps: RoomFederationDeps, options: RoomFede
   const knocker = new RemoteKnocker({ ...common, rooms, joiner });
   const backfiller = new Backfiller({ ...common, rooms, pipeline });
   outbox.attach();
-  rooms.setRemoteJoiner(async (actor, roomIdOrAlias, content) => {
+  rooms.setRemoteJoiner(async (actor, roomIdOrAlias, content, given = []) => {
     // Joining a room we were invited to (or knocked on) from another server: try that server too.
-    let via: string[] = [];
+    let via: string[] = [...given];
     if (roomIdOrAlias.startsWith('!')) {
       const m = await currentMembership(db.knex, roomIdOrAlias, actor.userId);
       const ev = m && (m.membership === 'invite' || m.membership === 'knock') ? await rooms.events.get(db.knex, m.eventId) : undefined;
-      if (ev) via = serversFor(ev.pdu, roomIdOrAlias, serverName);
+      if (ev) via = [...serversFor(ev.pdu, roomIdOrAlias, serverName), ...via];
     }
     return joiner.join(actor, roomIdOrAlias, content, via);
   });

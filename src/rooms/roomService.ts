@@ -21,6 +21,7 @@ import { RoomReader } from './roomReader.js';
 import { getRoomVersion, type RoomVersion } from './roomVersions.js';
 import { RoomWriter, StreamAllocator, type AppendMeta, type EventDraft, type RolledBack, type RoomWriteContext, type WriteResult } from './roomWriter.js';
 import { StateStore } from './stateStore.js';
+import { authorisingServers, isRestrictedRoom, localJoinAuthoriser, unableToGrant } from './restrictedJoin.js';
 
 function canonicalEqual(a: unknown, b: unknown): boolean {
   return canonicalJson(a) === canonicalJson(b);
@@ -50,6 +51,9 @@ export interface Actor {
   userId: string;
   deviceId?: string | undefined;
 }
+
+/** Joins through a resident server (make_join / send_join); `via` lists servers to try first. */
+export type RemoteJoinFn = (actor: Actor, roomIdOrAlias: string, content: Record<string, unknown>, via?: readonly string[]) => Promise<string>;
 
 const ROOM_ID_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
 
@@ -85,7 +89,7 @@ export class RoomService {
     this.reader = new RoomReader({ db: deps.db, events: this.events, state: this.state, clock: deps.clock, roomVersion: (db, id) => this.roomVersion(db, id) });
   }
 
-  private remoteJoiner: ((actor: Actor, roomIdOrAlias: string, content: Record<string, unknown>) => Promise<string>) | undefined;
+  private remoteJoiner: RemoteJoinFn | undefined;
 
   /**
    * Application services (set by homeserver.ts): `isExclusive` refuses a local alias reserved by a service
@@ -110,7 +114,7 @@ export class RoomService {
   }
 
   /** Federation joins rooms that live on other servers (make_join / send_join). */
-  setRemoteJoiner(joiner: (actor: Actor, roomIdOrAlias: string, content: Record<string, unknown>) => Promise<string>): void {
+  setRemoteJoiner(joiner: RemoteJoinFn): void {
     this.remoteJoiner = joiner;
   }
 
@@ -176,10 +180,20 @@ export class RoomService {
   /** make_join / make_leave / make_knock: an unsigned membership event for a user of another server. */
   async joinTemplate(roomId: string, userId: string, membership: 'join' | 'leave' | 'knock', content: Record<string, unknown> = {}): Promise<{ room_version: string; event: Record<string, unknown> }> {
     if (!(await roomsRepo.getRoom(this.deps.db.knex, roomId))) throw notFound('Unknown room');
-    return this.write(roomId, async (ctx) => ({
-      room_version: ctx.version.id,
-      event: buildMembershipTemplate(ctx, this.deps.serverName, userId, membership, content, this.deps.clock.now()),
-    }));
+    return this.write(roomId, async (ctx, trx) => {
+      let full: Record<string, unknown> = content;
+      const current = ctx.membershipOf(userId);
+      if (membership === 'join' && current !== 'join' && current !== 'invite' && isRestrictedRoom(ctx.state, ctx.version)) {
+        // Spec: Server-Server API "Restricted rooms": the resident names one of its users as authoriser.
+        const authoriser = await localJoinAuthoriser(trx, ctx.state, ctx.version, userId, this.deps.serverName, true);
+        if (!authoriser) throw unableToGrant();
+        full = { ...content, join_authorised_via_users_server: authoriser };
+      }
+      return {
+        room_version: ctx.version.id,
+        event: buildMembershipTemplate(ctx, this.deps.serverName, userId, membership, full, this.deps.clock.now()),
+      };
+    });
   }
 
   stateAndAuthChain(roomId: string, eventId: string): Promise<{ state: Pdu[]; authChain: Pdu[] }> {
@@ -190,6 +204,7 @@ export class RoomService {
   async importJoinedRoom(input: { roomId: string; roomVersion: string; state: Pdu[]; authChain: Pdu[]; joinEvent: Pdu; joinEventId: string }): Promise<void> {
     const version = getRoomVersion(input.roomVersion);
     if (!version) throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Unsupported room version ${input.roomVersion}`);
+    if (await roomsRepo.getRoom(this.deps.db.knex, input.roomId)) return this.importRejoin(input, version);
     let result: WriteResult | undefined;
     try {
       await this.deps.db.write(async (trx) => {
@@ -211,6 +226,23 @@ export class RoomService {
     }
     this.versions.set(input.roomId, version);
     this.publish(result!);
+  }
+
+  /**
+   * A rejoin of a room this server already has events for: the resident's state and auth chain join the
+   * room's events, and the join, placed on that state, becomes the room's head (our own view was stale).
+   */
+  private async importRejoin(input: { roomId: string; state: Pdu[]; authChain: Pdu[]; joinEvent: Pdu; joinEventId: string }, version: RoomVersion): Promise<void> {
+    const known = await this.roomVersion(this.deps.db.knex, input.roomId);
+    if (known.id !== version.id) throw new MatrixError('M_UNKNOWN', `The resident server answered room version ${version.id}, not ${known.id}`, 502);
+    await this.write(input.roomId, async (ctx) => {
+      const byId = new Map<string, Pdu>();
+      for (const pdu of [...input.authChain, ...input.state]) byId.set(eventIdOf(pdu, version), pdu);
+      for (const { pdu, eventId } of topologicalByDepth([...byId].map(([eventId, pdu]) => ({ eventId, pdu })))) await ctx.storeOutlier(pdu, eventId);
+      const stateIds = new Map(input.state.map((p) => [stateMapKey(p.type, p.state_key ?? ''), eventIdOf(p, version)]));
+      const accepted = await ctx.acceptRemote(input.joinEvent, input.joinEventId, stateIds, { supersedesHead: true });
+      if (accepted.outcome !== 'accepted') throw new MatrixError('M_FORBIDDEN', `Join refused: ${accepted.reason ?? accepted.outcome}`);
+    });
   }
 
   /** Adds this server's signature to an event (e.g. the resident server's signature on a restricted join). */
@@ -672,35 +704,64 @@ export class RoomService {
   /**
    * Spec: "POST /join": of the request body only `reason` reaches the member event; the display name and
    * avatar come from the user's profile (so no body can claim another name or a join authorisation).
+   * `via` (the `via`/`server_name` query parameters) names servers to join through.
    */
-  async join(actor: Actor, roomIdOrAlias: string, reason?: string): Promise<string> {
+  async join(actor: Actor, roomIdOrAlias: string, reason?: string, via: readonly string[] = []): Promise<string> {
     const remoteAlias = roomIdOrAlias.startsWith('#') && serverNameOf(roomIdOrAlias) !== this.deps.serverName;
     const roomId = remoteAlias ? undefined : await this.resolveRoomIdOrAlias(roomIdOrAlias);
     const room = roomId ? await roomsRepo.getRoom(this.deps.db.knex, roomId) : undefined;
+    const requested: Record<string, unknown> = reason !== undefined ? { reason } : {};
     if (!room) {
       // A room this server is not in yet: only federation can join it.
       if (!this.remoteJoiner || (roomId && serverNameOf(roomId) === this.deps.serverName)) throw notFound('Unknown room');
-      const content: Record<string, unknown> = reason !== undefined ? { reason } : {};
-      assertValidLocalEvent({ type: 'm.room.member', stateKey: actor.userId, sender: actor.userId, content }, this.strictestVersion());
-      return this.remoteJoiner(actor, roomIdOrAlias, content);
+      assertValidLocalEvent({ type: 'm.room.member', stateKey: actor.userId, sender: actor.userId, content: requested }, this.strictestVersion());
+      return this.remoteJoiner(actor, roomIdOrAlias, requested, via);
     }
     const localRoomId = room.roomId;
+    // A room no local user is in any more: our copy of its state is stale, so a resident server builds the join.
+    const residents = await this.residentServersIfLeft(localRoomId, via);
+    if (residents.length && this.remoteJoiner) return this.remoteJoiner(actor, localRoomId, requested, residents);
     const profile = (await getProfile(this.deps.db.knex, actor.userId)) ?? { displayname: null, avatar_url: null };
     const content: Record<string, unknown> = { membership: 'join' };
     if (profile.displayname) content.displayname = profile.displayname;
     if (profile.avatar_url) content.avatar_url = profile.avatar_url;
     if (reason !== undefined) content.reason = reason;
     await this.assertValidDraft(localRoomId, { type: 'm.room.member', stateKey: actor.userId, content, sender: actor.userId });
-    await this.write(localRoomId, async (ctx) => {
+    const elsewhere = await this.write(localRoomId, async (ctx, trx) => {
       const current = ctx.state.get(stateMapKey('m.room.member', actor.userId));
+      const membership = current?.content.membership;
       // Joining again with the same profile changes nothing: answer without a new event.
-      if (current?.content.membership === 'join' && canonicalEqual(current.content, content)) {
-        return;
+      if (membership === 'join' && canonicalEqual(current!.content, content)) {
+        return undefined;
+      }
+      if (membership !== 'join' && membership !== 'invite' && isRestrictedRoom(ctx.state, ctx.version)) {
+        const authoriser = await localJoinAuthoriser(trx, ctx.state, ctx.version, actor.userId, this.deps.serverName);
+        // No local user may invite: a server with one must authorise the join.
+        if (!authoriser) return authorisingServers(ctx.state, ctx.version, this.deps.serverName);
+        content.join_authorised_via_users_server = authoriser;
       }
       await ctx.append({ type: 'm.room.member', stateKey: actor.userId, content, sender: actor.userId });
+      return undefined;
     });
+    if (elsewhere) {
+      if (!elsewhere.length || !this.remoteJoiner) throw forbidden('No server in the room can authorise this join');
+      return this.remoteJoiner(actor, localRoomId, requested, elsewhere);
+    }
     await roomsRepo.unforgetRoom(this.deps.db.knex, actor.userId, localRoomId);
     return localRoomId;
+  }
+
+  /**
+   * Servers to join through when no local user is joined to a known room (as Synapse's
+   * `_should_perform_remote_join`): `via`, the servers of members joined in our last view, the room id's
+   * server. Empty while a local user is joined, or when no other server ever held the room.
+   */
+  private async residentServersIfLeft(roomId: string, via: readonly string[]): Promise<string[]> {
+    const own = this.deps.serverName;
+    const joined = await stateRepo.roomMembers(this.deps.db.knex, roomId, ['join']);
+    if (joined.some((u) => serverNameOf(u) === own)) return [];
+    const servers = [...via, ...joined.map((u) => serverNameOf(u) ?? ''), serverNameOf(roomId) ?? ''];
+    return [...new Set(servers)].filter((s) => s && s !== own);
   }
 
   async invite(actor: Actor, roomId: string, target: string, reason?: string, isDirect?: boolean): Promise<void> {

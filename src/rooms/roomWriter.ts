@@ -358,7 +358,12 @@ export class RoomWriteContext {
    * checked: auth against its auth events and the state before it, soft-fail against current state,
    * then the same persistence as local events (spec: "Checks performed on receipt of a PDU").
    */
-  async acceptRemote(pdu: Pdu, eventId: string, stateBeforeIds?: ReadonlyMap<string, string>): Promise<{ outcome: RemoteOutcome; reason?: string }> {
+  async acceptRemote(
+    pdu: Pdu,
+    eventId: string,
+    stateBeforeIds?: ReadonlyMap<string, string>,
+    opts: { supersedesHead?: boolean } = {},
+  ): Promise<{ outcome: RemoteOutcome; reason?: string }> {
     await this.willWrite();
     const existing = await this.deps.eventStore.get(this.trx, eventId);
     if (existing && !existing.outlier) return { outcome: 'duplicate' };
@@ -382,7 +387,8 @@ export class RoomWriteContext {
     const beforeState = await this.pdusFor(before.ids);
     const stateReason = checkAgainstState(pdu, beforeState, version);
     if (stateReason) return this.reject(pdu, eventId, stateReason);
-    const softFail = this.stateMap.size > 0 ? checkAgainstState(pdu, this.stateMap, version) : undefined;
+    // A rejoin's state comes from a resident server and is newer than ours: our stale head cannot soft-fail it.
+    const softFail = this.stateMap.size > 0 && !opts.supersedesHead ? checkAgainstState(pdu, this.stateMap, version) : undefined;
 
     let beforeGroup = before.group;
     if (beforeGroup === null) {
@@ -411,7 +417,9 @@ export class RoomWriteContext {
     if (softFail) return { outcome: 'soft_failed', reason: softFail };
 
     const prevIds = new Set(prevEventIds(pdu));
-    this.extremities = [{ eventId, depth: pdu.depth }, ...this.extremities.filter((e) => !prevIds.has(e.eventId))];
+    // A rejoin replaces the head: the resident's state already covers every event we had before leaving.
+    const kept = opts.supersedesHead ? [] : this.extremities.filter((e) => !prevIds.has(e.eventId));
+    this.extremities = [{ eventId, depth: pdu.depth }, ...kept];
     await this.recomputeCurrentState(eventId, afterGroup);
     const stored: StoredEvent = {
       eventId,

@@ -1,0 +1,74 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testDialects, type TestServer } from '../helpers/homeserver.js';
+import { registerUser, type TestUser } from '../helpers/users.js';
+import { api, enc, eventually, membershipOf, messageBodies, send, startFleet, type Fleet } from './helpers.js';
+
+// Rejoining a room this server has left: the join must be built by a server still in the room.
+//   A localhost:<port>  — alice (the only user of A in the rooms)
+//   B 127.0.0.1:<port>  — bob, who owns the rooms
+describe.each(testDialects())('rejoining a room the server has left on %s', (dialect) => {
+  let fleet: Fleet;
+  let A: TestServer, B: TestServer;
+  let alice: TestUser, bob: TestUser;
+
+  beforeAll(async () => {
+    fleet = await startFleet(dialect, ['localhost', '127.0.0.1']);
+    [A, B] = fleet.servers as [TestServer, TestServer];
+    alice = await registerUser(A.baseUrl, 'alice');
+    bob = await registerUser(B.baseUrl, 'bob');
+  }, 60_000);
+
+  afterAll(async () => {
+    await fleet?.close();
+  });
+
+  const joinedRooms = async () => (await api(A, alice, 'GET', '/joined_rooms')).body.joined_rooms as string[];
+
+  /** A public room on B that alice joined and left: A keeps its events but has no member in it. */
+  async function roomAliceLeft(): Promise<string> {
+    const roomId = (await api(B, bob, 'POST', '/createRoom', { preset: 'public_chat' })).body.room_id as string;
+    expect((await api(A, alice, 'POST', `/join/${enc(roomId)}`, {})).status).toBe(200);
+    await eventually(async () => (await membershipOf(B, bob, roomId, alice.userId)) === 'join', 'alice joined on B');
+    expect((await api(A, alice, 'POST', `/rooms/${enc(roomId)}/leave`, {})).status).toBe(200);
+    await eventually(async () => (await membershipOf(B, bob, roomId, alice.userId)) === 'leave', 'alice left on B');
+    return roomId;
+  }
+
+  it('a room made invite-only while A was out: the join is refused with 403 and alice is not shown joined', async () => {
+    const roomId = await roomAliceLeft();
+    expect((await api(B, bob, 'PUT', `/rooms/${enc(roomId)}/state/m.room.join_rules/`, { join_rule: 'invite' })).status).toBe(200);
+    const join = await api(A, alice, 'POST', `/join/${enc(roomId)}`, {});
+    expect(join.status).toBe(403);
+    expect(join.body.errcode).toBe('M_FORBIDDEN');
+    expect(await joinedRooms()).not.toContain(roomId);
+    expect(await membershipOf(B, bob, roomId, alice.userId)).toBe('leave');
+  });
+
+  it('a user banned while A was out cannot rejoin (either join endpoint)', async () => {
+    const roomId = await roomAliceLeft();
+    expect((await api(B, bob, 'POST', `/rooms/${enc(roomId)}/ban`, { user_id: alice.userId })).status).toBe(200);
+    for (const path of [`/join/${enc(roomId)}`, `/rooms/${enc(roomId)}/join`]) {
+      const join = await api(A, alice, 'POST', path, {});
+      expect(join.status).toBe(403);
+    }
+    expect(await joinedRooms()).not.toContain(roomId);
+    expect(await membershipOf(B, bob, roomId, alice.userId)).toBe('ban');
+  });
+
+  it('a room that stayed public: alice rejoins through B, sees what changed meanwhile, and messages flow both ways', async () => {
+    const roomId = await roomAliceLeft();
+    expect((await api(B, bob, 'PUT', `/rooms/${enc(roomId)}/state/m.room.topic/`, { topic: 'changed while A was away' })).status).toBe(200);
+    await send(B, bob, roomId, 'said while A was away');
+
+    expect((await api(A, alice, 'POST', `/join/${enc(roomId)}`, {})).status).toBe(200);
+    expect(await joinedRooms()).toContain(roomId);
+    expect(await membershipOf(B, bob, roomId, alice.userId)).toBe('join');
+    const topic = await api(A, alice, 'GET', `/rooms/${enc(roomId)}/state/m.room.topic/`);
+    expect(topic.body.topic).toBe('changed while A was away');
+
+    await send(A, alice, roomId, 'hello from A after rejoining');
+    await eventually(async () => (await messageBodies(B, bob, roomId)).includes('hello from A after rejoining'), 'alice’s message on B');
+    await send(B, bob, roomId, 'hello from B');
+    await eventually(async () => (await messageBodies(A, alice, roomId)).includes('hello from B'), 'bob’s message on A');
+  });
+});
