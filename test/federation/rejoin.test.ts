@@ -71,4 +71,23 @@ describe.each(testDialects())('rejoining a room the server has left on %s', (dia
     await send(B, bob, roomId, 'hello from B');
     await eventually(async () => (await messageBodies(A, alice, roomId)).includes('hello from B'), 'bob’s message on A');
   });
+
+  it('a restricted room on B: a space member on A joins through make_join, authorised by a user of B', async () => {
+    const space = (await api(B, bob, 'POST', '/createRoom', { preset: 'public_chat', creation_content: { type: 'm.space' } })).body.room_id as string;
+    const allow = [{ type: 'm.room_membership', room_id: space }];
+    const roomId = (
+      await api(B, bob, 'POST', '/createRoom', {
+        preset: 'private_chat',
+        room_version: '10',
+        initial_state: [{ type: 'm.room.join_rules', state_key: '', content: { join_rule: 'restricted', allow } }],
+      })
+    ).body.room_id as string;
+    // Not in the space yet: refused.
+    expect((await api(A, alice, 'POST', `/join/${enc(roomId)}`, {})).status).toBe(403);
+    expect((await api(A, alice, 'POST', `/join/${enc(space)}`, {})).status).toBe(200);
+    await eventually(async () => (await membershipOf(B, bob, space, alice.userId)) === 'join', 'alice in the space on B');
+    expect((await api(A, alice, 'POST', `/join/${enc(roomId)}`, {})).status).toBe(200);
+    const ev = await api(B, bob, 'GET', `/rooms/${enc(roomId)}/state/m.room.member/${enc(alice.userId)}`);
+    expect(ev.body).toMatchObject({ membership: 'join', join_authorised_via_users_server: bob.userId });
+  });
 });
