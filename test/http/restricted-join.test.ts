@@ -26,9 +26,9 @@ describe.each(testDialects())('restricted joins on one server on %s', (dialect) 
 
   beforeAll(async () => {
     server = await startHomeserver({ dialect });
-    [admin, member, outsider] = await Promise.all(['admin', 'member', 'outsider'].map((u) => registerUser(server.baseUrl, u)));
-    space = (await api(admin!, 'POST', '/createRoom', { preset: 'public_chat', creation_content: { type: 'm.space' } })).body.room_id;
-    expect((await api(member!, 'POST', `/join/${enc(space)}`, {})).status).toBe(200);
+    [admin, member, outsider] = (await Promise.all(['admin', 'member', 'outsider'].map((u) => registerUser(server.baseUrl, u)))) as [TestUser, TestUser, TestUser];
+    space = (await api(admin, 'POST', '/createRoom', { preset: 'public_chat', creation_content: { type: 'm.space' } })).body.room_id;
+    expect((await api(member, 'POST', `/join/${enc(space)}`, {})).status).toBe(200);
   });
   afterAll(async () => {
     await server?.close();
