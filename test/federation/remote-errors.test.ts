@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startHomeserver, testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
-import { enc } from './helpers.js';
+import { enc, startFleet, type Fleet } from './helpers.js';
 import { createTestCa, issueCert } from './tls.js';
 
 interface Seen {
@@ -127,5 +127,41 @@ describe.each(testDialects())('errors of remote servers on joins, on %s', (diale
     expect(typeof sent!.body.event_id).toBe('string');
     expect(sent!.path.endsWith(`/${enc(sent!.body.event_id)}`)).toBe(true);
     expect(sent!.body.prev_events).toEqual([[`$prev:${fake.serverName}`, { sha256: 'aGFzaA' }]]);
+  });
+});
+
+// The same between two real Skjól servers: B refuses a banned user's join, A's client reads B's reason.
+describe.each(testDialects())('a remote refusal between two Skjól servers, on %s', (dialect) => {
+  let fleet: Fleet;
+  let A: TestServer, B: TestServer;
+  let alice: TestUser, bob: TestUser;
+
+  beforeAll(async () => {
+    fleet = await startFleet(dialect, ['localhost', '127.0.0.1']);
+    [A, B] = fleet.servers as [TestServer, TestServer];
+    alice = await registerUser(A.baseUrl, 'alice');
+    bob = await registerUser(B.baseUrl, 'bob');
+  }, 60_000);
+
+  afterAll(async () => {
+    await fleet?.close();
+  });
+
+  it("a user banned on B gets B's 403 M_FORBIDDEN with B's reason, and the invitee's server's refusal of an invite reaches the inviter", async () => {
+    const created = await request(B.baseUrl, 'POST', '/_matrix/client/v3/createRoom', { token: bob.accessToken, body: { preset: 'public_chat' } });
+    const roomId = created.body.room_id;
+    const ban = await request(B.baseUrl, 'POST', `/_matrix/client/v3/rooms/${enc(roomId)}/ban`, { token: bob.accessToken, body: { user_id: alice.userId, reason: 'spam' } });
+    expect(ban.status).toBe(200);
+    const res = await request(A.baseUrl, 'POST', `/_matrix/client/v3/join/${enc(roomId)}`, { token: alice.accessToken, body: {} });
+    expect(res.status).toBe(403);
+    expect(res.body.errcode).toBe('M_FORBIDDEN');
+    expect(res.body.error).toMatch(/banned/);
+
+    // Bob invites a user A does not have: A's 403 and its reason reach bob.
+    const ghost = `@ghost:${A.serverName}`;
+    const invite = await request(B.baseUrl, 'POST', `/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { token: bob.accessToken, body: { user_id: ghost } });
+    expect(invite.status).toBe(403);
+    expect(invite.body.errcode).toBe('M_FORBIDDEN');
+    expect(invite.body.error).toBe(`${ghost} is not a user of this server`);
   });
 });
