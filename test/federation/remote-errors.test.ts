@@ -96,6 +96,13 @@ describe.each(testDialects())('errors of remote servers on joins, on %s', (diale
     expect(res.status).toBe(502);
   });
 
+  it('a malformed make_join answer is 502, as Synapse answers (InvalidResponseError, then "via any server")', async () => {
+    answers.set(room('garbled'), { status: 200, body: { room_version: '10', event: 'not an event' } });
+    const res = await join(room('garbled'));
+    expect(res.status).toBe(502);
+    expect(res.body.errcode).toBe('M_UNKNOWN');
+  });
+
   it('a make_join answer without room_version is a version 1 room: the join is built as a v1 event and sent', async () => {
     const roomId = room('old');
     const user = alice.userId;
