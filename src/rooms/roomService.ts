@@ -229,18 +229,21 @@ export class RoomService {
   }
 
   /**
-   * A rejoin of a room this server already has events for: the resident's state and auth chain join the
-   * room's events, and the join, placed on that state, becomes the room's head (our own view was stale).
+   * A join of a room this server already has events for: the resident's state and auth chain join the
+   * room's events; after the server had left, the join, placed on that state, becomes the room's head.
    */
   private async importRejoin(input: { roomId: string; state: Pdu[]; authChain: Pdu[]; joinEvent: Pdu; joinEventId: string }, version: RoomVersion): Promise<void> {
     const known = await this.roomVersion(this.deps.db.knex, input.roomId);
     if (known.id !== version.id) throw new MatrixError('M_UNKNOWN', `The resident server answered room version ${version.id}, not ${known.id}`, 502);
+    // Still in the room (a restricted join another server authorised): our head is current and stays.
+    const own = this.deps.serverName;
+    const supersedesHead = !(await stateRepo.roomMembers(this.deps.db.knex, input.roomId, ['join'])).some((u) => serverNameOf(u) === own);
     await this.write(input.roomId, async (ctx) => {
       const byId = new Map<string, Pdu>();
       for (const pdu of [...input.authChain, ...input.state]) byId.set(eventIdOf(pdu, version), pdu);
       for (const { pdu, eventId } of topologicalByDepth([...byId].map(([eventId, pdu]) => ({ eventId, pdu })))) await ctx.storeOutlier(pdu, eventId);
       const stateIds = new Map(input.state.map((p) => [stateMapKey(p.type, p.state_key ?? ''), eventIdOf(p, version)]));
-      const accepted = await ctx.acceptRemote(input.joinEvent, input.joinEventId, stateIds, { supersedesHead: true });
+      const accepted = await ctx.acceptRemote(input.joinEvent, input.joinEventId, stateIds, { supersedesHead });
       if (accepted.outcome !== 'accepted') throw new MatrixError('M_FORBIDDEN', `Join refused: ${accepted.reason ?? accepted.outcome}`);
     });
   }

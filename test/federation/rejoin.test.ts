@@ -90,4 +90,27 @@ describe.each(testDialects())('rejoining a room the server has left on %s', (dia
     const ev = await api(B, bob, 'GET', `/rooms/${enc(roomId)}/state/m.room.member/${enc(alice.userId)}`);
     expect(ev.body).toMatchObject({ membership: 'join', join_authorised_via_users_server: bob.userId });
   });
+
+  it('a restricted room where A has a member but nobody who may invite: A has B authorise the join', async () => {
+    const carol = await registerUser(A.baseUrl, `carol${Date.now()}`);
+    const space = (await api(B, bob, 'POST', '/createRoom', { preset: 'public_chat', creation_content: { type: 'm.space' } })).body.room_id as string;
+    const roomId = (
+      await api(B, bob, 'POST', '/createRoom', {
+        preset: 'private_chat',
+        room_version: '10',
+        power_level_content_override: { invite: 50 },
+        initial_state: [{ type: 'm.room.join_rules', state_key: '', content: { join_rule: 'restricted', allow: [{ type: 'm.room_membership', room_id: space }] } }],
+      })
+    ).body.room_id as string;
+    for (const user of [alice, carol]) {
+      expect((await api(A, user, 'POST', `/join/${enc(space)}`, {})).status).toBe(200);
+      await eventually(async () => (await membershipOf(B, bob, space, user.userId)) === 'join', 'space member on B');
+    }
+    expect((await api(A, carol, 'POST', `/join/${enc(roomId)}`, {})).status).toBe(200);
+    expect((await api(A, alice, 'POST', `/join/${enc(roomId)}`, {})).status).toBe(200);
+    const ev = await api(A, carol, 'GET', `/rooms/${enc(roomId)}/state/m.room.member/${enc(alice.userId)}`);
+    expect(ev.body).toMatchObject({ membership: 'join', join_authorised_via_users_server: bob.userId });
+    await send(A, alice, roomId, 'in through B');
+    await eventually(async () => (await messageBodies(B, bob, roomId)).includes('in through B'), 'alice’s message on B');
+  });
 });
