@@ -38,11 +38,11 @@ export class FederationAuthenticator {
     try {
       return await this.verify(req);
     } catch (err) {
-      // The path only (a query may carry anything) and the reason; never the header or its signature.
+      // The path only (a query may carry anything), the origin as claimed (unverified) and the reason; never the signature.
       const header = req.headers.authorization;
       const origin = /origin="?([^",\s]{1,255})/i.exec(Array.isArray(header) ? (header[0] ?? '') : (header ?? ''))?.[1];
       this.deps.logger?.info(
-        { origin, method: req.method, path: req.uri.split('?')[0], errcode: (err as MatrixError).errcode, reason: (err as Error).message },
+        { claimedOrigin: origin, method: req.method, path: req.uri.split('?')[0], errcode: (err as MatrixError).errcode, reason: (err as Error).message },
         'inbound federation request refused at authentication',
       );
       throw err;

@@ -187,7 +187,10 @@ async function answer(
   if (route.auth === 'server') {
     if (!deps.authenticateServer) throw new MatrixError('M_UNAUTHORIZED', 'Federation is not available', 401);
     // The signature covers the body, so it is read first; without any Authorization it is not read at all.
-    if (!req.headers.authorization) throw new MatrixError('M_UNAUTHORIZED', 'Missing Authorization header', 401);
+    if (!req.headers.authorization) {
+      deps.logger.info({ method: req.method, path: req.path, errcode: 'M_UNAUTHORIZED', reason: 'Missing Authorization header' }, 'inbound federation request refused at authentication');
+      throw new MatrixError('M_UNAUTHORIZED', 'Missing Authorization header', 401);
+    }
     raw = await readBody(req, res, limit);
     server = await deps.authenticateServer({ method: req.method, uri: req.originalUrl, headers: req.headers, rawBody: raw });
   } else if (route.auth !== 'none' && token !== undefined) {

@@ -26,10 +26,10 @@ function capturedLogger() {
 }
 
 /** A raw signed-looking request another server would never send: a forged X-Matrix signature. */
-function forgedRequest(url: string, authorization: string, body: unknown): Promise<number> {
+function forgedRequest(url: string, authorization: string | undefined, body: unknown): Promise<number> {
   return new Promise((resolve, reject) => {
     const payload = Buffer.from(JSON.stringify(body));
-    const req = httpsRequest(url, { method: 'PUT', rejectUnauthorized: false, headers: { authorization, 'content-type': 'application/json', 'content-length': payload.length } });
+    const req = httpsRequest(url, { method: 'PUT', rejectUnauthorized: false, headers: { ...(authorization ? { authorization } : {}), 'content-type': 'application/json', 'content-length': payload.length } });
     req.on('error', reject);
     req.on('response', (res) => {
       res.resume();
@@ -110,10 +110,14 @@ describe.each(testDialects())('federation log lines, on %s', (dialect) => {
     );
     expect(status).toBe(401);
     const line = logB.lines.find((l) => l.msg === 'inbound federation request refused at authentication' && l.path === '/_matrix/federation/v1/send/forged-1');
-    expect(line).toMatchObject({ level: 30, origin: A.serverName, method: 'PUT', errcode: 'M_UNAUTHORIZED' });
+    expect(line).toMatchObject({ level: 30, claimedOrigin: A.serverName, method: 'PUT', errcode: 'M_UNAUTHORIZED' });
     expect(line!.reason).toContain('Invalid signature');
     expect(logB.text()).not.toContain(sig);
     expect(logB.text()).not.toContain('query-marker-91c');
+
+    expect(await forgedRequest(`${B.federationUrl}/_matrix/federation/v1/send/unsigned-1`, undefined, { pdus: [] })).toBe(401);
+    const unsigned = logB.lines.find((l) => l.msg === 'inbound federation request refused at authentication' && l.path === '/_matrix/federation/v1/send/unsigned-1');
+    expect(unsigned).toMatchObject({ level: 30, method: 'PUT', reason: 'Missing Authorization header' });
   });
 
   it('an outbound request refused by ip_range_blacklist is logged as such, without the access token', async () => {
