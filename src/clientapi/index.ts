@@ -14,6 +14,7 @@ import { mediaRoutes } from './media.js';
 import { membershipRoutes } from './membership.js';
 import { profileRoutes } from './profile.js';
 import { roomEventRoutes } from './roomEvents.js';
+import { roomInitialSyncRoutes } from './roomInitialSync.js';
 import { versionRoutes } from './versions.js';
 import { accountDataRoutes } from './accountData.js';
 import { filterRoutes } from './filter.js';
@@ -56,6 +57,7 @@ export function clientRoutes(services: Services): RouteDefinition[] {
     ...adminRoutes(services),
     ...membershipRoutes(services),
     ...roomEventRoutes(services),
+    ...roomInitialSyncRoutes(services),
     ...directoryRoutes(services),
     ...keyRoutes(services),
     ...dehydratedDeviceRoutes(services),
