@@ -12,6 +12,7 @@ import * as federationOutbox from './0011_federation_outbox.js';
 import * as remoteDevices from './0012_remote_devices.js';
 import * as appserviceQueue from './0014_appservice_queue.js';
 import * as serverIdentity from './0015_server_identity.js';
+import * as remoteMedia from './0016_remote_media.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -34,6 +35,7 @@ const migrations: Array<[string, Migration]> = [
   ['0012_remote_devices', remoteDevices],
   ['0014_appservice_queue', appserviceQueue],
   ['0015_server_identity', serverIdentity],
+  ['0016_remote_media', remoteMedia],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

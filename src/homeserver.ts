@@ -10,6 +10,7 @@ import type { SigningKey } from './crypto/signing.js';
 import { clientRoutes } from './clientapi/index.js';
 import { createFederation, type FederationServices } from './federation/index.js';
 import { federationRoutes } from './federation/routes.js';
+import { mediaApiRoutes } from './federation/mediaApi.js';
 import { createRoomFederation, type RoomFederation } from './federation/roomFederation.js';
 import { publicRoomsApiRoutes, remoteDirectory } from './federation/publicRoomsApi.js';
 import { createFederationEdus, type FederationEdus } from './federation/edus/index.js';
@@ -176,7 +177,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     keyBackup: new KeyBackupService({ db }),
     e2ee,
     edus,
-    media: new MediaService(base),
+    media: new MediaService(base, federation.client),
     push,
     directory,
     relations,
@@ -207,7 +208,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       }
     : {};
   users.registration.limiter = limiters.registration;
-  const routes = [...clientRoutes(services), ...federationRoutes(services), ...roomFederation.routes, ...publicRoomsApiRoutes(directory.publicRooms), ...federationEdus.routes];
+  const routes = [...clientRoutes(services), ...federationRoutes(services), ...mediaApiRoutes(services.media, services.serverName), ...roomFederation.routes, ...publicRoomsApiRoutes(directory.publicRooms), ...federationEdus.routes];
   mountRoutes(app, routes, {
     logger,
     authenticate: (token, ctx) => users.authenticate(token, ctx),

@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { invalidParam, missingParam, unrecognized } from '../errors.js';
+import { unrecognized } from '../errors.js';
 import type { Services } from '../homeserver.js';
 import { CLIENT_V1, RawReply, defineRoute, type RouteDefinition } from '../http/route.js';
 import { contentDisposition, isInlineSafe, mediaSecurityHeaders } from '../media/headers.js';
 import type { Download, ThumbnailReply } from '../media/mediaService.js';
-import type { ThumbnailMethod } from '../media/thumbnailer.js';
+import { booleanParam, fetchQuery, thumbnailQuery, thumbnailRequest, timeoutParam } from '../media/params.js';
 
 // Spec: Client-Server API, "Content repository". The legacy /_matrix/media/{v3,r0,v1} endpoints (download
 // and thumbnail unauthenticated, as before v1.11) and the authenticated /_matrix/client/v1/media ones.
@@ -14,36 +14,9 @@ const MEDIA_V1 = ['/_matrix/media/v1'] as const;
 const CLIENT_MEDIA = CLIENT_V1.map((p) => `${p}/media`);
 
 const uploadQuery = z.object({ filename: z.string().optional() });
-const fetchQuery = z.object({ timeout_ms: z.string().optional() });
-const thumbnailQuery = z.object({
-  width: z.string().optional(),
-  height: z.string().optional(),
-  method: z.string().optional(),
-  animated: z.string().optional(),
-  timeout_ms: z.string().optional(),
-});
 
 function header(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
-}
-
-function timeoutParam(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value)) throw invalidParam('timeout_ms must be a non-negative integer');
-  return Number(value);
-}
-
-function dimension(value: string | undefined, name: string): number {
-  if (value === undefined) throw missingParam(`Missing parameter '${name}'`);
-  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 100_000) throw invalidParam(`${name} must be a positive integer`);
-  return Number(value);
-}
-
-function booleanParam(value: string | undefined, name: string): boolean | undefined {
-  if (value === undefined) return undefined;
-  if (value === 'true') return true;
-  if (value === 'false') return false;
-  throw invalidParam(`${name} must be true or false`);
 }
 
 function downloadReply(d: Download, fileName: string | undefined, authenticated: boolean): RawReply {
@@ -72,24 +45,15 @@ export function mediaRoutes(services: Services): RouteDefinition[] {
   const media = services.media;
   const config = () => ({ 'm.upload.size': media.maxUploadSize });
 
+  // allow_remote exists only on the legacy (unauthenticated) endpoints, which other servers also use.
   const downloadHandler = (authenticated: boolean) => async (ctx: { params: Record<string, string>; query: z.output<typeof fetchQuery> }) => {
-    const d = await media.download(ctx.params.serverName!, ctx.params.mediaId!, timeoutParam(ctx.query.timeout_ms));
+    const allowRemote = authenticated || booleanParam(ctx.query.allow_remote, 'allow_remote') !== false;
+    const d = await media.download(ctx.params.serverName!, ctx.params.mediaId!, timeoutParam(ctx.query.timeout_ms), allowRemote);
     return downloadReply(d, ctx.params.fileName, authenticated);
   };
 
   const thumbnailHandler = (authenticated: boolean) => async (ctx: { params: Record<string, string>; query: z.output<typeof thumbnailQuery> }) => {
-    const q = ctx.query;
-    const width = dimension(q.width, 'width');
-    const height = dimension(q.height, 'height');
-    const method = (q.method ?? 'scale') as ThumbnailMethod;
-    if (method !== 'scale' && method !== 'crop') throw invalidParam("method must be 'crop' or 'scale'");
-    const t = await media.thumbnail(ctx.params.serverName!, ctx.params.mediaId!, {
-      width,
-      height,
-      method,
-      animated: booleanParam(q.animated, 'animated'),
-      timeoutMs: timeoutParam(q.timeout_ms),
-    });
+    const t = await media.thumbnail(ctx.params.serverName!, ctx.params.mediaId!, thumbnailRequest(ctx.query, !authenticated));
     return thumbnailReply(t, authenticated);
   };
 

@@ -7,7 +7,7 @@
  * Every failed or refused request is logged at info (never the query, headers or bodies).
  */
 import { type Agent, request as httpsRequest } from 'node:https';
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { SecureVersion } from 'node:tls';
 import type { Logger } from 'pino';
 import type { SigningKey } from '../crypto/signing.js';
@@ -125,6 +125,19 @@ export interface FederationRequest {
   maxResponseBytes?: number;
 }
 
+/** A 2xx response whose body is read as it arrives (media), bounded in size and by an idle timeout. */
+export interface StreamedResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** Throws FederationRequestError on timeout, a dropped connection, or more than maxResponseBytes. */
+  body: AsyncIterable<Buffer>;
+  /** Drops the connection when the caller stops reading early. */
+  abort(): void;
+}
+
+/** Error bodies of streamed requests are only read this far (for their errcode). */
+const STREAM_ERROR_BODY_BYTES = 64 * 1024;
+
 interface RawResponse {
   status: number;
   headers: IncomingHttpHeaders;
@@ -175,6 +188,90 @@ export class FederationClient {
   /** Sends a (signed) JSON request and returns the parsed JSON reply of a 2xx; throws FederationRequestError otherwise. */
   async request<T = unknown>(req: FederationRequest): Promise<T> {
     const { destination } = req;
+    const { target, uri, headers, payload } = await this.prepare(req, 'application/json');
+    let res: RawResponse;
+    try {
+      res = await this.send(target, req.method, uri, headers, payload, req.timeoutMs ?? this.timeoutMs, req.maxResponseBytes ?? this.maxResponseBytes);
+    } catch (err) {
+      throw this.transportError(req, err);
+    }
+    let json: unknown;
+    try {
+      json = res.body.length ? JSON.parse(res.body.toString('utf8')) : undefined;
+    } catch {
+      json = undefined;
+    }
+    if (res.status < 200 || res.status >= 300) throw this.statusError(req, res.status, json);
+    if (json === undefined) {
+      this.deps.logger.info({ destination, method: req.method, path: req.path, status: res.status }, 'outbound federation request failed: response is not JSON');
+      throw new FederationRequestError(destination, 'bad_response', 'response is not JSON', res.status);
+    }
+    return json as T;
+  }
+
+  /**
+   * As request, for large non-JSON bodies (media): resolves once a 2xx response's headers arrive and
+   * hands over the body as a stream. The idle timeout (timeoutMs) restarts with every chunk.
+   */
+  async requestStream(req: FederationRequest & { accept: string }): Promise<StreamedResponse> {
+    const { target, uri, headers, payload } = await this.prepare(req, req.accept);
+    const timeoutMs = req.timeoutMs ?? this.timeoutMs;
+    const maxBytes = req.maxResponseBytes ?? this.maxResponseBytes;
+    let opened: Awaited<ReturnType<FederationClient['open']>>;
+    try {
+      opened = await this.open(target, req.method, uri, headers, payload, timeoutMs);
+    } catch (err) {
+      throw this.transportError(req, err);
+    }
+    const { res, abort, touch, timedOut } = opened;
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status >= 300) {
+      let json: unknown;
+      try {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        for await (const chunk of res as AsyncIterable<Buffer>) {
+          size += chunk.length;
+          if (size > STREAM_ERROR_BODY_BYTES) break;
+          chunks.push(chunk);
+        }
+        json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        json = undefined;
+      } finally {
+        abort();
+      }
+      throw this.statusError(req, status, json);
+    }
+    const tooLarge = () => Object.assign(new Error('response too large'), { code: 'ETOOLARGE' });
+    const declared = Number(res.headers['content-length']);
+    if (Number.isFinite(declared) && declared > maxBytes) {
+      abort();
+      throw this.transportError(req, tooLarge());
+    }
+    const self = this;
+    async function* body(): AsyncGenerator<Buffer> {
+      let size = 0;
+      try {
+        for await (const chunk of res as AsyncIterable<Buffer>) {
+          size += chunk.length;
+          if (size > maxBytes) throw tooLarge();
+          touch();
+          yield chunk;
+        }
+      } catch (err) {
+        if (timedOut()) throw self.transportError(req, Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
+        throw self.transportError(req, err);
+      } finally {
+        abort();
+      }
+    }
+    return { status, headers: res.headers, body: body(), abort };
+  }
+
+  /** Checks the destination, resolves it and builds the signed request. */
+  private async prepare(req: FederationRequest, accept: string) {
+    const { destination } = req;
     const where = { destination, method: req.method, path: req.path };
     if (!this.deps.isAllowed(destination)) {
       this.deps.logger.info({ ...where, reason: 'federation_domain_whitelist' }, 'outbound federation request refused: destination not in federation_domain_whitelist');
@@ -188,7 +285,7 @@ export class FederationClient {
       throw new FederationRequestError(destination, 'unreachable', `resolution failed: ${(err as Error).message}`);
     }
     const uri = req.path + encodeQuery(req.query);
-    const headers: Record<string, string> = { 'user-agent': USER_AGENT, accept: 'application/json' };
+    const headers: Record<string, string> = { 'user-agent': USER_AGENT, accept };
     let payload: Buffer | undefined;
     if (req.body !== undefined) {
       payload = Buffer.from(JSON.stringify(req.body), 'utf8');
@@ -200,40 +297,34 @@ export class FederationClient {
         this.deps.signingKey,
       );
     }
-    let res: RawResponse;
-    try {
-      res = await this.send(target, req.method, uri, headers, payload, req.timeoutMs ?? this.timeoutMs, req.maxResponseBytes ?? this.maxResponseBytes);
-    } catch (err) {
-      const e = err as Error & { code?: string };
-      const failure: FederationFailure = e.code === 'ETIMEDOUT' ? 'timeout' : e.code === 'ETOOLARGE' ? 'bad_response' : 'unreachable';
-      if (e.code === 'EOUTBOUNDBLOCKED') {
-        this.deps.logger.info({ ...where, code: e.code, reason: 'ip_range_blacklist', err: e.message }, 'outbound federation request refused by ip_range_blacklist');
-      } else {
-        this.deps.logger.info({ ...where, code: e.code, err: e.message }, 'outbound federation request failed');
-      }
-      throw new FederationRequestError(destination, failure, e.message);
+    return { target, uri, headers, payload };
+  }
+
+  /** A network failure, timeout or oversized response, logged at info. */
+  private transportError(req: FederationRequest, err: unknown): FederationRequestError {
+    if (err instanceof FederationRequestError) return err;
+    const where = { destination: req.destination, method: req.method, path: req.path };
+    const e = err as Error & { code?: string };
+    const failure: FederationFailure = e.code === 'ETIMEDOUT' ? 'timeout' : e.code === 'ETOOLARGE' ? 'bad_response' : 'unreachable';
+    if (e.code === 'EOUTBOUNDBLOCKED') {
+      this.deps.logger.info({ ...where, code: e.code, reason: 'ip_range_blacklist', err: e.message }, 'outbound federation request refused by ip_range_blacklist');
+    } else {
+      this.deps.logger.info({ ...where, code: e.code, err: e.message }, 'outbound federation request failed');
     }
-    let json: unknown;
-    try {
-      json = res.body.length ? JSON.parse(res.body.toString('utf8')) : undefined;
-    } catch {
-      json = undefined;
-    }
-    if (res.status < 200 || res.status >= 300) {
-      const errcode =
-        typeof json === 'object' && json !== null && typeof (json as Record<string, unknown>).errcode === 'string'
-          ? ((json as Record<string, unknown>).errcode as string)
-          : undefined;
-      const error = remoteErrorText(typeof json === 'object' && json !== null ? (json as Record<string, unknown>).error : undefined);
-      const loggedErrcode = errcode !== undefined && REMOTE_ERRCODE.test(errcode) ? errcode : undefined;
-      this.deps.logger.info({ ...where, status: res.status, errcode: loggedErrcode }, 'outbound federation request failed: remote answered an error');
-      throw new FederationRequestError(destination, 'http', `HTTP ${res.status} ${loggedErrcode ?? ''}`.trim(), res.status, errcode, error);
-    }
-    if (json === undefined) {
-      this.deps.logger.info({ ...where, status: res.status }, 'outbound federation request failed: response is not JSON');
-      throw new FederationRequestError(destination, 'bad_response', 'response is not JSON', res.status);
-    }
-    return json as T;
+    return new FederationRequestError(req.destination, failure, e.message);
+  }
+
+  /** A non-2xx answer, logged at info with its (well-formed) errcode. */
+  private statusError(req: FederationRequest, status: number, json: unknown): FederationRequestError {
+    const where = { destination: req.destination, method: req.method, path: req.path };
+    const errcode =
+      typeof json === 'object' && json !== null && typeof (json as Record<string, unknown>).errcode === 'string'
+        ? ((json as Record<string, unknown>).errcode as string)
+        : undefined;
+    const error = remoteErrorText(typeof json === 'object' && json !== null ? (json as Record<string, unknown>).error : undefined);
+    const loggedErrcode = errcode !== undefined && REMOTE_ERRCODE.test(errcode) ? errcode : undefined;
+    this.deps.logger.info({ ...where, status, errcode: loggedErrcode }, 'outbound federation request failed: remote answered an error');
+    return new FederationRequestError(req.destination, 'http', `HTTP ${status} ${loggedErrcode ?? ''}`.trim(), status, errcode, error);
   }
 
   get<T = unknown>(destination: string, path: string, query?: Record<string, QueryValue>): Promise<T> {
@@ -292,6 +383,66 @@ export class FederationClient {
 
   close(): void {
     this.agent.destroy();
+  }
+
+  /** One HTTPS request whose response is handed over unread; an idle timer runs until abort(). */
+  private open(
+    target: ResolvedServer,
+    method: string,
+    uri: string,
+    headers: Record<string, string>,
+    payload: Buffer | undefined,
+    timeoutMs: number,
+  ): Promise<{ res: IncomingMessage; touch: () => void; abort: () => void; timedOut: () => boolean }> {
+    return new Promise((resolve, reject) => {
+      const allHeaders: Record<string, string | number> = { ...headers, host: target.hostHeader };
+      if (payload) allHeaders['content-length'] = payload.length;
+      const req = httpsRequest({
+        agent: this.agent,
+        method,
+        host: target.connectHost,
+        port: target.port,
+        path: uri,
+        headers: allHeaders,
+        servername: target.tlsServername ?? '',
+      });
+      let settled = false;
+      let expired = false;
+      let timer: NodeJS.Timeout | undefined;
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        if (!settled) {
+          settled = true;
+          reject(err);
+        }
+        req.destroy(err);
+      };
+      const arm = () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          expired = true;
+          fail(Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
+        }, timeoutMs);
+        timer.unref();
+      };
+      arm();
+      req.on('error', fail);
+      req.on('response', (res) => {
+        settled = true;
+        arm();
+        res.on('aborted', () => res.destroy(new Error('response aborted')));
+        resolve({
+          res,
+          touch: arm,
+          timedOut: () => expired,
+          abort: () => {
+            clearTimeout(timer);
+            req.destroy();
+          },
+        });
+      });
+      req.end(payload);
+    });
   }
 
   private send(

@@ -62,3 +62,30 @@ export function mediaSecurityHeaders(): Record<string, string> {
     'X-Content-Type-Options': 'nosniff',
   };
 }
+
+/** What a client or remote sent as Content-Type, or the spec's default; kept verbatim when it is a sane header. */
+export function normaliseContentType(value: string | undefined): string {
+  const v = value?.trim();
+  if (!v || v.length > 255 || !/^[\x20-\x7e]+$/.test(v)) return 'application/octet-stream';
+  return v;
+}
+
+/** The file name in a Content-Disposition value (`filename*=utf-8''…` preferred); undefined when absent or unusable. */
+export function filenameOf(disposition: string | undefined): string | undefined {
+  if (!disposition) return undefined;
+  const ext = /(?:^|;)\s*filename\*\s*=\s*utf-8''([^;\s]+)/i.exec(disposition);
+  let name: string | undefined;
+  if (ext) {
+    try {
+      name = decodeURIComponent(ext[1]!);
+    } catch {
+      name = undefined;
+    }
+  }
+  if (name === undefined) {
+    const plain = /(?:^|;)\s*filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))/i.exec(disposition);
+    name = plain ? (plain[1]?.replace(/\\(.)/g, '$1') ?? plain[2]) : undefined;
+  }
+  if (!name || name.length > 255) return undefined;
+  return name;
+}

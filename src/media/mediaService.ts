@@ -6,6 +6,9 @@ import { MatrixError, notFound } from '../errors.js';
 import type { ServiceDeps } from '../serviceDeps.js';
 import * as repo from '../storage/repositories/media.js';
 import type { MediaRow, ThumbnailRow, UploadedContent } from '../storage/repositories/media.js';
+import * as remoteRepo from '../storage/repositories/remoteMedia.js';
+import { normaliseContentType } from './headers.js';
+import { RemoteMediaCache, type RemoteMediaClient } from './remoteMedia.js';
 import { MEDIA_ID_RE, MediaStore, type OpenedFile, type StoredFile } from './store.js';
 import {
   ImageTooLarge,
@@ -19,8 +22,8 @@ import {
 } from './thumbnailer.js';
 
 // The content repository (spec: Client-Server API, "Content repository"): uploads (direct and the
-// v1.7 create-then-upload flow), downloads, thumbnails, and retention. Local media only: an mxc:// URI
-// of another server is 404 until federation can fetch it.
+// v1.7 create-then-upload flow), downloads, thumbnails, and retention. Other servers' media is fetched
+// over federation into a local cache (./remoteMedia.ts) and thumbnailed here from the cached original.
 
 export type MediaDeps = Pick<ServiceDeps, 'config' | 'serverName' | 'logger' | 'db' | 'clock'>;
 
@@ -41,6 +44,17 @@ export interface ThumbnailRequest {
   method: ThumbnailMethod;
   animated: boolean | undefined;
   timeoutMs: number | undefined;
+  /** false: answer only from local media and the cache (legacy `allow_remote`). */
+  allowRemote?: boolean;
+}
+
+/** What a thumbnail is made from: local media, or a cached remote item (by its filesystem id). */
+interface ThumbnailSource {
+  id: string;
+  contentType: string | undefined;
+  contentPath: string;
+  table: repo.ThumbnailTable;
+  thumbnailPath(key: repo.ThumbnailKey): string;
 }
 
 /** Longest a download waits for an async upload to arrive (the spec asks servers to cap timeout_ms). */
@@ -60,13 +74,6 @@ function newMediaId(): string {
   return id;
 }
 
-/** What a client sent as Content-Type, or the spec's default; kept verbatim when it is a sane header. */
-function normaliseContentType(value: string | undefined): string {
-  const v = value?.trim();
-  if (!v || v.length > 255 || !/^[\x20-\x7e]+$/.test(v)) return 'application/octet-stream';
-  return v;
-}
-
 function normaliseFilename(value: string | undefined): string | undefined {
   if (value === undefined || value === '') return undefined;
   if (value.length > 255) throw new MatrixError('M_INVALID_PARAM', 'filename is too long');
@@ -81,12 +88,17 @@ export class MediaService {
   private readonly uploaded = new EventEmitter();
   private readonly closing = new AbortController();
   private readonly inFlight = new Map<string, Promise<ThumbnailRow | 'original'>>();
+  private readonly remote: RemoteMediaCache;
   private retentionTimer: NodeJS.Timeout | undefined;
   private purging: Promise<unknown> | undefined;
 
-  constructor(private readonly deps: MediaDeps) {
+  constructor(
+    private readonly deps: MediaDeps,
+    client?: RemoteMediaClient,
+  ) {
     this.maxUploadSize = parseSize(deps.config.max_upload_size);
     this.store = new MediaStore(deps.config.media_store_path);
+    this.remote = new RemoteMediaCache({ ...deps, store: this.store, client, maxUploadSize: this.maxUploadSize });
     this.thumbnailer = new Thumbnailer(parseSize(deps.config.max_image_pixels));
     this.uploaded.setMaxListeners(0);
   }
@@ -110,6 +122,11 @@ export class MediaService {
     this.closing.abort();
     await this.purging;
     await Promise.allSettled([...this.inFlight.values()]);
+    await this.remote.idle();
+  }
+
+  private isLocal(serverName: string): boolean {
+    return serverName === this.deps.serverName;
   }
 
   mxc(mediaId: string): string {
@@ -225,7 +242,8 @@ export class MediaService {
     await repo.touchMedia(this.deps.db.knex, row.mediaId, now);
   }
 
-  async download(serverName: string, mediaId: string, timeoutMs?: number): Promise<Download> {
+  async download(serverName: string, mediaId: string, timeoutMs?: number, allowRemote = true): Promise<Download> {
+    if (!this.isLocal(serverName)) return this.remoteDownload(serverName, mediaId, timeoutMs, allowRemote);
     const row = await this.uploadedRow(serverName, mediaId, timeoutMs);
     const file = await this.store.open(this.store.contentPath(mediaId));
     if (!file) {
@@ -236,8 +254,44 @@ export class MediaService {
     return { file, contentType: row.contentType ?? 'application/octet-stream', filename: row.filename };
   }
 
-  async thumbnail(serverName: string, mediaId: string, req: ThumbnailRequest): Promise<ThumbnailReply> {
+  private async remoteDownload(origin: string, mediaId: string, timeoutMs: number | undefined, allowRemote: boolean): Promise<Download> {
+    for (let attempt = 0; ; attempt++) {
+      const row = await this.remote.get(origin, mediaId, { allowRemote, timeoutMs });
+      const file = await this.store.open(this.store.remoteContentPath(row.filesystemId));
+      if (file) return { file, contentType: row.contentType, filename: row.filename };
+      // The cache row outlived its file (deleted by hand, or a crash): fetch it again, once.
+      this.deps.logger.warn({ origin, mediaId }, 'cached remote media without its file');
+      await this.remote.forget(row);
+      if (attempt > 0) throw notFound('Media not found');
+    }
+  }
+
+  /** Local media (waiting for an async upload) or cached remote media (fetched when needed), for thumbnailing. */
+  private async thumbnailSource(serverName: string, mediaId: string, req: ThumbnailRequest): Promise<ThumbnailSource> {
+    if (!this.isLocal(serverName)) {
+      const row = await this.remote.get(serverName, mediaId, { allowRemote: req.allowRemote !== false, timeoutMs: req.timeoutMs });
+      const fsId = row.filesystemId;
+      return {
+        id: fsId,
+        contentType: row.contentType,
+        contentPath: this.store.remoteContentPath(fsId),
+        table: 'remote_media_thumbnails',
+        thumbnailPath: (k) => this.store.remoteThumbnailPath(fsId, k.width, k.height, k.method, k.animated),
+      };
+    }
     const row = await this.uploadedRow(serverName, mediaId, req.timeoutMs);
+    await this.touch(row);
+    return {
+      id: mediaId,
+      contentType: row.contentType,
+      contentPath: this.store.contentPath(mediaId),
+      table: 'media_thumbnails',
+      thumbnailPath: (k) => this.store.thumbnailPath(mediaId, k.width, k.height, k.method, k.animated),
+    };
+  }
+
+  async thumbnail(serverName: string, mediaId: string, req: ThumbnailRequest): Promise<ThumbnailReply> {
+    const row = await this.thumbnailSource(serverName, mediaId, req);
     if (!canThumbnail(row.contentType)) {
       throw new MatrixError('M_UNKNOWN', `Cannot generate thumbnails for ${baseContentType(row.contentType)}`, 400);
     }
@@ -246,16 +300,15 @@ export class MediaService {
       this.deps.config.thumbnail_sizes,
       this.deps.config.dynamic_thumbnails,
     );
-    const key: repo.ThumbnailKey = { mediaId, ...target, animated: req.animated === true };
-    await this.touch(row);
+    const key: repo.ThumbnailKey = { mediaId: row.id, ...target, animated: req.animated === true };
 
-    const cached = await repo.getThumbnail(this.deps.db.knex, key);
+    const cached = await repo.getThumbnail(this.deps.db.knex, key, row.table);
     if (cached) {
-      const file = await this.store.open(this.store.thumbnailPath(mediaId, key.width, key.height, key.method, key.animated));
+      const file = await this.store.open(row.thumbnailPath(key));
       if (file) return { file, contentType: cached.contentType };
     }
 
-    const flightKey = `${mediaId}/${key.width}/${key.height}/${key.method}/${key.animated}`;
+    const flightKey = `${row.table}/${row.id}/${key.width}/${key.height}/${key.method}/${key.animated}`;
     let flight = this.inFlight.get(flightKey);
     if (!flight) {
       flight = this.generate(row, key).finally(() => this.inFlight.delete(flightKey));
@@ -263,18 +316,18 @@ export class MediaService {
     }
     const made = await flight;
     if (made === 'original') {
-      const file = await this.store.open(this.store.contentPath(mediaId));
+      const file = await this.store.open(row.contentPath);
       if (!file) throw notFound('Media not found');
       return { file, contentType: baseContentType(row.contentType) };
     }
-    const file = await this.store.open(this.store.thumbnailPath(mediaId, key.width, key.height, key.method, key.animated));
+    const file = await this.store.open(row.thumbnailPath(key));
     if (!file) throw notFound('Media not found');
     return { file, contentType: made.contentType };
   }
 
   /** Makes and records one thumbnail, or decides the original is small enough to serve as it is. */
-  private async generate(row: MediaRow, key: repo.ThumbnailKey): Promise<ThumbnailRow | 'original'> {
-    const bytes = await this.store.read(this.store.contentPath(row.mediaId));
+  private async generate(row: ThumbnailSource, key: repo.ThumbnailKey): Promise<ThumbnailRow | 'original'> {
+    const bytes = await this.store.read(row.contentPath);
     if (!bytes) throw notFound('Media not found');
     let info: ImageInfo;
     try {
@@ -294,12 +347,12 @@ export class MediaService {
       thumb = await this.thumbnailer.generate(bytes, info, key, key.animated);
     } catch (err) {
       if (err instanceof ImageTooLarge) throw new MatrixError('M_TOO_LARGE', 'The image is too large to thumbnail', 413);
-      this.deps.logger.warn({ err, mediaId: row.mediaId }, 'thumbnail generation failed');
+      this.deps.logger.warn({ err, mediaId: row.id }, 'thumbnail generation failed');
       throw new MatrixError('M_UNKNOWN', 'Cannot generate a thumbnail for this media', 400);
     }
     const written = await this.store.writeTemp(thumb.data);
     try {
-      await this.store.commit(written.tempPath, this.store.thumbnailPath(row.mediaId, key.width, key.height, key.method, key.animated));
+      await this.store.commit(written.tempPath, row.thumbnailPath(key));
     } finally {
       await this.store.discard(written.tempPath);
     }
@@ -311,7 +364,7 @@ export class MediaService {
       size: thumb.data.length,
       createdTs: this.deps.clock.now(),
     };
-    await repo.insertThumbnail(this.deps.db.knex, stored);
+    await repo.insertThumbnail(this.deps.db.knex, stored, row.table);
     return stored;
   }
 
@@ -334,7 +387,27 @@ export class MediaService {
       total += ids.length;
       if (ids.length < PURGE_BATCH || this.closing.signal.aborted) break;
     }
+    total += await this.purgeRemote(now);
     if (total > 0) this.deps.logger.info({ count: total }, 'media retention: deleted media');
+    return total;
+  }
+
+  /** Cached remote media not downloaded for `media_retention.remote_media_lifetime` (kept forever when unset). */
+  private async purgeRemote(now: number): Promise<number> {
+    const lifetime = this.deps.config.media_retention.remote_media_lifetime;
+    if (lifetime === undefined || lifetime === null) return 0;
+    const cutoff = now - parseDuration(lifetime);
+    let total = 0;
+    for (;;) {
+      const rows = await remoteRepo.staleRemoteMedia(this.deps.db.knex, cutoff, PURGE_BATCH);
+      if (rows.length === 0) break;
+      await this.deps.db.knex.transaction((trx) => remoteRepo.deleteRemoteMedia(trx, rows));
+      for (const row of rows) {
+        await this.store.removeRemote(row.filesystemId).catch((err: unknown) => this.deps.logger.warn({ err, origin: row.origin }, 'could not delete cached media file'));
+      }
+      total += rows.length;
+      if (rows.length < PURGE_BATCH || this.closing.signal.aborted) break;
+    }
     return total;
   }
 }

@@ -7,6 +7,8 @@ import { finished } from 'node:stream';
 // The filesystem backend of the content repository, laid out like Synapse's media store:
 //   local_content/ab/cd/efgh…                    the bytes of mxc://server/abcdefgh…
 //   local_thumbnails/ab/cd/efgh…/96-96-crop       its generated thumbnails
+//   remote_content/ab/cd/efgh…                   cached media of other servers, by a local filesystem id
+//   remote_thumbnails/ab/cd/efgh…/96-96-crop      their generated thumbnails
 //   tmp/…                                         files being written (same filesystem, so rename is atomic)
 // Files are addressed by media id, not by hash: deleting one mxc:// URI never needs reference counts.
 
@@ -42,6 +44,21 @@ export class MediaStore {
 
   contentPath(mediaId: string): string {
     return join(this.root, 'local_content', ...splitId(mediaId));
+  }
+
+  /** Cached media of another server, by our own filesystem id (remote ids never become paths). */
+  remoteContentPath(filesystemId: string): string {
+    return join(this.root, 'remote_content', ...splitId(filesystemId));
+  }
+
+  remoteThumbnailPath(filesystemId: string, width: number, height: number, method: string, animated: boolean): string {
+    return join(this.root, 'remote_thumbnails', ...splitId(filesystemId), `${width}-${height}-${method}${animated ? '-animated' : ''}`);
+  }
+
+  /** Removes a cached remote item's bytes and all its thumbnails. */
+  async removeRemote(filesystemId: string): Promise<void> {
+    await rm(this.remoteContentPath(filesystemId), { force: true });
+    await rm(join(this.root, 'remote_thumbnails', ...splitId(filesystemId)), { recursive: true, force: true });
   }
 
   thumbnailDir(mediaId: string): string {

@@ -139,7 +139,8 @@ describe.each(testDialects())('content repository (%s)', (dialect) => {
     for (const path of [
       `/_matrix/media/v3/download/${server.serverName}/doesNotExistAtAll`,
       `/_matrix/client/v1/media/download/${server.serverName}/doesNotExistAtAll`,
-      `/_matrix/client/v1/media/download/remote.example/abcdefghijkl`,
+      // Remote media is fetched over federation (test/federation/media.test.ts) unless allow_remote=false.
+      `/_matrix/media/v3/download/remote.example/abcdefghijkl?allow_remote=false`,
       `/_matrix/client/v1/media/thumbnail/${server.serverName}/doesNotExistAtAll?width=32&height=32`,
       `/_matrix/client/v1/media/download/${server.serverName}/${encodeURIComponent('../../etc')}`,
     ]) {

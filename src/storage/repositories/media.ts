@@ -194,8 +194,11 @@ export async function deleteMedia(db: Db, mediaIds: readonly string[]): Promise<
   await db('media').whereIn('media_id', mediaIds).delete();
 }
 
-export async function getThumbnail(db: Db, key: ThumbnailKey): Promise<ThumbnailRow | undefined> {
-  const row = (await db('media_thumbnails')
+/** Thumbnails of local media, or of cached remote media (keyed by its filesystem_id). */
+export type ThumbnailTable = 'media_thumbnails' | 'remote_media_thumbnails';
+
+export async function getThumbnail(db: Db, key: ThumbnailKey, table: ThumbnailTable = 'media_thumbnails'): Promise<ThumbnailRow | undefined> {
+  const row = (await db(table)
     .where({ media_id: key.mediaId, width: key.width, height: key.height, method: key.method, animated: key.animated })
     .first()) as ThumbnailDbRow | undefined;
   return row ? toThumbnail(row) : undefined;
@@ -207,8 +210,8 @@ export async function listThumbnails(db: Db, mediaId: string): Promise<Thumbnail
 }
 
 /** Records a generated thumbnail; a concurrent identical insert (another process) is ignored. */
-export async function insertThumbnail(db: Db, row: ThumbnailRow): Promise<void> {
-  await db('media_thumbnails')
+export async function insertThumbnail(db: Db, row: ThumbnailRow, table: ThumbnailTable = 'media_thumbnails'): Promise<void> {
+  await db(table)
     .insert({
       media_id: row.mediaId,
       width: row.width,
