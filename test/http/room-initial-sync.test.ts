@@ -11,7 +11,7 @@ describe.each(testDialects())('room initialSync on %s', (dialect) => {
   let eve: TestUser;
   let txn = 0;
   beforeAll(async () => {
-    server = await startHomeserver({ dialect });
+    server = await startHomeserver({ dialect, config: { allow_guest_access: true } });
     [alice, bob, eve] = await Promise.all([registerUser(server.baseUrl, 'alice'), registerUser(server.baseUrl, 'bob'), registerUser(server.baseUrl, 'eve')]);
   });
   afterAll(async () => {
@@ -75,6 +75,11 @@ describe.each(testDialects())('room initialSync on %s', (dialect) => {
     expect(res.body.membership).toBeUndefined();
     expect(bodies(res)).toEqual(['hello world']);
     expect(res.body.state.find((e: any) => e.type === 'm.room.member' && e.state_key === alice.userId)).toBeDefined();
+
+    const guest = (await request(server.baseUrl, 'POST', '/_matrix/client/v3/register?kind=guest', { body: {} })).body;
+    const asGuest = await request(server.baseUrl, 'GET', `/_matrix/client/v3${room(roomId)}/initialSync`, { token: guest.access_token });
+    expect(asGuest.status).toBe(200);
+    expect(bodies(asGuest)).toEqual(['hello world']);
   });
 
   it('shows a departed member the room as it was when they left', async () => {
