@@ -1,4 +1,6 @@
+import { existsSync, readdirSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FederationRequestError } from '../../src/federation/client.js';
@@ -137,6 +139,19 @@ describe.each(testDialects())('remote media over federation on %s', (dialect) =>
     const nowhere = await get(A.baseUrl, `/_matrix/client/v1/media/download/127.0.0.1:1/someMediaId`, alice.accessToken);
     expect(nowhere.status).toBe(502);
     expect(nowhere.json.errcode).toBe('M_UNKNOWN');
+  });
+
+  it('refuses remote media larger than max_upload_size with 502 M_TOO_LARGE and keeps no partial file', async () => {
+    // Larger than the 1 MiB limit both servers share: stored on B directly, as an older, larger limit would have.
+    const big = await B.hs.services.media.store.writeTemp(Buffer.alloc(1536 * 1024, 0x5a));
+    const mxc = await B.hs.services.media.upload(bob.userId, big, 'application/octet-stream', 'big.bin');
+    const id = mxc.split('/').pop()!;
+    const res = await get(A.baseUrl, `/_matrix/client/v1/media/download/${B.serverName}/${id}`, alice.accessToken);
+    expect(res.status).toBe(502);
+    expect(res.json.errcode).toBe('M_TOO_LARGE');
+    expect(await A.hs.services.db.knex('remote_media_cache').where({ media_id: id }).first()).toBeUndefined();
+    const tmp = join(A.dir, 'media', 'tmp');
+    expect(existsSync(tmp) ? readdirSync(tmp) : []).toEqual([]);
   });
 
   it('falls back to the legacy download endpoint when the remote does not know the federation one', async () => {
