@@ -2,6 +2,7 @@ import type { PresenceService } from '../edus/presence.js';
 import { forbidden } from '../errors.js';
 import type { RoomReader, Viewer } from '../rooms/roomReader.js';
 import type { ClientEvent } from '../rooms/clientEvent.js';
+import { encodePaginationToken } from '../rooms/paginationToken.js';
 import type { Database } from '../storage/database.js';
 import { roomAccountData } from '../storage/repositories/accountData.js';
 import { presenceOfUsers } from '../storage/repositories/presence.js';
@@ -17,7 +18,7 @@ import { dict } from '../util/dict.js';
 export interface RoomSnapshot {
   room_id: string;
   membership?: string;
-  messages: { chunk: ClientEvent[]; start?: string; end: string };
+  messages: { chunk: ClientEvent[]; start: string; end: string };
   state: ClientEvent[];
   visibility: 'public' | 'private';
   account_data: Array<{ type: string; content: Record<string, unknown> }>;
@@ -51,7 +52,8 @@ export async function roomSnapshot(deps: Deps, viewer: Viewer, roomId: string, l
   const snapshot: RoomSnapshot = {
     room_id: roomId,
     // Backwards: the page starts at the newest event and ends at the oldest; the snapshot reads forwards.
-    messages: { chunk: page.chunk.reverse(), end: page.start, ...(page.end !== undefined ? { start: page.end } : {}) },
+    // With the whole history in the chunk, `start` is the room's beginning (SyTest and Synapse always give one).
+    messages: { chunk: page.chunk.reverse(), start: page.end ?? encodePaginationToken({ depth: 0, stream: 0 }), end: page.start },
     state: await reader.formatState(viewer, state),
     visibility: room?.isPublic ? 'public' : 'private',
     account_data: (await roomAccountData(db, viewer.userId, [roomId], EVERYTHING)).map((r) => ({ type: r.type, content: r.content })),

@@ -51,6 +51,9 @@ describe.each(testDialects())('room initialSync on %s', (dialect) => {
     expect(none.body.messages.chunk).toEqual([]);
     const r0 = await request(server.baseUrl, 'GET', `/_matrix/client/r0${room(roomId)}/initialSync`, { token: alice.accessToken });
     expect(bodies(r0)).toEqual(['one', 'two', 'three']);
+    // The whole history is in the chunk: `start` still comes, and nothing lies before it.
+    const before = await call(alice, 'GET', `${room(roomId)}/messages?dir=b&from=${encodeURIComponent(r0.body.messages.start)}`);
+    expect([before.status, before.body.chunk]).toEqual([200, []]);
   });
 
   it('refuses a non-member of a room that is not world-readable with 403', async () => {
