@@ -73,11 +73,17 @@ function aborted(): Error {
 
 // pipe(), not pipeline(): a failure of the decoder must not destroy the request, whose socket answers.
 function decode(req: Request, decoder: Transform): AsyncIterable<Buffer> {
+  // Bad input can fail the decoder before anyone iterates it: keep that error for the reader, never uncaught.
+  let failure: unknown;
+  decoder.on('error', (err) => (failure ??= err));
   req.pipe(decoder);
   req.once('close', () => {
     if (!req.complete) decoder.destroy(aborted());
   });
-  return decoder;
+  return (async function* () {
+    if (!decoder.destroyed) yield* decoder;
+    if (failure !== undefined) throw failure;
+  })();
 }
 
 /**
@@ -98,7 +104,8 @@ export async function streamBody(req: Request, res: Response, limit: number, sto
     return await store.writeStream(capped(source, limit));
   } catch (err) {
     if (err instanceof MatrixError) throw err;
-    if (req.destroyed || (err as { type?: string }).type === 'request.aborted') throw aborted();
+    // A request read to its end is destroyed too (autoDestroy): only one cut short was aborted by the client.
+    if ((req.destroyed && !req.complete) || (err as { type?: string }).type === 'request.aborted') throw aborted();
     if ((err as { code?: string }).code?.startsWith('Z_')) throw new MatrixError('M_UNKNOWN', 'Body does not match its Content-Encoding', 400);
     throw err;
   }

@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHomeserver, testDialects, type TestServer } from '../helpers/homeserver.js';
@@ -127,6 +128,23 @@ describe.each(testDialects())('upload bodies are read after authentication, to d
       });
       expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
     }
+    expect(filesUnder(join(mediaDir, 'tmp'))).toEqual([]);
+  });
+
+  it('answers an upload whose body does not match its Content-Encoding with 400, and inflates one that does', async () => {
+    const headers = { 'content-encoding': 'gzip', 'content-type': 'application/octet-stream' };
+    for (const rawBody of [Buffer.from('this is not gzip'), Buffer.alloc(0), gzipSync(Buffer.from('cut')).subarray(0, 12)]) {
+      const bad = await request(server.baseUrl, 'POST', '/_matrix/media/v3/upload', { token: alice.accessToken, rawBody, headers });
+      expect(bad.status).toBe(400);
+      expect(bad.body.errcode).toBe('M_UNKNOWN');
+    }
+    const bytes = Buffer.from('inflated on the way in');
+    const good = await request(server.baseUrl, 'POST', '/_matrix/media/v3/upload', { token: alice.accessToken, rawBody: gzipSync(bytes), headers });
+    expect(good.status).toBe(200);
+    const res = await fetch(`${server.baseUrl}/_matrix/client/v1/media/download/localhost/${String(good.body.content_uri).split('/').pop()}`, {
+      headers: { authorization: `Bearer ${alice.accessToken}` },
+    });
+    expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
     expect(filesUnder(join(mediaDir, 'tmp'))).toEqual([]);
   });
 });
