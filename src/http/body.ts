@@ -31,8 +31,12 @@ const LINGER_MS = 5_000;
  */
 export function closeWhenAnswered(req: Request, res: Response): void {
   if (req.complete || req.readableEnded) return;
+  // Say so, or a keep-alive client sends its next request into a connection about to close. Node then
+  // destroys the socket once the answer is written, which resets it over the unread body: half-close instead.
+  if (!res.headersSent) res.setHeader('Connection', 'close');
+  const socket = req.socket;
+  socket.destroySoon = () => socket.end();
   res.once('finish', () => {
-    const socket = req.socket;
     const cut = setTimeout(() => socket.destroy(), LINGER_MS).unref();
     socket.once('close', () => clearTimeout(cut));
     req.once('end', () => socket.destroy());

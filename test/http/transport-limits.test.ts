@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHomeserver, testDialects, type TestServer } from '../helpers/homeserver.js';
@@ -129,6 +130,27 @@ describe.each(testDialects())('upload bodies are read after authentication, to d
       expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
     }
     expect(filesUnder(join(mediaDir, 'tmp'))).toEqual([]);
+  });
+
+  it('tells a keep-alive client that an early answer closes the connection, so its next request goes on a new one', async () => {
+    const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    const call = (method: string, path: string, headers: Record<string, string>, body?: Buffer) =>
+      new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port: portOf(server), method, path, headers, agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    try {
+      const refused = await call('PUT', '/_matrix/client/v3/rooms/!a:localhost/send/m.room.message/1', { authorization: 'Bearer nope', 'content-type': 'application/json' }, Buffer.alloc(300 * 1024, 0x20));
+      expect(refused).toEqual({ status: 401, connection: 'close' });
+      const next = await call('GET', '/_matrix/client/versions', {});
+      expect(next.status).toBe(200);
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('answers an upload whose body does not match its Content-Encoding with 400, and inflates one that does', async () => {
