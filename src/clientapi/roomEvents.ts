@@ -29,31 +29,55 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
     return { originServerTs: ts };
   };
 
+  // Send and redact are served with a txnId (PUT, idempotent) and without one (legacy POST, a new event each call).
+  const sendRoute = defineRoute({
+    method: 'PUT',
+    prefixes: CLIENT_V3,
+    path: '',
+    auth: 'user',
+    body: jsonObject,
+    rateLimit: 'message',
+    handler: async ({ params, body, requester, query }) => {
+      checkSize(body);
+      const draft = { type: params.eventType!, content: body, ...massagedTs(requester, query) };
+      const txnId = params.txnId;
+      if (txnId === undefined) return { event_id: await rooms.sendEvent({ userId: requester.userId, deviceId: requester.deviceId }, params.roomId!, draft) };
+      if (requester.deviceId !== undefined) {
+        const actor = { userId: requester.userId, deviceId: requester.deviceId };
+        return { event_id: await rooms.sendEventOnce(actor, params.roomId!, draft, txnId) };
+      }
+      // Tokens without a device (application services) keep their responses in the transaction store.
+      return transactions.run<{ event_id: string }>(
+        { userId: requester.userId, deviceId: `token:${requester.tokenId}`, scope: 'send', txnId },
+        async (once) => ({
+          event_id: await rooms.sendEvent({ userId: requester.userId }, params.roomId!, draft, { txnId }, undefined, eventOnce(once)),
+        }),
+      );
+    },
+  });
+  const redactRoute = defineRoute({
+    method: 'PUT',
+    prefixes: CLIENT_V3,
+    path: '',
+    auth: 'user',
+    body: z.object({ reason: z.string().optional() }).loose(),
+    rateLimit: 'message',
+    handler: ({ params, body, requester }) => {
+      const actor = { userId: requester.userId, deviceId: requester.deviceId };
+      const txnId = params.txnId;
+      if (txnId === undefined) return rooms.redact(actor, params.roomId!, params.eventId!, body.reason).then((eventId) => ({ event_id: eventId }));
+      return transactions.run<{ event_id: string }>(
+        { userId: requester.userId, deviceId: requester.deviceId ?? `token:${requester.tokenId}`, scope: 'redact', txnId },
+        async (once) => ({ event_id: await rooms.redact(actor, params.roomId!, params.eventId!, body.reason, { txnId }, eventOnce(once)) }),
+      );
+    },
+  });
+
   return [
     // Spec: PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}
-    defineRoute({
-      method: 'PUT',
-      prefixes: CLIENT_V3,
-      path: '/rooms/:roomId/send/:eventType/:txnId',
-      auth: 'user',
-      body: jsonObject,
-      rateLimit: 'message',
-      handler: async ({ params, body, requester, query }) => {
-        checkSize(body);
-        const draft = { type: params.eventType!, content: body, ...massagedTs(requester, query) };
-        if (requester.deviceId !== undefined) {
-          const actor = { userId: requester.userId, deviceId: requester.deviceId };
-          return { event_id: await rooms.sendEventOnce(actor, params.roomId!, draft, params.txnId!) };
-        }
-        // Tokens without a device (application services) keep their responses in the transaction store.
-        return transactions.run<{ event_id: string }>(
-          { userId: requester.userId, deviceId: `token:${requester.tokenId}`, scope: 'send', txnId: params.txnId! },
-          async (once) => ({
-            event_id: await rooms.sendEvent({ userId: requester.userId }, params.roomId!, draft, { txnId: params.txnId! }, undefined, eventOnce(once)),
-          }),
-        );
-      },
-    }),
+    defineRoute({ ...sendRoute, method: 'PUT', path: '/rooms/:roomId/send/:eventType/:txnId' }),
+    // Legacy POST without a txnId (Synapse's register_txn_path; SyTest): Client-Server API, "Sending events to a room".
+    defineRoute({ ...sendRoute, method: 'POST', path: '/rooms/:roomId/send/:eventType' }),
     // Spec: PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
     defineRoute({
       method: 'PUT',
@@ -100,28 +124,9 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
       handler: ({ params, requester }) => rooms.reader.stateEvents(requester, params.roomId!),
     }),
     // Spec: PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}
-    defineRoute({
-      method: 'PUT',
-      prefixes: CLIENT_V3,
-      path: '/rooms/:roomId/redact/:eventId/:txnId',
-      auth: 'user',
-      body: z.object({ reason: z.string().optional() }).loose(),
-      rateLimit: 'message',
-      handler: ({ params, body, requester }) =>
-        transactions.run<{ event_id: string }>(
-          { userId: requester.userId, deviceId: requester.deviceId ?? `token:${requester.tokenId}`, scope: 'redact', txnId: params.txnId! },
-          async (once) => ({
-            event_id: await rooms.redact(
-              { userId: requester.userId, deviceId: requester.deviceId },
-              params.roomId!,
-              params.eventId!,
-              body.reason,
-              { txnId: params.txnId! },
-              eventOnce(once),
-            ),
-          }),
-        ),
-    }),
+    defineRoute({ ...redactRoute, method: 'PUT', path: '/rooms/:roomId/redact/:eventId/:txnId' }),
+    // Legacy POST without a txnId (Synapse's register_txn_path; SyTest): Client-Server API, "Redactions".
+    defineRoute({ ...redactRoute, method: 'POST', path: '/rooms/:roomId/redact/:eventId' }),
     // Spec: GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}
     defineRoute({
       method: 'GET',
