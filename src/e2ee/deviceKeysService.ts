@@ -53,9 +53,9 @@ export class DeviceKeysService {
         throw new MatrixError('M_BAD_JSON', 'device_keys needs keys and algorithms');
       }
       const existing = (await repo.getDeviceKeys(trx, userId, [deviceId])).get(deviceId);
-      // A device's identity keys never change; different keys for the same device ID are refused.
+      // Changed keys replace the old ones (as Synapse); the warning is the only trace, since other users learn of them through device_lists.
       if (existing && identityKeys(existing) !== identityKeys(dk)) {
-        throw new MatrixError('M_INVALID_PARAM', 'This device already has different identity keys; log in as a new device');
+        this.deps.logger.warn({ userId, deviceId }, 'device re-uploaded different identity keys; replacing them');
       }
       const stored = { ...dk };
       delete stored.unsigned;

@@ -52,12 +52,27 @@ describe.each(testDialects())('device keys on %s', (dialect) => {
     expect(got.signatures).toEqual(keys.signatures);
   });
 
-  it('refuses to replace a device identity key with a different one', async () => {
+  it('replaces a device\'s keys when it uploads different ones, as Synapse, and tells users sharing a room', async () => {
+    const room = await post(alice, '/createRoom', { preset: 'public_chat' });
+    await post(bob, `/join/${encodeURIComponent(room.body.room_id)}`, {});
+    const sync = (since?: string) =>
+      request(server.baseUrl, 'GET', `${V3}/sync?timeout=0${since ? `&since=${encodeURIComponent(since)}` : ''}`, { token: bob.accessToken });
+    let since = (await sync()).body.next_batch;
+
+    const current = (await post(bob, '/keys/query', { device_keys: { [alice.userId]: [alice.deviceId] } })).body.device_keys[alice.userId][alice.deviceId];
+    const { unsigned: _unsigned, ...same } = current;
+    expect((await post(alice, '/keys/upload', { device_keys: same })).status).toBe(200);
+    let res = await sync(since);
+    expect(res.body.device_lists?.changed ?? []).not.toContain(alice.userId);
+    since = res.body.next_batch;
+
     const other = deviceKeysFor(alice).keys;
-    const res = await post(alice, '/keys/upload', { device_keys: other });
-    expect(res.status).toBe(400);
+    const upload = await post(alice, '/keys/upload', { device_keys: other });
+    expect(upload.status).toBe(200);
+    res = await sync(since);
+    expect(res.body.device_lists.changed).toContain(alice.userId);
     const query = await post(bob, '/keys/query', { device_keys: { [alice.userId]: [alice.deviceId] } });
-    expect(query.body.device_keys[alice.userId][alice.deviceId].keys).not.toEqual(other.keys);
+    expect(query.body.device_keys[alice.userId][alice.deviceId].keys).toEqual(other.keys);
   });
 
   it('refuses device keys for another device', async () => {
