@@ -18,6 +18,9 @@ const putRuleBody = z.looseObject({
 
 const placement = z.object({ before: z.string().optional(), after: z.string().optional() });
 
+// Synapse answers paths under /pushrules it cannot parse with 400 M_UNRECOGNIZED, and clients (SyTest) expect it.
+const badPath = () => new MatrixError('M_UNRECOGNIZED', 'Unrecognized push rules path', 400);
+
 function kindOf(params: Record<string, string>): RuleKind {
   const kind = params.kind!;
   if (!isRuleKind(kind)) throw new MatrixError('M_INVALID_PARAM', `Unknown push rule kind '${kind}'`);
@@ -34,7 +37,11 @@ export function pushRuleRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/pushrules/',
       auth: 'user',
-      handler: async (ctx) => ({ global: rulesetToJson(await rules.ruleset(ctx.requester.userId)) }),
+      handler: async (ctx) => {
+        // `/pushrules` without the slash is no endpoint (as on Synapse).
+        if (!ctx.path.endsWith('/')) throw new MatrixError('M_UNRECOGNIZED', 'Unrecognized request', 404);
+        return { global: rulesetToJson(await rules.ruleset(ctx.requester.userId)) };
+      },
     }),
     // Spec: GET /_matrix/client/v3/pushrules/global/
     defineRoute({
@@ -42,7 +49,21 @@ export function pushRuleRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/pushrules/global/',
       auth: 'user',
-      handler: async (ctx) => rulesetToJson(await rules.ruleset(ctx.requester.userId)),
+      handler: async (ctx) => {
+        if (!ctx.path.endsWith('/')) throw badPath();
+        return rulesetToJson(await rules.ruleset(ctx.requester.userId));
+      },
+    }),
+    // Not in the spec; Synapse's listing of one kind (the trailing slash asks for all its rules).
+    defineRoute({
+      method: 'GET',
+      prefixes: CLIENT_V3,
+      path: '/pushrules/global/:kind/',
+      auth: 'user',
+      handler: async (ctx) => {
+        if (!ctx.path.endsWith('/') || !isRuleKind(ctx.params.kind!)) throw badPath();
+        return rulesetToJson(await rules.ruleset(ctx.requester.userId))[ctx.params.kind!];
+      },
     }),
     defineRoute({
       method: 'GET',
@@ -127,5 +148,18 @@ export function pushRuleRoutes(services: Services): RouteDefinition[] {
         return {};
       },
     }),
+    // Anything else under /pushrules (unknown scope or attribute, a missing kind or rule id): registered last.
+    ...(['GET', 'PUT', 'DELETE'] as const).map((method) =>
+      defineRoute({
+        method,
+        prefixes: CLIENT_V3,
+        path: '/pushrules{/*rest}',
+        auth: 'user',
+        handler: (ctx) => {
+          if (ctx.path.endsWith('/pushrules')) throw new MatrixError('M_UNRECOGNIZED', 'Unrecognized request', 404);
+          throw badPath();
+        },
+      }),
+    ),
   ];
 }

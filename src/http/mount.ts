@@ -240,6 +240,7 @@ async function answer(
 
   const ctx: RequestContext = {
     params: req.params as Record<string, string>,
+    path: req.path,
     query: query as Record<string, unknown>,
     body,
     rawBody: raw,

@@ -35,6 +35,8 @@ export interface BodyStore {
 
 export interface RequestContext<B = unknown, Q = Record<string, unknown>> {
   params: Record<string, string>;
+  /** The path as received (undecoded), for endpoints whose meaning depends on a trailing slash. */
+  path: string;
   query: Q;
   body: B;
   rawBody: Buffer;

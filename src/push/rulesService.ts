@@ -49,10 +49,16 @@ function isScalar(v: unknown): boolean {
   return v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isInteger(v));
 }
 
+const KNOWN_ACTIONS = new Set(['notify', 'dont_notify', 'coalesce']);
+
 /** Spec: "Actions" — strings, or `{ set_tweak, value }` with a string sound and a boolean highlight. */
 export function validateActions(actions: readonly unknown[]): void {
   for (const a of actions) {
-    if (typeof a === 'string') continue;
+    if (typeof a === 'string') {
+      // dont_notify and coalesce are deprecated no-ops the spec still lists; Synapse refuses any other string.
+      if (!KNOWN_ACTIONS.has(a)) throw invalid(`Unknown action '${a}'`);
+      continue;
+    }
     if (a === null || typeof a !== 'object' || Array.isArray(a)) throw invalid('Each action must be a string or an object');
     const tweak = (a as Record<string, unknown>).set_tweak;
     if (typeof tweak !== 'string') throw invalid('An object action needs a string set_tweak');

@@ -172,6 +172,30 @@ describe.each(testDialects())('push rules on %s', (dialect) => {
     expect(after.body.account_data.events.find((e: Json) => e.type === 'm.push_rules').content.global.sender).toEqual([]);
   });
 
+  it('answers paths it cannot parse as Synapse does, and lists the rules of one kind', async () => {
+    const raw = (method: string, path: string, body?: unknown) =>
+      request(server.baseUrl, method, `/_matrix/client/v3/pushrules${path}`, { token: alice.accessToken, skipSpecCheck: true, ...(body !== undefined ? { body } : {}) });
+    const put400 = ['/', `/not_a_scope/room/${enc('#spam:example.com')}`, '/global', '/global/room', '/global/room/', '/global/override/.m.rule.master/not_an_attr'];
+    for (const path of put400) {
+      const res = await raw('PUT', path, { actions: ['notify'], enabled: true });
+      expect({ path, status: res.status, errcode: res.body?.errcode }).toEqual({ path, status: 400, errcode: 'M_UNRECOGNIZED' });
+    }
+    const get400 = ['/global', '/global/room', '/not_a_scope/', '/global/not_a_template/', '/global/override/.m.rule.master/not_an_attr'];
+    for (const path of get400) {
+      const res = await raw('GET', path);
+      expect({ path, status: res.status, errcode: res.body?.errcode }).toEqual({ path, status: 400, errcode: 'M_UNRECOGNIZED' });
+    }
+    expect((await raw('GET', '')).status).toBe(404);
+    const bad = await raw('PUT', `/global/room/${enc('!r:example.com')}`, { actions: ['not_an_action'] });
+    expect({ status: bad.status, errcode: bad.body.errcode }).toEqual({ status: 400, errcode: 'M_INVALID_PARAM' });
+
+    expect((await raw('PUT', `/global/room/${enc('!r:example.com')}`, { actions: ['notify'] })).status).toBe(200);
+    const list = await raw('GET', '/global/room/');
+    expect(list.status).toBe(200);
+    expect(list.body).toEqual([{ rule_id: '!r:example.com', default: false, enabled: true, actions: ['notify'] }]);
+    expect((await raw('DELETE', `/global/room/${enc('!r:example.com')}`)).status).toBe(200);
+  });
+
   it('answers bad requests with the spec errors', async () => {
     const cases: Array<[string, string, unknown, number, string]> = [
       ['PUT', '/pushrules/global/content/.mine', { pattern: 'x', actions: [] }, 400, 'M_INVALID_PARAM'],
