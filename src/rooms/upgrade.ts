@@ -38,6 +38,16 @@ const LEVEL_MAPS = ['events', 'users', 'notifications'] as const;
 
 type Content = Record<string, unknown>;
 
+/**
+ * State the replacement room gets when the old room has none of that type: Synapse builds the new room with
+ * the private_chat preset under the copied state, so a public room without guest access gains `can_join`.
+ */
+export const UPGRADE_DEFAULT_STATE: Readonly<Record<string, Content>> = {
+  'm.room.join_rules': { join_rule: 'invite' },
+  'm.room.history_visibility': { history_visibility: 'shared' },
+  'm.room.guest_access': { guest_access: 'can_join' },
+};
+
 function isPlainObject(v: unknown): v is Content {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -196,7 +206,9 @@ export function planReplacementRoom(input: ReplacementRoomInput): ReplacementRoo
   }
   for (const type of TRANSFERABLE_STATE_TYPES) {
     const ev = get(type);
+    const fallback = Object.hasOwn(UPGRADE_DEFAULT_STATE, type) ? UPGRADE_DEFAULT_STATE[type] : undefined;
     if (ev && Object.keys(ev.content).length) events.push(draft(type, ev.content));
+    else if (!ev && fallback) events.push(draft(type, { ...fallback }));
   }
   const bestEffort: EventDraft[] = [];
   let oldRoomCanonicalAlias: Content | undefined;

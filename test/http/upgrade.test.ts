@@ -102,6 +102,20 @@ describe.each(testDialects())('room upgrades on %s', (dialect) => {
     expect((await bobClient.joinRoom('#garden-up:localhost')).roomId).toBe(newRoom);
   });
 
+  it('gives the replacement guest access: copied when set, the private_chat preset default (can_join) when not, as Synapse', async () => {
+    // public_chat sets no m.room.guest_access (SyTest's rooms are created this way).
+    const { room_id: publicRoom } = await aliceClient.createRoom({ preset: 'public_chat' as never, room_version: '10' });
+    expect((await api(alice, 'GET', `/rooms/${enc(publicRoom)}/state/m.room.guest_access`)).status).toBe(404);
+    const { replacement_room: fromPublic } = await aliceClient.upgradeRoom(publicRoom, '11');
+    expect(await state(aliceClient, fromPublic, 'm.room.guest_access')).toEqual({ guest_access: 'can_join' });
+    expect(await state(aliceClient, fromPublic, 'm.room.join_rules')).toEqual({ join_rule: 'public' });
+
+    const { room_id: closedRoom } = await aliceClient.createRoom({ preset: 'public_chat' as never, room_version: '10' });
+    await aliceClient.sendStateEvent(closedRoom, 'm.room.guest_access' as never, { guest_access: 'forbidden' } as never, '');
+    const { replacement_room: fromClosed } = await aliceClient.upgradeRoom(closedRoom, '11');
+    expect(await state(aliceClient, fromClosed, 'm.room.guest_access')).toEqual({ guest_access: 'forbidden' });
+  });
+
   it('lets a user with just enough power upgrade, raising them only while the state is copied', async () => {
     const { room_id: oldRoom } = await aliceClient.createRoom({
       preset: 'public_chat' as never,

@@ -92,9 +92,14 @@ describe('room upgrade planning', () => {
       ['m.room.create', ''],
       ['m.room.member', '@bob:hs'],
       ['m.room.power_levels', ''],
+      // Absent from the old room: the private_chat preset's values, as Synapse.
+      ['m.room.join_rules', ''],
+      ['m.room.history_visibility', ''],
+      ['m.room.guest_access', ''],
       ['m.room.name', ''],
       ['m.space.child', '!child:hs'],
     ]);
+    expect(plan.events.find((d) => d.type === 'm.room.guest_access')!.content).toEqual({ guest_access: 'can_join' });
     expect(plan.events[0]!.content).toEqual({ room_version: '11', predecessor: { room_id: '!old:hs', event_id: '$tomb' }, type: 'm.space', 'm.federate': false });
     expect((plan.events[2]!.content.users as Record<string, number>)['@bob:hs']).toBe(100);
     expect(plan.finalPowerLevels?.content.users).toEqual({ '@alice:hs': 100, '@bob:hs': 50 });
