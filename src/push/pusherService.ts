@@ -198,7 +198,10 @@ export function notificationBody(n: NotifiedEvent, p: PusherRow, unread: number)
   if (p.data.format === 'event_id_only') {
     return { event_id: n.event.eventId, room_id: pdu.room_id, prio, counts, devices: [device] };
   }
+  const membership = pdu.type === 'm.room.member' ? (pdu.content as Record<string, unknown>).membership : undefined;
   return {
+    // `id` is Synapse's older name for event_id, still sent and read by gateways and SyTest.
+    id: n.event.eventId,
     event_id: n.event.eventId,
     room_id: pdu.room_id,
     type: pdu.type,
@@ -207,6 +210,7 @@ export function notificationBody(n: NotifiedEvent, p: PusherRow, unread: number)
     ...(n.roomName ? { room_name: n.roomName } : {}),
     ...(n.roomAlias ? { room_alias: n.roomAlias } : {}),
     ...(pdu.type === 'm.room.member' ? { user_is_target: pdu.state_key === n.userId } : {}),
+    ...(typeof membership === 'string' ? { membership } : {}),
     prio,
     content: pdu.content,
     counts,

@@ -184,6 +184,7 @@ describe.each(testDialects())('pushers on %s', (dialect) => {
     }
     const n = gateway.delivered()[0];
     expect(n).toEqual({
+      id: eventId,
       event_id: eventId,
       room_id: roomId,
       type: 'm.room.message',
@@ -212,6 +213,20 @@ describe.each(testDialects())('pushers on %s', (dialect) => {
     // Two members: .m.rule.room_one_to_one, with sound, so high priority.
     expect(gateway.delivered()[1]).toMatchObject({ event_id: second, prio: 'high', counts: { unread: 2 }, devices: [{ tweaks: { sound: 'default' } }] });
     await api(alice, 'POST', '/pushers/set', { pushkey: 'alice-phone', app_id: 'org.example.app', kind: null });
+  });
+
+  it('pushes an invite with its membership and the ids SyTest and older gateways read', async () => {
+    expect((await api(alice, 'POST', '/pushers/set', pusher('alice-invites', { url: gateway.url }))).status).toBe(200);
+    gateway.received.length = 0;
+    const room = await api(bob, 'POST', '/createRoom', { preset: 'private_chat' });
+    const invited = await api(bob, 'POST', `/rooms/${enc(room.body.room_id)}/invite`, { user_id: alice.userId });
+    expect(invited.status).toBe(200);
+    await waitFor(() => gateway.delivered().some((d: Json) => d.type === 'm.room.member'), 'the invite push');
+    const n = gateway.delivered().find((d: Json) => d.type === 'm.room.member');
+    expect(n).toMatchObject({ room_id: room.body.room_id, sender: bob.userId, membership: 'invite', user_is_target: true, content: { membership: 'invite' } });
+    expect(n.id).toBe(n.event_id);
+    expect(n.event_id).toMatch(/^\$/);
+    await api(alice, 'POST', '/pushers/set', { pushkey: 'alice-invites', app_id: 'org.example.app', kind: null });
   });
 
   it('sends only ids to event_id_only pushers and drops pushers the gateway rejects', async () => {
