@@ -43,6 +43,7 @@ export function keyRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/keys/upload',
       auth: 'user',
+      allowGuests: true,
       body: uploadBody,
       handler: ({ body, requester }) =>
         e2ee.deviceKeys.upload(requester, {
@@ -57,6 +58,7 @@ export function keyRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/keys/query',
       auth: 'user',
+      allowGuests: true,
       body: z.object({ device_keys: z.record(z.string(), z.array(z.string())), timeout: z.number().optional() }).loose(),
       handler: ({ body, requester }) => {
         requireUserIds(body.device_keys, 'device_keys');
@@ -69,6 +71,7 @@ export function keyRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/keys/claim',
       auth: 'user',
+      allowGuests: true,
       body: z.object({ one_time_keys: z.record(z.string(), z.record(z.string(), z.string())), timeout: z.number().optional() }).loose(),
       handler: ({ body }) => {
         requireUserIds(body.one_time_keys, 'one_time_keys');
@@ -116,6 +119,7 @@ export function keyRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/sendToDevice/:eventType/:txnId',
       auth: 'user',
+      allowGuests: true,
       body: z.object({ messages: z.record(z.string(), z.record(z.string(), keyObject)) }).loose(),
       handler: ({ params, body, requester }) => {
         requireUserIds(body.messages, 'messages');

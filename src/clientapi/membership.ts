@@ -31,7 +31,7 @@ const createRoomBody = z
 // Spec: Client-Server API, "Room membership" and "Creation".
 export function membershipRoutes(services: Services): RouteDefinition[] {
   const { rooms } = services;
-  const actorOf = (r: { userId: string; deviceId: string | undefined }) => ({ userId: r.userId, deviceId: r.deviceId });
+  const actorOf = (r: { userId: string; deviceId: string | undefined; isGuest?: boolean }) => ({ userId: r.userId, deviceId: r.deviceId, isGuest: r.isGuest });
   return [
     // Spec: POST /_matrix/client/v3/createRoom
     defineRoute({
@@ -52,6 +52,7 @@ export function membershipRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/join/:roomIdOrAlias',
       auth: 'user',
+      allowGuests: true,
       body: reasonBody,
       query: viaQuery,
       rateLimit: 'message',
@@ -65,6 +66,7 @@ export function membershipRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/rooms/:roomId/join',
       auth: 'user',
+      allowGuests: true,
       body: reasonBody,
       rateLimit: 'message',
       handler: async ({ params, body, requester }) => ({ room_id: await rooms.join(actorOf(requester), params.roomId!, body.reason) }),
@@ -88,6 +90,7 @@ export function membershipRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/rooms/:roomId/leave',
       auth: 'user',
+      allowGuests: true,
       body: reasonBody,
       handler: async ({ params, body, requester }) => {
         await rooms.setMembership(actorOf(requester), params.roomId!, requester.userId, 'leave', body.reason);

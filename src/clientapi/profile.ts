@@ -54,12 +54,15 @@ export function profileRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/profile/:userId/:field',
       auth: 'user',
+      allowGuests: true,
       body: z.record(z.string(), z.unknown()),
       rateLimit: 'message',
       handler: async ({ params, body, requester }) => {
         const field = fieldOf(params.field);
         if (!field) throw new MatrixError('M_UNRECOGNIZED', 'Unknown profile field', 400);
         if (params.userId !== requester.userId) throw forbidden('You may only change your own profile');
+        // Spec "Guest access": guests may set their display name only (as Synapse).
+        if (requester.isGuest && field !== 'displayname') throw new MatrixError('M_GUEST_ACCESS_FORBIDDEN', 'Guest access not allowed', 403);
         const value = body[field];
         if (value !== undefined && value !== null && typeof value !== 'string') throw new MatrixError('M_BAD_JSON', `${field} must be a string`);
         if (typeof value === 'string' && value.length > 1024) throw new MatrixError('M_TOO_LARGE', `${field} is too long`, 400);

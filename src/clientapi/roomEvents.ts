@@ -35,6 +35,7 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
     prefixes: CLIENT_V3,
     path: '',
     auth: 'user',
+    allowGuests: true,
     body: jsonObject,
     rateLimit: 'message',
     handler: async ({ params, body, requester, query }) => {
@@ -103,6 +104,7 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/rooms/:roomId/state/:eventType{/:stateKey}',
       auth: 'user',
+      allowGuests: true,
       query: z.object({ format: z.enum(['content', 'event']).optional() }).loose(),
       handler: async ({ params, query, requester }) => {
         const state = await rooms.reader.visibleState(requester.userId, params.roomId!);
@@ -121,6 +123,7 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/rooms/:roomId/state',
       auth: 'user',
+      allowGuests: true,
       handler: ({ params, requester }) => rooms.reader.stateEvents(requester, params.roomId!),
     }),
     // Spec: PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}
@@ -133,6 +136,7 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/rooms/:roomId/event/:eventId',
       auth: 'user',
+      allowGuests: true,
       handler: ({ params, requester }) => rooms.reader.getEvent(requester, params.roomId!, params.eventId!),
     }),
     // Spec: GET /_matrix/client/v3/rooms/{roomId}/messages
@@ -141,6 +145,7 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/rooms/:roomId/messages',
       auth: 'user',
+      allowGuests: true,
       query: z
         .object({
           from: z.string().optional(),
@@ -161,6 +166,7 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/rooms/:roomId/context/:eventId',
       auth: 'user',
+      allowGuests: true,
       query: z.object({ limit: z.coerce.number().int().min(0).default(10), filter: z.string().optional() }).loose(),
       handler: async ({ params, query, requester }) => {
         const filter = await resolveRoomEventFilterParam(services.sync.filters, requester.userId, query.filter);
@@ -173,6 +179,7 @@ export function roomEventRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/rooms/:roomId/members',
       auth: 'user',
+      allowGuests: true,
       query: z
         .object({
           at: z.string().optional(),

@@ -50,6 +50,8 @@ export type EventOnce = (trx: Knex.Transaction, work: () => Promise<string>) => 
 export interface Actor {
   userId: string;
   deviceId?: string | undefined;
+  /** A guest account (Client-Server API, "Guest access"): may only join rooms whose guest_access is can_join. */
+  isGuest?: boolean | undefined;
 }
 
 /** Joins through a resident server (make_join / send_join); `via` lists servers to try first. */
@@ -715,6 +717,8 @@ export class RoomService {
     const room = roomId ? await roomsRepo.getRoom(this.deps.db.knex, roomId) : undefined;
     const requested: Record<string, unknown> = reason !== undefined ? { reason } : {};
     if (!room) {
+      // Guests join only rooms whose state we know says can_join (as Synapse, whose empty state refuses them).
+      if (actor.isGuest) throw forbidden('Guest access not allowed');
       // A room this server is not in yet: only federation can join it.
       if (!this.remoteJoiner || (roomId && serverNameOf(roomId) === this.deps.serverName)) throw notFound('Unknown room');
       assertValidLocalEvent({ type: 'm.room.member', stateKey: actor.userId, sender: actor.userId, content: requested }, this.strictestVersion());
@@ -722,6 +726,7 @@ export class RoomService {
     }
     const localRoomId = room.roomId;
     // A room no local user is in any more: our copy of its state is stale, so a resident server builds the join.
+    if (actor.isGuest && !(await this.guestsCanJoin(localRoomId))) throw forbidden('Guest access not allowed');
     const residents = await this.residentServersIfLeft(localRoomId, via);
     if (residents.length && this.remoteJoiner) return this.remoteJoiner(actor, localRoomId, requested, residents);
     const profile = (await getProfile(this.deps.db.knex, actor.userId)) ?? { displayname: null, avatar_url: null };
@@ -734,6 +739,10 @@ export class RoomService {
       const current = ctx.state.get(stateMapKey('m.room.member', actor.userId));
       const membership = current?.content.membership;
       // Joining again with the same profile changes nothing: answer without a new event.
+      // Checked again under the room's lock: guest_access may have changed since.
+      if (actor.isGuest && ctx.state.get(stateMapKey('m.room.guest_access', ''))?.content.guest_access !== 'can_join') {
+        throw forbidden('Guest access not allowed');
+      }
       if (membership === 'join' && canonicalEqual(current!.content, content)) {
         return undefined;
       }
@@ -752,6 +761,13 @@ export class RoomService {
     }
     await roomsRepo.unforgetRoom(this.deps.db.knex, actor.userId, localRoomId);
     return localRoomId;
+  }
+
+  /** Spec: "Guest access", server behaviour: m.room.guest_access must be present with `can_join`. */
+  private async guestsCanJoin(roomId: string): Promise<boolean> {
+    const eventId = await stateRepo.getCurrentStateEventId(this.deps.db.knex, roomId, 'm.room.guest_access', '');
+    const event = eventId ? await this.events.get(this.deps.db.knex, eventId) : undefined;
+    return event?.pdu.content.guest_access === 'can_join';
   }
 
   /**
