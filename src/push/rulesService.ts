@@ -151,7 +151,6 @@ export class PushRulesService {
     if (ruleId.length === 0) throw invalid('The rule id must not be empty');
     if (ruleId.startsWith('.')) throw invalid('Rule ids starting with "." are reserved for server-default rules');
     if (/[/\\]/.test(ruleId)) throw invalid('Rule ids must not contain slashes or backslashes');
-    if (kind === 'room' && !/^![^:]+:.+$/.test(ruleId)) throw invalid('The rule id of a room rule is a room id');
     if (kind === 'sender' && !/^@[^:]+:.+$/.test(ruleId)) throw invalid('The rule id of a sender rule is a user id');
     validateActions(body.actions);
     let pattern: string | null = null;

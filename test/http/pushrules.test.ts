@@ -190,6 +190,9 @@ describe.each(testDialects())('push rules on %s', (dialect) => {
     expect({ status: bad.status, errcode: bad.body.errcode }).toEqual({ status: 400, errcode: 'M_INVALID_PARAM' });
 
     expect((await raw('PUT', `/global/room/${enc('!r:example.com')}`, { actions: ['notify'] })).status).toBe(200);
+    // Synapse stores any room rule id (SyTest uses aliases); one that is no room id never matches.
+    expect((await raw('PUT', `/global/room/${enc('#a:example.com')}`, { actions: ['notify'] })).status).toBe(200);
+    expect((await raw('DELETE', `/global/room/${enc('#a:example.com')}`)).status).toBe(200);
     const list = await raw('GET', '/global/room/');
     expect(list.status).toBe(200);
     expect(list.body).toEqual([{ rule_id: '!r:example.com', default: false, enabled: true, actions: ['notify'] }]);
@@ -209,7 +212,6 @@ describe.each(testDialects())('push rules on %s', (dialect) => {
       ['PUT', '/pushrules/global/override/x', { actions: [], conditions: [{ kind: 'event_match', key: 'type' }] }, 400, 'M_INVALID_PARAM'],
       ['PUT', '/pushrules/global/override/x', { actions: [], conditions: [{ kind: 'room_member_count', is: 'two' }] }, 400, 'M_INVALID_PARAM'],
       ['PUT', '/pushrules/global/content/x', { actions: [] }, 400, 'M_MISSING_PARAM'],
-      ['PUT', '/pushrules/global/room/not-a-room', { actions: [] }, 400, 'M_INVALID_PARAM'],
       ['PUT', '/pushrules/global/sender/not-a-user', { actions: [] }, 400, 'M_INVALID_PARAM'],
       ['GET', '/pushrules/global/override/nope', undefined, 404, 'M_NOT_FOUND'],
       ['GET', '/pushrules/global/content/.m.rule.master', undefined, 404, 'M_NOT_FOUND'],
