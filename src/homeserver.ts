@@ -31,6 +31,7 @@ import { MediaService } from './media/mediaService.js';
 import { RoomService } from './rooms/roomService.js';
 import { createDirectory, type DirectoryServices } from './directory/index.js';
 import { createRelations, type RelationService, type SearchService } from './relations/index.js';
+import { GuestAccessEnforcer } from './rooms/guestAccess.js';
 import { describeDatabase, openDatabase, type Database } from './storage/database.js';
 import { ensurePrivateDir, tightenDir } from './storage/fileModes.js';
 import { claimServerName } from './storage/serverIdentity.js';
@@ -145,6 +146,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   rooms.aliasHooks = aliasHooks(appservices.registry, appservices.client.queries);
   rooms.queryUser = (userId) => ensureUserQueried(users, appservices.client.queries, userId);
   const { relations, search } = await createRelations(base, rooms);
+  const guestAccess = new GuestAccessEnforcer(base, rooms);
+  rooms.onCommitted((result) => guestAccess.onCommitted(result));
   const e2ee = createE2ee(base, users);
   const sync = new SyncService({ ...base, rooms });
   sync.registerProvider(new ToDeviceProvider({ toDevice: e2ee.toDevice, deviceKeys: e2ee.deviceKeys }));
@@ -271,6 +274,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       edus.close();
       push.close();
       await relations.indexer.idle();
+      await guestAccess.idle();
       await federationEdus.close();
       await services.appservicePusher.stop();
       const federationStopped = roomFederation.stop();

@@ -79,6 +79,28 @@ describe.each(testDialects())('guest access on %s', (dialect) => {
     expect(send.status).toBe(403);
   });
 
+  it('makes joined guests leave when guest_access stops being can_join, and members stay', async () => {
+    const guest = await newGuest();
+    const bob = await registerUser(server.baseUrl, 'bob');
+    const roomId = await newRoom('can_join');
+    expect((await call(guest, 'POST', `${room(roomId)}/join`, {})).status).toBe(200);
+    expect((await call(bob, 'POST', `${room(roomId)}/join`, {})).status).toBe(200);
+    expect((await call(alice, 'PUT', `${room(roomId)}/state/m.room.guest_access/`, { guest_access: 'forbidden' })).status).toBe(200);
+
+    const membership = async (userId: string) =>
+      (await call(alice, 'GET', `${room(roomId)}/state/m.room.member/${encodeURIComponent(userId)}`)).body.membership;
+    // The leave is written after the guest_access change commits: wait for it as SyTest does.
+    let seen = await membership(guest.userId);
+    while (seen !== 'leave') {
+      await new Promise((r) => setTimeout(r, 20));
+      seen = await membership(guest.userId);
+    }
+    expect(seen).toBe('leave');
+    expect(await membership(bob.userId)).toBe('join');
+    const rejoin = await call(guest, 'POST', `${room(roomId)}/join`, {});
+    expect(rejoin.status).toBe(403);
+  });
+
   it('still keeps guests off routes the spec does not open to them', async () => {
     const guest = await newGuest();
     const res = await call(guest, 'POST', '/createRoom', {});
