@@ -393,7 +393,7 @@ export class FederationClient {
     headers: Record<string, string>,
     payload: Buffer | undefined,
     timeoutMs: number,
-  ): Promise<{ res: IncomingMessage; touch: () => void; abort: () => void; timedOut: () => boolean }> {
+  ): Promise<{ res: IncomingMessage; touch: () => void; done: () => void; abort: () => void; timedOut: () => boolean }> {
     return new Promise((resolve, reject) => {
       const allHeaders: Record<string, string | number> = { ...headers, host: target.hostHeader };
       if (payload) allHeaders['content-length'] = payload.length;
@@ -404,6 +404,7 @@ export class FederationClient {
         port: target.port,
         path: uri,
         headers: allHeaders,
+        // '' keeps Node from deriving SNI from the Host header for IP literals; the IP is then checked.
         servername: target.tlsServername ?? '',
       });
       let settled = false;
@@ -434,6 +435,8 @@ export class FederationClient {
         resolve({
           res,
           touch: arm,
+          // The body was read: stop the timer and leave the connection to the agent for reuse.
+          done: () => clearTimeout(timer),
           timedOut: () => expired,
           abort: () => {
             clearTimeout(timer);
@@ -445,7 +448,8 @@ export class FederationClient {
     });
   }
 
-  private send(
+  /** One request whose whole body is read, up to maxBytes; the timeout runs to the headers, then to the body's end. */
+  private async send(
     target: ResolvedServer,
     method: string,
     uri: string,
@@ -454,52 +458,24 @@ export class FederationClient {
     timeoutMs: number,
     maxBytes: number,
   ): Promise<RawResponse> {
-    return new Promise((resolve, reject) => {
-      const allHeaders: Record<string, string | number> = { ...headers, host: target.hostHeader };
-      if (payload) allHeaders['content-length'] = payload.length;
-      const req = httpsRequest({
-        agent: this.agent,
-        method,
-        host: target.connectHost,
-        port: target.port,
-        path: uri,
-        headers: allHeaders,
-        // '' keeps Node from deriving SNI from the Host header for IP literals; the IP is then checked.
-        servername: target.tlsServername ?? '',
-      });
-      let settled = false;
-      const fail = (err: Error) => {
-        clearTimeout(timer);
-        if (!settled) {
-          settled = true;
-          reject(err);
-        }
-        req.destroy();
-      };
-      const tooLarge = () => fail(Object.assign(new Error('response too large'), { code: 'ETOOLARGE' }));
-      const timer = setTimeout(() => fail(Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs);
-      timer.unref();
-      req.on('error', fail);
-      req.on('response', (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        const declared = Number(res.headers['content-length']);
-        if (Number.isFinite(declared) && declared > maxBytes) return tooLarge();
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > maxBytes) return tooLarge();
-          chunks.push(chunk);
-        });
-        res.on('end', () => {
-          clearTimeout(timer);
-          if (settled) return;
-          settled = true;
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
-        });
-        res.on('error', fail);
-        res.on('aborted', () => fail(new Error('response aborted')));
-      });
-      req.end(payload);
-    });
+    const { res, abort, done, timedOut } = await this.open(target, method, uri, headers, payload, timeoutMs);
+    const tooLarge = () => Object.assign(new Error('response too large'), { code: 'ETOOLARGE' });
+    try {
+      const declared = Number(res.headers['content-length']);
+      if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge();
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > maxBytes) throw tooLarge();
+        chunks.push(chunk);
+      }
+      done();
+      return { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) };
+    } catch (err) {
+      abort();
+      if (timedOut()) throw Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' });
+      throw err;
+    }
   }
 }
