@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { globToRegExp, hostOf, isIpLiteral, serverAllowedByAcl } from '../../src/federation/acl.js';
 import { testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
-import { registerUser, type TestUser } from '../helpers/users.js';
-import { enc, eventually, joinedMembers, messageBodies, send, startFleet, type Fleet } from './helpers.js';
+import type { TestUser } from '../helpers/users.js';
+import { enc, eventually, joinedMembers, messageBodies, send, startPair, type Fleet } from './helpers.js';
 
 describe('server ACL evaluation (m.room.server_acl)', () => {
   it('ignores ports, matches globs case-insensitively, denies before allowing, defaults to deny', () => {
@@ -46,10 +46,7 @@ describe.each(testDialects())('server ACLs and the room directory over federatio
   let roomId: string;
 
   beforeAll(async () => {
-    fleet = await startFleet(dialect, ['localhost', '127.0.0.1']);
-    [A, B] = fleet.servers as [TestServer, TestServer];
-    alice = await registerUser(A.baseUrl, 'alice');
-    bob = await registerUser(B.baseUrl, 'bob');
+    ({ fleet, A, B, alice, bob } = await startPair(dialect));
     const created = await request(B.baseUrl, 'POST', '/_matrix/client/v3/createRoom', {
       token: bob.accessToken,
       body: { preset: 'public_chat', name: 'Guarded', visibility: 'public', topic: 'acl test' },

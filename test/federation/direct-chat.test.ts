@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
-import { registerUser, type TestUser } from '../helpers/users.js';
-import { api, enc, eventually, joinedMembers, membershipOf, messageBodies, send, startFleet, sync, type Fleet } from './helpers.js';
+import type { TestUser } from '../helpers/users.js';
+import { api, enc, eventually, joinedMembers, membershipOf, messageBodies, send, startPair, sync, type Fleet } from './helpers.js';
 
 // Element's "Start chat" with a user of another server: one createRoom with is_direct and invite:[remote].
 //   A localhost:<port>  — alice, who starts the chat
@@ -13,10 +13,7 @@ describe.each(testDialects())('a direct chat with a user of another server, on %
   let alice: TestUser, bob: TestUser;
 
   beforeAll(async () => {
-    fleet = await startFleet(dialect, ['localhost', '127.0.0.1']);
-    [A, B] = fleet.servers as [TestServer, TestServer];
-    alice = await registerUser(A.baseUrl, 'alice');
-    bob = await registerUser(B.baseUrl, 'bob');
+    ({ fleet, A, B, alice, bob } = await startPair(dialect));
   }, 60_000);
 
   afterAll(async () => {

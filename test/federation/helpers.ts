@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { assertSpecShaped } from '../helpers/specSchema.js';
 import { freePort, startHomeserver, type Dialect, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
-import type { TestUser } from '../helpers/users.js';
+import { registerUser, type TestUser } from '../helpers/users.js';
 import { createTestCa, issueCert } from './tls.js';
 
 export interface Fleet {
@@ -109,3 +109,10 @@ export async function joinedMembers(server: TestServer, user: TestUser, roomId: 
 
 export const api = (server: TestServer, user: TestUser, method: string, path: string, body?: unknown) =>
   request(server.baseUrl, method, `/_matrix/client/v3${path}`, { token: user.accessToken, ...(body !== undefined ? { body } : {}) });
+
+/** The common two-server set-up: A (localhost:<port>) with alice, B (127.0.0.1:<port>) with bob. */
+export async function startPair(dialect: Dialect): Promise<{ fleet: Fleet; A: TestServer; B: TestServer; alice: TestUser; bob: TestUser }> {
+  const fleet = await startFleet(dialect, ['localhost', '127.0.0.1']);
+  const [A, B] = fleet.servers as [TestServer, TestServer];
+  return { fleet, A, B, alice: await registerUser(A.baseUrl, 'alice'), bob: await registerUser(B.baseUrl, 'bob') };
+}

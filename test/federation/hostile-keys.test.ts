@@ -2,8 +2,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TestServer } from '../helpers/homeserver.js';
 import { testDialects } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
-import { registerUser, type TestUser } from '../helpers/users.js';
-import { enc, eventually, startFleet, sync, type Fleet } from './helpers.js';
+import type { TestUser } from '../helpers/users.js';
+import { enc, eventually, startPair, sync, type Fleet } from './helpers.js';
 
 // What another server sends, keyed by names of Object.prototype members, stays data:
 //   A localhost:<port>  — alice, whose server sends the hostile EDUs and queries
@@ -17,10 +17,7 @@ describe.each(testDialects())('keys named like prototype members from another se
   let roomId: string;
 
   beforeAll(async () => {
-    fleet = await startFleet(dialect, ['localhost', '127.0.0.1']);
-    [A, B] = fleet.servers as [TestServer, TestServer];
-    alice = await registerUser(A.baseUrl, 'alice');
-    bob = await registerUser(B.baseUrl, 'bob');
+    ({ fleet, A, B, alice, bob } = await startPair(dialect));
     const created = await request(B.baseUrl, 'POST', '/_matrix/client/v3/createRoom', { token: bob.accessToken, body: { preset: 'public_chat', room_alias_name: 'hostile' } });
     roomId = created.body.room_id;
     const joined = await request(A.baseUrl, 'POST', `/_matrix/client/v3/join/${enc(`#hostile:${B.serverName}`)}`, { token: alice.accessToken, body: {} });

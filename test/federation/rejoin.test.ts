@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDialects, type TestServer } from '../helpers/homeserver.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
-import { api, enc, eventually, membershipOf, messageBodies, send, startFleet, type Fleet } from './helpers.js';
+import { api, enc, eventually, membershipOf, messageBodies, send, startPair, type Fleet } from './helpers.js';
 
 // Rejoining a room this server has left: the join must be built by a server still in the room.
 //   A localhost:<port>  — alice (the only user of A in the rooms)
@@ -12,10 +12,7 @@ describe.each(testDialects())('rejoining a room the server has left on %s', (dia
   let alice: TestUser, bob: TestUser;
 
   beforeAll(async () => {
-    fleet = await startFleet(dialect, ['localhost', '127.0.0.1']);
-    [A, B] = fleet.servers as [TestServer, TestServer];
-    alice = await registerUser(A.baseUrl, 'alice');
-    bob = await registerUser(B.baseUrl, 'bob');
+    ({ fleet, A, B, alice, bob } = await startPair(dialect));
   }, 60_000);
 
   afterAll(async () => {

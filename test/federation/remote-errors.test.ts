@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startHomeserver, testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
-import { enc, startFleet, type Fleet } from './helpers.js';
+import { enc, startPair, type Fleet } from './helpers.js';
 import { createTestCa, issueCert } from './tls.js';
 
 interface Seen {
@@ -144,10 +144,7 @@ describe.each(testDialects())('a remote refusal between two Skjól servers, on %
   let alice: TestUser, bob: TestUser;
 
   beforeAll(async () => {
-    fleet = await startFleet(dialect, ['localhost', '127.0.0.1']);
-    [A, B] = fleet.servers as [TestServer, TestServer];
-    alice = await registerUser(A.baseUrl, 'alice');
-    bob = await registerUser(B.baseUrl, 'bob');
+    ({ fleet, A, B, alice, bob } = await startPair(dialect));
   }, 60_000);
 
   afterAll(async () => {

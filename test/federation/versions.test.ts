@@ -5,8 +5,8 @@ import { ROOM_VERSIONS, getRoomVersion } from '../../src/rooms/roomVersions.js';
 import type { Pdu } from '../../src/types/pdu.js';
 import { testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
-import { registerUser, type TestUser } from '../helpers/users.js';
-import { enc, eventually, joinedMembers, messageBodies, send, startFleet, type Fleet } from './helpers.js';
+import type { TestUser } from '../helpers/users.js';
+import { enc, eventually, joinedMembers, messageBodies, send, startPair, type Fleet } from './helpers.js';
 
 // Every supported room version across two servers, and the inbound checks on events another server built.
 //   A localhost:<port>  — alice
@@ -17,10 +17,7 @@ describe.each(testDialects())('room versions and inbound PDU checks over federat
   let alice: TestUser, bob: TestUser;
 
   beforeAll(async () => {
-    fleet = await startFleet(dialect, ['localhost', '127.0.0.1']);
-    [A, B] = fleet.servers as [TestServer, TestServer];
-    alice = await registerUser(A.baseUrl, 'alice');
-    bob = await registerUser(B.baseUrl, 'bob');
+    ({ fleet, A, B, alice, bob } = await startPair(dialect));
   }, 60_000);
 
   afterAll(async () => {
