@@ -45,7 +45,11 @@ export function toClientEvent(pdu: Pdu, version: RoomVersion, extras: ClientEven
   if (redacts !== undefined) event.redacts = redacts;
   const unsigned: Record<string, unknown> = { age: Math.max(0, extras.now - pdu.origin_server_ts) };
   if (extras.transactionId !== undefined) unsigned.transaction_id = extras.transactionId;
-  if (extras.redactedBecause) unsigned.redacted_because = extras.redactedBecause;
+  if (extras.redactedBecause) {
+    unsigned.redacted_because = extras.redactedBecause;
+    // Synapse and Dendrite also name the redaction by id; SyTest and some clients read it.
+    unsigned.redacted_by = extras.redactedBecause.event_id;
+  }
   if (extras.prevState) {
     unsigned.prev_content = extras.prevState.content;
     unsigned.prev_sender = extras.prevState.sender;

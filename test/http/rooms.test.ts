@@ -96,10 +96,11 @@ describe.each(testDialects())('rooms on %s', (dialect) => {
     const { room_id } = await aliceClient.createRoom({ preset: 'public_chat' as never });
     await bobClient.joinRoom(room_id);
     const { event_id } = await bobClient.sendTextMessage(room_id, 'secret');
-    await aliceClient.redactEvent(room_id, event_id, undefined, { reason: 'spam' });
+    const redaction = await aliceClient.redactEvent(room_id, event_id, undefined, { reason: 'spam' });
     const ev = await request(server.baseUrl, 'GET', `/_matrix/client/v3/rooms/${encodeURIComponent(room_id)}/event/${encodeURIComponent(event_id)}`, { token: bob.accessToken });
     expect(ev.body.content).toEqual({});
     expect(ev.body.unsigned.redacted_because.content.reason).toBe('spam');
+    expect(ev.body.unsigned.redacted_by).toBe(redaction.event_id);
   });
 
   it('lets a user without power neither redact others nor change power levels', async () => {
