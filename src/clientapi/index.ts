@@ -15,6 +15,7 @@ import { membershipRoutes } from './membership.js';
 import { profileRoutes } from './profile.js';
 import { roomEventRoutes } from './roomEvents.js';
 import { roomInitialSyncRoutes } from './roomInitialSync.js';
+import { eventStreamRoutes } from './events.js';
 import { versionRoutes } from './versions.js';
 import { accountDataRoutes } from './accountData.js';
 import { filterRoutes } from './filter.js';
@@ -58,6 +59,7 @@ export function clientRoutes(services: Services): RouteDefinition[] {
     ...membershipRoutes(services),
     ...roomEventRoutes(services),
     ...roomInitialSyncRoutes(services),
+    ...eventStreamRoutes(services),
     ...directoryRoutes(services),
     ...keyRoutes(services),
     ...dehydratedDeviceRoutes(services),

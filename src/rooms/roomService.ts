@@ -11,7 +11,7 @@ import * as stateRepo from '../storage/repositories/state.js';
 import { stateMapKey, type Pdu } from '../types/pdu.js';
 import { LruCache } from '../util/lru.js';
 import { powerLevelFor, userPowerLevel } from './authRules.js';
-import { eventIdOf, roomIdFromCreateEventId, serverNameOf, signPdu } from './eventFormat.js';
+import { eventIdOf, roomIdFromCreateEventId, roomIdOfEvent, serverNameOf, signPdu } from './eventFormat.js';
 import { topologicalByDepth, type RemoteOutcome } from './remoteAppend.js';
 import { buildMembershipTemplate, stateAndAuthChain } from './remoteRooms.js';
 import { assertValidLocalEvent, canonicalJsonProblem, contentRules, isStorableString, type LocalEventDraft } from './eventLimits.js';
@@ -442,6 +442,7 @@ export class RoomService {
     for (const ev of result.events) this.events.remember(ev);
     for (const id of result.redactedTargets) this.events.invalidate(id);
     this.deps.notifier.notifyUsers(result.notifyUsers);
+    this.deps.notifier.notifyRooms(new Set(result.events.map((e) => roomIdOfEvent(e.pdu, e.eventId)).filter((id): id is string => id !== undefined)));
     for (const hook of this.afterCommitHooks) {
       try {
         hook(result);

@@ -5,22 +5,22 @@ type Waiter = () => void;
 export class Notifier {
   private readonly waiters = new Map<string, Set<Waiter>>();
 
-  /** Resolves when `userId` is notified, or after `timeoutMs`; `signal` cancels early. */
-  wait(userId: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  /**
+   * Resolves when `userId` is notified (or a new event lands in one of `rooms`, for a peek), or after
+   * `timeoutMs`; `signal` cancels early.
+   */
+  wait(userId: string, timeoutMs: number, signal?: AbortSignal, rooms: readonly string[] = []): Promise<void> {
     if (this.closed) return Promise.resolve();
+    const keys = [userId, ...rooms.map(roomKey)];
     return new Promise((resolve) => {
-      let set = this.waiters.get(userId);
-      if (!set) {
-        set = new Set();
-        this.waiters.set(userId, set);
-      }
       const done = () => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', done);
-        const s = this.waiters.get(userId);
-        if (s) {
+        for (const key of keys) {
+          const s = this.waiters.get(key);
+          if (!s) continue;
           s.delete(done);
-          if (s.size === 0) this.waiters.delete(userId);
+          if (s.size === 0) this.waiters.delete(key);
         }
         resolve();
       };
@@ -28,8 +28,19 @@ export class Notifier {
       // A parked request must not keep the process alive on shutdown; its socket does that while open.
       timer.unref?.();
       signal?.addEventListener('abort', done);
-      set.add(done);
+      for (const key of keys) {
+        let set = this.waiters.get(key);
+        if (!set) this.waiters.set(key, (set = new Set()));
+        set.add(done);
+      }
     });
+  }
+
+  /** New events in these rooms: wakes the requests peeking into them (members are woken by user). */
+  notifyRooms(roomIds: Iterable<string>): void {
+    const keys: string[] = [];
+    for (const roomId of roomIds) keys.push(roomKey(roomId));
+    this.notifyUsers(keys);
   }
 
   notifyUsers(userIds: Iterable<string>): void {
@@ -54,8 +65,13 @@ export class Notifier {
   }
 
   waitingCount(): number {
-    let n = 0;
-    for (const s of this.waiters.values()) n += s.size;
-    return n;
+    const all = new Set<Waiter>();
+    for (const s of this.waiters.values()) for (const w of s) all.add(w);
+    return all.size;
   }
+}
+
+/** Room keys live beside user ids in one map; the NUL prefix keeps them apart from any user id. */
+function roomKey(roomId: string): string {
+  return `\u0000room\u0000${roomId}`;
 }

@@ -100,6 +100,21 @@ export class SyncService {
     }
   }
 
+  /**
+   * What the given topics add over (since, to], as an incremental /sync would show it: the legacy event
+   * stream (GET /events) reads its non-timeline topics through the same providers.
+   */
+  async collect(
+    req: { userId: string; deviceId: string | undefined },
+    since: SyncPositions,
+    to: SyncPositions,
+    topics: readonly SyncTopic[],
+  ): Promise<SyncResponseBuilder> {
+    const ctx = this.context(req, {}, false, since, to);
+    for (const topic of topics) await this.providers.get(topic)?.incremental(ctx, since[topic], to[topic]);
+    return ctx.response;
+  }
+
   private async compute(
     req: SyncRequest,
     since: SyncPositions | undefined,
@@ -132,7 +147,7 @@ export class SyncService {
     }
   }
 
-  private context(req: SyncRequest, filter: SyncFilter, fullState: boolean, since: SyncPositions | undefined, to: SyncPositions): SyncContext {
+  private context(req: { userId: string; deviceId: string | undefined }, filter: SyncFilter, fullState: boolean, since: SyncPositions | undefined, to: SyncPositions): SyncContext {
     const db = this.deps.db.knex;
     let memberships: Promise<Map<string, MembershipRow>> | undefined;
     const loadMemberships = async (): Promise<Map<string, MembershipRow>> => {

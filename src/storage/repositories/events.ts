@@ -166,6 +166,34 @@ export async function roomEventsInStreamRange(
   return rows.map(toStoredEvent);
 }
 
+/** Events of several rooms by stream position, oldest first, strictly inside (from, to] (the legacy event stream). */
+export async function roomsEventsInStreamRange(
+  db: Db,
+  roomIds: readonly string[],
+  fromExclusive: number,
+  toInclusive: number,
+  limit: number,
+): Promise<StoredEvent[]> {
+  if (roomIds.length === 0 || fromExclusive >= toInclusive || limit <= 0) return [];
+  const rows: EventRow[] = [];
+  // SQLite caps bound parameters: many rooms are read in chunks, each its oldest `limit`, merged below.
+  for (let i = 0; i < roomIds.length; i += 400) {
+    rows.push(
+      ...(await db('events')
+        .whereIn('room_id', roomIds.slice(i, i + 400))
+        .andWhere('stream_ordering', '>', fromExclusive)
+        .andWhere('stream_ordering', '<=', toInclusive)
+        .andWhere('outlier', false)
+        .whereNull('rejected_reason')
+        .orderBy('stream_ordering', 'asc')
+        .limit(limit)),
+    );
+  }
+  const events = rows.map(toStoredEvent);
+  if (roomIds.length > 400) events.sort((a, b) => a.streamOrdering - b.streamOrdering);
+  return events.slice(0, limit);
+}
+
 /** Topological page of a room's events: backwards (newest first) or forwards from a (depth, stream) point. */
 export async function roomEventsTopological(
   db: Db,
