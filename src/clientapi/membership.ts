@@ -57,7 +57,7 @@ export function membershipRoutes(services: Services): RouteDefinition[] {
       query: viaQuery,
       rateLimit: 'message',
       handler: async ({ params, body, query, requester }) => ({
-        room_id: await rooms.join(actorOf(requester), params.roomIdOrAlias!, body.reason, [...list(query.via), ...list(query.server_name)]),
+        room_id: await rooms.join(actorOf(requester), params.roomIdOrAlias!, body.reason, [...list(query.via), ...list(query.server_name)], body),
       }),
     }),
     // Spec: POST /_matrix/client/v3/rooms/{roomId}/join
@@ -69,7 +69,7 @@ export function membershipRoutes(services: Services): RouteDefinition[] {
       allowGuests: true,
       body: reasonBody,
       rateLimit: 'message',
-      handler: async ({ params, body, requester }) => ({ room_id: await rooms.join(actorOf(requester), params.roomId!, body.reason) }),
+      handler: async ({ params, body, requester }) => ({ room_id: await rooms.join(actorOf(requester), params.roomId!, body.reason, [], body) }),
     }),
     // Spec: POST /_matrix/client/v3/rooms/{roomId}/invite
     defineRoute({

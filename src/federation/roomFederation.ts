@@ -78,7 +78,7 @@ export function createRoomFederation(deps: RoomFederationDeps, options: RoomFede
     clock,
     logger: log,
     markDelivered: (eventId, destination) => outbox.markDelivered(eventId, destination),
-    joinLocally: (actor, roomId, content, via) => rooms.join(actor, roomId, typeof content.reason === 'string' ? content.reason : undefined, via),
+    joinLocally: (actor, roomId, content, via) => rooms.join(actor, roomId, typeof content.reason === 'string' ? content.reason : undefined, via, content),
   });
   const common = { db, client: federation.client, keyStore: federation.keyStore, serverName, signingKey, clock, logger: log };
   const inviter = new RemoteInviter({ ...common, rooms, pipeline });

@@ -16,6 +16,7 @@ import { topologicalByDepth, type RemoteOutcome } from './remoteAppend.js';
 import { buildMembershipTemplate, stateAndAuthChain } from './remoteRooms.js';
 import { assertValidLocalEvent, canonicalJsonProblem, contentRules, isStorableString, type LocalEventDraft } from './eventLimits.js';
 import { EventStore } from './eventStore.js';
+import { clientJoinExtras } from './joinContent.js';
 import { initialRoomEvents, type CreateRoomRequest } from './roomCreation.js';
 import { RoomReader } from './roomReader.js';
 import { getRoomVersion, type RoomVersion } from './roomVersions.js';
@@ -712,11 +713,12 @@ export class RoomService {
    * avatar come from the user's profile (so no body can claim another name or a join authorisation).
    * `via` (the `via`/`server_name` query parameters) names servers to join through.
    */
-  async join(actor: Actor, roomIdOrAlias: string, reason?: string, via: readonly string[] = []): Promise<string> {
+  async join(actor: Actor, roomIdOrAlias: string, reason?: string, via: readonly string[] = [], body: Readonly<Record<string, unknown>> = {}): Promise<string> {
     const remoteAlias = roomIdOrAlias.startsWith('#') && serverNameOf(roomIdOrAlias) !== this.deps.serverName;
     const roomId = remoteAlias ? undefined : await this.resolveRoomIdOrAlias(roomIdOrAlias);
     const room = roomId ? await roomsRepo.getRoom(this.deps.db.knex, roomId) : undefined;
-    const requested: Record<string, unknown> = reason !== undefined ? { reason } : {};
+    const extras = clientJoinExtras(body);
+    const requested: Record<string, unknown> = reason !== undefined ? { ...extras, reason } : { ...extras };
     if (!room) {
       // Guests join only rooms whose state we know says can_join (as Synapse, whose empty state refuses them).
       if (actor.isGuest) throw forbidden('Guest access not allowed');
@@ -731,7 +733,7 @@ export class RoomService {
     const residents = await this.residentServersIfLeft(localRoomId, via);
     if (residents.length && this.remoteJoiner) return this.remoteJoiner(actor, localRoomId, requested, residents);
     const profile = (await getProfile(this.deps.db.knex, actor.userId)) ?? { displayname: null, avatar_url: null };
-    const content: Record<string, unknown> = { membership: 'join' };
+    const content: Record<string, unknown> = { ...extras, membership: 'join' };
     if (profile.displayname) content.displayname = profile.displayname;
     if (profile.avatar_url) content.avatar_url = profile.avatar_url;
     if (reason !== undefined) content.reason = reason;

@@ -58,4 +58,17 @@ describe.each(testDialects())('restricted joins on one server on %s', (dialect) 
     }
     expect(await joined(roomId)).toEqual([admin.userId]);
   });
+
+  it('custom keys of a /join body reach the member event; membership, profile and authoriser keys do not', async () => {
+    const roomId = (await api(admin, 'POST', '/createRoom', { preset: 'public_chat', room_alias_name: 'custom-join' })).body.room_id as string;
+    const body = { foo: 'bar', membership: 'leave', displayname: 'Mallory', join_authorised_via_users_server: admin.userId, reason: 'hi' };
+    expect((await api(member, 'POST', `/rooms/${enc(roomId)}/join`, body)).status).toBe(200);
+    const ev = (await api(admin, 'GET', `/rooms/${enc(roomId)}/state/m.room.member/${enc(member.userId)}`)).body;
+    expect(ev).toMatchObject({ foo: 'bar', membership: 'join', reason: 'hi' });
+    expect(ev.displayname).not.toBe('Mallory');
+    expect(ev.join_authorised_via_users_server).toBeUndefined();
+    // Through an alias too (SyTest "POST /join/:room_alias can join a room with custom content").
+    expect((await api(outsider, 'POST', `/join/${enc(`#custom-join:${server.serverName}`)}`, { foo: 'baz' })).status).toBe(200);
+    expect((await api(admin, 'GET', `/rooms/${enc(roomId)}/state/m.room.member/${enc(outsider.userId)}`)).body).toMatchObject({ foo: 'baz', membership: 'join' });
+  });
 });
