@@ -7,12 +7,31 @@ import { insertUser, userExists } from '../storage/repositories/users.js';
 import type { DeviceService, OpenedSession } from './deviceService.js';
 import type { UserHooks } from './hooks.js';
 import { hashPassword, MAX_PASSWORD_LENGTH } from './passwords.js';
-import type { UserInteractiveAuth } from './uia.js';
+import { UiaRequiredError, type UiaPassed, type UserInteractiveAuth } from './uia.js';
+import { dict } from '../util/dict.js';
 import { registrationTokenValid } from './uiaStages.js';
 import { checkLocalpart, describeProblem, generateLocalpart, normalizeUsername, userIdFor } from './usernames.js';
 import { inTransaction } from './unitOfWork.js';
 
 // Spec: Client-Server API, "Account registration" (POST /_matrix/client/v3/register and friends).
+
+const REGISTER_OPERATION = 'POST /register';
+/** UIA session data: the hash of the password the first request gave, and the account the session created. */
+const PASSWORD_HASH = 'passwordHash';
+const REGISTERED_USER_ID = 'registeredUserId';
+
+/** The remembered registration parameters, each kept only if of the right type. */
+function registerParams(p: Record<string, unknown>): Pick<RegisterRequest, 'username' | 'device_id' | 'initial_device_display_name' | 'inhibit_login' | 'refresh_token'> {
+  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  const bool = (v: unknown) => (typeof v === 'boolean' ? v : undefined);
+  return {
+    username: str(p.username),
+    device_id: str(p.device_id),
+    initial_device_display_name: str(p.initial_device_display_name),
+    inhibit_login: bool(p.inhibit_login),
+    refresh_token: bool(p.refresh_token),
+  };
+}
 
 export interface RegisterRequest {
   /** `m.login.application_service` when an application service registers one of its users. */
@@ -43,6 +62,8 @@ export interface Registered {
 export interface NewAccount {
   localpart: string;
   password?: string;
+  /** Instead of `password`: a hash made earlier (kept in a registration's UIA session). */
+  passwordHash?: string;
   admin?: boolean;
   isGuest?: boolean;
   appserviceId?: string;
@@ -103,27 +124,57 @@ export class RegistrationService {
       throw new MatrixError('M_MISSING_TOKEN', 'Application service registration needs the as_token', 401);
     }
     if (!this.deps.config.enable_registration) throw forbidden('Registration has been disabled');
-    const localpart = body.username !== undefined ? await this.checkUsername(body.username) : undefined;
+    const auth = body.auth as { session?: unknown } | undefined;
+    const sessionId = typeof auth === 'object' && auth !== null && typeof auth.session === 'string' ? auth.session : undefined;
+    const earlier = sessionId !== undefined ? await this.uia.sessionData(sessionId, REGISTER_OPERATION) : undefined;
+    const alreadyRegistered = typeof earlier?.[REGISTERED_USER_ID] === 'string' ? (earlier[REGISTERED_USER_ID] as string) : undefined;
+    // The session's own account is not "in use" for the request that repeats it (as Synapse's assigned_user_id).
+    if (body.username !== undefined && userIdFor(normalizeUsername(body.username), this.deps.serverName) !== alreadyRegistered) {
+      await this.checkUsername(body.username);
+    }
     this.checkPassword(body.password);
 
-    const passed = await this.uia.authenticate({ auth: body.auth, flows: this.flows(), operation: 'POST /register' });
+    // The password never goes into the session; its hash does, so a later request may leave it out (as Synapse).
+    const clientParams = dict<unknown>();
+    for (const key of ['username', 'device_id', 'initial_device_display_name', 'inhibit_login', 'refresh_token'] as const) {
+      if (body[key] !== undefined) clientParams[key] = body[key];
+    }
+    let passed: UiaPassed;
+    try {
+      passed = await this.uia.authenticate({ auth: body.auth, flows: this.flows(), operation: REGISTER_OPERATION, clientParams });
+    } catch (err) {
+      if (err instanceof UiaRequiredError && body.password !== undefined) {
+        const data = await this.uia.sessionData(err.body.session, REGISTER_OPERATION);
+        if (data && data[PASSWORD_HASH] === undefined) await this.uia.setSessionData(err.body.session, PASSWORD_HASH, await hashPassword(body.password));
+      }
+      throw err;
+    }
+    const params = registerParams(passed.clientParams);
+    const login = params.inhibit_login
+      ? undefined
+      : { deviceId: params.device_id, displayName: params.initial_device_display_name, ip: ctx.ip, userAgent: ctx.userAgent, withRefresh: params.refresh_token === true };
+    const registeredBefore = passed.data[REGISTERED_USER_ID];
+    if (typeof registeredBefore === 'string') {
+      // A repeated request of a completed session answers for the same account (registration is idempotent);
+      // one naming another account is refused rather than answered with this one.
+      if (params.username !== undefined && userIdFor(normalizeUsername(params.username), this.deps.serverName) !== registeredBefore) {
+        throw new MatrixError('M_UNKNOWN', 'This session already registered another account', 400);
+      }
+      return { userId: registeredBefore, ...(login ? { session: await this.devices.openSession({ userId: registeredBefore, ...login }) } : {}) };
+    }
+    const localpart = params.username !== undefined ? await this.checkUsername(params.username) : undefined;
     const token = typeof passed.data.registrationToken === 'string' ? passed.data.registrationToken : undefined;
     this.checkLimit(ctx, true);
+    const storedHash = passed.data[PASSWORD_HASH];
     const registered = await this.createAccount({
       localpart: localpart ?? '',
-      password: body.password,
+      ...(body.password !== undefined ? { password: body.password } : typeof storedHash === 'string' ? { passwordHash: storedHash } : {}),
       registrationToken: token,
-      login: body.inhibit_login
-        ? undefined
-        : {
-            deviceId: body.device_id,
-            displayName: body.initial_device_display_name,
-            ip: ctx.ip,
-            userAgent: ctx.userAgent,
-            withRefresh: body.refresh_token === true,
-          },
+      login,
     });
-    await this.uia.finish(passed);
+    // The session stays (until it expires) to answer repeats; the token it held is spent, nothing to release.
+    await this.uia.setSessionData(passed.sessionId, 'registrationToken', undefined);
+    await this.uia.setSessionData(passed.sessionId, REGISTERED_USER_ID, registered.userId);
     return registered;
   }
 
@@ -167,7 +218,7 @@ export class RegistrationService {
    * "generate one". Throws M_USER_IN_USE when the ID was taken meanwhile.
    */
   async createAccount(account: NewAccount): Promise<Registered> {
-    const passwordHash = account.password !== undefined ? await hashPassword(account.password) : null;
+    const passwordHash = account.password !== undefined ? await hashPassword(account.password) : (account.passwordHash ?? null);
     const generate = account.localpart === '';
     for (let attempt = 0; ; attempt++) {
       const localpart = generate ? generateLocalpart() : account.localpart;

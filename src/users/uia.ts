@@ -63,12 +63,21 @@ export interface UiaRequest {
   /** What the session is for, e.g. `DELETE /devices/ABC`: a session cannot be carried to another operation. */
   operation: string;
   userId?: string;
+  /**
+   * The request's other parameters (never secrets): kept with a new session, replaced when a later request
+   * brings some, and given back when it brings none, so a client may continue with only `auth` (as Synapse).
+   */
+  clientParams?: Record<string, unknown>;
 }
 
 export interface UiaPassed {
   sessionId: string;
   data: Record<string, unknown>;
+  /** `clientParams` of this request, or of the earlier request that last carried some. */
+  clientParams: Record<string, unknown>;
 }
+
+const CLIENT_PARAMS = 'clientParams';
 
 const SESSION_LIFETIME_MS = 2 * 60 * 60 * 1000;
 const CLEANUP_INTERVAL_MS = 5 * 60 * 1000;
@@ -108,6 +117,10 @@ export class UserInteractiveAuth {
         throw new MatrixError('M_FORBIDDEN', 'Requested operation has changed during the UI authentication session.', 403);
       }
       session = found;
+      if (req.clientParams !== undefined && Object.keys(req.clientParams).length > 0) {
+        session.data[CLIENT_PARAMS] = req.clientParams;
+        await sessionsRepo.updateUiaSession(knex, session.sessionId, session.completed, session.data);
+      }
     } else {
       session = await this.createSession(req);
     }
@@ -130,9 +143,26 @@ export class UserInteractiveAuth {
     }
 
     if (req.flows.some((flow) => flow.every((s) => session.completed.includes(s)))) {
-      return { sessionId: session.sessionId, data: session.data };
+      const stored = session.data[CLIENT_PARAMS];
+      const clientParams = isObject(stored) ? stored : (req.clientParams ?? {});
+      return { sessionId: session.sessionId, data: session.data, clientParams };
     }
     throw this.required(req, session);
+  }
+
+  /** Private data of a live session for `operation` (undefined if unknown, expired or for another operation). */
+  async sessionData(sessionId: string, operation: string): Promise<Record<string, unknown> | undefined> {
+    const found = await sessionsRepo.getUiaSession(this.deps.db.knex, sessionId);
+    if (!found || found.createdTs + SESSION_LIFETIME_MS < this.deps.clock.now() || found.fingerprint !== operation) return undefined;
+    return found.data;
+  }
+
+  /** Records one key of a session's private data (a registration's password hash, its registered user). */
+  async setSessionData(sessionId: string, key: string, value: unknown): Promise<void> {
+    const found = await sessionsRepo.getUiaSession(this.deps.db.knex, sessionId);
+    if (!found) return;
+    found.data[key] = value; // prototype-safe: keys are this server's constants
+    await sessionsRepo.updateUiaSession(this.deps.db.knex, sessionId, found.completed, found.data);
   }
 
   /** Ends a session once the operation it authorised has succeeded, so it cannot be replayed. */
@@ -161,7 +191,7 @@ export class UserInteractiveAuth {
       fingerprint: req.operation,
       completed: [],
       params,
-      data: {},
+      data: req.clientParams !== undefined && Object.keys(req.clientParams).length > 0 ? { [CLIENT_PARAMS]: req.clientParams } : {},
     };
     await sessionsRepo.insertUiaSession(this.deps.db.knex, session);
     return session;

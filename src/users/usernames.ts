@@ -16,11 +16,11 @@ export function userIdFor(localpart: string, serverName: string): string {
 }
 
 /**
- * Maps a requested username onto a localpart: surrounding whitespace dropped and letters lowercased
- * (the spec lets servers map usernames "in a logical manner"), then checked against the grammar.
+ * Maps a requested username onto a localpart: letters lowercased (the spec lets servers map usernames
+ * "in a logical manner"), then checked against the grammar; whitespace is refused, never dropped, as Synapse.
  */
 export function normalizeUsername(username: string): string {
-  return username.trim().toLowerCase();
+  return username.toLowerCase();
 }
 
 export function checkLocalpart(localpart: string, serverName: string): UsernameProblem | undefined {

@@ -44,6 +44,58 @@ describe.each(testDialects())('registration on %s', (dialect) => {
     expect(replay.status).toBe(400);
   });
 
+  // SyTest "registration is idempotent, with/without username specified" (as Synapse's registered_user_id).
+  it('a completed session repeated answers for the same account, with or without a username', async () => {
+    for (const username of ['idem_alice', undefined]) {
+      const named = username !== undefined ? { username } : {};
+      const first = await request(server.baseUrl, 'POST', `${V3}/register`, { body: { ...named, password: 'pw-idem' } });
+      expect(first.status).toBe(401);
+      const auth = { type: 'm.login.dummy', session: first.body.session };
+      const done = await request(server.baseUrl, 'POST', `${V3}/register`, { body: { ...named, password: 'pw-idem', auth } });
+      expect(done.status).toBe(200);
+      const again = await request(server.baseUrl, 'POST', `${V3}/register`, { body: { ...named, password: 'pw-idem', auth } });
+      expect(again.status).toBe(200);
+      expect(again.body.user_id).toBe(done.body.user_id);
+      expect(typeof again.body.access_token).toBe('string');
+      if (username) expect(done.body.user_id).toBe(`@${username}:localhost`);
+    }
+  });
+
+  // SyTest "registration remembers parameters" and "registration with inhibit_login inhibits login".
+  it('the session remembers the first request: username, password, device, inhibit_login', async () => {
+    const first = await request(server.baseUrl, 'POST', `${V3}/register`, {
+      body: { username: 'remember_me', password: 'pw-remember', device_id: 'xyzzy', initial_device_display_name: 'display_name' },
+    });
+    expect(first.status).toBe(401);
+    const done = await request(server.baseUrl, 'POST', `${V3}/register`, { body: { auth: { type: 'm.login.dummy', session: first.body.session } } });
+    expect(done.status).toBe(200);
+    expect(done.body.user_id).toBe('@remember_me:localhost');
+    expect(done.body.device_id).toBe('xyzzy');
+    const device = await request(server.baseUrl, 'GET', `${V3}/devices/xyzzy`, { token: done.body.access_token });
+    expect(device.body.display_name).toBe('display_name');
+    const login = await request(server.baseUrl, 'POST', `${V3}/login`, {
+      body: { type: 'm.login.password', identifier: { type: 'm.id.user', user: 'remember_me' }, password: 'pw-remember' },
+    });
+    expect(login.status).toBe(200);
+
+    const inhibit = await request(server.baseUrl, 'POST', `${V3}/register`, { body: { username: 'inhibited', password: 'pw', inhibit_login: true } });
+    const inhibited = await request(server.baseUrl, 'POST', `${V3}/register`, { body: { auth: { type: 'm.login.dummy', session: inhibit.body.session } } });
+    expect(inhibited.status).toBe(200);
+    expect(inhibited.body.user_id).toBe('@inhibited:localhost');
+    expect(inhibited.body.access_token).toBeUndefined();
+    expect(inhibited.body.device_id).toBeUndefined();
+  });
+
+  // SyTest "POST /register rejects registration of usernames with '\n'": refused, not trimmed into another name.
+  it('refuses a username with surrounding whitespace with M_INVALID_USERNAME', async () => {
+    await request(server.baseUrl, 'POST', `${V3}/register`, { body: { username: 'ws_user', password: 'pw', auth: { type: 'm.login.dummy' } } });
+    for (const username of ['ws_user\n', ' ws_user']) {
+      const res = await request(server.baseUrl, 'POST', `${V3}/register`, { body: { username, password: 'pw', auth: { type: 'm.login.dummy' } } });
+      expect(res.status).toBe(400);
+      expect(res.body.errcode).toBe('M_INVALID_USERNAME');
+    }
+  });
+
   it('registers through matrix-js-sdk, with a chosen device id and a mapped (lowercased) username', async () => {
     const client = createClient({ baseUrl: server.baseUrl });
     // The SDK's type leaves out device_id, which the spec allows.

@@ -21,7 +21,9 @@ describe('usernames', () => {
   });
 
   it('maps usernames logically before checking', () => {
-    expect(normalizeUsername('  Alice ')).toBe('alice');
+    expect(normalizeUsername('Alice')).toBe('alice');
+    // SyTest "POST /register rejects registration of usernames with '\n'": whitespace is refused, not trimmed.
+    expect(checkLocalpart(normalizeUsername('alice\n'), 'example.org')).toBe('invalid_chars');
   });
 
   it.each([
