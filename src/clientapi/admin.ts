@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { forbidden, invalidParam } from '../errors.js';
 import type { Services } from '../homeserver.js';
-import { defineRoute, type RouteDefinition } from '../http/route.js';
+import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
+import { dict } from '../util/dict.js';
 import { sessionResponse } from './login.js';
 
 const SYNAPSE_ADMIN_V1 = ['/_synapse/admin/v1'] as const;
@@ -40,6 +41,26 @@ export function adminRoutes(services: Services): RouteDefinition[] {
         if (!(await users.isAdmin(requester.userId))) throw forbidden('You are not a server admin');
         if (!users.isLocalUserId(params.userId!)) throw invalidParam('Only local users can be admins of this homeserver');
         return { admin: await users.isAdmin(params.userId!) };
+      },
+    }),
+    // Spec: GET /_matrix/client/v3/admin/whois/{userId} (the user themselves or a server admin, as Synapse)
+    defineRoute({
+      method: 'GET',
+      prefixes: CLIENT_V3,
+      path: '/admin/whois/:userId',
+      auth: 'user',
+      handler: async ({ params, requester }) => {
+        const userId = params.userId!;
+        if (userId !== requester.userId && !(await users.isAdmin(requester.userId))) throw forbidden('You are not a server admin');
+        if (!users.isLocalUserId(userId)) throw invalidParam('Only local users can be looked up');
+        const devices = dict<{ sessions: Array<{ connections: Array<{ ip: string; last_seen: number; user_agent: string }> }> }>();
+        for (const d of await users.listDevices(userId)) {
+          const seen = d.lastSeenTs !== null && d.lastSeenIp !== null;
+          devices[d.deviceId] = {
+            sessions: [{ connections: seen ? [{ ip: d.lastSeenIp!, last_seen: d.lastSeenTs!, user_agent: d.lastSeenUserAgent ?? '' }] : [] }],
+          };
+        }
+        return { user_id: userId, devices };
       },
     }),
   ];

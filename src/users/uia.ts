@@ -22,7 +22,8 @@ export class UiaRequiredError extends MatrixError {
 
   override toJSON(): Record<string, unknown> {
     const body: Record<string, unknown> = { ...this.body };
-    if (body.completed && (body.completed as string[]).length === 0) delete body.completed;
+    // As Synapse: `completed` is left out of the first answer only; a failed stage always lists it.
+    if (!this.failed && body.completed && (body.completed as string[]).length === 0) delete body.completed;
     return this.failed ? { errcode: this.errcode, error: this.message, ...body } : body;
   }
 }

@@ -52,6 +52,21 @@ describe.each(testDialects())('account management on %s', (dialect) => {
     expect(wrong.body.errcode).toBe('M_FORBIDDEN');
   });
 
+  // SyTest "Can't deactivate account with wrong password": 401 M_FORBIDDEN with flows, params, session and completed.
+  it('a wrong password in a UIA stage answers 401 M_FORBIDDEN listing completed stages', async () => {
+    await server.hs.services.users.createAccountFromCli('wrongpw', 'right-pw', false);
+    const token = (await login(server, 'wrongpw', 'right-pw')).body.access_token;
+    const res = await request(server.baseUrl, 'POST', `${V3}/account/deactivate`, {
+      token,
+      body: { auth: { type: 'm.login.password', identifier: { type: 'm.id.user', user: '@wrongpw:localhost' }, password: 'wrong password' } },
+    });
+    expect(res.status).toBe(401);
+    expect(res.body).toMatchObject({ errcode: 'M_FORBIDDEN', completed: [], params: {} });
+    expect(typeof res.body.error).toBe('string');
+    expect(typeof res.body.session).toBe('string');
+    expect(Array.isArray(res.body.flows)).toBe(true);
+  });
+
   it('deactivates: tokens die, login is refused with M_USER_DEACTIVATED, the name stays taken', async () => {
     const reg = await request(server.baseUrl, 'POST', `${V3}/register`, { body: { username: 'karl', password: 'karl-pw', auth: { type: 'm.login.dummy' } } });
     const client = createClient({ baseUrl: server.baseUrl, accessToken: reg.body.access_token, userId: reg.body.user_id });

@@ -113,4 +113,18 @@ describe.each(testDialects())('Synapse admin: is a user an admin, on %s', (diale
     expect(await ask(boss.accessToken, '@someone:elsewhere.example')).toMatchObject({ status: 400, body: { errcode: 'M_INVALID_PARAM' } });
     expect((await request(server.baseUrl, 'GET', `/_synapse/admin/v1/users/${encodeURIComponent(carol.userId)}/admin`)).status).toBe(401);
   });
+
+  // Spec: GET /_matrix/client/v3/admin/whois/{userId} (SyTest "/whois").
+  it('whois: a user sees their own devices and connections; others need to be admins', async () => {
+    const dave = await registerUser(server.baseUrl, 'dave');
+    const erin = await registerUser(server.baseUrl, 'erin');
+    const res = await request(server.baseUrl, 'GET', `/_matrix/client/v3/admin/whois/${encodeURIComponent(dave.userId)}`, { token: dave.accessToken });
+    expect(res.status).toBe(200);
+    expect(res.body.user_id).toBe(dave.userId);
+    const device = res.body.devices[dave.deviceId];
+    expect(device.sessions[0].connections[0]).toMatchObject({ ip: expect.any(String), last_seen: expect.any(Number), user_agent: expect.any(String) });
+    const other = await request(server.baseUrl, 'GET', `/_matrix/client/r0/admin/whois/${encodeURIComponent(dave.userId)}`, { token: erin.accessToken });
+    expect(other).toMatchObject({ status: 403, body: { errcode: 'M_FORBIDDEN' } });
+  });
 });
+
