@@ -685,7 +685,8 @@ export class RoomService {
       if (ctx.membershipOf(actor.userId) !== 'join') throw forbidden(`User ${actor.userId} is not in room ${roomId}`);
       const target = await this.events.get(trx, targetId);
       const own = target?.pdu.sender === actor.userId;
-      if (target && target.pdu.room_id !== roomId) throw notFound('Event not found');
+      // As Synapse: 400, an event id of another room is a malformed request, not a missing event.
+      if (target && target.pdu.room_id !== roomId) throw new MatrixError('M_INVALID_PARAM', 'Cannot redact event from a different room', 400);
       if (!own && userPowerLevel(ctx.state, actor.userId, ctx.version) < powerLevelFor(ctx.state, 'redact', ctx.version)) {
         throw forbidden('You do not have permission to redact this event');
       }
@@ -930,6 +931,33 @@ export class RoomService {
       if (userPowerLevel(state, actor.userId, version) < 50) throw forbidden('You may not delete this alias');
     }
     await roomsRepo.deleteAlias(this.deps.db.knex, alias);
+    await this.dropFromCanonicalAlias(actor, found.roomId, alias);
+  }
+
+  /** As Synapse: a deleted alias leaves m.room.canonical_alias (alias, alt_aliases), sent by the deleter if allowed. */
+  private async dropFromCanonicalAlias(actor: Actor, roomId: string, alias: string): Promise<void> {
+    const eventId = await stateRepo.getCurrentStateEventId(this.deps.db.knex, roomId, 'm.room.canonical_alias', '');
+    const current = eventId ? (await this.events.get(this.deps.db.knex, eventId))?.pdu.content : undefined;
+    if (!current) return;
+    const content: Record<string, unknown> = { ...current };
+    let changed = false;
+    if (content.alias === alias) {
+      delete content.alias;
+      changed = true;
+    }
+    if (Array.isArray(content.alt_aliases) && content.alt_aliases.includes(alias)) {
+      const rest = content.alt_aliases.filter((a) => a !== alias);
+      if (rest.length) content.alt_aliases = rest;
+      else delete content.alt_aliases;
+      changed = true;
+    }
+    if (!changed) return;
+    try {
+      await this.sendEvent(actor, roomId, { type: 'm.room.canonical_alias', stateKey: '', content });
+    } catch (err) {
+      if (!(err instanceof MatrixError)) throw err;
+      this.deps.logger.info({ roomId, err: err.message }, 'could not update m.room.canonical_alias after deleting an alias');
+    }
   }
 
   async roomAliases(actor: Actor, roomId: string): Promise<string[]> {

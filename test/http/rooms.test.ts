@@ -224,6 +224,29 @@ describe.each(testDialects())('rooms on %s', (dialect) => {
     expect(wrong.body.errcode).toBe('M_BAD_ALIAS');
   });
 
+  // SyTest "Can delete canonical alias": deleting the alias takes it out of m.room.canonical_alias, as Synapse.
+  it('deleting an alias removes it from the canonical alias event (alias and alt_aliases)', async () => {
+    const { room_id } = await aliceClient.createRoom({});
+    await aliceClient.createAlias('#gone:localhost', room_id);
+    await aliceClient.createAlias('#stays:localhost', room_id);
+    await aliceClient.sendStateEvent(room_id, 'm.room.canonical_alias' as never, { alias: '#gone:localhost', alt_aliases: ['#stays:localhost', '#gone:localhost'] } as never, '');
+    const del = await request(server.baseUrl, 'DELETE', `/_matrix/client/v3/directory/room/${encodeURIComponent('#gone:localhost')}`, { token: alice.accessToken, body: {} });
+    expect(del.status).toBe(200);
+    expect(await aliceClient.getStateEvent(room_id, 'm.room.canonical_alias', '')).toEqual({ alt_aliases: ['#stays:localhost'] });
+  });
+
+  // SyTest "PUT /redact disallows redaction of event in different room": 400, as Synapse.
+  it('refuses to redact an event of another room with 400', async () => {
+    const first = await aliceClient.createRoom({});
+    const second = await aliceClient.createRoom({});
+    const { event_id } = await aliceClient.sendTextMessage(first.room_id, 'elsewhere');
+    const res = await request(server.baseUrl, 'PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(second.room_id)}/redact/${encodeURIComponent(event_id)}/txn-x`, {
+      token: alice.accessToken,
+      body: {},
+    });
+    expect(res.status).toBe(400);
+  });
+
   it('forgets a room only after leaving, and then hides its history', async () => {
     const { room_id } = await aliceClient.createRoom({ preset: 'public_chat' as never });
     await bobClient.joinRoom(room_id);
@@ -240,13 +263,15 @@ describe.each(testDialects())('rooms on %s', (dialect) => {
     expect((await bobClient.getJoinedRooms()).joined_rooms).toContain(room_id);
   });
 
-  it('takes only the reason of a join body into the member event (spec: POST /join)', async () => {
+  it('copies custom keys of a join body into the member event, never the server-decided ones (spec: POST /join)', async () => {
     const { room_id } = await aliceClient.createRoom({ preset: 'public_chat' as never });
-    const res = await request(server.baseUrl, 'POST', `/_matrix/client/v3/join/${encodeURIComponent(room_id)}`, { token: bob.accessToken, body: { foo: 'bar', reason: 'hi' } });
+    const body = { foo: 'bar', reason: 'hi', displayname: 'fake', join_authorised_via_users_server: alice.userId };
+    const res = await request(server.baseUrl, 'POST', `/_matrix/client/v3/join/${encodeURIComponent(room_id)}`, { token: bob.accessToken, body });
     expect(res.status).toBe(200);
     const member = await aliceClient.getStateEvent(room_id, 'm.room.member', bob.userId);
-    expect(member).toMatchObject({ membership: 'join', reason: 'hi' });
-    expect(member).not.toHaveProperty('foo');
+    expect(member).toMatchObject({ membership: 'join', reason: 'hi', foo: 'bar' });
+    expect(member.displayname).not.toBe('fake');
+    expect(member).not.toHaveProperty('join_authorised_via_users_server');
   });
 
   it('answers bad input with spec errors', async () => {
