@@ -23,7 +23,7 @@ import {
 import type { RoomVersion } from '../rooms/roomVersions.js';
 import type { Db, Database } from '../storage/database.js';
 import { getForwardExtremities } from '../storage/repositories/events.js';
-import type { Pdu } from '../types/pdu.js';
+import { stateMapKey, type Pdu } from '../types/pdu.js';
 import type { FederationClient } from './client.js';
 import type { KeyStore } from './keyStore.js';
 
@@ -36,7 +36,7 @@ export interface FederatedRooms {
   };
   acceptRemoteEvents(
     roomId: string,
-    events: Array<{ pdu: Pdu; eventId: string }>,
+    events: Array<{ pdu: Pdu; eventId: string; missingPrevStates?: ReadonlyMap<string, ReadonlyMap<string, string>> }>,
   ): Promise<Array<{ eventId: string; outcome: 'accepted' | 'rejected' | 'soft_failed' | 'duplicate'; reason?: string }>>;
   storeOutliers(roomId: string, events: Array<{ pdu: Pdu; eventId: string }>): Promise<void>;
 }
@@ -176,13 +176,15 @@ export interface PipelineDeps {
 export interface PipelineLimits {
   /** Events fetched per /get_missing_events call (spec default 10). */
   missingEventsLimit: number;
-  /** /get_missing_events rounds before an event with a gap behind it is given up. */
-  missingEventsRounds: number;
+  /** GET /state_ids calls for prev events we lack, per received event. */
+  maxStateFetches: number;
+  /** Events (state and auth chain) accepted in one /state_ids answer. */
+  maxStateEvents: number;
   /** Auth events fetched one by one (GET /event) for one incoming event. */
   maxAuthFetches: number;
 }
 
-export const DEFAULT_PIPELINE_LIMITS: PipelineLimits = { missingEventsLimit: 10, missingEventsRounds: 5, maxAuthFetches: 100 };
+export const DEFAULT_PIPELINE_LIMITS: PipelineLimits = { missingEventsLimit: 10, maxStateFetches: 5, maxStateEvents: 5000, maxAuthFetches: 100 };
 
 export type PduResult = Record<string, never> | { error: string };
 
@@ -233,24 +235,25 @@ export class InboundPipeline {
     }
     const { eventId } = checked;
     if (checked.redacted) this.log('content_hash', { origin, roomId, eventId }, 'content hash mismatch: event redacted');
+    // From here on, as Synapse: the transaction answers {} for the event whatever becomes of it (rejected,
+    // soft-failed, dropped for a gap in the DAG); the outcome is logged, not reported to the sender.
     try {
       const existing = await this.deps.rooms.events.get(this.deps.db.knex, eventId);
       // Known in the timeline already: nothing to do. Known as an outlier: the rooms core moves it in.
       if (existing && !existing.outlier) return { eventId, result: {} };
       await this.fetchMissingAuthEvents(origin, roomId, version, [checked]);
-      await this.fillPrevGap(origin, roomId, version, checked);
+      if (!(await this.fillPrevGap(origin, roomId, version, checked))) return { eventId, result: {} };
       const [outcome] = await this.deps.rooms.acceptRemoteEvents(roomId, [{ pdu: checked.pdu, eventId }]);
-      if (outcome?.outcome === 'rejected') {
-        this.log('auth', { origin, roomId, eventId, reason: outcome.reason }, 'inbound PDU rejected');
-        return { eventId, result: { error: outcome.reason ?? 'rejected by the auth rules' } };
-      }
+      if (outcome?.outcome === 'rejected') this.log('auth', { origin, roomId, eventId, reason: outcome.reason }, 'inbound PDU rejected');
       if (outcome?.outcome === 'soft_failed') this.log('soft_fail', { origin, roomId, eventId, reason: outcome.reason }, 'inbound PDU soft-failed');
       return { eventId, result: {} };
     } catch (err) {
-      const step = err instanceof PduCheckError ? err.step : 'accept';
-      if (!(err instanceof PduCheckError)) this.deps.logger.warn({ step, err, origin, roomId, eventId }, 'inbound PDU failed');
-      else this.log(step, { origin, roomId, eventId, reason: err.message }, 'inbound PDU refused');
-      return { eventId, result: { error: err instanceof PduCheckError ? err.message : 'failed to process the event' } };
+      if (err instanceof PduCheckError) {
+        this.log(err.step, { origin, roomId, eventId, reason: err.message }, 'inbound PDU dropped');
+        return { eventId, result: {} };
+      }
+      this.deps.logger.warn({ step: 'accept', err, origin, roomId, eventId }, 'inbound PDU failed');
+      return { eventId, result: { error: 'failed to process the event' } };
     }
   }
 
@@ -273,7 +276,8 @@ export class InboundPipeline {
     for (const id of ids) {
       const ev = found.get(id);
       if (!ev) unknown.push(id);
-      else if (ev.outlier || ev.rejected || ev.stateAfter === null) unusable.push(id);
+      // A rejected (or soft-failed) event has a state (the state before it); an outlier has none.
+      else if (ev.outlier || ev.stateAfter === null) unusable.push(id);
     }
     return { unknown, unusable };
   }
@@ -322,70 +326,105 @@ export class InboundPipeline {
   }
 
   /**
-   * Step "fetch missing prev events": asks `origin` for the events between our forward extremities and the
-   * event (POST /get_missing_events, a bounded number of rounds), accepts those that connect, oldest first.
-   * If the gap cannot be closed the event is refused (PduCheckError).
+   * Step "fetch missing prev events" (as Synapse): prev events not in our timeline (unknown, or outliers)
+   * are asked for once with POST /get_missing_events (from our forward extremities to the event). The
+   * events returned are accepted oldest first; where one of them still has prev events we lack, the state
+   * after each of those is fetched with GET /state_ids and resolved with ours. Returns whether the event's
+   * prev events are all in the timeline now; if not, the event is dropped (it would otherwise bring a
+   * state we cannot check).
    */
-  async fillPrevGap(origin: string, roomId: string, version: RoomVersion, target: CheckedEvent): Promise<void> {
+  async fillPrevGap(origin: string, roomId: string, version: RoomVersion, target: CheckedEvent): Promise<boolean> {
     const db = this.deps.db.knex;
-    let waiting = new Map<string, CheckedEvent>(); // fetched, not yet connected
-    let latest = [target.eventId];
-    for (let round = 0; ; round++) {
-      const pending = [target, ...waiting.values()];
-      const wantedIds = [...new Set(pending.flatMap((e) => prevEventIds(e.pdu)))].filter((id) => !waiting.has(id) && id !== target.eventId);
-      const { unknown, unusable } = await this.missingPrevs(wantedIds);
-      if (unusable.length) throw new PduCheckError('prev_events', `prev events known only as outliers or rejected: ${unusable.slice(0, 3).join(', ')}`);
-      if (!unknown.length) break;
-      if (round >= this.limits.missingEventsRounds) throw new PduCheckError('prev_events', `missing prev events: ${unknown.slice(0, 3).join(', ')}`);
-      const extremities = await getForwardExtremities(db, roomId);
-      const minDepth = extremities.length ? Math.min(...extremities.map((e) => e.depth)) : 0;
-      let res: { events?: unknown[] };
-      try {
-        res = await this.deps.client.request<{ events?: unknown[] }>({
-          destination: origin,
-          method: 'POST',
-          path: `/_matrix/federation/v1/get_missing_events/${encodeURIComponent(roomId)}`,
-          body: { earliest_events: extremities.map((e) => e.eventId), latest_events: latest, limit: this.limits.missingEventsLimit, min_depth: minDepth },
-        });
-      } catch {
-        throw new PduCheckError('prev_events', `could not fetch missing events from ${origin}`);
-      }
-      let progress = false;
-      for (const raw of Array.isArray(res?.events) ? res.events.slice(0, this.limits.missingEventsLimit) : []) {
-        try {
-          const ev = await checkReceivedPdu(raw, version, (s, k, t) => this.deps.keyStore.verifyKeyFor(s, k, t), { roomId });
-          if (ev.eventId === target.eventId || waiting.has(ev.eventId)) continue;
-          if ((await this.missingPrevs([ev.eventId])).unknown.length === 0) continue; // already have it
-          waiting.set(ev.eventId, ev);
-          progress = true;
-        } catch (err) {
-          this.log('prev_events', { origin, reason: (err as Error).message }, 'missing event refused');
-        }
-      }
-      // Accept, oldest first, every fetched event whose own prev events are now all in the timeline.
-      const stillWaiting = new Map<string, CheckedEvent>();
-      for (const ev of topologicalOrder([...waiting.values()], version)) {
-        const prevs = await this.missingPrevs(prevEventIds(ev.pdu));
-        if (prevs.unknown.length || prevs.unusable.length) {
-          stillWaiting.set(ev.eventId, ev);
-          continue;
-        }
-        try {
-          await this.fetchMissingAuthEvents(origin, roomId, version, [ev]);
-        } catch (err) {
-          if (!(err instanceof PduCheckError)) throw err;
-          stillWaiting.set(ev.eventId, ev);
-          continue;
-        }
-        const [outcome] = await this.deps.rooms.acceptRemoteEvents(roomId, [{ pdu: ev.pdu, eventId: ev.eventId }]);
-        this.log('prev_events', { origin, eventId: ev.eventId, outcome: outcome?.outcome }, 'accepted a missing event');
-        progress = true;
-      }
-      waiting = stillWaiting;
-      if (!progress) throw new PduCheckError('prev_events', 'missing prev events could not be fetched');
-      // The next round walks back from the oldest events still disconnected.
-      latest = waiting.size ? [...waiting.keys()] : [target.eventId];
+    const gap = async (pdu: Pdu) => {
+      const { unknown, unusable } = await this.missingPrevs(prevEventIds(pdu));
+      return [...unknown, ...unusable];
+    };
+    if (!(await gap(target.pdu)).length) return true;
+    const extremities = await getForwardExtremities(db, roomId);
+    const minDepth = extremities.length ? Math.min(...extremities.map((e) => e.depth)) : 0;
+    let res: { events?: unknown[] } = {};
+    try {
+      res = await this.deps.client.request<{ events?: unknown[] }>({
+        destination: origin,
+        method: 'POST',
+        path: `/_matrix/federation/v1/get_missing_events/${encodeURIComponent(roomId)}`,
+        body: { earliest_events: extremities.map((e) => e.eventId), latest_events: [target.eventId], limit: this.limits.missingEventsLimit, min_depth: minDepth },
+      });
+    } catch (err) {
+      this.log('prev_events', { origin, roomId, reason: (err as Error).message }, '/get_missing_events failed');
     }
+    const pulled: CheckedEvent[] = [];
+    for (const raw of Array.isArray(res?.events) ? res.events.slice(0, this.limits.missingEventsLimit) : []) {
+      try {
+        const ev = await checkReceivedPdu(raw, version, (s, k, t) => this.deps.keyStore.verifyKeyFor(s, k, t), { roomId });
+        if (ev.eventId === target.eventId || pulled.some((p) => p.eventId === ev.eventId)) continue;
+        const known = await this.deps.rooms.events.get(db, ev.eventId);
+        if (known && !known.outlier) continue;
+        pulled.push(ev);
+      } catch (err) {
+        this.log('prev_events', { origin, reason: (err as Error).message }, 'missing event refused');
+      }
+    }
+    let stateFetches = 0;
+    for (const ev of topologicalOrder(pulled, version)) {
+      try {
+        await this.fetchMissingAuthEvents(origin, roomId, version, [ev]);
+        const missingPrevStates = new Map<string, ReadonlyMap<string, string>>();
+        for (const prevId of await gap(ev.pdu)) {
+          if (++stateFetches > this.limits.maxStateFetches) throw new PduCheckError('prev_events', 'too many prev events without state');
+          missingPrevStates.set(prevId, await this.stateAfterRemoteEvent(origin, roomId, version, prevId));
+        }
+        const [outcome] = await this.deps.rooms.acceptRemoteEvents(roomId, [{ pdu: ev.pdu, eventId: ev.eventId, ...(missingPrevStates.size ? { missingPrevStates } : {}) }]);
+        this.log('prev_events', { origin, eventId: ev.eventId, outcome: outcome?.outcome, stateFetched: missingPrevStates.size }, 'accepted a missing event');
+      } catch (err) {
+        if (!(err instanceof PduCheckError)) throw err;
+        this.log('prev_events', { origin, eventId: ev.eventId, reason: err.message }, 'missing event dropped');
+      }
+    }
+    const left = await gap(target.pdu);
+    if (left.length) this.log('prev_events', { origin, roomId, eventId: target.eventId, missing: left.slice(0, 3) }, 'prev events could not be fetched: event dropped');
+    return left.length === 0;
+  }
+
+  /**
+   * The state after an event we do not have in the timeline, as `origin` tells it (GET /state_ids at the
+   * event, then the event itself when it is state): the events are fetched, checked and stored as outliers;
+   * those rejected against their auth events are left out.
+   */
+  async stateAfterRemoteEvent(origin: string, roomId: string, version: RoomVersion, eventId: string): Promise<Map<string, string>> {
+    let res: { pdu_ids?: unknown; auth_chain_ids?: unknown };
+    try {
+      res = await this.deps.client.request<{ pdu_ids?: unknown; auth_chain_ids?: unknown }>({
+        destination: origin,
+        method: 'GET',
+        path: `/_matrix/federation/v1/state_ids/${encodeURIComponent(roomId)}`,
+        query: { event_id: eventId },
+      });
+    } catch {
+      throw new PduCheckError('prev_events', `could not fetch the state at ${eventId} from ${origin}`);
+    }
+    const ids = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+    const stateIds = ids(res?.pdu_ids);
+    const wanted = [...new Set([eventId, ...stateIds, ...ids(res?.auth_chain_ids)])];
+    if (wanted.length > this.limits.maxStateEvents) throw new PduCheckError('prev_events', `state at ${eventId} is too large`);
+    const missing = await this.missing(wanted);
+    const fetched: CheckedEvent[] = [];
+    for (const id of missing) {
+      try {
+        fetched.push(await this.fetchEvent(origin, roomId, version, id));
+      } catch (err) {
+        this.log('prev_events', { origin, eventId: id, reason: (err as Error).message }, 'state event not fetched');
+      }
+    }
+    if (fetched.length) await this.deps.rooms.storeOutliers(roomId, topologicalOrder(fetched, version).map(({ pdu, eventId: id }) => ({ pdu, eventId: id })));
+    const known = await this.deps.rooms.events.getMany(this.deps.db.knex, [...stateIds, eventId]);
+    const state = new Map<string, string>();
+    for (const id of [...stateIds, eventId]) {
+      const ev = known.get(id);
+      if (!ev || ev.rejected || typeof ev.pdu.state_key !== 'string' || roomIdOfEvent(ev.pdu, id) !== roomId) continue;
+      state.set(stateMapKey(ev.pdu.type, ev.pdu.state_key), id);
+    }
+    return state;
   }
 }
 

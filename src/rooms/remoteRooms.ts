@@ -70,7 +70,8 @@ export async function stateAndAuthChain(
   eventId: string,
 ): Promise<{ state: Pdu[]; authChain: Pdu[] }> {
   const ev = await events.get(db, eventId);
-  if (!ev || ev.pdu.room_id !== roomId || ev.stateBefore === null) throw notFound('Event not found');
+  // Outliers and rejected events have no state of their own to give (spec: 404 for events we cannot use).
+  if (!ev || ev.pdu.room_id !== roomId || ev.stateBefore === null || ev.outlier || ev.rejected) throw notFound('Event not found');
   const ids = await state.stateIds(db, ev.stateBefore);
   const stateEvents = await events.getMany(db, [...ids.values()]);
   const chain = new Map<string, Pdu>();

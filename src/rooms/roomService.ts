@@ -165,11 +165,13 @@ export class RoomService {
 
   async acceptRemoteEvents(
     roomId: string,
-    events: Array<{ pdu: Pdu; eventId: string }>,
+    events: Array<{ pdu: Pdu; eventId: string; missingPrevStates?: ReadonlyMap<string, ReadonlyMap<string, string>> }>,
   ): Promise<Array<{ eventId: string; outcome: RemoteOutcome; reason?: string }>> {
     return this.write(roomId, async (ctx) => {
       const out: Array<{ eventId: string; outcome: RemoteOutcome; reason?: string }> = [];
-      for (const { pdu, eventId } of topologicalByDepth(events)) out.push({ eventId, ...(await ctx.acceptRemote(pdu, eventId)) });
+      for (const { pdu, eventId, missingPrevStates } of topologicalByDepth(events)) {
+        out.push({ eventId, ...(await ctx.acceptRemote(pdu, eventId, undefined, missingPrevStates ? { missingPrevStates } : {})) });
+      }
       return out;
     });
   }

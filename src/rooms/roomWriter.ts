@@ -362,7 +362,7 @@ export class RoomWriteContext {
     pdu: Pdu,
     eventId: string,
     stateBeforeIds?: ReadonlyMap<string, string>,
-    opts: { supersedesHead?: boolean } = {},
+    opts: { supersedesHead?: boolean; missingPrevStates?: ReadonlyMap<string, ReadonlyMap<string, string>> } = {},
   ): Promise<{ outcome: RemoteOutcome; reason?: string }> {
     await this.willWrite();
     const existing = await this.deps.eventStore.get(this.trx, eventId);
@@ -378,23 +378,25 @@ export class RoomWriteContext {
     // v12: the create event implied by the room id counts as an auth event (it is never in auth_events).
     const authIds = impliedAuthEventIds(pdu, version);
     const authEvents = await this.deps.eventStore.getMany(this.trx, authIds);
-    if (authEvents.size !== authIds.length) return this.reject(pdu, eventId, 'missing auth events');
-    const authReason = checkAgainstAuthEvents(pdu, authIds.map((id) => authEvents.get(id)!.pdu), version);
-    if (authReason) return this.reject(pdu, eventId, authReason);
-
-    const before = stateBeforeIds ? { ids: new Map(stateBeforeIds), group: null as number | null } : await this.stateBeforeFromPrevs(pdu);
+    const before = stateBeforeIds
+      ? { ids: new Map(stateBeforeIds), group: null as number | null }
+      : await this.stateBeforeFromPrevs(pdu, opts.missingPrevStates);
     if (!before) return this.reject(pdu, eventId, 'missing prev events');
-    const beforeState = await this.pdusFor(before.ids);
-    const stateReason = checkAgainstState(pdu, beforeState, version);
-    if (stateReason) return this.reject(pdu, eventId, stateReason);
-    // A rejoin's state comes from a resident server and is newer than ours: our stale head cannot soft-fail it.
-    const softFail = this.stateMap.size > 0 && !opts.supersedesHead ? checkAgainstState(pdu, this.stateMap, version) : undefined;
-
     let beforeGroup = before.group;
     if (beforeGroup === null) {
       beforeGroup = await this.deps.stateStore.createGroup(this.trx, this.roomId, null, before.ids);
       this.result.createdGroups.push(beforeGroup);
     }
+    // A rejected event keeps the state before it as its state after: later events may name it as a prev event.
+    if (authEvents.size !== authIds.length) return this.reject(pdu, eventId, 'missing auth events', beforeGroup);
+    const authReason = checkAgainstAuthEvents(pdu, authIds.map((id) => authEvents.get(id)!.pdu), version);
+    if (authReason) return this.reject(pdu, eventId, authReason, beforeGroup);
+    const beforeState = await this.pdusFor(before.ids);
+    const stateReason = checkAgainstState(pdu, beforeState, version);
+    if (stateReason) return this.reject(pdu, eventId, stateReason, beforeGroup);
+    // A rejoin's state comes from a resident server and is newer than ours: our stale head cannot soft-fail it.
+    const softFail = this.stateMap.size > 0 && !opts.supersedesHead ? checkAgainstState(pdu, this.stateMap, version) : undefined;
+
     const key = typeof pdu.state_key === 'string' ? stateMapKey(pdu.type, pdu.state_key) : undefined;
     let afterGroup = beforeGroup;
     if (key) {
@@ -446,26 +448,33 @@ export class RoomWriteContext {
     return { outcome: 'accepted' };
   }
 
-  private async reject(pdu: Pdu, eventId: string, reason: string): Promise<{ outcome: RemoteOutcome; reason: string }> {
+  private async reject(pdu: Pdu, eventId: string, reason: string, stateGroup: number | null = null): Promise<{ outcome: RemoteOutcome; reason: string }> {
     if (!(await this.deps.eventStore.get(this.trx, eventId))) {
-      this.pendingInserts.push({ streamOrdering: this.stream.next(), eventId, pdu, stateBefore: null, stateAfter: null, rejectedReason: reason });
+      this.pendingInserts.push({ streamOrdering: this.stream.next(), eventId, pdu, stateBefore: stateGroup, stateAfter: stateGroup, rejectedReason: reason });
     }
     return { outcome: 'rejected', reason };
   }
 
   /** The state before an event from the state after each of its prev events, resolved when they differ. */
-  private async stateBeforeFromPrevs(pdu: Pdu): Promise<{ ids: Map<string, string>; group: number | null } | undefined> {
+  /** `missingPrevStates`: the state after prev events not in our timeline, as another server told it. */
+  private async stateBeforeFromPrevs(
+    pdu: Pdu,
+    missingPrevStates?: ReadonlyMap<string, ReadonlyMap<string, string>>,
+  ): Promise<{ ids: Map<string, string>; group: number | null } | undefined> {
     const prevIds = prevEventIds(pdu);
     const prevs = await this.deps.eventStore.getMany(this.trx, prevIds);
     const groups: number[] = [];
+    const remote: Array<ReadonlyMap<string, string>> = [];
     for (const id of prevIds) {
       const prev = prevs.get(id);
-      if (!prev || prev.outlier || prev.stateAfter === null) return undefined;
-      groups.push(prev.stateAfter);
+      if (prev && !prev.outlier && prev.stateAfter !== null) groups.push(prev.stateAfter);
+      else if (missingPrevStates?.has(id)) remote.push(missingPrevStates.get(id)!);
+      else return undefined;
     }
     const distinct = [...new Set(groups)];
-    if (distinct.length === 1) return { ids: new Map(await this.deps.stateStore.stateIds(this.trx, distinct[0]!)), group: distinct[0]! };
-    const sets = await Promise.all(distinct.map((g) => this.deps.stateStore.stateIds(this.trx, g)));
+    if (distinct.length === 1 && !remote.length) return { ids: new Map(await this.deps.stateStore.stateIds(this.trx, distinct[0]!)), group: distinct[0]! };
+    const sets = [...(await Promise.all(distinct.map((g) => this.deps.stateStore.stateIds(this.trx, g)))), ...remote];
+    if (sets.length === 1) return { ids: new Map(sets[0]!), group: null };
     return { ids: await this.resolve(sets), group: null };
   }
 
