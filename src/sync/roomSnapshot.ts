@@ -35,7 +35,8 @@ interface Deps {
 const MEMBERSHIPS = new Set(['invite', 'join', 'leave', 'ban']);
 const EVERYTHING = Number.MAX_SAFE_INTEGER;
 
-export async function roomSnapshot(deps: Deps, viewer: Viewer, roomId: string, limit: number): Promise<RoomSnapshot> {
+/** `presence: false` leaves the members' presence out (the global initialSync lists it once, at the top). */
+export async function roomSnapshot(deps: Deps, viewer: Viewer, roomId: string, limit: number, opts: { presence?: boolean } = {}): Promise<RoomSnapshot> {
   const { reader } = deps;
   const db = deps.db.knex;
   // Throws 403 unless joined, departed, invited/knocking, or the room is world-readable.
@@ -57,7 +58,7 @@ export async function roomSnapshot(deps: Deps, viewer: Viewer, roomId: string, l
     state: await reader.formatState(viewer, state),
     visibility: room?.isPublic ? 'public' : 'private',
     account_data: (await roomAccountData(db, viewer.userId, [roomId], EVERYTHING)).map((r) => ({ type: r.type, content: r.content })),
-    presence: departed ? [] : await presenceOfMembers(deps, roomId),
+    presence: departed || opts.presence === false ? [] : await presenceOfMembers(deps, roomId),
     receipts: departed ? [] : await receiptEvents(deps, viewer.userId, roomId),
   };
   if (access.membership !== undefined && MEMBERSHIPS.has(access.membership)) snapshot.membership = access.membership;

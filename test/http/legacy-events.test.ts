@@ -146,4 +146,59 @@ describe.each(testDialects())('legacy event stream on %s', (dialect) => {
     const missing = await call(bob, 'GET', `/events/${encodeURIComponent('$nope')}`);
     expect(missing.status).toBe(404);
   });
+
+  it('global /initialSync lists joined rooms with limit, receipts, presence, tags and account data; 400 on a bad limit', async () => {
+    const carol = await registerUser(server.baseUrl, 'carol');
+    const roomId = (await call(alice, 'POST', '/createRoom', { preset: 'public_chat', visibility: 'public', name: 'Lobby' })).body.room_id;
+    await call(carol, 'POST', `${room(roomId)}/join`, {});
+    await say(alice, roomId, 'one');
+    const two = await say(alice, roomId, 'two');
+    await call(carol, 'POST', `${room(roomId)}/receipt/m.read/${encodeURIComponent(two)}`, {});
+    await call(carol, 'PUT', `/user/${encodeURIComponent(carol.userId)}/rooms/${encodeURIComponent(roomId)}/tags/u.fav`, {});
+    await call(carol, 'PUT', `/user/${encodeURIComponent(carol.userId)}/account_data/org.example.global`, { cats: true });
+    const invitedTo = (await call(alice, 'POST', '/createRoom', { preset: 'private_chat', invite: [carol.userId] })).body.room_id;
+
+    const res = await call(carol, 'GET', '/initialSync?limit=1', undefined, 'v3', true);
+    expect(res.status).toBe(200);
+    expect(typeof res.body.end).toBe('string');
+    const entry = res.body.rooms.find((r: any) => r.room_id === roomId);
+    expect(entry).toMatchObject({ membership: 'join', visibility: 'public', messages: { start: expect.any(String), end: expect.any(String) } });
+    expect(entry.messages.chunk.map((e: any) => e.content.body)).toEqual(['two']);
+    expect(entry.state.find((e: any) => e.type === 'm.room.name').content.name).toBe('Lobby');
+    expect(entry.account_data).toContainEqual({ type: 'm.tag', content: { tags: { 'u.fav': {} } } });
+    const receipt = res.body.receipts.find((r: any) => r.room_id === roomId && r.type === 'm.receipt');
+    expect(receipt.content[two]['m.read'][carol.userId].ts).toEqual(expect.any(Number));
+    expect(res.body.presence.map((p: any) => p.content.user_id)).toEqual(expect.arrayContaining([carol.userId, alice.userId]));
+    expect(res.body.account_data).toContainEqual({ type: 'org.example.global', content: { cats: true } });
+    const invite = res.body.rooms.find((r: any) => r.room_id === invitedTo);
+    expect(invite).toMatchObject({ membership: 'invite', inviter: alice.userId, invite: { type: 'm.room.member', state_key: carol.userId } });
+
+    const none = await call(carol, 'GET', '/initialSync?limit=0', undefined, 'r0', true);
+    expect(none.body.rooms.find((r: any) => r.room_id === roomId).messages.chunk).toEqual([]);
+    const bad = await call(carol, 'GET', '/initialSync?limit=hello', undefined, 'v3', true);
+    expect([bad.status, bad.body.errcode]).toEqual([400, 'M_INVALID_PARAM']);
+
+    // The end token continues into the event stream.
+    const three = await say(alice, roomId, 'three');
+    const next = await events(carol, { from: res.body.end, timeout: 0 });
+    expect(next.body.chunk.map((e: any) => e.event_id)).toContain(three);
+  });
+
+  it('global /initialSync shows a departed room only with archived=true, as it was when the user left', async () => {
+    const roomId = (await call(alice, 'POST', '/createRoom', { preset: 'public_chat' })).body.room_id;
+    await call(eve, 'POST', `${room(roomId)}/join`, {});
+    await call(alice, 'PUT', `${room(roomId)}/state/madeup.test.state/`, { body: 'before' });
+    await say(alice, roomId, 'before leaving');
+    await call(eve, 'POST', `${room(roomId)}/leave`, {});
+    await call(alice, 'PUT', `${room(roomId)}/state/madeup.test.state/`, { body: 'after' });
+    await say(alice, roomId, 'after leaving');
+
+    const plain = await call(eve, 'GET', '/initialSync', undefined, 'v3', true);
+    expect(plain.body.rooms.find((r: any) => r.room_id === roomId)).toBeUndefined();
+    const archived = await call(eve, 'GET', '/initialSync?archived=true&limit=2', undefined, 'v3', true);
+    const entry = archived.body.rooms.find((r: any) => r.room_id === roomId);
+    expect(entry.membership).toBe('leave');
+    expect(entry.state.find((e: any) => e.type === 'madeup.test.state').content.body).toBe('before');
+    expect(entry.messages.chunk.map((e: any) => e.content.body ?? e.content.membership)).toEqual(['before leaving', 'leave']);
+  });
 });

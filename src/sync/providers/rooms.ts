@@ -20,6 +20,7 @@ import { parseStateMapKey, stateMapKey } from '../../types/pdu.js';
 import { asRoomEventFilter, lazyLoadMembers, roomAllowed, timelineLimit } from '../filter.js';
 import type { SyncContext, SyncProvider } from '../provider.js';
 import type { StrippedStateEvent } from '../response.js';
+import { mapLimit } from '../../util/mapLimit.js';
 
 // The timeline topic: joined, invited, knocked and left rooms with their timelines and state.
 
@@ -372,19 +373,6 @@ export class RoomsProvider implements SyncProvider {
   }
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight, keeping the order of results. */
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
 
 function hasSelection(f: RoomEventFilter): boolean {
   return Boolean(f.types || f.not_types || f.senders || f.not_senders || f.rooms || f.not_rooms || f.contains_url !== undefined);
