@@ -7,8 +7,8 @@ import { getRoom, insertRoom, setCurrentStateGroup } from '../storage/repositori
 import { deleteCurrentState, setCurrentState } from '../storage/repositories/state.js';
 import { parseStateMapKey, stateMapKey, type Pdu, type StateMap } from '../types/pdu.js';
 import { LruCache } from '../util/lru.js';
-import { checkAuth, authTypesForEvent, withImpliedCreate } from './authRules.js';
-import { buildPdu, impliedAuthEventIds, prevEventIds, redactsOf, roomIdFromCreateEventId, type PduSkeleton } from './eventFormat.js';
+import { checkAuth, authTypesForEvent, powerLevelFor, userPowerLevel, withImpliedCreate } from './authRules.js';
+import { buildPdu, impliedAuthEventIds, prevEventIds, redactsOf, roomIdFromCreateEventId, roomIdOfEvent, serverNameOf, type PduSkeleton } from './eventFormat.js';
 import { assertValidLocalEvent, pduSizeProblem } from './eventLimits.js';
 import { checkAgainstAuthEvents, checkAgainstState, type RemoteOutcome } from './remoteAppend.js';
 import { loadStateResolutionEvents, resolveState } from './stateResolution/index.js';
@@ -394,6 +394,10 @@ export class RoomWriteContext {
     const beforeState = await this.pdusFor(before.ids);
     const stateReason = checkAgainstState(pdu, beforeState, version);
     if (stateReason) return this.reject(pdu, eventId, stateReason, beforeGroup);
+    const redactsId = pdu.type === 'm.room.redaction' ? redactsOf(pdu, version) : undefined;
+    const target = redactsId ? await this.deps.eventStore.get(this.trx, redactsId) : undefined;
+    // A redaction naming an event of another room is rejected (as Synapse): it would otherwise erase it.
+    if (target && roomIdOfEvent(target.pdu, target.eventId) !== this.roomId) return this.reject(pdu, eventId, 'redacts an event of another room', beforeGroup);
     // A rejoin's state comes from a resident server and is newer than ours: our stale head cannot soft-fail it.
     const softFail = this.stateMap.size > 0 && !opts.supersedesHead ? checkAgainstState(pdu, this.stateMap, version) : undefined;
 
@@ -439,11 +443,14 @@ export class RoomWriteContext {
     };
     this.result.events.push(stored);
     if (pdu.type === 'm.room.member' && pdu.state_key) this.result.notifyUsers.add(pdu.state_key);
-    const redacts = redactsOf(pdu, version);
-    if (pdu.type === 'm.room.redaction' && redacts) {
+    // Spec (room versions 3+, "Redactions"): a redaction by someone below the redact level applies only to
+    // events of the sender's own server; the check waits until the target is known.
+    const applies =
+      !target || serverNameOf(target.pdu.sender) === serverNameOf(pdu.sender) || userPowerLevel(beforeState, pdu.sender, version) >= powerLevelFor(beforeState, 'redact', version);
+    if (redactsId && applies) {
       await this.flushInserts();
-      await markRedacted(this.trx, eventId, redacts);
-      this.result.redactedTargets.push(redacts);
+      await markRedacted(this.trx, eventId, redactsId);
+      this.result.redactedTargets.push(redactsId);
     }
     return { outcome: 'accepted' };
   }

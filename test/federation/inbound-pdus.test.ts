@@ -28,18 +28,19 @@ describe.each(testDialects())('inbound PDUs, on %s', (dialect) => {
   });
 
   /** An event by alice that A signs and sends to B in a transaction of its own, built on B's head or `prev`. */
-  async function sendFromA(content: Record<string, unknown>, type: string, stateKey: string | undefined, prev?: { eventId: string; depth: number }) {
-    const tpl = await B.hs.services.rooms.joinTemplate(roomId, alice.userId, 'join');
+  async function sendFromA(content: Record<string, unknown>, type: string, stateKey: string | undefined, prev?: { eventId: string; depth: number }, redacts?: string, room = roomId) {
+    const tpl = await B.hs.services.rooms.joinTemplate(room, alice.userId, 'join');
     const version = getRoomVersion(tpl.room_version)!;
     const t = tpl.event as { prev_events: string[]; depth: number };
-    const state = await request(B.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/state`, { token: bob.accessToken });
+    const state = await request(B.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(room)}/state`, { token: bob.accessToken });
     const pick = (type: string, key: string) => (state.body as Array<{ type: string; state_key: string; event_id: string }>).find((e) => e.type === type && e.state_key === key)!.event_id;
     const authEvents = [pick('m.room.create', ''), pick('m.room.power_levels', ''), pick('m.room.member', alice.userId)];
     const built = buildPdu(
       {
-        room_id: roomId,
+        room_id: room,
         sender: alice.userId,
         type,
+        ...(redacts !== undefined ? { redacts } : {}),
         ...(stateKey !== undefined ? { state_key: stateKey } : {}),
         content,
         prev_events: prev ? [prev.eventId] : t.prev_events,
@@ -79,6 +80,32 @@ describe.each(testDialects())('inbound PDUs, on %s', (dialect) => {
     expect((await stateIds(forged.eventId)).status).toBe(404);
     const pl = await request(B.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.power_levels/`, { token: bob.accessToken });
     expect(pl.body.users[alice.userId]).toBeUndefined();
+  });
+
+  it('applies a redaction by a user below the redact level only to events of their own server, and never across rooms', async () => {
+    const msg = await request(B.baseUrl, 'PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/redact-me`, { token: bob.accessToken, body: { msgtype: 'm.text', body: 'Hello' } });
+    // Alice (power 0, another server) redacts bob's message: accepted as an event, not applied (room v3+).
+    const fake = await sendFromA({}, 'm.room.redaction', undefined, undefined, msg.body.event_id);
+    expect(fake.res.pdus[fake.eventId]).toEqual({});
+    expect((await request(B.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/event/${enc(fake.eventId)}`, { token: bob.accessToken })).status).toBe(200);
+    const ev = await request(B.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/event/${enc(msg.body.event_id)}`, { token: bob.accessToken });
+    expect(ev.body.content.body).toBe('Hello');
+    expect(ev.body.unsigned.redacted_by).toBeUndefined();
+    // Her own message she may redact.
+    const own = await sendFromA({ msgtype: 'm.text', body: 'mine' }, 'm.room.message', undefined);
+    const ownRedaction = await sendFromA({}, 'm.room.redaction', undefined, undefined, own.eventId);
+    const ownNow = await request(B.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/event/${enc(own.eventId)}`, { token: bob.accessToken });
+    expect(ownNow.body.unsigned.redacted_by).toBe(ownRedaction.eventId);
+    // A redaction in a second room naming an event of the first is rejected.
+    const other = await request(B.baseUrl, 'POST', '/_matrix/client/v3/createRoom', { token: bob.accessToken, body: { preset: 'public_chat' } });
+    const joined = await request(A.baseUrl, 'POST', `/_matrix/client/v3/join/${enc(other.body.room_id)}`, { token: alice.accessToken, body: {} });
+    expect(joined.status).toBe(200);
+    const mine2 = await sendFromA({ msgtype: 'm.text', body: 'mine too' }, 'm.room.message', undefined);
+    const cross = await sendFromA({}, 'm.room.redaction', undefined, undefined, mine2.eventId, other.body.room_id);
+    expect(cross.res.pdus[cross.eventId]).toEqual({});
+    expect((await request(B.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(other.body.room_id)}/event/${enc(cross.eventId)}`, { token: bob.accessToken })).status).toBe(404);
+    const mine2Now = await request(B.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/event/${enc(mine2.eventId)}`, { token: bob.accessToken });
+    expect(mine2Now.body.content.body).toBe('mine too');
   });
 
   it('fills a gap longer than /get_missing_events returns with the state at the oldest missing prev event (/state_ids)', async () => {
