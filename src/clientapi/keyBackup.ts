@@ -11,7 +11,9 @@ const MAX_ID_LENGTH = 255;
 /** Stored in 32-bit integer columns; megolm indexes never come near this. */
 const MAX_INT = 2_147_483_647;
 
-const jsonObject = z.record(z.string(), z.unknown());
+// auth_data and session_data: any JSON value (objects for the spec's algorithm, see e2ee/backupAlgorithms.ts);
+// optional in the schema so that a missing one is M_MISSING_PARAM, checked by `present`.
+const opaque = z.json().optional();
 const id = z.string().min(1).max(MAX_ID_LENGTH);
 
 // KeyBackupData; extra fields are ignored, the four the spec defines are stored.
@@ -19,13 +21,13 @@ const keyBackupData = z.object({
   first_message_index: z.int().min(0).max(MAX_INT),
   forwarded_count: z.int().min(0).max(MAX_INT),
   is_verified: z.boolean(),
-  session_data: jsonObject,
+  session_data: opaque,
 });
 const roomKeyBackup = z.object({ sessions: z.record(id, keyBackupData) });
 const allKeysBody = z.object({ rooms: z.record(id, roomKeyBackup) });
 
-const createVersionBody = z.object({ algorithm: z.string().min(1).max(MAX_ID_LENGTH), auth_data: jsonObject });
-const updateVersionBody = z.object({ algorithm: z.string().min(1), auth_data: jsonObject, version: z.string().optional() });
+const createVersionBody = z.object({ algorithm: z.string().min(1).max(MAX_ID_LENGTH), auth_data: opaque });
+const updateVersionBody = z.object({ algorithm: z.string().min(1), auth_data: opaque, version: z.string().optional() });
 
 // `version` is required on every /room_keys/keys call (GET included); a missing one is M_MISSING_PARAM.
 const versionQuery = z.object({ version: z.string().optional() });
@@ -33,6 +35,11 @@ const versionQuery = z.object({ version: z.string().optional() });
 function requireVersion(query: { version?: string | undefined }): string {
   if (query.version === undefined) throw missingParam("Missing parameter 'version'");
   return query.version;
+}
+
+function present<T>(value: T | undefined, name: string): T {
+  if (value === undefined) throw missingParam(`Missing parameter '${name}'`);
+  return value;
 }
 
 function pathId(value: string | undefined, name: string): string {
@@ -50,7 +57,7 @@ export function keyBackupRoutes(services: Services): RouteDefinition[] {
       path: '/room_keys/version',
       auth: 'user',
       body: createVersionBody,
-      handler: ({ requester, body }) => keyBackup.createVersion(requester.userId, body.algorithm, body.auth_data),
+      handler: ({ requester, body }) => keyBackup.createVersion(requester.userId, body.algorithm, present(body.auth_data, 'auth_data')),
     }),
     // Spec: GET /_matrix/client/v3/room_keys/version
     defineRoute({
@@ -76,7 +83,7 @@ export function keyBackupRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       body: updateVersionBody,
       handler: async ({ requester, params, body }) => {
-        await keyBackup.updateVersion(requester.userId, params.version!, body);
+        await keyBackup.updateVersion(requester.userId, params.version!, { ...body, auth_data: present(body.auth_data, 'auth_data') });
         return {};
       },
     }),

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { MatrixError, notFound } from '../errors.js';
+import { MatrixError, missingParam, notFound } from '../errors.js';
 import type { Database } from '../storage/database.js';
 import {
   backupVersionState,
@@ -20,6 +20,7 @@ import {
   type RoomKeyRow,
 } from '../storage/repositories/keyBackup.js';
 import { dict } from '../util/dict.js';
+import { checkBackupAuthData, checkBackupSessionData } from './backupAlgorithms.js';
 
 // Spec: Client-Server API, "Server-side key backups". The server stores what clients encrypted to the
 // backup's public key; it never sees a session key. Versions are per user, numbered 1, 2, 3 … and only
@@ -49,15 +50,15 @@ export interface UploadedKey {
   first_message_index: number;
   forwarded_count: number;
   is_verified: boolean;
-  session_data: Record<string, unknown>;
+  session_data: unknown;
 }
 
-/** Uploaded keys: room id → session id → key. */
-export type UploadedKeys = Record<string, Record<string, UploadedKey>>;
+/** Uploaded keys: room id → session id → key (a missing session_data is refused as M_MISSING_PARAM). */
+export type UploadedKeys = Record<string, Record<string, Omit<UploadedKey, 'session_data'> & { session_data?: unknown }>>;
 
 export interface BackupVersionJson {
   algorithm: string;
-  auth_data: Record<string, unknown>;
+  auth_data: unknown;
   count: number;
   etag: string;
   version: string;
@@ -116,7 +117,8 @@ export class KeyBackupService {
   // ---- versions ----
 
   /** POST /room_keys/version: the new version is one above every version the user ever had. */
-  createVersion(userId: string, algorithm: string, authData: Record<string, unknown>): Promise<{ version: string }> {
+  createVersion(userId: string, algorithm: string, authData: unknown): Promise<{ version: string }> {
+    checkBackupAuthData(algorithm, authData);
     return this.unit(userId, async (trx) => {
       const version = (await maxBackupVersion(trx, userId)) + 1;
       await insertBackupVersion(trx, userId, version, algorithm, authData);
@@ -141,7 +143,7 @@ export class KeyBackupService {
   async updateVersion(
     userId: string,
     rawVersion: string,
-    body: { algorithm: string; auth_data: Record<string, unknown>; version?: string | undefined },
+    body: { algorithm: string; auth_data: unknown; version?: string | undefined },
   ): Promise<void> {
     if (body.version !== undefined && body.version !== rawVersion) {
       throw new MatrixError('M_INVALID_PARAM', 'Version in body does not match the version in the path');
@@ -152,6 +154,7 @@ export class KeyBackupService {
       const info = await getBackupVersion(trx, userId, version);
       if (!info) throw unknownVersion();
       if (info.algorithm !== body.algorithm) throw new MatrixError('M_INVALID_PARAM', 'Algorithm does not match the backup algorithm');
+      checkBackupAuthData(info.algorithm, body.auth_data);
       await updateBackupAuthData(trx, userId, version, body.auth_data);
     });
   }
@@ -186,6 +189,8 @@ export class KeyBackupService {
       const uploaded: RoomKeyRow[] = [];
       for (const [roomId, sessions] of Object.entries(keys)) {
         for (const [sessionId, k] of Object.entries(sessions)) {
+          if (k.session_data === undefined) throw missingParam("Missing parameter 'session_data'");
+          checkBackupSessionData(current.algorithm, k.session_data);
           uploaded.push({
             roomId,
             sessionId,

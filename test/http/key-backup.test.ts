@@ -370,4 +370,35 @@ describe.each(testDialects())('key backup on %s', (dialect) => {
     // Whatever the order, the lowest first_message_index ends up stored.
     expect(new Set(Object.values(stored).map((k) => k.first_message_index))).toEqual(new Set([1]));
   });
+
+  // Synapse stores any JSON value as auth_data and session_data; SyTest's backups use strings with "m.megolm_backup.v1".
+  it('keeps opaque auth_data and session_data of algorithms the spec does not define', async () => {
+    const user = await registerUser(server.baseUrl, `kb${n++}`);
+    // The spec's schemas describe objects, so its response check does not apply here.
+    const call = (u: TestUser, method: string, path: string, body?: unknown) =>
+      request(server.baseUrl, method, V3 + path, { token: u.accessToken, body, skipSpecCheck: true });
+    const OTHER = 'm.megolm_backup.v1';
+    const created = await call(user, 'POST', '/room_keys/version', { algorithm: OTHER, auth_data: 'anopaquestring' });
+    expect(created.status).toBe(200);
+    const version = created.body.version as string;
+    expect((await call(user, 'GET', '/room_keys/version')).body).toMatchObject({ algorithm: OTHER, auth_data: 'anopaquestring', version });
+    const updated = await call(user, 'PUT', `/room_keys/version/${version}`, { algorithm: OTHER, auth_data: ['a', 1, null], version });
+    expect(updated.status).toBe(200);
+    expect((await call(user, 'GET', `/room_keys/version/${version}`)).body.auth_data).toEqual(['a', 1, null]);
+    expect((await call(user, 'POST', '/room_keys/version', { algorithm: OTHER })).body.errcode).toBe('M_MISSING_PARAM');
+
+    const q = `?version=${version}`;
+    const sessionKey = { first_message_index: 3, forwarded_count: 0, is_verified: false, session_data: 'anopaquestring' };
+    expect((await call(user, 'PUT', `/room_keys/keys/${enc('!abcd')}/1234${q}`, sessionKey)).status).toBe(200);
+    expect((await call(user, 'GET', `/room_keys/keys/${enc('!abcd')}/1234${q}`)).body).toEqual(sessionKey);
+    const better = { ...sessionKey, first_message_index: 1, session_data: 7 };
+    expect((await call(user, 'PUT', `/room_keys/keys${q}`, { rooms: { '!abcd': { sessions: { '1234': better } } } })).status).toBe(200);
+    expect((await call(user, 'GET', `/room_keys/keys${q}`)).body).toEqual({ rooms: { '!abcd': { sessions: { '1234': better } } } });
+    const noData = await call(user, 'PUT', `/room_keys/keys/${enc('!abcd')}/5678${q}`, { first_message_index: 0, forwarded_count: 0, is_verified: false });
+    expect(noData.body.errcode).toBe('M_MISSING_PARAM');
+
+    // The spec's algorithm keeps its object shapes.
+    const strict = await call(user, 'POST', '/room_keys/version', { algorithm: ALG, auth_data: 'anopaquestring' });
+    expect(strict.body.errcode).toBe('M_BAD_JSON');
+  });
 });

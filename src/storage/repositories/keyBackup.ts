@@ -8,7 +8,8 @@ import type { Db } from '../database.js';
 export interface BackupVersionRow {
   version: number;
   algorithm: string;
-  authData: Record<string, unknown>;
+  /** Any JSON value; an object for the spec's algorithm (checked by the service). */
+  authData: unknown;
   etag: number;
 }
 
@@ -24,7 +25,7 @@ export interface RoomKeyRow {
   firstMessageIndex: number;
   forwardedCount: number;
   isVerified: boolean;
-  sessionData: Record<string, unknown>;
+  sessionData: unknown;
 }
 
 interface VersionDbRow {
@@ -47,7 +48,7 @@ interface KeyDbRow {
 const toVersion = (r: VersionDbRow): BackupVersionRow => ({
   version: Number(r.version),
   algorithm: r.algorithm,
-  authData: JSON.parse(r.auth_data) as Record<string, unknown>,
+  authData: JSON.parse(r.auth_data) as unknown,
   etag: Number(r.etag),
 });
 
@@ -58,7 +59,7 @@ const toKey = (r: KeyDbRow): RoomKeyRow => ({
   forwardedCount: Number(r.forwarded_count),
   // SQLite hands booleans back as 0/1.
   isVerified: Boolean(r.is_verified),
-  sessionData: JSON.parse(r.session_data) as Record<string, unknown>,
+  sessionData: JSON.parse(r.session_data) as unknown,
 });
 
 /** SQLite's default limit on bound variables is 999; 8 columns a row keeps batches well below it. */
@@ -76,7 +77,7 @@ export async function insertBackupVersion(
   userId: string,
   version: number,
   algorithm: string,
-  authData: Record<string, unknown>,
+  authData: unknown,
 ): Promise<void> {
   await db('room_key_versions').insert({
     user_id: userId,
@@ -128,7 +129,7 @@ export async function backupVersionState(db: Db, userId: string, version: number
   return row.deleted ? 'deleted' : 'live';
 }
 
-export async function updateBackupAuthData(db: Db, userId: string, version: number, authData: Record<string, unknown>): Promise<void> {
+export async function updateBackupAuthData(db: Db, userId: string, version: number, authData: unknown): Promise<void> {
   await db('room_key_versions').where({ user_id: userId, version }).update({ auth_data: JSON.stringify(authData) });
 }
 
