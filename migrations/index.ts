@@ -13,6 +13,7 @@ import * as remoteDevices from './0012_remote_devices.js';
 import * as appserviceQueue from './0014_appservice_queue.js';
 import * as serverIdentity from './0015_server_identity.js';
 import * as remoteMedia from './0016_remote_media.js';
+import * as deviceListAudience from './0017_device_list_audience.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -36,6 +37,7 @@ const migrations: Array<[string, Migration]> = [
   ['0014_appservice_queue', appserviceQueue],
   ['0015_server_identity', serverIdentity],
   ['0016_remote_media', remoteMedia],
+  ['0017_device_list_audience', deviceListAudience],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

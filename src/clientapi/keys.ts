@@ -104,10 +104,10 @@ export function keyRoutes(services: Services): RouteDefinition[] {
         return {};
       },
     }),
-    // Spec: POST /_matrix/client/v3/keys/signatures/upload
+    // Spec: POST /_matrix/client/v3/keys/signatures/upload (also under /unstable, as Synapse serves it)
     defineRoute({
       method: 'POST',
-      prefixes: CLIENT_V3,
+      prefixes: [...CLIENT_V3, '/_matrix/client/unstable'],
       path: '/keys/signatures/upload',
       auth: 'user',
       body: z.record(z.string(), z.record(z.string(), keyObject)),

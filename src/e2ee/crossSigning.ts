@@ -62,14 +62,19 @@ export class CrossSigningService {
       checkCrossSigningKey(key, userId, usage);
       if (!signedBy(key, userId, masterPublic)) throw new MatrixError('M_INVALID_SIGNATURE', `${usage} key is not signed by the master key`);
     }
+    // Master and self-signing keys are public: everyone sharing a room re-fetches. The user-signing key is
+    // only ever shown to its owner, so only the owner's devices are told (as Synapse).
+    const publicChange = body.master_key !== undefined || body.self_signing_key !== undefined;
     await this.deps.db.write(async (trx) => {
       if (body.master_key) await repo.setCrossSigningKey(trx, userId, 'master', body.master_key);
       if (body.self_signing_key) await repo.setCrossSigningKey(trx, userId, 'self_signing', body.self_signing_key);
       if (body.user_signing_key) await repo.setCrossSigningKey(trx, userId, 'user_signing', body.user_signing_key);
-      await this.deviceLists.recordChange(trx, userId);
+      if (publicChange) await this.deviceLists.recordChange(trx, userId);
+      else if (body.user_signing_key) await this.deviceLists.recordChangeFor(trx, userId, userId);
     });
     await this.users.finishReauth(passed);
-    await this.deviceLists.notifyChange(userId);
+    if (publicChange) await this.deviceLists.notifyChange(userId);
+    else if (body.user_signing_key) this.deviceLists.notifyViewer(userId);
   }
 
   /** POST /keys/signatures/upload: stores only signatures that verify; the rest are reported in failures. */
@@ -117,16 +122,21 @@ export class CrossSigningService {
           accepted.push({ targetUserId: targetUser, targetKeyId, signerUserId: signer, signerKeyId, signature });
           stored++;
         }
-        if (stored) changedUsers.add(signer);
+        if (stored) changedUsers.add(targetUser);
       }
     }
     if (accepted.length) {
+      // Signatures on one's own keys change them for everyone; a signature on someone else's master key
+      // (user-signing key) only changes what the signer's own devices see.
       await this.deps.db.write(async (trx) => {
         for (const s of accepted) await repo.addSignature(trx, s);
-        // Signing someone else's master key changes what the signer's own devices see; own keys change for everyone.
-        for (const u of changedUsers) await this.deviceLists.recordChange(trx, u);
+        for (const u of changedUsers) {
+          if (u === signer) await this.deviceLists.recordChange(trx, u);
+          else await this.deviceLists.recordChangeFor(trx, signer, u);
+        }
       });
-      for (const u of changedUsers) await this.deviceLists.notifyChange(u);
+      if (changedUsers.has(signer)) await this.deviceLists.notifyChange(signer);
+      if ([...changedUsers].some((u) => u !== signer)) this.deviceLists.notifyViewer(signer);
     }
     return { failures };
   }

@@ -22,6 +22,18 @@ export class DeviceListService {
     await e2eeRepo.recordDeviceListChange(trx, userId);
   }
 
+  /**
+   * Records a change of `userId`'s keys that only `viewer` is told of (spec "Cross-signing": a user-signing
+   * key or a signature `viewer` made); wake `viewer` with `notifyViewer` after commit. Never federated.
+   */
+  async recordChangeFor(trx: Knex.Transaction, viewer: string, userId: string): Promise<void> {
+    await e2eeRepo.recordDeviceListChange(trx, userId, viewer);
+  }
+
+  notifyViewer(viewer: string): void {
+    this.deps.notifier.notifyUsers([viewer]);
+  }
+
   /** Called after every committed change of a user's devices or keys (federation announces local ones). */
   readonly onChanged: Array<(userId: string) => void> = [];
 
@@ -52,13 +64,16 @@ export class DeviceListService {
     to: { deviceLists: number; timeline: number },
   ): Promise<DeviceListDelta> {
     const db = this.deps.db.knex;
-    const keyChanges = to.deviceLists > from.deviceLists ? await e2eeRepo.usersWithDeviceChanges(db, from.deviceLists, to.deviceLists) : [];
+    const moved = to.deviceLists > from.deviceLists;
+    const keyChanges = moved ? await e2eeRepo.usersWithDeviceChanges(db, from.deviceLists, to.deviceLists) : [];
+    const ownChanges = moved ? await e2eeRepo.usersWithDeviceChangesFor(db, userId, from.deviceLists, to.deviceLists) : [];
     const memberChanges = to.timeline > from.timeline && (await anyMembershipChange(db, from.timeline, to.timeline));
     // The common incremental sync: nobody changed keys or membership, so nothing to work out.
-    if (!keyChanges.length && !memberChanges) return { changed: [], left: [] };
+    if (!keyChanges.length && !ownChanges.length && !memberChanges) return { changed: [], left: [] };
     const sharing = new Set(await usersSharingRooms(db, userId));
     sharing.add(userId);
-    const changed = new Set<string>(keyChanges.filter((u) => sharing.has(u)));
+    // Keys `userId` signed are their business whether or not they share a room with the owner.
+    const changed = new Set<string>([...keyChanges.filter((u) => sharing.has(u)), ...ownChanges]);
     const left = new Set<string>();
     if (memberChanges) await this.membershipDelta(db, userId, from.timeline, to.timeline, sharing, changed, left);
     for (const u of changed) left.delete(u);

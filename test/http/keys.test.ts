@@ -177,6 +177,58 @@ describe.each(testDialects())('device keys on %s', (dialect) => {
     expect(query.body.master_keys[gina.userId].keys).toEqual(second.keys);
   });
 
+  // As Synapse (SyTest 08-cross-signing): an unsigned master key comes back as uploaded, and a user-signing key
+  // or a signature on someone else's master key is news for the signer's devices only.
+  it('tells only the signer of user-signing keys and their signatures, and returns unsigned keys as uploaded', async () => {
+    const [hana, ivan] = [await registerUser(server.baseUrl, 'hana'), await registerUser(server.baseUrl, 'ivan')];
+    const room = await post(hana, '/createRoom', { preset: 'public_chat' });
+    await post(ivan, `/join/${encodeURIComponent(room.body.room_id)}`, {});
+    const syncOf = (user: TestUser) => {
+      let since: string | undefined;
+      return async (): Promise<string[]> => {
+        const res = await request(server.baseUrl, 'GET', `${V3}/sync?timeout=0${since ? `&since=${encodeURIComponent(since)}` : ''}`, { token: user.accessToken });
+        since = res.body.next_batch;
+        return res.body.device_lists?.changed ?? [];
+      };
+    };
+    const [hanaSync, ivanSync] = [syncOf(hana), syncOf(ivan)];
+    await hanaSync();
+    await ivanSync();
+    const asKeyId = (k: ReturnType<typeof generateSigningKey>) => ({ ...k, keyId: `ed25519:${k.publicKey}` });
+    const crossKey = (user: TestUser, usage: string, k: ReturnType<typeof generateSigningKey>) => ({ user_id: user.userId, usage: [usage], keys: { [`ed25519:${k.publicKey}`]: k.publicKey } });
+
+    const hanaMaster = generateSigningKey();
+    const hanaMasterKey = crossKey(hana, 'master', hanaMaster);
+    expect((await post(hana, '/keys/device_signing/upload', { master_key: hanaMasterKey })).status).toBe(200);
+    expect((await post(ivan, '/keys/query', { device_keys: { [hana.userId]: [] } })).body.master_keys[hana.userId]).toEqual(hanaMasterKey);
+    expect(await ivanSync()).toContain(hana.userId);
+    expect(await hanaSync()).toContain(hana.userId);
+
+    const userSigning = generateSigningKey();
+    const usk = signJson(crossKey(hana, 'user_signing', userSigning), hana.userId, asKeyId(hanaMaster));
+    const auth = { type: 'm.login.password', identifier: { type: 'm.id.user', user: hana.userId }, password: hana.password };
+    expect((await post(hana, '/keys/device_signing/upload', { user_signing_key: usk, auth })).status).toBe(200);
+    expect(await hanaSync()).toContain(hana.userId);
+    expect(await ivanSync()).not.toContain(hana.userId);
+
+    const ivanMasterKey = crossKey(ivan, 'master', generateSigningKey());
+    expect((await post(ivan, '/keys/device_signing/upload', { master_key: ivanMasterKey })).status).toBe(200);
+    expect(await hanaSync()).toContain(ivan.userId);
+    expect(await ivanSync()).toContain(ivan.userId);
+    const signed = signJson(ivanMasterKey, hana.userId, asKeyId(userSigning));
+    const upload = await request(server.baseUrl, 'POST', '/_matrix/client/unstable/keys/signatures/upload', {
+      token: hana.accessToken,
+      body: { [ivan.userId]: { [Object.values(ivanMasterKey.keys)[0]!]: signed } },
+      skipSpecCheck: true,
+    });
+    expect(upload.status).toBe(200);
+    expect(upload.body.failures).toEqual({});
+    expect(await hanaSync()).toEqual([ivan.userId]);
+    expect(await ivanSync()).toEqual([]);
+    expect((await post(hana, '/keys/query', { device_keys: { [ivan.userId]: [] } })).body.master_keys[ivan.userId].signatures[hana.userId]).toBeDefined();
+    expect((await post(ivan, '/keys/query', { device_keys: { [ivan.userId]: [] } })).body.master_keys[ivan.userId]).toEqual(ivanMasterKey);
+  });
+
   it('deletes a device\'s keys with the device', async () => {
     const frank = await registerUser(server.baseUrl, 'frank');
     await post(frank, '/keys/upload', { device_keys: deviceKeysFor(frank).keys });

@@ -126,8 +126,9 @@ export async function signaturesFor(db: Db, targetUserIds: readonly string[]): P
   }));
 }
 
-export async function recordDeviceListChange(db: Db, userId: string): Promise<number> {
-  const [row] = await db('device_list_changes').insert({ user_id: userId }).returning('stream_id');
+/** `onlyFor`: the one user who is told (their own signature changes); everyone sharing a room otherwise. */
+export async function recordDeviceListChange(db: Db, userId: string, onlyFor?: string): Promise<number> {
+  const [row] = await db('device_list_changes').insert({ user_id: userId, only_for_user_id: onlyFor ?? null }).returning('stream_id');
   return Number(typeof row === 'object' ? row.stream_id : row);
 }
 
@@ -136,9 +137,21 @@ export async function maxDeviceListStream(db: Db): Promise<number> {
   return Number(row?.m ?? 0);
 }
 
+/** Users whose devices or keys changed for everyone sharing a room with them. */
 export async function usersWithDeviceChanges(db: Db, fromExclusive: number, toInclusive: number): Promise<string[]> {
   const rows: Array<{ user_id: string }> = await db('device_list_changes')
     .where('stream_id', '>', fromExclusive)
+    .andWhere('stream_id', '<=', toInclusive)
+    .whereNull('only_for_user_id')
+    .distinct('user_id');
+  return rows.map((r) => r.user_id);
+}
+
+/** Users whose keys changed for `viewer` alone (signatures `viewer` made). */
+export async function usersWithDeviceChangesFor(db: Db, viewer: string, fromExclusive: number, toInclusive: number): Promise<string[]> {
+  const rows: Array<{ user_id: string }> = await db('device_list_changes')
+    .where('only_for_user_id', viewer)
+    .andWhere('stream_id', '>', fromExclusive)
     .andWhere('stream_id', '<=', toInclusive)
     .distinct('user_id');
   return rows.map((r) => r.user_id);
