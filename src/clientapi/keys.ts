@@ -2,24 +2,36 @@ import { z } from 'zod';
 import type { Services } from '../homeserver.js';
 import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
 import { parseSyncToken } from '../sync/token.js';
-import { MatrixError } from '../errors.js';
+import { MatrixError, badJson } from '../errors.js';
 import { serverNameOf } from '../federation/serverName.js';
 import { isValidUserId } from '../rooms/authRules.js';
 
 const keyObject = z.record(z.string(), z.unknown());
 
+const deviceKeys = z
+  .object({
+    user_id: z.string(),
+    device_id: z.string(),
+    algorithms: z.array(z.string()),
+    keys: z.record(z.string(), z.string()),
+    signatures: z.record(z.string(), z.record(z.string(), z.string())),
+  })
+  .loose();
+
+/** Malformed device keys, missing fields included, are M_BAD_JSON (as Synapse; SyTest checks the errcode). */
+function parseDeviceKeys(value: unknown): z.infer<typeof deviceKeys> | undefined {
+  if (value === undefined) return undefined;
+  const parsed = deviceKeys.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw badJson(`Invalid field 'device_keys.${issue.path.join('.')}': ${issue.message}`);
+  }
+  return parsed.data;
+}
+
 const uploadBody = z
   .object({
-    device_keys: z
-      .object({
-        user_id: z.string(),
-        device_id: z.string(),
-        algorithms: z.array(z.string()),
-        keys: z.record(z.string(), z.string()),
-        signatures: z.record(z.string(), z.record(z.string(), z.string())),
-      })
-      .loose()
-      .optional(),
+    device_keys: z.unknown().optional(),
     one_time_keys: z.record(z.string(), z.union([z.string(), keyObject])).optional(),
     fallback_keys: z.record(z.string(), z.union([z.string(), keyObject])).optional(),
     'org.matrix.msc2732.fallback_keys': z.record(z.string(), z.union([z.string(), keyObject])).optional(),
@@ -47,7 +59,7 @@ export function keyRoutes(services: Services): RouteDefinition[] {
       body: uploadBody,
       handler: ({ body, requester }) =>
         e2ee.deviceKeys.upload(requester, {
-          device_keys: body.device_keys,
+          device_keys: parseDeviceKeys(body.device_keys),
           one_time_keys: body.one_time_keys,
           fallback_keys: body.fallback_keys ?? body['org.matrix.msc2732.fallback_keys'],
         }),

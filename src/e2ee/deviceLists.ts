@@ -91,6 +91,7 @@ export class DeviceListService {
   ): Promise<void> {
     const myRooms = await roomsForUser(db, userId, ['join', 'leave', 'ban']);
     const roomIds = myRooms.map((r) => r.roomId);
+    const joinedRooms = new Set(myRooms.filter((r) => r.membership === 'join').map((r) => r.roomId));
     const changes = await membershipChangesInRooms(db, roomIds, from, to);
     for (const c of changes) {
       if (c.stateKey === userId) {
@@ -103,6 +104,9 @@ export class DeviceListService {
         continue;
       }
       if (c.membership === 'join' && sharing.has(c.stateKey)) changed.add(c.stateKey);
+      // Someone invited (or knocking) into a room we are in: clients fetch their keys to encrypt for them
+      // before they join (as Synapse's "newly joined or invited or knocked users").
+      if ((c.membership === 'invite' || c.membership === 'knock') && joinedRooms.has(c.roomId)) changed.add(c.stateKey);
       if ((c.membership === 'leave' || c.membership === 'ban') && !sharing.has(c.stateKey)) left.add(c.stateKey);
     }
   }

@@ -34,9 +34,10 @@ export function createE2ee(deps: ServiceDeps, users: UserService): E2eeServices 
     });
     await deviceLists.notifyChange(userId);
   });
-  // A new login is a new device others may need to encrypt for.
-  users.hooks.onDeviceChanged.push(async (userId, _deviceId, change) => {
-    if (change === 'created') await deviceLists.changed(userId);
+  // A new login is a new device others may need to encrypt for; a renamed one shows a new name in
+  // /keys/query (`unsigned.device_display_name`), so others re-fetch it too (as Synapse).
+  users.hooks.onDeviceChanged.push(async (userId) => {
+    await deviceLists.changed(userId);
   });
   return services;
 }

@@ -33,6 +33,8 @@ export class StageFailed extends Error {
   constructor(
     readonly errcode: ErrCode,
     message: string,
+    /** True when retrying cannot help: the request ends with 403 instead of the flows again. */
+    readonly final = false,
   ) {
     super(message);
   }
@@ -136,8 +138,8 @@ export class UserInteractiveAuth {
       } catch (err) {
         if (!(err instanceof StageFailed)) throw err;
         if (userId !== undefined) this.failedLimiter?.take(userId);
+        if (err.final) throw new MatrixError(err.errcode, err.message, 403);
         throw this.required(req, session, { errcode: err.errcode, error: err.message });
-        throw err;
       }
       session.completed = [...session.completed, type];
       await sessionsRepo.updateUiaSession(knex, session.sessionId, session.completed, session.data);

@@ -36,7 +36,8 @@ export function passwordStage(serverName: string): UiaStage {
       if (ctx.userId === undefined) throw new StageFailed('M_FORBIDDEN', 'Password authentication is not available here');
       const named = identifiedUser(auth, serverName);
       if (named !== undefined && named.toLowerCase() !== ctx.userId.toLowerCase()) {
-        throw new StageFailed('M_FORBIDDEN', 'Requested user ID does not match the authenticated user');
+        // Someone else's credentials never authorise this user's operation (403 as Synapse, not a retry).
+        throw new StageFailed('M_FORBIDDEN', 'Requested user ID does not match the authenticated user', true);
       }
       if (typeof auth.password !== 'string') throw new StageFailed('M_BAD_JSON', "Missing 'password'");
       const user = await getUser(ctx.db, ctx.userId);

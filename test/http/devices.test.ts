@@ -117,8 +117,16 @@ describe.each(testDialects())('devices on %s', (dialect) => {
       token: hank.access_token,
       body: { devices: [hank.device_id], auth: { type: 'm.login.password', user: 'gina', password: 'gina-pw' } },
     });
-    expect(spoof.status).toBe(401);
+    // Someone else's credentials end the request with 403, as Synapse (SyTest: "requires UI auth user to match device owner").
+    expect(spoof.status).toBe(403);
     expect(spoof.body.errcode).toBe('M_FORBIDDEN');
+    const other = await session(server, 'gina', 'gina-pw', 'GINAOTHER');
+    const stolen = await request(server.baseUrl, 'DELETE', `${V3}/devices/GINAOTHER`, {
+      token: gina.access_token,
+      body: { auth: { type: 'm.login.password', identifier: { type: 'm.id.user', user: '@hank:localhost' }, password: 'hank-pw' } },
+    });
+    expect(stolen.status).toBe(403);
+    expect((await request(server.baseUrl, 'GET', `${V3}/account/whoami`, { token: other.access_token })).status).toBe(200);
   });
 
   it('validates bodies', async () => {

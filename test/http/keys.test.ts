@@ -229,6 +229,42 @@ describe.each(testDialects())('device keys on %s', (dialect) => {
     expect((await post(ivan, '/keys/query', { device_keys: { [ivan.userId]: [] } })).body.master_keys[ivan.userId]).toEqual(ivanMasterKey);
   });
 
+  // As Synapse (SyTest "Rejects invalid device keys"): device keys without algorithms, keys or signatures are M_BAD_JSON.
+  it('rejects device keys with missing fields as M_BAD_JSON', async () => {
+    const { keys } = deviceKeysFor(alice);
+    for (const field of ['algorithms', 'keys', 'signatures'] as const) {
+      const { [field]: _dropped, ...rest } = keys;
+      const res = await post(alice, '/keys/upload', { device_keys: rest });
+      expect({ field, status: res.status, errcode: res.body.errcode }).toEqual({ field, status: 400, errcode: 'M_BAD_JSON' });
+    }
+    const wrongType = await post(alice, '/keys/upload', { device_keys: { ...keys, keys: [] } });
+    expect(wrongType.body.errcode).toBe('M_BAD_JSON');
+  });
+
+  // A renamed device shows its new name in /keys/query, so users sharing a room re-fetch (as Synapse).
+  it('tells users sharing a room when a device is renamed', async () => {
+    const [jack, kate] = [await registerUser(server.baseUrl, 'jack'), await registerUser(server.baseUrl, 'kate')];
+    const room = await post(jack, '/createRoom', { preset: 'public_chat' });
+    await post(kate, `/join/${encodeURIComponent(room.body.room_id)}`, {});
+    const sync = (since?: string) =>
+      request(server.baseUrl, 'GET', `${V3}/sync?timeout=0${since ? `&since=${encodeURIComponent(since)}` : ''}`, { token: jack.accessToken });
+    const since = (await sync()).body.next_batch;
+    const renamed = await request(server.baseUrl, 'PUT', `${V3}/devices/${kate.deviceId}`, { token: kate.accessToken, body: { display_name: 'wibble' } });
+    expect(renamed.status).toBe(200);
+    expect((await sync(since)).body.device_lists?.changed).toContain(kate.userId);
+  });
+
+  // As Synapse: someone invited into a room we are in is in device_lists.changed, so clients can encrypt for them.
+  it('lists a user invited into a shared room as changed', async () => {
+    const [lena, mike] = [await registerUser(server.baseUrl, 'lena'), await registerUser(server.baseUrl, 'mike')];
+    const room = await post(lena, '/createRoom', {});
+    const sync = (since?: string) =>
+      request(server.baseUrl, 'GET', `${V3}/sync?timeout=0${since ? `&since=${encodeURIComponent(since)}` : ''}`, { token: lena.accessToken });
+    const since = (await sync()).body.next_batch;
+    expect((await post(lena, `/rooms/${encodeURIComponent(room.body.room_id)}/invite`, { user_id: mike.userId })).status).toBe(200);
+    expect((await sync(since)).body.device_lists?.changed).toContain(mike.userId);
+  });
+
   it('deletes a device\'s keys with the device', async () => {
     const frank = await registerUser(server.baseUrl, 'frank');
     await post(frank, '/keys/upload', { device_keys: deviceKeysFor(frank).keys });
