@@ -49,9 +49,16 @@ export interface SigningKeyUpdate {
 
 const isObject = (v: unknown): v is KeyObject => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** Device keys as a remote server sent them, kept only if they name the user and device they are filed under. */
+/**
+ * Device keys as a remote server sent them: an object, refused if it names another user or device than the
+ * one it is filed under. Synapse keeps other shapes as sent (SyTest sends `{device_keys: {}}`); clients check
+ * user, device and signatures themselves, so a relabelled key is what we must not pass on.
+ */
 export function checkedDeviceKeys(keys: unknown, userId: string, deviceId: string): KeyObject | undefined {
-  if (!isObject(keys) || keys.user_id !== userId || keys.device_id !== deviceId || !isObject(keys.keys)) return undefined;
+  if (!isObject(keys)) return undefined;
+  if (keys.user_id !== undefined && keys.user_id !== userId) return undefined;
+  if (keys.device_id !== undefined && keys.device_id !== deviceId) return undefined;
+  if (keys.keys !== undefined && !isObject(keys.keys)) return undefined;
   return keys;
 }
 
@@ -92,8 +99,9 @@ export class RemoteDeviceLists {
         // Another request may have resynced while this one waited.
         const again = await repo.getRemoteDeviceList(this.deps.db.knex, userId);
         if (again && !again.stale) return true;
-        // A first fetch is no change for anyone; replacing a stale list may be.
-        return this.resync(userId, timeoutMs, again !== undefined);
+        // Announced even on a first fetch, as Synapse does: clients that queried before we held the list
+        // (and got nothing, or another server's answer) learn to query again.
+        return this.resync(userId, timeoutMs, true);
       });
       if (!ok) return undefined;
     }
