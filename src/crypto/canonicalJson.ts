@@ -17,6 +17,11 @@ export interface CanonicalJsonOptions {
    * out-of-range values, so it is off by default.
    */
   strictIntegers?: boolean;
+  /**
+   * Encode non-integer numbers in their shortest form instead of refusing them: only for checking a request
+   * signature over a body that is then refused with M_BAD_JSON (as Synapse's does), never for events.
+   */
+  allowFloats?: boolean;
 }
 
 const MAX_SAFE = 2 ** 53 - 1;
@@ -62,8 +67,9 @@ function encodeString(s: string): string {
   );
 }
 
-function encodeNumber(n: number, strict: boolean): string {
+function encodeNumber(n: number, strict: boolean, floats: boolean): string {
   if (!Number.isFinite(n)) throw new CanonicalJsonError(`non-finite number ${n}`);
+  if (floats && !Number.isInteger(n)) return String(n);
   if (!Number.isInteger(n)) throw new CanonicalJsonError(`float ${n} not allowed in canonical JSON`);
   if (strict && (n > MAX_SAFE || n < -MAX_SAFE)) {
     throw new CanonicalJsonError(`integer ${n} outside the canonical JSON range`);
@@ -73,12 +79,12 @@ function encodeNumber(n: number, strict: boolean): string {
   return Math.abs(n) < 1e21 ? String(n) : BigInt(n).toString();
 }
 
-function encode(value: unknown, strict: boolean, seen: Set<object>): string {
+function encode(value: unknown, strict: boolean, seen: Set<object>, floats = false): string {
   switch (typeof value) {
     case 'string':
       return encodeString(value);
     case 'number':
-      return encodeNumber(value, strict);
+      return encodeNumber(value, strict, floats);
     case 'boolean':
       return value ? 'true' : 'false';
     case 'bigint':
@@ -92,7 +98,7 @@ function encode(value: unknown, strict: boolean, seen: Set<object>): string {
       seen.add(value);
       try {
         if (Array.isArray(value)) {
-          return '[' + value.map((v) => (v === undefined ? 'null' : encode(v, strict, seen))).join(',') + ']';
+          return '[' + value.map((v) => (v === undefined ? 'null' : encode(v, strict, seen, floats))).join(',') + ']';
         }
         const proto = Object.getPrototypeOf(value);
         if (proto !== Object.prototype && proto !== null) {
@@ -102,7 +108,7 @@ function encode(value: unknown, strict: boolean, seen: Set<object>): string {
         const keys = Object.keys(obj)
           .filter((k) => obj[k] !== undefined)
           .sort(compareCodepoints);
-        return '{' + keys.map((k) => encodeString(k) + ':' + encode(obj[k], strict, seen)).join(',') + '}';
+        return '{' + keys.map((k) => encodeString(k) + ':' + encode(obj[k], strict, seen, floats)).join(',') + '}';
       } finally {
         seen.delete(value);
       }
@@ -119,7 +125,7 @@ function encode(value: unknown, strict: boolean, seen: Set<object>): string {
  * cycles, lone surrogates and (with `strictIntegers`) out-of-range integers.
  */
 export function canonicalJson(value: unknown, opts?: CanonicalJsonOptions): string {
-  return encode(value, opts?.strictIntegers ?? false, new Set());
+  return encode(value, opts?.strictIntegers ?? false, new Set(), opts?.allowFloats ?? false);
 }
 
 /** Canonical JSON as UTF-8 bytes, ready for hashing or signing. */

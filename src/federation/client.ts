@@ -31,6 +31,8 @@ export class FederationRequestError extends MatrixError {
     readonly remoteErrcode?: string,
     /** The remote's `error` text, control characters removed and capped (remoteErrorText). */
     readonly remoteError?: string,
+    /** The `room_version` of a remote M_INCOMPATIBLE_ROOM_VERSION (room-version-id shaped). */
+    readonly remoteRoomVersion?: string,
   ) {
     super(
       failure === 'denied' ? 'M_FORBIDDEN' : 'M_UNKNOWN',
@@ -51,7 +53,9 @@ export class FederationRequestError extends MatrixError {
     const code = this.remoteErrcode;
     const errcode = code !== undefined && REMOTE_ERRCODE.test(code) && !SESSION_ERRCODES.has(code) ? code : 'M_UNKNOWN';
     // Remote errcodes are any spec-shaped string, not only the ones this server emits.
-    return new MatrixError(errcode as ErrCode, this.remoteError || `${this.destination} refused the request (HTTP ${status})`, status);
+    // Spec: M_INCOMPATIBLE_ROOM_VERSION names the room's version, which the client needs too.
+    const extra = errcode === 'M_INCOMPATIBLE_ROOM_VERSION' && this.remoteRoomVersion !== undefined ? { room_version: this.remoteRoomVersion } : {};
+    return new MatrixError(errcode as ErrCode, this.remoteError || `${this.destination} refused the request (HTTP ${status})`, status, extra);
   }
 }
 
@@ -66,6 +70,20 @@ export function finalRemoteRefusal(err: unknown, failover: ReadonlySet<string>):
   return proxied;
 }
 
+/**
+ * Whether a remote answered that it does not know an endpoint (404, 405, or 400 M_UNRECOGNIZED), after which
+ * Synapse retries a v2 membership request on its deprecated v1 form.
+ */
+export function isUnknownEndpoint(err: unknown): boolean {
+  if (!(err instanceof FederationRequestError) || err.failure !== 'http') return false;
+  return err.remoteStatus === 404 || err.remoteStatus === 405 || (err.remoteStatus === 400 && err.remoteErrcode === 'M_UNRECOGNIZED');
+}
+
+/** The body of a deprecated v1 membership answer, `[200, body]`; undefined when it is not of that shape. */
+export function unwrapV1Answer(res: unknown): unknown {
+  return Array.isArray(res) && res.length === 2 && res[0] === 200 ? res[1] : undefined;
+}
+
 /** make_join / make_knock answers after which Synapse tries the next server. */
 export const MEMBERSHIP_FAILOVER_ERRCODES: ReadonlySet<string> = new Set(['M_NOT_FOUND', 'M_UNRECOGNIZED', 'M_UNABLE_TO_AUTHORISE_JOIN', 'M_UNABLE_TO_GRANT_JOIN']);
 
@@ -74,6 +92,8 @@ const REMOTE_ERRCODE = /^[A-Z0-9_.]{1,64}$/i;
 /** Codes that would make a client drop its own session: never relayed from another server. */
 const SESSION_ERRCODES = new Set(['M_UNKNOWN_TOKEN', 'M_MISSING_TOKEN', 'M_USER_DEACTIVATED', 'M_USER_LOCKED', 'M_USER_SUSPENDED']);
 const REMOTE_TEXT_MAX = 300;
+/** Spec "Room version grammar": 1 to 32 of [a-z0-9.-]. */
+const ROOM_VERSION_ID = /^[a-z0-9.-]{1,32}$/;
 
 /** A remote `error` text fit for a client: a string, control characters removed, at most 300 characters. */
 export function remoteErrorText(value: unknown): string | undefined {
@@ -324,7 +344,9 @@ export class FederationClient {
     const error = remoteErrorText(typeof json === 'object' && json !== null ? (json as Record<string, unknown>).error : undefined);
     const loggedErrcode = errcode !== undefined && REMOTE_ERRCODE.test(errcode) ? errcode : undefined;
     this.deps.logger.info({ ...where, status, errcode: loggedErrcode }, 'outbound federation request failed: remote answered an error');
-    return new FederationRequestError(req.destination, 'http', `HTTP ${status} ${loggedErrcode ?? ''}`.trim(), status, errcode, error);
+    const roomVersion = typeof json === 'object' && json !== null ? (json as Record<string, unknown>).room_version : undefined;
+    const remoteRoomVersion = typeof roomVersion === 'string' && ROOM_VERSION_ID.test(roomVersion) ? roomVersion : undefined;
+    return new FederationRequestError(req.destination, 'http', `HTTP ${status} ${loggedErrcode ?? ''}`.trim(), status, errcode, error, remoteRoomVersion);
   }
 
   get<T = unknown>(destination: string, path: string, query?: Record<string, QueryValue>): Promise<T> {

@@ -28,12 +28,14 @@ import { roomMembers } from '../storage/repositories/state.js';
 import { userExists } from '../storage/repositories/users.js';
 import { stateMapKey, type Pdu, type ReadonlyStateMap } from '../types/pdu.js';
 import type { ServerAclChecker } from './acl.js';
-import { finalRemoteRefusal, type FederationClient } from './client.js';
+import { FederationRequestError, finalRemoteRefusal, isUnknownEndpoint, unwrapV1Answer, type FederationClient } from './client.js';
 import type { KeyStore } from './keyStore.js';
 import { federationPdu } from './outbox.js';
+import { formatRefusal } from './leaves.js';
 import { checkFormat, checkSignatures, type InboundPipeline } from './pipeline.js';
 import { serverNameOf } from './serverName.js';
 
+export const FEDERATION_V1 = ['/_matrix/federation/v1'] as const;
 export const FEDERATION_V2 = ['/_matrix/federation/v2'] as const;
 
 const NO_FAILOVER: ReadonlySet<string> = new Set();
@@ -133,7 +135,7 @@ export class RemoteInviter {
 
   /** RoomService.setRemoteInviter: invites `target` (a user of another server) to a room of ours. */
   readonly invite = async (actor: Actor, roomId: string, target: string, content: Record<string, unknown>): Promise<void> => {
-    const { rooms, serverName, signingKey, clock, client, logger } = this.deps;
+    const { rooms, serverName, signingKey, clock, logger } = this.deps;
     const destination = serverNameOf(target);
     if (!destination) throw new MatrixError('M_INVALID_PARAM', 'Invalid user id');
     const built = await rooms.write(roomId, async (ctx, trx) => {
@@ -145,15 +147,11 @@ export class RemoteInviter {
     });
     const { version, eventId } = built;
 
-    let res: { event?: unknown };
+    let res: { event?: unknown } | undefined;
     try {
-      res = await client.request<{ event?: unknown }>({
-        destination,
-        method: 'PUT',
-        path: `/_matrix/federation/v2/invite/${encodeURIComponent(roomId)}/${encodeURIComponent(eventId)}`,
-        body: { room_version: version.id, event: federationPdu(built.pdu), invite_room_state: built.stripped },
-      });
+      res = await this.sendInvite(destination, roomId, eventId, version, built.pdu, built.stripped);
     } catch (err) {
+      if (err instanceof MatrixError && !(err instanceof FederationRequestError)) throw err;
       logger.info({ destination, roomId, err: err instanceof Error ? err.message : String(err) }, 'remote invite refused');
       // The invitee's server's 4xx (unknown user, incompatible room version …) goes to the client as it came.
       const refusal = finalRemoteRefusal(err, NO_FAILOVER);
@@ -167,10 +165,35 @@ export class RemoteInviter {
     }
   };
 
+  /** PUT /v2/invite, or the deprecated /v1/invite for servers that do not know v2 (room versions 1 and 2 only, as Synapse). */
+  private async sendInvite(destination: string, roomId: string, eventId: string, version: RoomVersion, pdu: Pdu, stripped: StrippedState[]): Promise<{ event?: unknown } | undefined> {
+    const path = (v: string) => `/_matrix/federation/${v}/invite/${encodeURIComponent(roomId)}/${encodeURIComponent(eventId)}`;
+    try {
+      return await this.deps.client.request<{ event?: unknown }>({
+        destination,
+        method: 'PUT',
+        path: path('v2'),
+        body: { room_version: version.id, event: federationPdu(pdu), invite_room_state: stripped },
+      });
+    } catch (err) {
+      if (!isUnknownEndpoint(err)) throw err;
+      if (version.eventFormat !== 'v1') throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `${destination} does not support room version ${version.id}`, 400);
+    }
+    const res = await this.deps.client.request<unknown>({
+      destination,
+      method: 'PUT',
+      path: path('v1'),
+      body: { ...federationPdu(pdu), unsigned: { invite_room_state: stripped } },
+    });
+    return unwrapV1Answer(res) as { event?: unknown } | undefined;
+  }
+
   /** The invitee's copy must be our event (same id, intact content), signed by us and by them. */
   private async checkCountersigned(raw: unknown, version: RoomVersion, eventId: string, destination: string): Promise<Pdu> {
     const bad = (why: string) => new MatrixError('M_UNKNOWN', `${destination} answered the invite with ${why}`, 502);
-    if (checkFormat(raw, version)) throw bad('a malformed event');
+    const format = checkFormat(raw, version);
+    // As Synapse, which parses the answer as an event of the room's version first.
+    if (format) throw new MatrixError('M_BAD_JSON', `${destination} answered the invite with a malformed event: ${format}`, 400);
     const { unsigned: _u, ...rest } = raw as Pdu;
     const pdu = rest as Pdu;
     if (eventIdOf(pdu, version) !== eventId) throw bad('another event');
@@ -200,7 +223,67 @@ const inviteBody = z.looseObject({
 
 export function inviteApiRoutes(deps: InviteApiDeps): RouteDefinition[] {
   const { db, rooms, keyStore, acl, serverName, logger } = deps;
+  /** An invite (v1 and v2): checked, countersigned, and stored when the room is not known here. */
+  const receiveInvite = async (
+    roomId: string,
+    eventIdParam: string,
+    origin: string,
+    roomVersion: string,
+    event: Record<string, unknown>,
+    inviteRoomStateIn: unknown[] | undefined,
+  ) => {
+    const version = getRoomVersion(roomVersion);
+    if (!version) {
+      throw new MatrixError('M_INCOMPATIBLE_ROOM_VERSION', `This server does not support room version ${roomVersion}`, 400, { room_version: roomVersion });
+    }
+    // A denied server hears so before anything about the event (spec: "Server Access Control Lists").
+    await acl.assertAllowed(roomId, origin);
+    const format = checkFormat(event, version);
+    if (format) throw formatRefusal(format);
+    const { unsigned: _u, ...rest } = event as unknown as Pdu;
+    const pdu = rest as Pdu;
+    if (pdu.room_id !== roomId) throw new MatrixError('M_BAD_JSON', 'Event is for another room');
+    if (pdu.type !== 'm.room.member' || pdu.content.membership !== 'invite' || typeof pdu.state_key !== 'string') {
+      throw new MatrixError('M_BAD_JSON', 'Not an invite event');
+    }
+    if (eventIdOf(pdu, version) !== eventIdParam) throw new MatrixError('M_BAD_JSON', 'Event id does not match the event');
+    if (serverNameOf(pdu.sender) !== origin) throw forbidden(`${origin} may not send invites for ${pdu.sender}`);
+    const invitee = pdu.state_key;
+    const known = await getRoom(db.knex, roomId);
+    // For a room we are in, the invite comes back through /send under the auth rules (Synapse does not look the user up).
+    if (serverNameOf(invitee) !== serverName || (!known && !(await userExists(db.knex, invitee)))) throw forbidden(`${invitee} is not a user of this server`);
+    if (!checkContentHash(pdu)) throw new MatrixError('M_BAD_JSON', 'Content hash does not match the event');
+    const sig = await checkSignatures(pdu, version, (s, k, t) => keyStore.verifyKeyFor(s, k, t));
+    if (sig) throw forbidden(`Invalid invite event: ${sig}`);
+
+    const signed = rooms.signAsServer(pdu, version);
+    const localJoined = known ? (await roomMembers(db.knex, roomId, ['join'])).some((u) => serverNameOf(u) === serverName) : false;
+    if (!known) {
+      const inviteRoomState = (inviteRoomStateIn ?? []).filter((e) => strippedEvent.safeParse(e).success);
+      await rooms.storeOutOfBandMembership({ ...signed, unsigned: { invite_room_state: inviteRoomState } }, eventIdParam);
+      logger.info({ origin, roomId, invitee }, 'invite to a room on another server stored');
+    } else if (!localJoined) {
+      // The room is known here but no local user is in it: the invite will not reach us through /send.
+      logger.warn({ origin, roomId, invitee }, 'invite to a room this server left: not shown until rejoined');
+    }
+    return { event: signed };
+  };
+
   return [
+    // Spec: PUT /_matrix/federation/v1/invite/{roomId}/{eventId} (deprecated: rooms v1/v2 only, answers `[200, body]`)
+    defineRoute({
+      method: 'PUT',
+      prefixes: FEDERATION_V1,
+      path: '/invite/:roomId/:eventId',
+      auth: 'server',
+      body: z.record(z.string(), z.unknown()),
+      handler: async ({ params, body, server }) => {
+        // No room version is sent: v1 and v2 differ only in state resolution, which an invite does not use (as Synapse).
+        const unsigned = body.unsigned as { invite_room_state?: unknown } | undefined;
+        const stripped = Array.isArray(unsigned?.invite_room_state) ? unsigned.invite_room_state : undefined;
+        return [200, await receiveInvite(params.roomId!, params.eventId!, server.origin, '1', body, stripped)];
+      },
+    }),
     // Spec: PUT /_matrix/federation/v2/invite/{roomId}/{eventId}
     defineRoute({
       method: 'PUT',
@@ -208,44 +291,7 @@ export function inviteApiRoutes(deps: InviteApiDeps): RouteDefinition[] {
       path: '/invite/:roomId/:eventId',
       auth: 'server',
       body: inviteBody,
-      handler: async ({ params, body, server }) => {
-        const roomId = params.roomId!;
-        const version = getRoomVersion(body.room_version);
-        if (!version) {
-          throw new MatrixError('M_INCOMPATIBLE_ROOM_VERSION', `This server does not support room version ${body.room_version}`, 400, {
-            room_version: body.room_version,
-          });
-        }
-        const format = checkFormat(body.event, version);
-        if (format) throw new MatrixError('M_BAD_JSON', `Invalid event: ${format}`);
-        const { unsigned: _u, ...rest } = body.event as unknown as Pdu;
-        const pdu = rest as Pdu;
-        if (pdu.room_id !== roomId) throw new MatrixError('M_BAD_JSON', 'Event is for another room');
-        if (pdu.type !== 'm.room.member' || pdu.content.membership !== 'invite' || typeof pdu.state_key !== 'string') {
-          throw new MatrixError('M_BAD_JSON', 'Not an invite event');
-        }
-        if (eventIdOf(pdu, version) !== params.eventId) throw new MatrixError('M_BAD_JSON', 'Event id does not match the event');
-        if (serverNameOf(pdu.sender) !== server.origin) throw forbidden(`${server.origin} may not send invites for ${pdu.sender}`);
-        const invitee = pdu.state_key;
-        if (serverNameOf(invitee) !== serverName || !(await userExists(db.knex, invitee))) throw forbidden(`${invitee} is not a user of this server`);
-        if (!checkContentHash(pdu)) throw new MatrixError('M_BAD_JSON', 'Content hash does not match the event');
-        const sig = await checkSignatures(pdu, version, (s, k, t) => keyStore.verifyKeyFor(s, k, t));
-        if (sig) throw forbidden(`Invalid invite event: ${sig}`);
-        await acl.assertAllowed(roomId, server.origin);
-
-        const signed = rooms.signAsServer(pdu, version);
-        const known = await getRoom(db.knex, roomId);
-        const localJoined = known ? (await roomMembers(db.knex, roomId, ['join'])).some((u) => serverNameOf(u) === serverName) : false;
-        if (!known) {
-          const inviteRoomState = (body.invite_room_state ?? []).filter((e) => strippedEvent.safeParse(e).success);
-          await rooms.storeOutOfBandMembership({ ...signed, unsigned: { invite_room_state: inviteRoomState } }, params.eventId!);
-          logger.info({ origin: server.origin, roomId, invitee }, 'invite to a room on another server stored');
-        } else if (!localJoined) {
-          // The room is known here but no local user is in it: the invite will not reach us through /send.
-          logger.warn({ origin: server.origin, roomId, invitee }, 'invite to a room this server left: not shown until rejoined');
-        }
-        return { event: signed };
-      },
+      handler: ({ params, body, server }) => receiveInvite(params.roomId!, params.eventId!, server.origin, body.room_version, body.event, body.invite_room_state),
     }),
   ];
 }

@@ -13,7 +13,7 @@ import type { Database } from '../storage/database.js';
 import { getProfile } from '../storage/repositories/profiles.js';
 import { getRoom } from '../storage/repositories/rooms.js';
 import type { Pdu } from '../types/pdu.js';
-import { FederationRequestError, MEMBERSHIP_FAILOVER_ERRCODES, finalRemoteRefusal, type FederationClient } from './client.js';
+import { FederationRequestError, MEMBERSHIP_FAILOVER_ERRCODES, finalRemoteRefusal, isUnknownEndpoint, unwrapV1Answer, type FederationClient } from './client.js';
 import type { KeyStore } from './keyStore.js';
 import { templateVersion } from './leaves.js';
 import { checkReceivedPdu, type CheckedEvent } from './pipeline.js';
@@ -153,14 +153,7 @@ export class RemoteJoiner {
     let joinEvent = hashAndSignPdu(draft, serverName, signingKey, version);
     const joinEventId = eventIdOf(joinEvent, version);
 
-    const res = await client.request<SendJoinResponse>({
-      destination,
-      method: 'PUT',
-      path: `/_matrix/federation/v2/send_join/${encodeURIComponent(roomId)}/${encodeURIComponent(joinEventId)}`,
-      body: joinEvent,
-      timeoutMs: SEND_JOIN_TIMEOUT_MS,
-      maxResponseBytes: 256 * 1024 * 1024,
-    });
+    const res = await this.sendJoin(destination, roomId, joinEventId, joinEvent);
     // The resident's countersigned copy (restricted joins) replaces ours when it is the same event.
     if (isObject(res.event)) {
       try {
@@ -186,6 +179,28 @@ export class RemoteJoiner {
     });
     this.deps.logger.info({ roomId, destination, state: state.length, authChain: authChain.length }, 'joined a remote room');
     return roomId;
+  }
+
+  /** PUT /v2/send_join, or the deprecated /v1/send_join (answering `[200, body]`) for servers without v2, as Synapse. */
+  private async sendJoin(destination: string, roomId: string, eventId: string, joinEvent: Pdu): Promise<SendJoinResponse> {
+    const request = (v: string) =>
+      this.deps.client.request<unknown>({
+        destination,
+        method: 'PUT',
+        path: `/_matrix/federation/${v}/send_join/${encodeURIComponent(roomId)}/${encodeURIComponent(eventId)}`,
+        body: joinEvent,
+        timeoutMs: SEND_JOIN_TIMEOUT_MS,
+        maxResponseBytes: 256 * 1024 * 1024,
+      });
+    let res: unknown;
+    try {
+      res = await request('v2');
+    } catch (err) {
+      if (!isUnknownEndpoint(err)) throw err;
+      res = unwrapV1Answer(await request('v1'));
+    }
+    if (!isObject(res)) throw new FederationRequestError(destination, 'bad_response', 'send_join answer is not an object');
+    return res;
   }
 
   private check(raw: unknown, version: RoomVersion, roomId: string): Promise<CheckedEvent> {

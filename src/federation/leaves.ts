@@ -25,7 +25,7 @@ import { getProfile } from '../storage/repositories/profiles.js';
 import { currentMembership } from '../storage/repositories/state.js';
 import type { Pdu } from '../types/pdu.js';
 import type { ServerAclChecker } from './acl.js';
-import { FederationRequestError, type FederationClient } from './client.js';
+import { FederationRequestError, isUnknownEndpoint, type FederationClient } from './client.js';
 import type { KeyStore } from './keyStore.js';
 import { checkFormat, checkSignatures, type InboundPipeline } from './pipeline.js';
 import type { ResidentRooms } from './membershipApi.js';
@@ -50,7 +50,7 @@ export function checkSentMembership(
   expect: { roomId: string; eventId: string; origin: string; membership: 'join' | 'leave' | 'knock' },
 ): Pdu {
   const format = checkFormat(raw, version);
-  if (format) throw new MatrixError('M_BAD_JSON', `Invalid event: ${format}`);
+  if (format) throw formatRefusal(format);
   const { unsigned: _u, ...rest } = raw as Pdu;
   const pdu = rest as Pdu;
   if (pdu.room_id !== expect.roomId) throw new MatrixError('M_BAD_JSON', 'Event is for another room');
@@ -61,6 +61,15 @@ export function checkSentMembership(
   if (eventIdOf(pdu, version) !== expect.eventId) throw new MatrixError('M_BAD_JSON', 'Event id does not match the event');
   if (!checkContentHash(pdu)) throw new MatrixError('M_BAD_JSON', 'Content hash does not match the event');
   return pdu;
+}
+
+/**
+ * The error for a sent event of bad format: 403 when it lacks the signatures or hashes a signed event has
+ * (as Synapse, whose signature check fails first), 400 M_BAD_JSON otherwise (floats, big integers …).
+ */
+export function formatRefusal(reason: string): MatrixError {
+  if (/^(signatures|hashes)\b/.test(reason)) return forbidden(`Event is not signed: ${reason}`);
+  return new MatrixError('M_BAD_JSON', `Invalid event: ${reason}`);
 }
 
 /** The room versions a make_* request says the asking server supports (`ver`, v1 when absent). */
@@ -151,12 +160,14 @@ export class RemoteLeaver {
           path: `/_matrix/federation/v1/make_leave/${encodeURIComponent(roomId)}/${encodeURIComponent(actor.userId)}`,
         });
         const { pdu, eventId } = await signTemplate(this.deps, destination, template, { roomId, userId: actor.userId, membership: 'leave' }, extra);
-        await client.request({
-          destination,
-          method: 'PUT',
-          path: `/_matrix/federation/v2/send_leave/${encodeURIComponent(roomId)}/${encodeURIComponent(eventId)}`,
-          body: pdu,
-        });
+        const path = (v: string) => `/_matrix/federation/${v}/send_leave/${encodeURIComponent(roomId)}/${encodeURIComponent(eventId)}`;
+        try {
+          await client.request({ destination, method: 'PUT', path: path('v2'), body: pdu });
+        } catch (err) {
+          // Servers without v2 get the deprecated v1 form (as Synapse).
+          if (!isUnknownEndpoint(err)) throw err;
+          await client.request({ destination, method: 'PUT', path: path('v1'), body: pdu });
+        }
         await rooms.storeOutOfBandMembership(pdu, eventId);
         logger.info({ roomId, destination, was: m.membership }, 'left a room on another server');
         return;
@@ -220,6 +231,20 @@ export async function residentVersion(rooms: Pick<ResidentRooms, 'roomVersion'>,
 
 export function leaveApiRoutes(deps: LeaveApiDeps): RouteDefinition[] {
   const { db, rooms, keyStore, pipeline, acl, logger } = deps;
+  /** send_leave (v1 and v2): checks the signed leave and accepts it. */
+  const sendLeave = async (roomId: string, eventId: string, body: unknown, origin: string) => {
+    const version = await residentVersion(rooms, db, roomId);
+    await acl.assertAllowed(roomId, origin);
+    const pdu = checkSentMembership(body, version, { roomId, eventId, origin, membership: 'leave' });
+    const sig = await checkSignatures(pdu, version, (s, k, t) => keyStore.verifyKeyFor(s, k, t));
+    if (sig) throw forbidden(`Invalid leave event: ${sig}`);
+    const [outcome] = await pipeline.withRoomLock(roomId, () => rooms.acceptRemoteEvents(roomId, [{ pdu, eventId }]));
+    if (outcome && (outcome.outcome === 'rejected' || outcome.outcome === 'soft_failed')) {
+      logger.info({ origin, roomId, outcome: outcome.outcome, reason: outcome.reason }, 'send_leave refused');
+      throw forbidden(`Leave refused: ${outcome.reason ?? outcome.outcome}`);
+    }
+    return {};
+  };
   return [
     // Spec: GET /_matrix/federation/v1/make_leave/{roomId}/{userId}
     defineRoute({
@@ -236,26 +261,21 @@ export function leaveApiRoutes(deps: LeaveApiDeps): RouteDefinition[] {
         return rooms.joinTemplate(params.roomId!, userId, 'leave');
       },
     }),
+    // Spec: PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId} (deprecated; answers `[200, {}]`)
+    defineRoute({
+      method: 'PUT',
+      prefixes: FEDERATION_V1,
+      path: '/send_leave/:roomId/:eventId',
+      auth: 'server',
+      handler: async ({ params, body, server }) => [200, await sendLeave(params.roomId!, params.eventId!, body, server.origin)],
+    }),
     // Spec: PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}
     defineRoute({
       method: 'PUT',
       prefixes: FEDERATION_V2,
       path: '/send_leave/:roomId/:eventId',
       auth: 'server',
-      handler: async ({ params, body, server }) => {
-        const roomId = params.roomId!;
-        const version = await residentVersion(rooms, db, roomId);
-        await acl.assertAllowed(roomId, server.origin);
-        const pdu = checkSentMembership(body, version, { roomId, eventId: params.eventId!, origin: server.origin, membership: 'leave' });
-        const sig = await checkSignatures(pdu, version, (s, k, t) => keyStore.verifyKeyFor(s, k, t));
-        if (sig) throw forbidden(`Invalid leave event: ${sig}`);
-        const [outcome] = await pipeline.withRoomLock(roomId, () => rooms.acceptRemoteEvents(roomId, [{ pdu, eventId: params.eventId! }]));
-        if (outcome && (outcome.outcome === 'rejected' || outcome.outcome === 'soft_failed')) {
-          logger.info({ origin: server.origin, roomId, outcome: outcome.outcome, reason: outcome.reason }, 'send_leave refused');
-          throw forbidden(`Leave refused: ${outcome.reason ?? outcome.outcome}`);
-        }
-        return {};
-      },
+      handler: ({ params, body, server }) => sendLeave(params.roomId!, params.eventId!, body, server.origin),
     }),
   ];
 }

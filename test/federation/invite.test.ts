@@ -98,9 +98,11 @@ describe.each(testDialects())('inviting users of another server, rejecting, knoc
   });
 
   it('refuses invites the invitee server does not vouch for', async () => {
-    const res = await request(B.baseUrl, 'POST', `/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { token: bob.accessToken, body: { user_id: `@nobody:${A.serverName}` } });
+    // A room A has nobody in: A would have to store an invite for an account it does not have.
+    const other = (await request(B.baseUrl, 'POST', '/_matrix/client/v3/createRoom', { token: bob.accessToken, body: { preset: 'private_chat' } })).body.room_id as string;
+    const res = await request(B.baseUrl, 'POST', `/_matrix/client/v3/rooms/${enc(other)}/invite`, { token: bob.accessToken, body: { user_id: `@nobody:${A.serverName}` } });
     expect(res).toMatchObject({ status: 403, body: { errcode: 'M_FORBIDDEN' } });
-    expect(await membershipOf(B, bob, roomId, `@nobody:${A.serverName}`)).toBeUndefined();
+    expect(await membershipOf(B, bob, other, `@nobody:${A.serverName}`)).toBeUndefined();
   });
 
   it('dave knocks on a room of B (make_knock / send_knock), is invited and joins', async () => {
