@@ -10,6 +10,7 @@ import { eventIdOf, impliedAuthEventIds, prevEventIds, redactPdu, roomIdOfEvent 
 import type { RoomVersion } from '../rooms/roomVersions.js';
 import type { Database } from '../storage/database.js';
 import { roomMembers } from '../storage/repositories/state.js';
+import { erasedUserIds } from '../storage/repositories/users.js';
 import type { Pdu } from '../types/pdu.js';
 import { federationPdu } from './outbox.js';
 import type { FederatedRooms } from './pipeline.js';
@@ -65,6 +66,11 @@ export function eventApiRoutes(deps: EventApiDeps): RouteDefinition[] {
     }
   };
   const envelope = (pdus: Pdu[]) => ({ origin: serverName, origin_server_ts: clock.now(), pdus });
+  // As Synapse: events of a user erased at deactivation are served redacted (GDPR erasure).
+  const withErasure = async <T extends { pdu: Pdu; redactedBy: string | null }>(evs: T[]): Promise<T[]> => {
+    const erased = await erasedUserIds(db.knex, evs.map((e) => e.pdu.sender));
+    return erased.size ? evs.map((e) => (erased.has(e.pdu.sender) && !e.redactedBy ? { ...e, redactedBy: 'erased' } : e)) : evs;
+  };
   const eventInRoom = async (roomId: string, eventId: string) => {
     const ev = await rooms.events.get(db.knex, eventId);
     if (!ev || roomIdOfEvent(ev.pdu, ev.eventId) !== roomId) throw notFound('Unknown event');
@@ -85,7 +91,8 @@ export function eventApiRoutes(deps: EventApiDeps): RouteDefinition[] {
         // Same answer for "unknown" and "not yours to see": no probing for event ids.
         if (!(await serversInRoom(db, roomId, serverName)).includes(server.origin)) throw notFound('Unknown event');
         if (acl && !(await acl.allowed(roomId, server.origin))) throw forbidden(`${server.origin} is denied by the room's server ACL`);
-        return envelope([servedPdu(ev, await versionOf(roomId))]);
+        const [served] = await withErasure([ev]);
+        return envelope([servedPdu(served!, await versionOf(roomId))]);
       },
     }),
     // Spec: POST /_matrix/federation/v1/get_missing_events/{roomId}
@@ -127,7 +134,7 @@ export function eventApiRoutes(deps: EventApiDeps): RouteDefinition[] {
           }
         }
         found.sort((a, b) => a.pdu.depth - b.pdu.depth);
-        return { events: found.map((e) => servedPdu(e, version)) };
+        return { events: (await withErasure(found)).map((e) => servedPdu(e, version)) };
       },
     }),
     // Spec: GET /_matrix/federation/v1/state_ids/{roomId}

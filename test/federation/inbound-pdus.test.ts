@@ -3,7 +3,7 @@ import { buildPdu } from '../../src/rooms/eventFormat.js';
 import { getRoomVersion } from '../../src/rooms/roomVersions.js';
 import { testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
-import type { TestUser } from '../helpers/users.js';
+import { registerUser, type TestUser } from '../helpers/users.js';
 import { enc, eventually, startPair, type Fleet } from './helpers.js';
 
 // Inbound PDUs as Synapse handles them (spec: Server-Server API, "Checks performed on receipt of a PDU"):
@@ -106,6 +106,21 @@ describe.each(testDialects())('inbound PDUs, on %s', (dialect) => {
     expect((await request(B.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(other.body.room_id)}/event/${enc(cross.eventId)}`, { token: bob.accessToken })).status).toBe(404);
     const mine2Now = await request(B.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/event/${enc(mine2.eventId)}`, { token: bob.accessToken });
     expect(mine2Now.body.content.body).toBe('mine too');
+  });
+
+  it("serves the events of a user erased at deactivation redacted (GET /event, as Synapse)", async () => {
+    const carol = await registerUser(B.baseUrl, 'carol');
+    expect((await request(B.baseUrl, 'POST', `/_matrix/client/v3/join/${enc(roomId)}`, { token: carol.accessToken, body: {} })).status).toBe(200);
+    const sent = await request(B.baseUrl, 'PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/erase-me`, { token: carol.accessToken, body: { msgtype: 'm.text', body: 'body1' } });
+    const fetch = () =>
+      A.hs.services.federation.client.request<{ pdus: Array<{ content: Record<string, unknown> }> }>({ destination: B.serverName, method: 'GET', path: `/_matrix/federation/v1/event/${enc(sent.body.event_id)}` });
+    expect((await fetch()).pdus[0]!.content.body).toBe('body1');
+    const gone = await request(B.baseUrl, 'POST', '/_matrix/client/v3/account/deactivate', {
+      token: carol.accessToken,
+      body: { erase: true, auth: { type: 'm.login.password', identifier: { type: 'm.id.user', user: carol.userId }, password: 'pw-carol-secret' } },
+    });
+    expect(gone.status).toBe(200);
+    expect((await fetch()).pdus[0]!.content).toEqual({});
   });
 
   it('fills a gap longer than /get_missing_events returns with the state at the oldest missing prev event (/state_ids)', async () => {

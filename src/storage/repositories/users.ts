@@ -79,3 +79,10 @@ export async function setPasswordHash(db: Db, userId: string, passwordHash: stri
 export async function markDeactivated(db: Db, userId: string, erase: boolean): Promise<void> {
   await db('users').where({ user_id: userId }).update({ deactivated: true, erased: erase, password_hash: null });
 }
+
+/** Which of `userIds` are local accounts deactivated with erasure (their events are served redacted). */
+export async function erasedUserIds(db: Db, userIds: readonly string[]): Promise<Set<string>> {
+  if (!userIds.length) return new Set();
+  const rows: Array<{ user_id: string }> = await db('users').whereIn('user_id', [...new Set(userIds)]).andWhere('erased', true).select('user_id');
+  return new Set(rows.map((r) => r.user_id));
+}
