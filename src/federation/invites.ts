@@ -258,13 +258,11 @@ export function inviteApiRoutes(deps: InviteApiDeps): RouteDefinition[] {
 
     const signed = rooms.signAsServer(pdu, version);
     const localJoined = known ? (await roomMembers(db.knex, roomId, ['join'])).some((u) => serverNameOf(u) === serverName) : false;
-    if (!known) {
+    // No local user in the room (never known, or left): the invite will not reach us through /send.
+    if (!localJoined) {
       const inviteRoomState = (inviteRoomStateIn ?? []).filter((e) => strippedEvent.safeParse(e).success);
       await rooms.storeOutOfBandMembership({ ...signed, unsigned: { invite_room_state: inviteRoomState } }, eventIdParam);
-      logger.info({ origin, roomId, invitee }, 'invite to a room on another server stored');
-    } else if (!localJoined) {
-      // The room is known here but no local user is in it: the invite will not reach us through /send.
-      logger.warn({ origin, roomId, invitee }, 'invite to a room this server left: not shown until rejoined');
+      logger.info({ origin, roomId, invitee, known: Boolean(known) }, 'invite to a room on another server stored');
     }
     return { event: signed };
   };

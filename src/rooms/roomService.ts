@@ -139,9 +139,9 @@ export class RoomService {
   }
 
   /**
-   * A membership of a local user in a room this server does not have (an invite received over federation,
-   * a knock or the rejection of either): stored as an outlier with the user's current membership pointing
-   * at it, so /sync shows it (from `unsigned.invite_room_state` / `knock_room_state`).
+   * A membership of a local user in a room this server does not have, or has left (an invite received over
+   * federation, a knock or the rejection of either): stored as an outlier with the user's current membership
+   * pointing at it, so /sync shows it (from `unsigned.invite_room_state` / `knock_room_state`).
    */
   async storeOutOfBandMembership(pdu: Pdu, eventId: string): Promise<void> {
     const userId = pdu.state_key;
@@ -149,7 +149,10 @@ export class RoomService {
       throw new MatrixError('M_BAD_JSON', 'Not a membership event');
     }
     await this.deps.db.write(async (trx) => {
-      if (await roomsRepo.getRoom(trx, pdu.room_id)) throw new MatrixError('M_UNKNOWN', 'Room is known here; its events go through the room', 409);
+      // A room a local user is in gets its events through the room; one we left only through its residents.
+      if ((await roomsRepo.getRoom(trx, pdu.room_id)) && (await this.hasLocalMember(trx, pdu.room_id))) {
+        throw new MatrixError('M_UNKNOWN', 'Room is known here; its events go through the room', 409);
+      }
       const stream = await StreamAllocator.start(trx);
       if (await this.events.get(trx, eventId)) await deleteEventRow(trx, eventId);
       const streamOrdering = stream.next();
@@ -158,6 +161,11 @@ export class RoomService {
     });
     this.events.invalidate(eventId);
     this.deps.notifier.notifyUsers([userId]);
+  }
+
+  /** Whether a user of this server is joined to the room (in our copy of its current state). */
+  async hasLocalMember(db: Knex, roomId: string): Promise<boolean> {
+    return (await stateRepo.roomMembers(db, roomId, ['join'])).some((u) => serverNameOf(u) === this.deps.serverName);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -733,7 +741,7 @@ export class RoomService {
     const localRoomId = room.roomId;
     // A room no local user is in any more: our copy of its state is stale, so a resident server builds the join.
     if (actor.isGuest && !(await this.guestsCanJoin(localRoomId))) throw forbidden('Guest access not allowed');
-    const residents = await this.residentServersIfLeft(localRoomId, via);
+    const residents = await this.residentServersIfLeft(localRoomId, actor.userId, via);
     if (residents.length && this.remoteJoiner) return this.remoteJoiner(actor, localRoomId, requested, residents);
     const profile = (await getProfile(this.deps.db.knex, actor.userId)) ?? { displayname: null, avatar_url: null };
     const content: Record<string, unknown> = { ...extras, membership: 'join' };
@@ -778,14 +786,18 @@ export class RoomService {
 
   /**
    * Servers to join through when no local user is joined to a known room (as Synapse's
-   * `_should_perform_remote_join`): `via`, the servers of members joined in our last view, the room id's
-   * server. Empty while a local user is joined, or when no other server ever held the room.
+   * `_should_perform_remote_join`): `via`, the server of whoever invited the user since, the servers of
+   * members joined in our last view, the room id's server. Empty while a local user is joined, or when no
+   * other server ever held the room.
    */
-  private async residentServersIfLeft(roomId: string, via: readonly string[]): Promise<string[]> {
+  private async residentServersIfLeft(roomId: string, userId: string, via: readonly string[]): Promise<string[]> {
     const own = this.deps.serverName;
     const joined = await stateRepo.roomMembers(this.deps.db.knex, roomId, ['join']);
     if (joined.some((u) => serverNameOf(u) === own)) return [];
-    const servers = [...via, ...joined.map((u) => serverNameOf(u) ?? ''), serverNameOf(roomId) ?? ''];
+    const m = await stateRepo.currentMembership(this.deps.db.knex, roomId, userId);
+    const invite = m?.membership === 'invite' ? await this.events.get(this.deps.db.knex, m.eventId) : undefined;
+    const inviter = invite ? [serverNameOf(invite.pdu.sender) ?? ''] : [];
+    const servers = [...via, ...inviter, ...joined.map((u) => serverNameOf(u) ?? ''), serverNameOf(roomId) ?? ''];
     return [...new Set(servers)].filter((s) => s && s !== own);
   }
 
@@ -824,11 +836,13 @@ export class RoomService {
     const content: Record<string, unknown> = { membership };
     if (reason !== undefined) content.reason = reason;
     await this.assertValidDraft(roomId, { type: 'm.room.member', stateKey: target, content, sender: actor.userId });
-    if (this.remoteLeaver && target === actor.userId && membership === 'leave' && !(await roomsRepo.getRoom(this.deps.db.knex, roomId))) {
-      // Rejecting an invite (or taking back a knock) for a room only other servers have.
+    if (this.remoteLeaver && target === actor.userId && membership === 'leave') {
+      // Rejecting an invite (or taking back a knock) for a room only other servers have, or one we left.
+      const known = await roomsRepo.getRoom(this.deps.db.knex, roomId);
       const m = await stateRepo.currentMembership(this.deps.db.knex, roomId, target);
-      if (m?.membership !== 'invite' && m?.membership !== 'knock') throw notFound('Unknown room');
-      return this.remoteLeaver(actor, roomId, reason);
+      const pending = m?.membership === 'invite' || m?.membership === 'knock';
+      if (!known && !pending) throw notFound('Unknown room');
+      if (!known || (pending && !(await this.hasLocalMember(this.deps.db.knex, roomId)))) return this.remoteLeaver(actor, roomId, reason);
     }
     await this.write(roomId, async (ctx) => {
       const current = ctx.membershipOf(target);

@@ -12,6 +12,9 @@ import { createTestCa, issueCert } from './tls.js';
 
 export interface Fleet {
   servers: TestServer[];
+  /** The test CA every server trusts, and the folder it lives in (to issue more certificates, e.g. for Synapse). */
+  ca: { caPath: string; keyPath: string };
+  dir: string;
   close(): Promise<void>;
 }
 
@@ -36,6 +39,8 @@ export async function startFleet(dialect: Dialect, hosts: string[], config: Reco
   }
   return {
     servers,
+    ca,
+    dir,
     async close() {
       await Promise.all(servers.map((s) => s.close()));
       rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDialects, type TestServer } from '../helpers/homeserver.js';
+import { request } from '../helpers/http.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
 import { api, enc, eventually, membershipOf, messageBodies, send, startPair, type Fleet } from './helpers.js';
 
@@ -67,6 +68,31 @@ describe.each(testDialects())('rejoining a room the server has left on %s', (dia
     await eventually(async () => (await messageBodies(B, bob, roomId)).includes('hello from A after rejoining'), 'alice’s message on B');
     await send(B, bob, roomId, 'hello from B');
     await eventually(async () => (await messageBodies(A, alice, roomId)).includes('hello from B'), 'bob’s message on A');
+  });
+
+  it('invited again after A left: the invite shows in /sync, alice joins through B, and a rejected one reaches B', async () => {
+    const inviteIn = async (roomId: string) =>
+      (await request(A.baseUrl, 'GET', '/_matrix/client/v3/sync?timeout=0', { token: alice.accessToken })).body.rooms?.invite?.[roomId];
+    const roomId = await roomAliceLeft();
+    expect((await api(B, bob, 'PUT', `/rooms/${enc(roomId)}/state/m.room.join_rules/`, { join_rule: 'invite' })).status).toBe(200);
+    expect((await api(B, bob, 'POST', `/rooms/${enc(roomId)}/invite`, { user_id: alice.userId })).status).toBe(200);
+    const invite = await eventually(() => inviteIn(roomId), 'the invite in alice’s /sync');
+    const member = (invite.invite_state.events as any[]).find((e) => e.type === 'm.room.member' && e.state_key === alice.userId);
+    expect(member).toMatchObject({ sender: bob.userId, content: { membership: 'invite' } });
+    expect((await api(A, alice, 'POST', `/join/${enc(roomId)}`, {})).status).toBe(200);
+    expect(await joinedRooms()).toContain(roomId);
+    expect(await membershipOf(B, bob, roomId, alice.userId)).toBe('join');
+    await send(A, alice, roomId, 'back in by invite');
+    await eventually(async () => (await messageBodies(B, bob, roomId)).includes('back in by invite'), 'alice’s message on B');
+
+    // Left again and invited again: rejecting the invite is a leave B receives, not one kept on A.
+    expect((await api(A, alice, 'POST', `/rooms/${enc(roomId)}/leave`, {})).status).toBe(200);
+    await eventually(async () => (await membershipOf(B, bob, roomId, alice.userId)) === 'leave', 'alice left on B');
+    expect((await api(B, bob, 'POST', `/rooms/${enc(roomId)}/invite`, { user_id: alice.userId })).status).toBe(200);
+    await eventually(() => inviteIn(roomId), 'the second invite in alice’s /sync');
+    expect((await api(A, alice, 'POST', `/rooms/${enc(roomId)}/leave`, {})).status).toBe(200);
+    expect(await membershipOf(B, bob, roomId, alice.userId)).toBe('leave');
+    expect(await inviteIn(roomId)).toBeUndefined();
   });
 
   it('a restricted room on B: a space member on A joins through make_join, authorised by a user of B', async () => {
