@@ -215,12 +215,13 @@ export function userPowerLevel(state: ReadonlyStateMap, userId: string, version:
 
 /**
  * Power level required to send an event of `eventType`: `events[type]`, else
- * `state_default` (50; 0 without a power_levels event) for state events or
- * `events_default` (0) for others.
+ * `state_default` (50) for state events or `events_default` (0) for others.
+ * Without a power_levels event state events still need 50, as Synapse and Dendrite enforce (the spec
+ * text says 0, which would let any member of such a room set the first power levels over federation).
  */
 export function requiredPowerLevel(state: ReadonlyStateMap, eventType: string, isState: boolean, version?: RoomVersion): number {
   const pl = plContent(state);
-  if (!pl) return 0;
+  if (!pl) return isState ? 50 : 0;
   const events = isPlainObject(pl.events) ? pl.events : {};
   if (Object.hasOwn(events, eventType)) {
     const v = parsePowerLevelValue(events[eventType], version);
