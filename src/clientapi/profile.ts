@@ -44,8 +44,9 @@ export function profileRoutes(services: Services): RouteDefinition[] {
       handler: async ({ params }) => {
         const field = fieldOf(params.field);
         const profile = await load(params.userId!);
-        if (!field || profile[field] === null) throw notFound('Profile field not set');
-        return { [field]: profile[field] };
+        if (!field) throw notFound('Profile field not set');
+        // A known user without the field answers {} as Synapse does (SyTest reads it before setting one).
+        return profile[field] === null ? {} : { [field]: profile[field] };
       },
     }),
     // Spec: PUT /_matrix/client/v3/profile/{userId}/{keyName}

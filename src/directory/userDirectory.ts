@@ -5,7 +5,7 @@ import { joinedRoomsOf, localUsersMatching, openRoomIds, remoteMembersMatching }
 // Spec: Client-Server API, "User directory" (POST /user_directory/search). Searched: users who share a
 // room with the searcher and users in rooms anyone may look into (public join rule or world-readable),
 // or, with `user_directory.search_all_users`, every local account and every member of a known room.
-// The searcher is never in their own results.
+// The searcher finds themself only through a public or world-readable room, as on Synapse.
 
 export interface DirectoryResult {
   user_id: string;
@@ -41,9 +41,9 @@ export class UserDirectoryService {
     const locals = await localUsersMatching(db.knex, terms, CANDIDATES);
     const roomsOfLocals = await joinedRoomsOf(db.knex, locals.map((u) => u.userId));
     for (const u of locals) {
-      if (u.userId === searcher) continue; // the searcher knows who they are
       const rooms = roomsOfLocals.get(u.userId) ?? new Set<string>();
-      const sharesRoom = [...rooms].some((r) => own.has(r));
+      // The searcher shares no room with themself: they are found only as anyone else in a public room is.
+      const sharesRoom = u.userId !== searcher && [...rooms].some((r) => own.has(r));
       if (!searchAll && !sharesRoom && ![...rooms].some((r) => open.has(r))) continue;
       candidates.set(u.userId, { ...u, sharesRoom });
     }

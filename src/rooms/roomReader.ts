@@ -7,7 +7,7 @@ import * as roomsRepo from '../storage/repositories/rooms.js';
 import * as stateRepo from '../storage/repositories/state.js';
 import { stateMapKey, type StateMap } from '../types/pdu.js';
 import { toClientEvent, type ClientEvent } from './clientEvent.js';
-import { eventIdOf, roomIdOfEvent } from './eventFormat.js';
+import { eventIdOf, redactPdu, roomIdOfEvent } from './eventFormat.js';
 import { matchesRoomEventFilter, type RoomEventFilter } from './eventFilter.js';
 import type { EventStore } from './eventStore.js';
 import type { RoomVersion } from './roomVersions.js';
@@ -108,6 +108,17 @@ export class RoomReader {
         const bundle = bundles.get(ev.event_id);
         if (bundle) ev.unsigned = { ...ev.unsigned, 'm.relations': bundle };
       }
+    }
+    return out;
+  }
+
+  /** The `federation` event_format of a filter: the PDU as stored (redacted if it was), with its event_id. */
+  async formatFederation(events: readonly StoredEvent[]): Promise<Array<Record<string, unknown>>> {
+    const out: Array<Record<string, unknown>> = [];
+    for (const e of events) {
+      const roomId = roomIdOfEvent(e.pdu, e.eventId)!;
+      const pdu = e.redactedBy ? redactPdu(e.pdu, await this.deps.roomVersion(this.db, roomId)) : e.pdu;
+      out.push({ ...pdu, event_id: e.eventId, room_id: roomId });
     }
     return out;
   }
@@ -252,7 +263,8 @@ export class RoomReader {
       chunk: await this.format(chunk, viewer),
       start: encodePaginationToken(from),
     };
-    if (!exhausted || chunk.length >= limit) response.end = encodePaginationToken(cursor);
+    // As Synapse: a page with events always says where to go on; only an empty page at the end omits `end`.
+    if (!exhausted || chunk.length > 0) response.end = encodePaginationToken(cursor);
     if (params.filter?.lazy_load_members && chunk.length) {
       response.state = await this.membersForSenders(viewer, roomId, chunk);
     }
@@ -306,9 +318,10 @@ export class RoomReader {
     limit: number,
     filter: RoomEventFilter | undefined,
   ): Promise<{ event: ClientEvent; events_before: ClientEvent[]; events_after: ClientEvent[]; start: string; end: string; state: ClientEvent[] }> {
-    const access = await this.readableUpTo(viewer.userId, roomId).catch(() => undefined);
+    // Someone who may not read the room is told so (403, as Synapse), before any event is looked up.
+    await this.readableUpTo(viewer.userId, roomId);
     const target = await this.deps.events.get(this.db, eventId);
-    if (!access || !target || target.pdu.room_id !== roomId) throw notFound('Event not found');
+    if (!target || target.pdu.room_id !== roomId) throw notFound('Event not found');
     if ((await this.filterVisible(viewer.userId, roomId, [target])).length === 0) throw notFound('Event not found');
     const capped = Math.min(Math.max(limit, 0), 100);
     const beforeCount = Math.floor(capped / 2);
@@ -360,17 +373,18 @@ export class RoomReader {
   }
 
   /** GET /rooms/{roomId}/joined_members */
-  async joinedMembers(viewer: Viewer, roomId: string): Promise<Record<string, { display_name?: string; avatar_url?: string }>> {
+  async joinedMembers(viewer: Viewer, roomId: string): Promise<Record<string, { display_name: string; avatar_url: string }>> {
     const access = await this.readableUpTo(viewer.userId, roomId);
     if (access.membership !== 'join' && access.untilStream !== undefined) throw forbidden('You are not in this room');
     const state = await this.currentState(roomId);
-    const joined = dict<{ display_name?: string; avatar_url?: string }>();
+    const joined = dict<{ display_name: string; avatar_url: string }>();
     for (const pdu of state.values()) {
       if (pdu.type !== 'm.room.member' || pdu.content.membership !== 'join') continue;
-      const entry: { display_name?: string; avatar_url?: string } = {};
-      if (typeof pdu.content.displayname === 'string') entry.display_name = pdu.content.displayname;
-      if (typeof pdu.content.avatar_url === 'string') entry.avatar_url = pdu.content.avatar_url;
-      joined[pdu.state_key!] = entry;
+      // Both keys always, empty when unset, as Dendrite answers (SyTest checks the keys; the spec types them string).
+      joined[pdu.state_key!] = {
+        display_name: typeof pdu.content.displayname === 'string' ? pdu.content.displayname : '',
+        avatar_url: typeof pdu.content.avatar_url === 'string' ? pdu.content.avatar_url : '',
+      };
     }
     return joined;
   }

@@ -4,19 +4,22 @@ import type { RoomEventFilter } from '../rooms/eventFilter.js';
 // Spec: Client-Server API, "Filtering". Unknown keys are kept (the filter is returned as uploaded).
 const stringList = z.array(z.string());
 const limit = z.number().int().min(0);
+// Room and user ids are checked for their sigil, as Synapse's filter schema does (room ids of v12 have no ':').
+const roomIdList = z.array(z.string().regex(/^!./, 'must be a room ID'));
+const userIdList = z.array(z.string().regex(/^@[^:]*:./, 'must be a user ID'));
 
 export const eventFilterSchema = z.looseObject({
   limit: limit.optional(),
   types: stringList.optional(),
   not_types: stringList.optional(),
-  senders: stringList.optional(),
-  not_senders: stringList.optional(),
+  senders: userIdList.optional(),
+  not_senders: userIdList.optional(),
 });
 
 export const roomEventFilterSchema = z.looseObject({
   ...eventFilterSchema.shape,
-  rooms: stringList.optional(),
-  not_rooms: stringList.optional(),
+  rooms: roomIdList.optional(),
+  not_rooms: roomIdList.optional(),
   contains_url: z.boolean().optional(),
   lazy_load_members: z.boolean().optional(),
   include_redundant_members: z.boolean().optional(),
@@ -24,8 +27,8 @@ export const roomEventFilterSchema = z.looseObject({
 });
 
 export const roomFilterSchema = z.looseObject({
-  rooms: stringList.optional(),
-  not_rooms: stringList.optional(),
+  rooms: roomIdList.optional(),
+  not_rooms: roomIdList.optional(),
   include_leave: z.boolean().optional(),
   timeline: roomEventFilterSchema.optional(),
   state: roomEventFilterSchema.optional(),
@@ -88,6 +91,11 @@ export function applyLimit<T>(items: T[], filter: EventFilter | undefined): T[] 
 
 export function asRoomEventFilter(f: z.output<typeof roomEventFilterSchema> | undefined): RoomEventFilter | undefined {
   return f as RoomEventFilter | undefined;
+}
+
+/** Whether member events already sent to the device are sent again (spec: "Lazy-loading room members"). */
+export function includeRedundantMembers(filter: SyncFilter): boolean {
+  return filter.room?.state?.include_redundant_members === true;
 }
 
 /** Lazy-loading members is asked for in the state filter (spec: "Lazy-loading room members"). */

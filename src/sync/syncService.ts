@@ -40,7 +40,7 @@ export class SyncService {
     this.filters = new FilterService(deps.db);
     this.accountData = new AccountDataService(deps);
     // Registration order is run order: rooms first, so others can decorate room entries.
-    this.registerProvider(new RoomsProvider({ db: deps.db, rooms: deps.rooms }));
+    this.registerProvider(new RoomsProvider({ db: deps.db, rooms: deps.rooms, now: () => deps.clock.now() }));
     this.registerProvider(new AccountDataProvider({ db: deps.db }));
     for (const topic of SYNC_TOPICS) if (!this.providers.has(topic)) this.registerProvider(new EmptyProvider(topic));
   }

@@ -156,3 +156,58 @@ export async function maxEventStreamOrdering(db: Db): Promise<number> {
   const row = await db('events').max({ m: 'stream_ordering' }).first();
   return Number(row?.m ?? 0);
 }
+
+/** Which of `eventIds` (state events of one room) are part of the room's current state. */
+export async function inCurrentState(db: Db, roomId: string, eventIds: readonly string[]): Promise<Set<string>> {
+  if (eventIds.length === 0) return new Set();
+  const rows: Array<{ event_id: string }> = await db('current_state').where({ room_id: roomId }).whereIn('event_id', [...eventIds]).select('event_id');
+  return new Set(rows.map((r) => r.event_id));
+}
+
+/** Whether the user joined the room at some point in (from, to] (a join later undone in the same range). */
+export async function joinedInRange(db: Db, roomId: string, userId: string, fromExclusive: number, toInclusive: number): Promise<boolean> {
+  const row = await db('events')
+    .where({ room_id: roomId, type: 'm.room.member', state_key: userId, membership: 'join', outlier: false })
+    .whereNull('rejected_reason')
+    .andWhere('stream_ordering', '>', fromExclusive)
+    .andWhere('stream_ordering', '<=', toInclusive)
+    .first('event_id');
+  return row !== undefined;
+}
+
+/** The current m.room.name and m.room.canonical_alias event ids per room (a summary names heroes only without them). */
+export async function namingEventIds(db: Db, roomIds: readonly string[]): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  for (const part of chunks(roomIds)) {
+    const rows: Array<{ room_id: string; event_id: string }> = await db('current_state')
+      .whereIn('room_id', part)
+      .whereIn('type', ['m.room.name', 'm.room.canonical_alias'])
+      .where('state_key', '')
+      .select('room_id', 'event_id');
+    for (const r of rows) {
+      let list = out.get(r.room_id);
+      if (!list) out.set(r.room_id, (list = []));
+      list.push(r.event_id);
+    }
+  }
+  return out;
+}
+
+/**
+ * Users (not `userId`) who joined, from another membership, a room `userId` is now joined to, in (from, to]:
+ * their presence goes to `userId` in that sync even when unchanged (as Synapse).
+ */
+export async function newJoinersInRange(db: Db, userId: string, fromExclusive: number, toInclusive: number): Promise<string[]> {
+  if (fromExclusive >= toInclusive) return [];
+  const rows: Array<{ state_key: string }> = await db('events as e')
+    .join('current_state as cs', (j) => j.on('cs.room_id', '=', 'e.room_id').andOnVal('cs.type', '=', 'm.room.member').andOnVal('cs.state_key', '=', userId).andOnVal('cs.membership', '=', 'join'))
+    .leftJoin('events as p', 'p.event_id', 'e.replaces_state')
+    .where('e.stream_ordering', '>', fromExclusive)
+    .andWhere('e.stream_ordering', '<=', toInclusive)
+    .andWhere({ 'e.type': 'm.room.member', 'e.membership': 'join', 'e.outlier': false })
+    .whereNull('e.rejected_reason')
+    .andWhere('e.state_key', '<>', userId)
+    .andWhere((w) => w.whereNull('p.membership').orWhere('p.membership', '<>', 'join'))
+    .distinct('e.state_key');
+  return rows.map((r) => r.state_key);
+}

@@ -8,18 +8,24 @@ import { lastRoomEventAtStream, roomEventsInStreamRange, type StoredEvent } from
 import { forgottenRooms } from '../../storage/repositories/rooms.js';
 import {
   heroCandidates,
+  inCurrentState,
+  joinedInRange,
   latestEventIdsPerRoom,
   maxEventStreamOrdering,
   memberCounts,
   membershipAtStream,
   membershipsTouchedInRange,
+  namingEventIds,
   roomsWithEventsInRange,
   type MembershipRow,
 } from '../../storage/repositories/sync.js';
 import { parseStateMapKey, stateMapKey } from '../../types/pdu.js';
-import { asRoomEventFilter, lazyLoadMembers, roomAllowed, timelineLimit } from '../filter.js';
+import { asRoomEventFilter, includeRedundantMembers, lazyLoadMembers, roomAllowed, timelineLimit } from '../filter.js';
+import { LazyMembersCache } from '../lazyMembers.js';
 import type { SyncContext, SyncProvider } from '../provider.js';
-import type { StrippedStateEvent } from '../response.js';
+import type { StrippedStateEvent, Timeline } from '../response.js';
+import { encodeSyncToken } from '../token.js';
+import type { ClientEvent } from '../../rooms/clientEvent.js';
 import { mapLimit } from '../../util/mapLimit.js';
 
 // The timeline topic: joined, invited, knocked and left rooms with their timelines and state.
@@ -46,6 +52,8 @@ interface RoomPlan {
   noState?: boolean;
   /** Include the summary (initial sync, newly joined, or membership changes). */
   summary: boolean;
+  /** Joined since the last sync: the timeline says `limited` (the client has no history of it, as Synapse). */
+  newlyJoined?: boolean;
 }
 
 interface BuiltTimeline {
@@ -60,12 +68,17 @@ interface BuiltTimeline {
 export interface RoomsProviderDeps {
   db: Database;
   rooms: RoomService;
+  now: () => number;
 }
 
 export class RoomsProvider implements SyncProvider {
   readonly topic = 'timeline' as const;
 
-  constructor(private readonly deps: RoomsProviderDeps) {}
+  private readonly sentMembers: LazyMembersCache;
+
+  constructor(private readonly deps: RoomsProviderDeps) {
+    this.sentMembers = new LazyMembersCache(deps.now);
+  }
 
   private get db(): Db {
     return this.deps.db.knex;
@@ -76,6 +89,7 @@ export class RoomsProvider implements SyncProvider {
   }
 
   async complete(ctx: SyncContext, to: number): Promise<void> {
+    this.sentMembers.reset(ctx.userId, ctx.deviceId);
     const memberships = await ctx.memberships();
     const includeLeave = ctx.filter.room?.include_leave === true;
     const forgotten = includeLeave ? await forgottenRooms(this.db, ctx.userId) : new Set<string>();
@@ -134,7 +148,7 @@ export class RoomsProvider implements SyncProvider {
           if (membershipMoved && was !== 'join') {
             // Newly joined: the room as an initial sync would show it.
             ctx.newlyJoined.add(m.roomId);
-            plans.push({ roomId: m.roomId, section: 'join', after: 0, upTo: to, fullState: true, summary: true });
+            plans.push({ roomId: m.roomId, section: 'join', after: 0, upTo: to, fullState: true, summary: true, newlyJoined: true });
           } else if (ctx.fullState || membershipMoved || changed.has(m.roomId)) {
             plans.push({ roomId: m.roomId, section: 'join', after: from, upTo: to, fullState: ctx.fullState, summary: ctx.fullState || membershipMoved });
           }
@@ -149,7 +163,12 @@ export class RoomsProvider implements SyncProvider {
         case 'ban':
           if (membershipMoved && !forgotten.has(m.roomId)) {
             const wasIn = was === 'join';
-            plans.push({ roomId: m.roomId, section: 'leave', after: from, upTo: m.streamOrdering, fullState: false, noState: !wasIn, summary: false });
+            // Joined and left within the range: the client never had the room's state, so it gets all of it.
+            const joinedMeanwhile = !wasIn && (await joinedInRange(this.db, m.roomId, ctx.userId, from, m.streamOrdering));
+            plans.push({
+              roomId: m.roomId, section: 'leave', after: from, upTo: m.streamOrdering,
+              fullState: joinedMeanwhile, noState: !wasIn && !joinedMeanwhile, summary: false,
+            });
           }
           break;
       }
@@ -185,9 +204,15 @@ export class RoomsProvider implements SyncProvider {
     const timelineFilter = asRoomEventFilter(ctx.filter.room?.timeline);
     const stateFilter = asRoomEventFilter(ctx.filter.room?.state);
     const lazy = lazyLoadMembers(ctx.filter);
+    // Member events this device was already sent are left out of incremental syncs (unless asked for).
+    const dedupe = lazy && !includeRedundantMembers(ctx.filter) && ctx.since !== undefined && !ctx.fullState;
     const selective = timelineFilter !== undefined && hasSelection(timelineFilter);
     const pageSize = selective ? Math.max(limit * 2, 20) + 1 : limit + 1;
     const ignored = await ignoredUsersOf(this.db, ctx.userId);
+    const federationFormat = ctx.filter.event_format === 'federation';
+    const format = async (events: StoredEvent[]): Promise<ClientEvent[]> =>
+      // The federation format is the PDU itself; the response types name client events only.
+      federationFormat ? ((await reader.formatFederation(events)) as unknown as ClientEvent[]) : reader.format(events, viewer, { includeRoomId: false });
 
     // Phase 1: the newest page of every room in one query, events through the shared cache.
     const pages = await latestEventIdsPerRoom(this.db, plans.map((p) => ({ roomId: p.roomId, after: p.after, upTo: p.upTo })), pageSize);
@@ -197,35 +222,44 @@ export class RoomsProvider implements SyncProvider {
     const perRoom = await mapLimit(plans, ROOM_CONCURRENCY, async (plan) => {
       const page = (pages.get(plan.roomId) ?? []).map((x) => pageEvents.get(x.eventId)).filter((e): e is StoredEvent => e !== undefined);
       const timeline = await this.timeline(ctx, plan, page, pageSize, limit, timelineFilter, ignored);
-      const stateIds = plan.noState ? [] : await this.stateIdsFor(ctx, plan, timeline, lazy);
-      return { plan, timeline, stateIds };
+      let state = plan.noState ? [] : await this.stateFor(ctx, plan, timeline, lazy);
+      if (dedupe) {
+        state = state.filter(([key, id]) => {
+          const [type, stateKey] = parseStateMapKey(key);
+          return type !== 'm.room.member' || !this.sentMembers.alreadySent(ctx.userId, ctx.deviceId, plan.roomId, stateKey, id);
+        });
+      }
+      return { plan, timeline, stateIds: state.map(([, id]) => id) };
     });
-    const built = perRoom.filter(
-      (b) => !(skipEmpty && !b.plan.fullState && b.plan.section === 'join' && b.timeline.events.length === 0 && b.stateIds.length === 0),
-    );
 
-    // Phase 3: every state event in one batch, then formatting.
-    const stateEvents = await eventStore.getMany(this.db, built.flatMap((b) => b.stateIds));
-    const summaryIds = built.filter((b) => b.plan.section === 'join' && (b.plan.summary || hasMemberEvent(b, stateEvents))).map((b) => b.plan.roomId);
-    const [counts, heroes] = await Promise.all([
+    // Phase 3: every state event in one batch, the state filter, then formatting.
+    const stateEvents = await eventStore.getMany(this.db, perRoom.flatMap((b) => b.stateIds));
+    const built = perRoom
+      .map((b) => ({
+        ...b,
+        statePdus: b.stateIds
+          .map((id) => stateEvents.get(id))
+          .filter((e): e is StoredEvent => e !== undefined && matchesRoomEventFilter(e.pdu, stateFilter)),
+      }))
+      .filter((b) => !(skipEmpty && !b.plan.fullState && b.plan.section === 'join' && b.timeline.events.length === 0 && b.statePdus.length === 0));
+    const summaryIds = built.filter((b) => b.plan.section === 'join' && (b.plan.summary || hasMemberEvent(b))).map((b) => b.plan.roomId);
+    const [counts, heroes, named] = await Promise.all([
       summaryIds.length ? memberCounts(this.db, summaryIds) : new Map<string, { joined: number; invited: number }>(),
       summaryIds.length ? heroCandidates(this.db, summaryIds, ctx.userId) : new Map<string, string[]>(),
+      this.namedRooms(summaryIds),
     ]);
 
-    for (const { plan, timeline, stateIds } of built) {
-      const statePdus = stateIds.map((id) => stateEvents.get(id)).filter((e): e is StoredEvent => e !== undefined);
-      const stateFiltered = statePdus.filter((e) => matchesRoomEventFilter(e.pdu, stateFilter));
-      const [timelineEvents, state] = await Promise.all([
-        reader.format(timeline.events, viewer, { includeRoomId: false }),
-        reader.format(stateFiltered, viewer, { includeRoomId: false }),
-      ]);
-      const first = timeline.events[0];
-      const prevBatch = first
-        ? encodePaginationToken({ depth: first.depth, stream: first.streamOrdering - 1 })
-        : timeline.newestRaw
-          ? encodePaginationToken({ depth: timeline.newestRaw.depth, stream: timeline.newestRaw.streamOrdering })
-          : undefined;
-      const tl = { events: timelineEvents, limited: timeline.limited, ...(prevBatch !== undefined ? { prev_batch: prevBatch } : {}) };
+    for (const { plan, timeline, statePdus } of built) {
+      const [timelineEvents, state] = await Promise.all([format(timeline.events), format(statePdus)]);
+      if (lazy) {
+        const sent = [...statePdus, ...timeline.events].filter((e) => e.pdu.type === 'm.room.member' && typeof e.pdu.state_key === 'string');
+        this.sentMembers.remember(ctx.userId, ctx.deviceId, plan.roomId, sent.map((e) => ({ member: e.pdu.state_key!, eventId: e.eventId })));
+      }
+      const tl: Timeline = {
+        events: timelineEvents,
+        limited: timeline.limited || plan.newlyJoined === true,
+        prev_batch: this.prevBatch(ctx, plan, timeline),
+      };
       if (plan.section === 'join') {
         const room = ctx.response.joinedRoom(plan.roomId);
         room.timeline = tl;
@@ -233,7 +267,8 @@ export class RoomsProvider implements SyncProvider {
         const c = counts.get(plan.roomId);
         if (c) {
           room.summary = {
-            'm.heroes': heroes.get(plan.roomId) ?? [],
+            // Heroes name an unnamed room (spec: "Calculating the display name for a room").
+            ...(named.has(plan.roomId) ? {} : { 'm.heroes': heroes.get(plan.roomId) ?? [] }),
             'm.joined_member_count': c.joined,
             'm.invited_member_count': c.invited,
           };
@@ -245,6 +280,34 @@ export class RoomsProvider implements SyncProvider {
       }
     }
     return built.length;
+  }
+
+  /**
+   * Where /messages continues backwards. As Synapse: before the first event when the timeline was cut or is
+   * an incremental slice; when the whole history up to now fitted, the end of the timeline (paginating
+   * from there returns it all again).
+   */
+  private prevBatch(ctx: SyncContext, plan: RoomPlan, timeline: BuiltTimeline): string {
+    const first = timeline.events[0];
+    if (first && (timeline.limited || plan.after !== 0)) return encodePaginationToken({ depth: first.depth, stream: first.streamOrdering - 1 });
+    const newest = timeline.newestRaw;
+    if (newest) return encodePaginationToken({ depth: newest.depth, stream: newest.streamOrdering });
+    return encodeSyncToken({ ...ctx.to, timeline: plan.upTo });
+  }
+
+  /** Rooms with a non-empty m.room.name or m.room.canonical_alias. */
+  private async namedRooms(roomIds: readonly string[]): Promise<Set<string>> {
+    const out = new Set<string>();
+    if (roomIds.length === 0) return out;
+    const ids = await namingEventIds(this.db, roomIds);
+    const events = await this.deps.rooms.events.getMany(this.db, [...ids.values()].flat());
+    for (const [roomId, list] of ids) {
+      for (const id of list) {
+        const content = events.get(id)?.pdu.content;
+        if ((typeof content?.name === 'string' && content.name !== '') || (typeof content?.alias === 'string' && content.alias !== '')) out.add(roomId);
+      }
+    }
+    return out;
   }
 
   /** The newest `limit` visible events matching the filter in (after, upTo], oldest first. */
@@ -272,7 +335,7 @@ export class RoomsProvider implements SyncProvider {
       }
       earliestRaw = raw[raw.length - 1];
       const matched = filter ? raw.filter((e) => matchesRoomEventFilter(e.pdu, filter)) : raw;
-      const visible = matched.length ? await this.deps.rooms.reader.filterVisible(ctx.userId, plan.roomId, matched, ignored) : [];
+      const visible = matched.length ? await this.visibleOrCurrent(ctx, plan, matched, ignored) : [];
       accepted.push(...visible);
       scanned += raw.length;
       if (accepted.length > limit) {
@@ -295,8 +358,22 @@ export class RoomsProvider implements SyncProvider {
     return { events, limited, newestRaw, earliestRaw: reachedStart ? earliestRaw : undefined, reachedStart };
   }
 
-  /** Event ids of the state to send: full state at the timeline start, or its change since `after`. */
-  private async stateIdsFor(ctx: SyncContext, plan: RoomPlan, timeline: BuiltTimeline, lazy: boolean): Promise<string[]> {
+  /**
+   * The events the user may see, plus state events that are part of the room's current state: a join made
+   * while the user could not see the room still shows in the timeline (as Synapse's always_include_ids).
+   */
+  private async visibleOrCurrent(ctx: SyncContext, plan: RoomPlan, events: StoredEvent[], ignored: ReadonlySet<string>): Promise<StoredEvent[]> {
+    const visible = await this.deps.rooms.reader.filterVisible(ctx.userId, plan.roomId, events, ignored);
+    if (plan.section !== 'join' || visible.length === events.length) return visible;
+    const shown = new Set(visible.map((e) => e.eventId));
+    const hiddenState = events.filter((e) => !shown.has(e.eventId) && typeof e.pdu.state_key === 'string').map((e) => e.eventId);
+    const current = await inCurrentState(this.db, plan.roomId, hiddenState);
+    if (current.size === 0) return visible;
+    return events.filter((e) => shown.has(e.eventId) || current.has(e.eventId));
+  }
+
+  /** The state to send as (state key, event id): full state at the timeline start, or its change since `after`. */
+  private async stateFor(ctx: SyncContext, plan: RoomPlan, timeline: BuiltTimeline, lazy: boolean): Promise<Array<[string, string]>> {
     const { state: stateStore } = this.deps.rooms;
     let startGroup: number | null;
     const first = timeline.events[0];
@@ -320,21 +397,24 @@ export class RoomsProvider implements SyncProvider {
       }
     }
 
-    if (!lazy) return entries.map(([, id]) => id);
-    // Lazy-loading members: only the members of timeline senders, and the user themself.
-    const wanted = new Set(timeline.events.map((e) => e.pdu.sender));
-    wanted.add(ctx.userId);
-    const out = new Set<string>();
-    for (const [key, id] of entries) {
-      const [type, stateKey] = parseStateMapKey(key);
-      if (type !== 'm.room.member' || wanted.has(stateKey)) out.add(id);
+    if (!lazy) return entries;
+    const senders = new Set(timeline.events.map((e) => e.pdu.sender));
+    if (plan.fullState) {
+      // Lazy-loading members: only the members of timeline senders, and the user themself.
+      senders.add(ctx.userId);
+      return entries.filter(([key]) => {
+        const [type, stateKey] = parseStateMapKey(key);
+        return type !== 'm.room.member' || senders.has(stateKey);
+      });
     }
-    if (!plan.fullState) {
-      // The client may not know these members yet (no per-device cache of sent members).
-      for (const sender of wanted) {
-        const id = start.get(stateMapKey('m.room.member', sender));
-        if (id && !timeline.events.some((e) => e.eventId === id)) out.add(id);
-      }
+    // Incremental: every state change (a gap's members too, as Synapse, which does not lazy-load gappy
+    // syncs), plus the members of timeline senders, whom the client may not have been sent yet.
+    const out = new Map(entries);
+    const inTimeline = new Set(timeline.events.map((e) => e.eventId));
+    for (const sender of senders) {
+      const key = stateMapKey('m.room.member', sender);
+      const id = start.get(key);
+      if (id && !inTimeline.has(id)) out.set(key, id);
     }
     return [...out];
   }
@@ -378,6 +458,6 @@ function hasSelection(f: RoomEventFilter): boolean {
   return Boolean(f.types || f.not_types || f.senders || f.not_senders || f.rooms || f.not_rooms || f.contains_url !== undefined);
 }
 
-function hasMemberEvent(b: { timeline: BuiltTimeline; stateIds: string[] }, state: Map<string, StoredEvent>): boolean {
-  return b.timeline.events.some((e) => e.pdu.type === 'm.room.member') || b.stateIds.some((id) => state.get(id)?.pdu.type === 'm.room.member');
+function hasMemberEvent(b: { timeline: BuiltTimeline; statePdus: StoredEvent[] }): boolean {
+  return b.timeline.events.some((e) => e.pdu.type === 'm.room.member') || b.statePdus.some((e) => e.pdu.type === 'm.room.member');
 }
