@@ -5,7 +5,6 @@
  * and stored when it is formed, so a retry — also after a restart — resends the same transaction under the
  * same txnId and the service can deduplicate it. Failures back off exponentially (1 s doubling to 5 min).
  */
-import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { DeviceKeysService } from '../e2ee/deviceKeysService.js';
 import { listDevices } from '../storage/repositories/devices.js';
@@ -170,15 +169,14 @@ export class AppserviceTransactionSender {
       let txnId = state.pendingTxnId;
       let items: AppserviceItem[] = txnId ? await appserviceTransactionItems(db.knex, serviceId, txnId) : [];
       if (!items.length) {
-        const fresh = `${now}_${randomBytes(6).toString('hex')}`;
-        items = await db.knex.transaction(async (trx) => {
-          const claimed = await claimAppserviceTransaction(trx, serviceId, fresh, this.options.limits);
-          state = { ...state, pendingTxnId: claimed.length ? fresh : null };
+        const claimed = await db.knex.transaction(async (trx) => {
+          const formed = await claimAppserviceTransaction(trx, serviceId, this.options.limits);
+          state = { ...state, pendingTxnId: formed?.txnId ?? null };
           await saveAppserviceState(trx, state);
-          return claimed;
+          return formed;
         });
-        if (!items.length) return;
-        txnId = fresh;
+        if (!claimed) return;
+        ({ txnId, items } = claimed);
       }
       const body = await this.transactionBody(reg, items);
       try {

@@ -107,9 +107,7 @@ export class PusherService {
     if (body.lang === undefined) throw missing('lang');
     if (body.data === undefined) throw missing('data');
     checkPushUrl(body.data.url);
-    if (body.data.format !== undefined && body.data.format !== 'event_id_only') {
-      throw invalid("'data.format' must be 'event_id_only' when given");
-    }
+    // Any other format means the full notification (as Synapse, which stores what it is given).
     await this.deps.db.write(async (trx) => {
       if (!body.append) {
         for (const other of await repo.deletePushersOfOtherUsers(trx, userId, body.app_id, body.pushkey)) {

@@ -143,6 +143,19 @@ describe.each(testDialects())('application service transactions on %s', (dialect
     expect(as.events().some((e) => e.type === 'm.room.member' && e.state_key === bridgeBob.userId)).toBe(true);
   });
 
+  // As Synapse: txn ids are plain increasing integers (SyTest's AS stub answers only /transactions/\d+).
+  it('numbers transactions with increasing all-digit ids', async () => {
+    for (const body of ['n1', 'n2', 'n3']) {
+      const id = await send(alice, roomId, body);
+      await as.waitFor(() => as.events().some((e) => e.event_id === id), body);
+    }
+    const txns = as.received.map((r) => r.txnId);
+    expect(txns.every((t) => /^\d+$/.test(t))).toBe(true);
+    const numbers = txns.map(Number);
+    expect(numbers).toEqual([...numbers].sort((a, b) => a - b));
+    expect(new Set(numbers).size).toBe(numbers.length);
+  });
+
   it('does not push events of rooms outside its namespaces', async () => {
     const other = (await api(carol, 'POST', '/createRoom', { preset: 'private_chat' })).body.room_id as string;
     const hidden = await send(carol, other, 'not for bridges');

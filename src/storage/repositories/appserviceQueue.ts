@@ -82,15 +82,16 @@ export async function appserviceTransactionItems(db: Db, serviceId: string, txnI
 }
 
 /**
- * Forms a new transaction: the oldest unassigned items of each kind (at most `limits[kind]`) get `txnId`.
- * Returns them in queue order; [] when nothing waits.
+ * Forms a new transaction: the oldest unassigned items of each kind (at most `limits[kind]`) get a txnId,
+ * the decimal id of the oldest of them. That id grows with every transaction (it is the oldest item not yet
+ * sent, and item ids are never reused), and is all digits, as Synapse's counter (services such as SyTest's
+ * stub answer only those). Returns the items in queue order, or undefined when nothing waits.
  */
 export async function claimAppserviceTransaction(
   db: Db,
   serviceId: string,
-  txnId: string,
   limits: Record<AppserviceItemKind, number>,
-): Promise<AppserviceItem[]> {
+): Promise<{ txnId: string; items: AppserviceItem[] } | undefined> {
   const ids: number[] = [];
   for (const kind of Object.keys(limits) as AppserviceItemKind[]) {
     const rows: Array<{ id: number | string }> = await db('appservice_queue')
@@ -101,9 +102,10 @@ export async function claimAppserviceTransaction(
       .select('id');
     for (const r of rows) ids.push(Number(r.id));
   }
-  if (!ids.length) return [];
+  if (!ids.length) return undefined;
+  const txnId = String(Math.min(...ids));
   for (let i = 0; i < ids.length; i += 500) await db('appservice_queue').whereIn('id', ids.slice(i, i + 500)).update({ txn_id: txnId });
-  return appserviceTransactionItems(db, serviceId, txnId);
+  return { txnId, items: await appserviceTransactionItems(db, serviceId, txnId) };
 }
 
 export async function deleteAppserviceTransaction(db: Db, serviceId: string, txnId: string): Promise<void> {
