@@ -14,6 +14,7 @@ import * as appserviceQueue from './0014_appservice_queue.js';
 import * as serverIdentity from './0015_server_identity.js';
 import * as remoteMedia from './0016_remote_media.js';
 import * as deviceListAudience from './0017_device_list_audience.js';
+import * as appserviceRoomList from './0018_appservice_room_list.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -38,6 +39,7 @@ const migrations: Array<[string, Migration]> = [
   ['0015_server_identity', serverIdentity],
   ['0016_remote_media', remoteMedia],
   ['0017_device_list_audience', deviceListAudience],
+  ['0018_appservice_room_list', appserviceRoomList],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

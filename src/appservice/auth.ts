@@ -126,6 +126,11 @@ export function aliasHooks(registry: AppserviceRegistry, queries: AppserviceQuer
       return owner !== undefined && !registry.isInterestedInUser(owner, userId);
     },
     query: (alias: string) => queries.queryAlias(alias),
+    /** Whether the application service `appserviceId` claims `alias` in its namespace. */
+    inNamespaceOf(alias: string, appserviceId: string): boolean {
+      const reg = registry.byId(appserviceId);
+      return reg !== undefined && registry.isInterestedInAlias(reg, alias);
+    },
   };
 }
 

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { forbidden, notFound } from '../errors.js';
 import type { Services } from '../homeserver.js';
 import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
+import * as asRoomList from '../storage/repositories/appserviceRoomList.js';
 import * as roomsRepo from '../storage/repositories/rooms.js';
 import { userPowerLevel } from '../rooms/authRules.js';
 
@@ -80,5 +81,25 @@ export function directoryRoutes(services: Services): RouteDefinition[] {
         return {};
       },
     }),
+    // Spec: Application Service API, "Application service room directories":
+    // PUT and DELETE /_matrix/client/v3/directory/list/appservice/{networkId}/{roomId}
+    ...(['PUT', 'DELETE'] as const).map((method) =>
+      defineRoute({
+        method,
+        prefixes: CLIENT_V3,
+        path: '/directory/list/appservice/:networkId/:roomId',
+        auth: 'user',
+        body: z.object({ visibility: z.enum(['public', 'private']).optional() }).loose(),
+        handler: async ({ params, body, requester }) => {
+          if (requester.appserviceId === undefined) throw forbidden('Only application services can edit their room directories');
+          const roomId = params.roomId!;
+          if (!(await roomsRepo.getRoom(db.knex, roomId))) throw notFound('Unknown room');
+          const visibility = method === 'DELETE' ? 'private' : (body?.visibility ?? 'public');
+          if (visibility === 'public') await asRoomList.publishForNetwork(db.knex, requester.appserviceId, params.networkId!, roomId);
+          else await asRoomList.unpublishForNetwork(db.knex, requester.appserviceId, params.networkId!, roomId);
+          return {};
+        },
+      }),
+    ),
   ];
 }

@@ -2,6 +2,7 @@ import { MatrixError, notFound } from '../errors.js';
 import { redactPdu } from '../rooms/eventFormat.js';
 import type { RoomService } from '../rooms/roomService.js';
 import type { ServiceDeps } from '../serviceDeps.js';
+import { networkRoomIds } from '../storage/repositories/appserviceRoomList.js';
 import * as roomsRepo from '../storage/repositories/rooms.js';
 import { memberCounts } from '../storage/repositories/sync.js';
 import { stateMapKey } from '../types/pdu.js';
@@ -65,10 +66,7 @@ export class PublicRoomsService {
       throw notFound(`Cannot list the room directory of ${server}`);
     }
     const since = query.since !== undefined && query.since !== '' ? decodeBoundary(query.since) : undefined;
-    // Rooms published for a third-party network through an appservice: none are kept separately yet.
-    if (query.third_party_instance_id !== undefined && !query.include_all_networks) return { chunk: [], total_room_count_estimate: 0 };
-
-    const rooms = (await this.localEntries()).filter((r) => matches(r, query.filter));
+    const rooms = (await this.localEntries(await this.listedRoomIds(query))).filter((r) => matches(r, query.filter));
     rooms.sort(compare);
     const limit = query.limit && query.limit > 0 ? Math.min(query.limit, MAX_PAGE) : MAX_PAGE;
 
@@ -93,10 +91,23 @@ export class PublicRoomsService {
     return page;
   }
 
-  /** Every published room of this server that the directory may show, with its summary. */
-  async localEntries(): Promise<PublicRoomEntry[]> {
+  /**
+   * Which list a query reads (as Synapse): the main one; one application service network's
+   * (`third_party_instance_id` = `<appservice id>|<network id>`); or all of them (`include_all_networks`).
+   */
+  private async listedRoomIds(query: PublicRoomsQuery): Promise<string[]> {
+    const knex = this.deps.db.knex;
+    if (query.include_all_networks) return [...new Set([...(await roomsRepo.publicRoomIds(knex)), ...(await networkRoomIds(knex))])];
+    if (query.third_party_instance_id === undefined) return roomsRepo.publicRoomIds(knex);
+    const bar = query.third_party_instance_id.indexOf('|');
+    if (bar < 0) return [];
+    return networkRoomIds(knex, { appserviceId: query.third_party_instance_id.slice(0, bar), networkId: query.third_party_instance_id.slice(bar + 1) });
+  }
+
+  /** Every published room of this server (or those of `ids`) that the directory may show, with its summary. */
+  async localEntries(listed?: readonly string[]): Promise<PublicRoomEntry[]> {
     const { db } = this.deps;
-    const ids = await roomsRepo.publicRoomIds(db.knex);
+    const ids = listed ? [...listed] : await roomsRepo.publicRoomIds(db.knex);
     if (ids.length === 0) return [];
     const counts = await memberCounts(db.knex, ids);
     const out: PublicRoomEntry[] = [];

@@ -53,6 +53,8 @@ export interface Actor {
   deviceId?: string | undefined;
   /** A guest account (Client-Server API, "Guest access"): may only join rooms whose guest_access is can_join. */
   isGuest?: boolean | undefined;
+  /** The application service acting (its as_token authenticated the request). */
+  appserviceId?: string | undefined;
 }
 
 /** Joins through a resident server (make_join / send_join); `via` lists servers to try first. */
@@ -99,7 +101,9 @@ export class RoomService {
    * the creator does not belong to (400 M_EXCLUSIVE); `query` asks the services claiming an unknown local
    * alias to create it (Application Service API, "Querying") — true when one did.
    */
-  aliasHooks: { isExclusive(alias: string, userId: string): boolean; query(alias: string): Promise<boolean> } | undefined;
+  aliasHooks:
+    | { isExclusive(alias: string, userId: string): boolean; query(alias: string): Promise<boolean>; inNamespaceOf(alias: string, appserviceId: string): boolean }
+    | undefined;
 
   /** Application services: asks the service claiming an unknown local user to create it (set by homeserver.ts). */
   queryUser: ((userId: string) => Promise<boolean>) | undefined;
@@ -920,8 +924,15 @@ export class RoomService {
     if (server !== this.deps.serverName) throw new MatrixError('M_INVALID_PARAM', 'Room alias must be on this server');
     this.checkAliasExclusive(alias, actor.userId);
     if (!(await roomsRepo.getRoom(this.deps.db.knex, roomId))) throw notFound('Unknown room');
-    const m = await stateRepo.currentMembership(this.deps.db.knex, roomId, actor.userId);
-    if (m?.membership !== 'join') throw forbidden('You must be in the room to give it an alias');
+    if (actor.appserviceId !== undefined) {
+      // As Synapse: an application service names rooms in its own alias namespace, joined or not.
+      if (!this.aliasHooks?.inNamespaceOf(alias, actor.appserviceId)) {
+        throw new MatrixError('M_EXCLUSIVE', 'This application service has not reserved this kind of alias', 400);
+      }
+    } else {
+      const m = await stateRepo.currentMembership(this.deps.db.knex, roomId, actor.userId);
+      if (m?.membership !== 'join') throw forbidden('You must be in the room to give it an alias');
+    }
     if (!(await roomsRepo.insertAlias(this.deps.db.knex, alias, roomId, actor.userId, this.deps.clock.now()))) {
       throw new MatrixError('M_UNKNOWN', `Room alias ${alias} already exists`, 409);
     }

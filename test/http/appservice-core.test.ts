@@ -284,6 +284,35 @@ describe.each(testDialects())('application service core on %s', (dialect) => {
     expect(asRoom.status).toBe(200);
   });
 
+  // SyTest "AS can make room aliases": in its namespace, for a room it is not in (as Synapse); not outside it.
+  it('lets the service alias any room inside its alias namespace without joining it', async () => {
+    const room = (await request(server.baseUrl, 'POST', '/_matrix/client/v3/createRoom', { token: alice.accessToken, body: {} })).body.room_id as string;
+    const put = await as('PUT', `/_matrix/client/v3/directory/room/${encodeURIComponent('#bridge_aliased:localhost')}`, { room_id: room });
+    expect(put.status).toBe(200);
+    expect((await request(server.baseUrl, 'GET', `/_matrix/client/v3/directory/room/${encodeURIComponent('#bridge_aliased:localhost')}`)).body.room_id).toBe(room);
+    const outside = await as('PUT', `/_matrix/client/v3/directory/room/${encodeURIComponent('#not_bridged:localhost')}`, { room_id: room });
+    expect(outside.status).toBe(400);
+    expect(outside.body.errcode).toBe('M_EXCLUSIVE');
+  });
+
+  // SyTest "AS can publish rooms in their own list", "AS and main public room lists are separate".
+  it('keeps the service\'s network room list apart from the main public room list', async () => {
+    const room = (await request(server.baseUrl, 'POST', '/_matrix/client/v3/createRoom', { token: alice.accessToken, body: { preset: 'public_chat' } })).body.room_id as string;
+    const listPath = `/_matrix/client/v3/directory/list/appservice/random-network/${encodeURIComponent(room)}`;
+    expect((await as('PUT', listPath, { visibility: 'public' })).status).toBe(200);
+    const list = async (body: Record<string, unknown>) =>
+      ((await request(server.baseUrl, 'POST', '/_matrix/client/v3/publicRooms', { token: alice.accessToken, body })).body.chunk as Array<{ room_id: string }>).map((r) => r.room_id);
+    expect(await list({})).not.toContain(room);
+    expect(await list({ third_party_instance_id: 'core|random-network' })).toContain(room);
+    expect(await list({ third_party_instance_id: 'core|other-network' })).not.toContain(room);
+    expect(await list({ include_all_networks: true })).toContain(room);
+    // Ordinary users cannot edit a service's list.
+    const byAlice = await request(server.baseUrl, 'PUT', listPath, { token: alice.accessToken, body: { visibility: 'public' } });
+    expect(byAlice.status).toBe(403);
+    expect((await as('DELETE', listPath)).status).toBe(200);
+    expect(await list({ third_party_instance_id: 'core|random-network' })).not.toContain(room);
+  });
+
   it('queries the service for an unknown namespaced user (profile lookup, invite)', async () => {
     const before = appservice.requests.length;
     const profile = await request(server.baseUrl, 'GET', `/_matrix/client/v3/profile/${encodeURIComponent('@bridge_ondemand1:localhost')}`, { token: alice.accessToken });
