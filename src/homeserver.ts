@@ -155,6 +155,10 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   const edus = createEdus({ ...base, rooms, accountData: sync.accountData });
   const push = createPush(base, { rooms, users, accountData: sync.accountData });
   push.readPositions = readPositions;
+  // As Synapse: a read receipt of the user updates the badge on their devices (a push of counts only).
+  edus.receipts.onLocalReceipt.push((r) => {
+    if (r.receiptType === 'm.read') void push.sendBadge(r.userId);
+  });
   sync.setNotificationCounter(async (userId, roomIds, options) => {
     // Notifications are evaluated just after each commit; a sync woken by that commit waits briefly for them.
     await Promise.race([push.idle(), new Promise((r) => setTimeout(r, PUSH_COUNT_WAIT_MS).unref())]);

@@ -86,6 +86,16 @@ export class PushService {
     return total;
   }
 
+  /** Pushes the user's current badge (unread total) to each of their pushers; failures are logged. */
+  async sendBadge(userId: string): Promise<void> {
+    try {
+      await this.processor.idle();
+      await this.pushers.deliverBadge(userId, await this.unreadTotal(userId));
+    } catch (err) {
+      this.deps.logger.warn({ err }, 'push: sending the badge failed');
+    }
+  }
+
   /** GET /notifications: newest first; `from` is the `next_token` of the previous page. */
   async notificationsPage(viewer: { userId: string; deviceId?: string | undefined }, params: { from?: string | undefined; limit: number; onlyHighlight: boolean }): Promise<NotificationsPage> {
     let beforeStream: number | undefined;

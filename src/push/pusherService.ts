@@ -173,6 +173,16 @@ export class PusherService {
     }
   }
 
+  /** Queues a badge-only push (counts and devices, no event) to every pusher of the user, as Synapse's `_send_badge`. */
+  async deliverBadge(userId: string, unread: number): Promise<void> {
+    for (const p of await repo.pushersForUsers(this.deps.db.knex, [userId])) {
+      if (p.kind !== 'http' || typeof p.data.url !== 'string') continue;
+      const { url, ...dataMinusUrl } = p.data;
+      const device = { app_id: p.appId, pushkey: p.pushkey, pushkey_ts: Math.floor(p.createdTs / 1000), data: dataMinusUrl };
+      this.delivery.enqueue({ userId: p.userId, appId: p.appId, pushkey: p.pushkey, url }, { notification: { counts: { unread }, devices: [device] } });
+    }
+  }
+
   close(): void {
     this.delivery.close();
   }

@@ -258,6 +258,23 @@ describe.each(testDialects())('pushers on %s', (dialect) => {
     expect(left.body.pushers).toEqual([]);
   });
 
+  // SyTest "Test that a message is pushed" (its "zero badge" step), as Synapse's _send_badge.
+  it('pushes the new badge (counts only) when the user sends a read receipt', async () => {
+    expect((await api(alice, 'POST', '/pushers/set', pusher('badge', { url: gateway.url }))).status).toBe(200);
+    gateway.received.length = 0;
+    const eventId = await send(bob, { msgtype: 'm.text', body: 'read me' });
+    await waitFor(() => gateway.delivered().some((n: Json) => n.event_id === eventId), 'the message push');
+    const before = gateway.delivered().find((n: Json) => n.event_id === eventId).counts.unread as number;
+    expect((await api(alice, 'POST', `/rooms/${enc(roomId)}/receipt/m.read/${enc(eventId)}`, {})).status).toBe(200);
+    await waitFor(() => gateway.delivered().some((n: Json) => n.event_id === undefined), 'the badge push');
+    const badge = gateway.delivered().find((n: Json) => n.event_id === undefined);
+    // This room is read now; only other rooms' notifications (from earlier tests) remain.
+    const after = await server.hs.services.push.unreadTotal(alice.userId);
+    expect(after).toBeLessThan(before);
+    expect(badge).toEqual({ counts: { unread: after }, devices: [{ app_id: 'org.example.app', pushkey: 'badge', pushkey_ts: expect.any(Number), data: {} }] });
+    expect((await api(alice, 'POST', '/pushers/set', { pushkey: 'badge', app_id: 'org.example.app', kind: null })).status).toBe(200);
+  });
+
   it("removes a device's pushers when the device is logged out", async () => {
     const login = await request(server.baseUrl, 'POST', '/_matrix/client/v3/login', {
       body: { type: 'm.login.password', identifier: { type: 'm.id.user', user: 'alice' }, password: alice.password },
