@@ -133,10 +133,12 @@ export class Backfiller {
   constructor(private readonly deps: BackfillerDeps) {}
 
   /** RoomReader's backfill hook: how many events were added to the start of the room's timeline. */
-  readonly backfill = (roomId: string, limit: number): Promise<number> => {
+  readonly backfill = (roomId: string, _limit: number): Promise<number> => {
     const running = this.running.get(roomId);
     if (running) return running;
-    const p = this.run(roomId, Math.max(1, Math.min(limit, MAX_BACKFILL))).catch((err) => {
+    // As Synapse: always ask for a full page (100), so a server that serves exactly the limit still reaches
+    // events whose state we hold, whatever page size the client asked for.
+    const p = this.run(roomId, MAX_BACKFILL).catch((err) => {
       this.deps.logger.warn({ roomId, err: err instanceof Error ? err.message : String(err) }, 'backfill failed');
       return 0;
     });

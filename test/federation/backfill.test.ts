@@ -77,6 +77,29 @@ describe.each(testDialects())('backfilling history over federation on %s', (dial
     expect(JSON.parse(stored.json).content).toEqual({});
   });
 
+  it('asks for a full page (100, as Synapse), so history comes back even from a server that will not serve /state', async () => {
+    const created = await request(B.baseUrl, 'POST', '/_matrix/client/v3/createRoom', { token: bob.accessToken, body: { preset: 'public_chat' } });
+    const quietId = created.body.room_id as string;
+    const bodies = Array.from({ length: 12 }, (_, i) => `quiet ${i}`);
+    for (const body of bodies) await send(B, bob, quietId, body);
+    const join = await request(A.baseUrl, 'POST', `/_matrix/client/v3/join/${enc(quietId)}`, { token: alice.accessToken, body: {} });
+    expect(join.status).toBe(200);
+    const client = A.hs.services.federation.client;
+    const real = client.request.bind(client);
+    const limits: string[] = [];
+    client.request = (async (req: Parameters<typeof real>[0]) => {
+      if (req.path.startsWith('/_matrix/federation/v1/state/')) throw new Error('no state served here');
+      if (req.path.startsWith('/_matrix/federation/v1/backfill/')) limits.push(String(req.query?.limit));
+      return real(req);
+    }) as typeof client.request;
+    try {
+      expect(await messageBodies(A, alice, quietId, 5)).toEqual(bodies);
+    } finally {
+      client.request = real as typeof client.request;
+    }
+    expect(limits[0]).toBe('100');
+  });
+
   it('serves /backfill only to servers in the room', async () => {
     const latest = await B.hs.services.db.knex('events').where({ room_id: roomId, outlier: false }).orderBy('stream_ordering', 'desc').first();
     const ok = await A.hs.services.federation.client.get<{ pdus: Array<{ depth: number }> }>(B.serverName, `/_matrix/federation/v1/backfill/${enc(roomId)}`, { v: [latest.event_id], limit: '5' });
