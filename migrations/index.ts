@@ -15,6 +15,7 @@ import * as serverIdentity from './0015_server_identity.js';
 import * as remoteMedia from './0016_remote_media.js';
 import * as deviceListAudience from './0017_device_list_audience.js';
 import * as appserviceRoomList from './0018_appservice_room_list.js';
+import * as serverKeyResponses from './0019_server_key_responses.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -40,6 +41,7 @@ const migrations: Array<[string, Migration]> = [
   ['0016_remote_media', remoteMedia],
   ['0017_device_list_audience', deviceListAudience],
   ['0018_appservice_room_list', appserviceRoomList],
+  ['0019_server_key_responses', serverKeyResponses],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

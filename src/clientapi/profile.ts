@@ -3,6 +3,8 @@ import { MatrixError, forbidden, notFound } from '../errors.js';
 import type { Services } from '../homeserver.js';
 import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
 import { isStorableString } from '../rooms/eventLimits.js';
+import { FederationRequestError } from '../federation/client.js';
+import { serverNameOf } from '../federation/serverName.js';
 import { getProfile, setProfileField } from '../storage/repositories/profiles.js';
 
 const FIELDS = ['displayname', 'avatar_url'] as const;
@@ -13,7 +15,26 @@ const fieldOf = (name: string | undefined): Field | undefined => FIELDS.find((f)
 // Spec: Client-Server API, "Profiles".
 export function profileRoutes(services: Services): RouteDefinition[] {
   const { db, rooms } = services;
-  const load = async (userId: string) => {
+  // Spec: Server-Server API, "Query" (GET /query/profile): a user of another server is asked for there.
+  const loadRemote = async (userId: string, server: string, field?: Field) => {
+    let res: Record<string, unknown>;
+    try {
+      res = await services.federation.client.request<Record<string, unknown>>({
+        destination: server,
+        method: 'GET',
+        path: '/_matrix/federation/v1/query/profile',
+        query: { user_id: userId, field },
+      });
+    } catch (err) {
+      if (err instanceof FederationRequestError && err.remoteStatus === 404) throw notFound('Profile not found');
+      throw err instanceof FederationRequestError ? err.forClient() : err;
+    }
+    const text = (v: unknown) => (typeof v === 'string' && v.length <= 1024 ? v : null);
+    return { displayname: text(res?.displayname), avatar_url: text(res?.avatar_url) };
+  };
+  const load = async (userId: string, field?: Field) => {
+    const server = serverNameOf(userId);
+    if (server !== undefined && server !== services.serverName && userId.startsWith('@')) return loadRemote(userId, server, field);
     let profile = await getProfile(db.knex, userId);
     // Application Service API, "Querying users": a service may create an unknown user of its namespace.
     if (!profile && (await services.rooms.queryUser?.(userId))) profile = await getProfile(db.knex, userId);
@@ -43,7 +64,7 @@ export function profileRoutes(services: Services): RouteDefinition[] {
       auth: 'optional',
       handler: async ({ params }) => {
         const field = fieldOf(params.field);
-        const profile = await load(params.userId!);
+        const profile = await load(params.userId!, field);
         if (!field) throw notFound('Profile field not set');
         // A known user without the field answers {} as Synapse does (SyTest reads it before setting one).
         return profile[field] === null ? {} : { [field]: profile[field] };

@@ -28,6 +28,8 @@ export interface FederationAuthDeps {
 }
 
 const unauthorized = (msg: string) => new MatrixError('M_UNAUTHORIZED', msg, 401);
+/** A header that cannot be parsed (or names no valid server, e.g. a non-numeric port) is a bad request, as on Synapse. */
+const malformed = (msg: string) => new MatrixError('M_UNAUTHORIZED', msg, 400);
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export class FederationAuthenticator {
@@ -57,10 +59,10 @@ export class FederationAuthenticator {
     try {
       auth = parseXMatrixHeader(value);
     } catch (err) {
-      throw unauthorized(`Malformed X-Matrix Authorization header: ${(err as Error).message}`);
+      throw malformed(`Malformed X-Matrix Authorization header: ${(err as Error).message}`);
     }
     if (!auth) throw unauthorized('Authorization header is not of the X-Matrix scheme');
-    if (!isValidServerName(auth.origin)) throw unauthorized('Invalid origin in Authorization header');
+    if (!isValidServerName(auth.origin)) throw malformed('Invalid origin in Authorization header');
     if (auth.destination !== undefined && auth.destination !== this.deps.serverName) {
       throw unauthorized('Request is not addressed to this server');
     }

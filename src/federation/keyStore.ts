@@ -9,8 +9,8 @@ import { signJson, verifyJsonSignature, type SigningKey } from '../crypto/signin
 import type { Database } from '../storage/database.js';
 import {
   getServerKey,
-  getServerKeysJson,
-  putServerKeysJson,
+  getServerKeyResponses,
+  putServerKeyResponses,
   upsertServerKeys,
   type ServerKeyRow,
 } from '../storage/repositories/serverKeys.js';
@@ -179,30 +179,33 @@ export class KeyStore {
   async notaryKeys(serverName: string, minimumValidUntilTs: number, keyIds: readonly string[] = []): Promise<ServerKeys[]> {
     if (serverName === this.deps.serverName) return [this.ownServerKeys()];
     if (!isValidServerName(serverName)) return [];
-    const stored = await getServerKeysJson(this.deps.db.knex, serverName);
-    let keys = stored ? (JSON.parse(stored.key_json) as ServerKeys) : undefined;
-    const hasWanted = (k: ServerKeys) => keyIds.every((id) => Object.hasOwn(k.verify_keys, id) || Object.hasOwn(k.old_verify_keys ?? {}, id));
-    if (!keys || stored!.valid_until_ts < minimumValidUntilTs || !hasWanted(keys)) {
-      // A notary asks the origin itself, never other notaries.
+    const stored = async () => getServerKeyResponses(this.deps.db.knex, serverName, keyIds);
+    let rows = await stored();
+    const missing = keyIds.some((id) => !rows.some((r) => r.key_id === id));
+    if (!rows.length || missing || rows.some((r) => r.valid_until_ts < minimumValidUntilTs)) {
+      // A notary asks the origin itself, never other notaries; the asking server wants a newer answer, so the
+      // minimum refetch interval does not apply (concurrent asks share one fetch).
       let timer: NodeJS.Timeout | undefined;
       const waited = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), NOTARY_WAIT_MS)));
       try {
-        keys = (await Promise.race([this.refresh(serverName, { directOnly: true }), waited])) ?? keys;
+        await Promise.race([this.refresh(serverName, { directOnly: true, force: true }), waited]);
       } finally {
         clearTimeout(timer);
       }
+      rows = await stored();
     }
-    return keys ? [keys] : [];
+    // One entry per distinct response: a response listing several keys is stored once per key ID.
+    return [...new Set(rows.map((r) => r.key_json))].map((json) => JSON.parse(json) as ServerKeys);
   }
 
   /** Fetches `serverName`'s keys now (deduplicated, at most once per minRefetchInterval) and stores them. */
-  refresh(serverName: string, options: { directOnly?: boolean } = {}): Promise<ServerKeys | undefined> {
+  refresh(serverName: string, options: { directOnly?: boolean; force?: boolean } = {}): Promise<ServerKeys | undefined> {
     const key = `${options.directOnly ? 'd' : 'a'} ${serverName}`;
     const running = this.inFlight.get(key);
     if (running) return running;
     const now = this.deps.clock.now();
     const last = this.lastFetch.get(serverName);
-    if (last !== undefined && now - last < this.minRefetchMs) return Promise.resolve(undefined);
+    if (!options.force && last !== undefined && now - last < this.minRefetchMs) return Promise.resolve(undefined);
     this.lastFetch.set(serverName, now);
     const p = this.fetchAndStore(serverName, options.directOnly ?? false).finally(() => this.inFlight.delete(key));
     this.inFlight.set(key, p);
@@ -269,17 +272,15 @@ export class KeyStore {
   private async store(serverName: string, fromServer: string, keys: ServerKeys, rows: ServerKeyRow[], fetchedTs: number): Promise<void> {
     const db = this.deps.db.knex;
     await upsertServerKeys(db, rows);
-    const stored = await getServerKeysJson(db, serverName);
-    // Never replace a response with one that expires earlier (e.g. a notary's older copy).
-    if (!stored || stored.valid_until_ts <= keys.valid_until_ts) {
-      await putServerKeysJson(db, {
-        server_name: serverName,
-        from_server: fromServer,
-        key_json: JSON.stringify(keys),
-        valid_until_ts: keys.valid_until_ts,
-        fetched_ts: fetchedTs,
-      });
-    }
+    // Each key ID keeps its own last response (never replaced by one that expires earlier, e.g. a notary's older
+    // copy): an origin that stops listing a key cannot make this notary forget it.
+    const json = JSON.stringify(keys);
+    await putServerKeyResponses(
+      db,
+      Object.keys(keys.verify_keys)
+        .filter((id) => KEY_ID_RE.test(id))
+        .map((keyId) => ({ server_name: serverName, key_id: keyId, from_server: fromServer, key_json: json, valid_until_ts: keys.valid_until_ts, fetched_ts: fetchedTs })),
+    );
     for (const r of rows) this.cache.set(`${serverName} ${r.key_id}`, { key: r.verify_key, validUntilTs: r.valid_until_ts, expiredTs: r.expired_ts });
   }
 

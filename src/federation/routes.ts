@@ -51,6 +51,18 @@ export function federationRoutes(services: Services): RouteDefinition[] {
         return { server_keys: notarised(await keyStore.notaryKeys(params.serverName!, min)) };
       },
     }),
+    // The deprecated per-key form, GET /_matrix/key/v2/query/{serverName}/{keyId}, still served by Synapse.
+    defineRoute({
+      method: 'GET',
+      prefixes: KEY_V2,
+      path: '/query/:serverName/:keyId',
+      auth: 'none',
+      query: z.object({ minimum_valid_until_ts: timestamp.optional() }),
+      handler: async ({ params, query }) => {
+        const min = query.minimum_valid_until_ts ?? clock.now();
+        return { server_keys: notarised(await keyStore.notaryKeys(params.serverName!, min, [params.keyId!])) };
+      },
+    }),
     // Spec: POST /_matrix/key/v2/query
     defineRoute({
       method: 'POST',

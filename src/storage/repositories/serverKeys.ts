@@ -9,8 +9,10 @@ export interface ServerKeyRow {
   fetched_ts: number;
 }
 
-export interface ServerKeysJsonRow {
+/** A key ID's last signed key response (notary store). */
+export interface ServerKeyResponseRow {
   server_name: string;
+  key_id: string;
   from_server: string;
   key_json: string;
   valid_until_ts: number;
@@ -46,18 +48,28 @@ export async function getServerKeys(db: Db, serverName: string): Promise<ServerK
   return rows.map(toKeyRow);
 }
 
-export async function putServerKeysJson(db: Db, row: ServerKeysJsonRow): Promise<void> {
-  await db('server_keys_json').insert({ ...row }).onConflict('server_name').merge(['from_server', 'key_json', 'valid_until_ts', 'fetched_ts']);
+/** Stores `rows`, each replacing the stored response of its key ID unless that one is valid for longer. */
+export async function putServerKeyResponses(db: Db, rows: readonly ServerKeyResponseRow[]): Promise<void> {
+  for (const row of rows) {
+    await db('server_key_responses')
+      .insert({ ...row })
+      .onConflict(['server_name', 'key_id'])
+      .merge()
+      .where('server_key_responses.valid_until_ts', '<=', row.valid_until_ts);
+  }
 }
 
-export async function getServerKeysJson(db: Db, serverName: string): Promise<ServerKeysJsonRow | undefined> {
-  const row = await db('server_keys_json').where({ server_name: serverName }).first();
-  if (!row) return undefined;
-  return {
-    server_name: String(row.server_name),
-    from_server: String(row.from_server),
-    key_json: String(row.key_json),
-    valid_until_ts: Number(row.valid_until_ts),
-    fetched_ts: Number(row.fetched_ts),
-  };
+/** The stored key responses of `serverName` (all its key IDs, or those of `keyIds`). */
+export async function getServerKeyResponses(db: Db, serverName: string, keyIds?: readonly string[]): Promise<ServerKeyResponseRow[]> {
+  let q = db('server_key_responses').where({ server_name: serverName });
+  if (keyIds?.length) q = q.whereIn('key_id', [...keyIds]);
+  const rows = await q;
+  return rows.map((r: Record<string, unknown>) => ({
+    server_name: String(r.server_name),
+    key_id: String(r.key_id),
+    from_server: String(r.from_server),
+    key_json: String(r.key_json),
+    valid_until_ts: Number(r.valid_until_ts),
+    fetched_ts: Number(r.fetched_ts),
+  }));
 }
