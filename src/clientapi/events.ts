@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { MatrixError, notFound } from '../errors.js';
 import type { Services } from '../homeserver.js';
 import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
+import { toLegacyClientEvent } from '../rooms/clientEvent.js';
 import { roomIdOfEvent } from '../rooms/eventFormat.js';
 import { LegacyEventStream } from '../sync/eventStream.js';
 
@@ -58,7 +59,7 @@ export function eventStreamRoutes(services: Services): RouteDefinition[] {
         const ev = await services.rooms.events.get(services.db.knex, params.eventId!);
         const roomId = ev ? roomIdOfEvent(ev.pdu, ev.eventId) : undefined;
         if (!roomId) throw notFound('Event not found');
-        return services.rooms.reader.getEvent(requester, roomId, params.eventId!);
+        return toLegacyClientEvent(await services.rooms.reader.getEvent(requester, roomId, params.eventId!));
       },
     }),
   ];

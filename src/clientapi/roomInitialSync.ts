@@ -30,11 +30,14 @@ export function roomInitialSyncRoutes(services: Services): RouteDefinition[] {
       path: '/initialSync',
       auth: 'user',
       query: z.looseObject({ limit: limitParam, archived: z.enum(['true', 'false']).optional() }),
+      // Asking for everything is a sign of life, as a /sync is: the user shows online (and sees so).
       handler: ({ query, requester }) =>
-        globalInitialSync({ db: services.db, rooms: services.rooms, presence: services.edus.presence, sync: services.sync }, requester, {
-          limit: query.limit,
-          archived: query.archived === 'true',
-        }),
+        services.edus.presence.duringSync(requester.userId, undefined, () =>
+          globalInitialSync({ db: services.db, rooms: services.rooms, presence: services.edus.presence, sync: services.sync }, requester, {
+            limit: query.limit,
+            archived: query.archived === 'true',
+          }),
+        ),
     }),
   ];
 }

@@ -63,6 +63,7 @@ export class ReceiptService {
     // A private receipt is only ever news to its owner.
     const wake = receiptType === 'm.read.private' ? [userId] : await roomMembers(this.deps.db.knex, roomId, ['join']);
     this.deps.notifier.notifyUsers(wake);
+    if (receiptType !== 'm.read.private') this.deps.notifier.notifyRooms([roomId]);
   }
 
   /**
@@ -79,6 +80,7 @@ export class ReceiptService {
     const position = await this.deps.db.write((trx) => putReceipt(trx, { ...r, eventStream }));
     if (position === undefined) return;
     this.deps.notifier.notifyUsers(await roomMembers(this.deps.db.knex, r.roomId, ['join']));
+    this.deps.notifier.notifyRooms([r.roomId]);
   }
 
   /** POST /rooms/{roomId}/read_markers. */

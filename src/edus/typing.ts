@@ -133,5 +133,6 @@ export class TypingService {
 
   private async wake(roomId: string): Promise<void> {
     this.deps.notifier.notifyUsers(await roomMembers(this.deps.db.knex, roomId, ['join']));
+    this.deps.notifier.notifyRooms([roomId]);
   }
 }

@@ -63,3 +63,16 @@ export function toClientEvent(pdu: Pdu, version: RoomVersion, extras: ClientEven
 export function toStrippedState(pdu: Pdu): { content: Record<string, unknown>; sender: string; state_key: string; type: string } {
   return { content: pdu.content, sender: pdu.sender, state_key: pdu.state_key ?? '', type: pdu.type };
 }
+
+/** The unsigned keys Synapse's legacy ("v1") client format repeats at the top level. */
+const LEGACY_COPIED_KEYS = ['age', 'redacted_because', 'replaces_state', 'prev_content', 'invite_room_state', 'knock_room_state'];
+
+/**
+ * Pure: the legacy client format of the deprecated endpoints (/events, /initialSync), as Synapse serves it:
+ * `user_id` beside `sender`, and some unsigned keys repeated at the top level.
+ */
+export function toLegacyClientEvent(event: ClientEvent): ClientEvent & Record<string, unknown> {
+  const out: ClientEvent & Record<string, unknown> = { ...event, user_id: event.sender };
+  for (const key of LEGACY_COPIED_KEYS) if (event.unsigned && Object.hasOwn(event.unsigned, key)) out[key] = event.unsigned[key]; // prototype-safe: fixed keys
+  return out;
+}

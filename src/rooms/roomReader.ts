@@ -12,7 +12,7 @@ import { matchesRoomEventFilter, type RoomEventFilter } from './eventFilter.js';
 import type { EventStore } from './eventStore.js';
 import type { RoomVersion } from './roomVersions.js';
 import type { StateStore } from './stateStore.js';
-import { canSeeEvent, parseHistoryVisibility } from './visibility.js';
+import { canSeeEvent, parseHistoryVisibility, visibilityForEvent } from './visibility.js';
 import { decodePaginationToken, encodePaginationToken } from './paginationToken.js';
 import { hiddenByIgnore, ignoredUsersOf } from '../directory/ignoredUsers.js';
 import { dict } from '../util/dict.js';
@@ -148,7 +148,7 @@ export class RoomReader {
         verdictByGroup.set(group, atEvent);
       }
       const visible = canSeeEvent({
-        visibility: parseHistoryVisibility(atEvent.visibility),
+        visibility: visibilityForEvent(parseHistoryVisibility(atEvent.visibility), e.pdu),
         membershipAtEvent: atEvent.membership,
         currentMembership: current,
         isOwnMembership: e.pdu.type === 'm.room.member' && e.pdu.state_key === userId,

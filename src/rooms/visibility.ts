@@ -24,3 +24,16 @@ export function canSeeEvent(input: VisibilityInput): boolean {
   if (input.visibility === 'invited' && input.membershipAtEvent === 'invite') return true;
   return false;
 }
+
+/** Most permissive first, as Synapse orders them. */
+const PERMISSIVENESS: readonly HistoryVisibility[] = ['world_readable', 'shared', 'invited', 'joined'];
+
+/**
+ * The visibility that applies to an event: the state before it, except that a history_visibility change
+ * is judged by the more permissive of its old and new value, so both sides of the boundary see it (Synapse).
+ */
+export function visibilityForEvent(before: HistoryVisibility, event: { type: string; state_key?: string | undefined; content: Record<string, unknown> }): HistoryVisibility {
+  if (event.type !== 'm.room.history_visibility' || event.state_key !== '') return before;
+  const after = parseHistoryVisibility(event.content.history_visibility);
+  return PERMISSIVENESS.indexOf(after) < PERMISSIVENESS.indexOf(before) ? after : before;
+}

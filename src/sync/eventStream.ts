@@ -1,5 +1,6 @@
 import { ignoredUsersOf } from '../directory/ignoredUsers.js';
 import { forbidden } from '../errors.js';
+import { toLegacyClientEvent } from '../rooms/clientEvent.js';
 import { roomIdOfEvent } from '../rooms/eventFormat.js';
 import { decodePaginationToken } from '../rooms/paginationToken.js';
 import type { RoomService } from '../rooms/roomService.js';
@@ -89,7 +90,7 @@ export class LegacyEventStream {
     const latest = await this.deps.sync.currentPositions();
     const to = maxPositions(from, latest);
     const timeline = await this.roomEvents(req, from.timeline, to.timeline, peek);
-    const side = await this.deps.sync.collect(req, from, to, SIDE_TOPICS);
+    const side = await this.deps.sync.collect(req, from, to, SIDE_TOPICS, peek ? [peek] : undefined);
     const chunk = [...timeline.events, ...flatten(side, peek)];
     return { chunk, start: encodeSyncToken(from), end: encodeSyncToken({ ...to, timeline: timeline.end }) };
   }
@@ -136,7 +137,7 @@ export class LegacyEventStream {
       }
     }
     const events = await reader.format(accepted, { userId: req.userId, deviceId: req.deviceId }, { includeRoomId: true });
-    return { events: events as unknown as Array<Record<string, unknown>>, end: cursor };
+    return { events: events.map(toLegacyClientEvent), end: cursor };
   }
 }
 
@@ -161,10 +162,8 @@ function groupByRoom(events: readonly StoredEvent[]): Map<string, StoredEvent[]>
 /** The /sync shape of the side topics as legacy stream entries: room-scoped ones carry their room_id. */
 function flatten(response: SyncResponseBuilder, peek: string | undefined): Array<Record<string, unknown>> {
   const out: Array<Record<string, unknown>> = [];
-  if (!peek) {
-    for (const p of response.presence) out.push({ ...p, content: { ...p.content, user_id: p.sender } });
-    for (const a of response.accountData) out.push({ ...a });
-  }
+  for (const p of response.presence) out.push({ ...p, content: { ...p.content, user_id: p.sender } });
+  if (!peek) for (const a of response.accountData) out.push({ ...a });
   for (const [roomId, room] of response.join) {
     if (peek && roomId !== peek) continue;
     for (const e of room.ephemeral.events) out.push({ ...e, room_id: roomId });

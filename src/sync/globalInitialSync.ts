@@ -1,5 +1,5 @@
 import type { PresenceService } from '../edus/presence.js';
-import type { ClientEvent } from '../rooms/clientEvent.js';
+import { toLegacyClientEvent, type ClientEvent } from '../rooms/clientEvent.js';
 import type { RoomService } from '../rooms/roomService.js';
 import type { Viewer } from '../rooms/roomReader.js';
 import type { Database } from '../storage/database.js';
@@ -76,7 +76,8 @@ export async function globalInitialSync(deps: Deps, viewer: Viewer, opts: { limi
 async function invitedRoom(deps: Deps, viewer: Viewer, roomId: string, eventId: string, end: string): Promise<InvitedRoomInfo> {
   const room = await roomsRepo.getRoom(deps.db.knex, roomId);
   const ev = await deps.rooms.events.get(deps.db.knex, eventId);
-  const invite = ev ? (await deps.rooms.reader.format([ev], viewer))[0] : undefined;
+  const formatted = ev ? (await deps.rooms.reader.format([ev], viewer))[0] : undefined;
+  const invite = formatted ? toLegacyClientEvent(formatted) : undefined;
   return {
     room_id: roomId,
     membership: 'invite',

@@ -16,8 +16,10 @@ export interface SyncContext {
   response: SyncResponseBuilder;
   /** The user's membership per room as of `to.timeline` (loaded once per request, memoised). */
   memberships(): Promise<Map<string, MembershipRow>>;
-  /** Rooms the user is joined to as of `to.timeline`, after the filter's rooms/not_rooms. */
+  /** Rooms the user is joined to as of `to.timeline`, after the filter's rooms/not_rooms (or the peeked rooms, see below). */
   joinedRoomIds(): Promise<string[]>;
+  /** Users whose presence the user sees: those sharing a joined room (or the members of the peeked rooms). */
+  presencePeers(): Promise<string[]>;
   /** Rooms that the rooms provider sent with full state because the user newly joined them. */
   readonly newlyJoined: Set<string>;
   /**

@@ -1,7 +1,7 @@
 import type { PresenceService } from '../edus/presence.js';
 import { forbidden } from '../errors.js';
 import type { RoomReader, Viewer } from '../rooms/roomReader.js';
-import type { ClientEvent } from '../rooms/clientEvent.js';
+import { toLegacyClientEvent, type ClientEvent } from '../rooms/clientEvent.js';
 import { encodePaginationToken } from '../rooms/paginationToken.js';
 import type { Database } from '../storage/database.js';
 import { roomAccountData } from '../storage/repositories/accountData.js';
@@ -54,8 +54,8 @@ export async function roomSnapshot(deps: Deps, viewer: Viewer, roomId: string, l
     room_id: roomId,
     // Backwards: the page starts at the newest event and ends at the oldest; the snapshot reads forwards.
     // With the whole history in the chunk, `start` is the room's beginning (SyTest and Synapse always give one).
-    messages: { chunk: page.chunk.reverse(), start: page.end ?? encodePaginationToken({ depth: 0, stream: 0 }), end: page.start },
-    state: await reader.formatState(viewer, state),
+    messages: { chunk: page.chunk.reverse().map(toLegacyClientEvent), start: page.end ?? encodePaginationToken({ depth: 0, stream: 0 }), end: page.start },
+    state: (await reader.formatState(viewer, state)).map(toLegacyClientEvent),
     visibility: room?.isPublic ? 'public' : 'private',
     account_data: (await roomAccountData(db, viewer.userId, [roomId], EVERYTHING)).map((r) => ({ type: r.type, content: r.content })),
     presence: departed || opts.presence === false ? [] : await presenceOfMembers(deps, roomId),

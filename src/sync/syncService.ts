@@ -1,5 +1,6 @@
 import type { RoomService } from '../rooms/roomService.js';
 import type { ServiceDeps } from '../serviceDeps.js';
+import { roomMembers, usersSharingRooms } from '../storage/repositories/state.js';
 import { membershipAtStream, userMemberships, type MembershipRow } from '../storage/repositories/sync.js';
 import { AccountDataService } from './accountDataService.js';
 import { roomAllowed, type SyncFilter } from './filter.js';
@@ -109,8 +110,9 @@ export class SyncService {
     since: SyncPositions,
     to: SyncPositions,
     topics: readonly SyncTopic[],
+    peek?: readonly string[],
   ): Promise<SyncResponseBuilder> {
-    const ctx = this.context(req, {}, false, since, to);
+    const ctx = this.context(req, {}, false, since, to, peek);
     for (const topic of topics) await this.providers.get(topic)?.incremental(ctx, since[topic], to[topic]);
     return ctx.response;
   }
@@ -147,7 +149,15 @@ export class SyncService {
     }
   }
 
-  private context(req: { userId: string; deviceId: string | undefined }, filter: SyncFilter, fullState: boolean, since: SyncPositions | undefined, to: SyncPositions): SyncContext {
+  /** `peek`: rooms read instead of the joined ones (the legacy stream's `room_id`), their members as presence peers. */
+  private context(
+    req: { userId: string; deviceId: string | undefined },
+    filter: SyncFilter,
+    fullState: boolean,
+    since: SyncPositions | undefined,
+    to: SyncPositions,
+    peek?: readonly string[],
+  ): SyncContext {
     const db = this.deps.db.knex;
     let memberships: Promise<Map<string, MembershipRow>> | undefined;
     const loadMemberships = async (): Promise<Map<string, MembershipRow>> => {
@@ -175,8 +185,14 @@ export class SyncService {
       nextPositions: {},
       memberships: () => (memberships ??= loadMemberships()),
       joinedRoomIds: async () => {
+        if (peek) return [...peek];
         const all = await (memberships ??= loadMemberships());
         return [...all.values()].filter((m) => m.membership === 'join' && roomAllowed(filter, m.roomId)).map((m) => m.roomId);
+      },
+      presencePeers: async () => {
+        if (!peek) return usersSharingRooms(db, req.userId);
+        const members = await Promise.all(peek.map((roomId) => roomMembers(db, roomId, ['join'])));
+        return [...new Set(members.flat())];
       },
     };
   }

@@ -201,4 +201,37 @@ describe.each(testDialects())('legacy event stream on %s', (dialect) => {
     expect(entry.state.find((e: any) => e.type === 'madeup.test.state').content.body).toBe('before');
     expect(entry.messages.chunk.map((e: any) => e.content.body ?? e.content.membership)).toEqual(['before leaving', 'leave']);
   });
+
+  it('a peek carries the room’s typing, receipts and its members’ presence, and nothing of other rooms', async () => {
+    const open = (await call(alice, 'POST', '/createRoom', {
+      preset: 'public_chat',
+      initial_state: [{ type: 'm.room.history_visibility', state_key: '', content: { history_visibility: 'world_readable' } }],
+    })).body.room_id;
+    const msg = await say(alice, open, 'peek at me');
+    const start = (await events(eve, { room_id: open, timeout: 0 })).body.end;
+    await call(alice, 'PUT', `${room(open)}/typing/${encodeURIComponent(alice.userId)}`, { typing: true, timeout: 30_000 });
+    await call(alice, 'POST', `${room(open)}/receipt/m.read/${encodeURIComponent(msg)}`, {});
+    await call(alice, 'PUT', `/presence/${encodeURIComponent(alice.userId)}/status`, { presence: 'online', status_msg: 'peeked' });
+    await call(bob, 'PUT', `/presence/${encodeURIComponent(bob.userId)}/status`, { presence: 'online', status_msg: 'elsewhere' });
+    const res = await events(eve, { room_id: open, from: start, timeout: 0 });
+    const chunk = res.body.chunk as any[];
+    expect(chunk).toContainEqual({ type: 'm.typing', room_id: open, content: { user_ids: [alice.userId] } });
+    expect(chunk.find((e) => e.type === 'm.receipt' && e.room_id === open).content[msg]['m.read'][alice.userId]).toBeDefined();
+    expect(chunk.find((e) => e.type === 'm.presence' && e.content.user_id === alice.userId).content.status_msg).toBe('peeked');
+    expect(chunk.find((e) => e.type === 'm.presence' && e.content.user_id === bob.userId)).toBeUndefined();
+  });
+
+  it('global /initialSync shows a new user their own presence, and events come in the legacy format with user_id', async () => {
+    const dave = await registerUser(server.baseUrl, 'dave');
+    const res = await call(dave, 'GET', '/initialSync', undefined, 'v3', true);
+    const own = res.body.presence.find((p: any) => p.content.user_id === dave.userId);
+    expect(own).toMatchObject({ type: 'm.presence', content: { presence: 'online', last_active_ago: expect.any(Number) } });
+
+    const roomId = (await call(dave, 'POST', '/createRoom', { preset: 'private_chat' })).body.room_id;
+    const id = await say(dave, roomId, 'legacy');
+    const snapshot = await call(dave, 'GET', `${room(roomId)}/initialSync`);
+    expect(snapshot.body.state.find((e: any) => e.type === 'm.room.member').user_id).toBe(dave.userId);
+    const single = await call(dave, 'GET', `/events/${encodeURIComponent(id)}`);
+    expect(single.body).toMatchObject({ sender: dave.userId, user_id: dave.userId });
+  });
 });

@@ -1,7 +1,7 @@
 import type { PresenceService } from '../../edus/presence.js';
 import type { Database, Db } from '../../storage/database.js';
 import { changedPresence, presenceOfUsers, type PresenceRow } from '../../storage/repositories/presence.js';
-import { roomMembers, usersSharingRooms } from '../../storage/repositories/state.js';
+import { roomMembers } from '../../storage/repositories/state.js';
 import { newJoinersInRange } from '../../storage/repositories/sync.js';
 import { applyLimit, matchesEventFilter } from '../filter.js';
 import type { SyncContext, SyncProvider } from '../provider.js';
@@ -23,7 +23,7 @@ export class PresenceProvider implements SyncProvider {
 
   async complete(ctx: SyncContext): Promise<void> {
     if (!this.deps.presence.enabled) return;
-    const peers = [...new Set([ctx.userId, ...(await usersSharingRooms(this.db, ctx.userId))])];
+    const peers = [...new Set([ctx.userId, ...(await ctx.presencePeers())])];
     const now = this.deps.presence.now();
     // An initial sync leaves out who is offline.
     const rows = (await presenceOfUsers(this.db, peers)).filter((r) => this.deps.presence.effectiveState(r, now) !== 'offline');
@@ -41,7 +41,7 @@ export class PresenceProvider implements SyncProvider {
     if (changed.length === 0 && newcomers.size === 0) return false;
     const rows: PresenceRow[] = [];
     if (changed.length) {
-      const peers = new Set(await usersSharingRooms(this.db, ctx.userId));
+      const peers = new Set(await ctx.presencePeers());
       peers.add(ctx.userId);
       rows.push(...changed.filter((r) => peers.has(r.userId)));
     }
