@@ -30,6 +30,7 @@ import { readPositions } from './storage/repositories/receipts.js';
 import { MediaService } from './media/mediaService.js';
 import { RoomService } from './rooms/roomService.js';
 import { createDirectory, type DirectoryServices } from './directory/index.js';
+import { UpgradedRoomState } from './directory/upgradedRoomState.js';
 import { createRelations, type RelationService, type SearchService } from './relations/index.js';
 import { GuestAccessEnforcer } from './rooms/guestAccess.js';
 import { describeDatabase, openDatabase, type Database } from './storage/database.js';
@@ -168,6 +169,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   sync.registerProvider(new TypingProvider({ db, typing: edus.typing }));
   sync.registerProvider(new PresenceProvider({ db, presence: edus.presence }));
   const directory = createDirectory(base, { rooms, users });
+  const upgradedRoomState = new UpgradedRoomState({ ...base, rooms, tags: directory.tags, accountData: sync.accountData });
+  rooms.onCommitted((result) => upgradedRoomState.onCommitted(result));
   const federation = createFederation(base);
   const roomFederation = createRoomFederation({ ...base, rooms, federation });
   directory.publicRooms.remote = remoteDirectory(federation.client);

@@ -177,4 +177,26 @@ describe.each(testDialects())('room upgrades on %s', (dialect) => {
     expect(create.content.type).toBe('m.space');
     expect(await state(aliceClient, newSpace, 'm.space.child', child)).toEqual({ via: ['localhost'] });
   });
+
+  // SyTest "local user has tags copied to the new room" and "/upgrade preserves direct room state", as Synapse.
+  it('copies tags and m.direct of local users into the replacement room when they join it', async () => {
+    const oldRoom = (await api(alice, 'POST', '/createRoom', { preset: 'public_chat', room_version: '10' })).body.room_id as string;
+    expect((await api(bob, 'POST', `/join/${enc(oldRoom)}`, {})).status).toBe(200);
+    expect((await api(bob, 'PUT', `/user/${enc(bob.userId)}/rooms/${enc(oldRoom)}/tags/test_tag`, { order: 0.5 })).status).toBe(200);
+    expect((await api(alice, 'PUT', `/user/${enc(alice.userId)}/account_data/m.direct`, { [bob.userId]: [oldRoom] })).status).toBe(200);
+    const newRoom = (await api(alice, 'POST', `/rooms/${enc(oldRoom)}/upgrade`, { new_version: '11' })).body.replacement_room as string;
+    expect((await api(bob, 'POST', `/join/${enc(newRoom)}`, {})).status).toBe(200);
+    const deadline = Date.now() + 5000;
+    let tags: Json = {};
+    let direct: Json = {};
+    while (Date.now() < deadline) {
+      tags = (await api(bob, 'GET', `/user/${enc(bob.userId)}/rooms/${enc(newRoom)}/tags`)).body.tags;
+      direct = (await api(alice, 'GET', `/user/${enc(alice.userId)}/account_data/m.direct`)).body;
+      if (Object.keys(tags).length && direct[bob.userId]?.includes(newRoom)) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(tags).toEqual({ test_tag: { order: 0.5 } });
+    expect(direct).toEqual({ [bob.userId]: [oldRoom, newRoom] });
+  });
 });
+
