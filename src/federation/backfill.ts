@@ -235,7 +235,7 @@ export class Backfiller {
       const atEdge = prevEventIds(ev.pdu).some((id) => {
         if (batchIds.has(id)) return false;
         const p = prevs.get(id);
-        return !p || p.outlier || p.stateAfter === null;
+        return !p || p.outlier || p.stateAfter === null || roomIdOfEvent(p.pdu, p.eventId) !== roomId;
       });
       if (!prevEventIds(ev.pdu).length) {
         remoteState.set(ev.eventId, new Map()); // the create event: nothing before it
@@ -269,7 +269,8 @@ export class Backfiller {
           ctx.result.createdGroups.push(beforeGroup);
         } else {
           const prevRows = await getEvents(trx, prevEventIds(pdu));
-          const groups = [...new Set([...prevRows.values()].map((p) => (p.outlier || p.rejected ? null : p.stateAfter)))];
+          // A prev event of another room (or not in the timeline) gives no state here.
+          const groups = [...new Set([...prevRows.values()].map((p) => (p.outlier || p.rejected || roomIdOfEvent(p.pdu, p.eventId) !== roomId ? null : p.stateAfter)))];
           if (prevRows.size !== prevEventIds(pdu).length || groups.length !== 1 || groups[0] === null || groups[0] === undefined) continue;
           beforeGroup = groups[0];
         }

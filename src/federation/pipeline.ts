@@ -268,7 +268,7 @@ export class InboundPipeline {
    * Prev events not usable as such: unknown, or known only as outliers or rejected events (the state
    * before an event is computed from the state after each prev event in the timeline).
    */
-  private async missingPrevs(ids: readonly string[]): Promise<{ unknown: string[]; unusable: string[] }> {
+  private async missingPrevs(ids: readonly string[], roomId: string): Promise<{ unknown: string[]; unusable: string[] }> {
     if (!ids.length) return { unknown: [], unusable: [] };
     const found = await this.deps.rooms.events.getMany(this.deps.db.knex, ids);
     const unknown: string[] = [];
@@ -277,7 +277,7 @@ export class InboundPipeline {
       const ev = found.get(id);
       if (!ev) unknown.push(id);
       // A rejected (or soft-failed) event has a state (the state before it); an outlier has none.
-      else if (ev.outlier || ev.stateAfter === null) unusable.push(id);
+      else if (ev.outlier || ev.stateAfter === null || roomIdOfEvent(ev.pdu, id) !== roomId) unusable.push(id);
     }
     return { unknown, unusable };
   }
@@ -336,7 +336,7 @@ export class InboundPipeline {
   async fillPrevGap(origin: string, roomId: string, version: RoomVersion, target: CheckedEvent): Promise<boolean> {
     const db = this.deps.db.knex;
     const gap = async (pdu: Pdu) => {
-      const { unknown, unusable } = await this.missingPrevs(prevEventIds(pdu));
+      const { unknown, unusable } = await this.missingPrevs(prevEventIds(pdu), roomId);
       return [...unknown, ...unusable];
     };
     if (!(await gap(target.pdu)).length) return true;

@@ -474,7 +474,8 @@ export class RoomWriteContext {
     const remote: Array<ReadonlyMap<string, string>> = [];
     for (const id of prevIds) {
       const prev = prevs.get(id);
-      if (prev && !prev.outlier && prev.stateAfter !== null) groups.push(prev.stateAfter);
+      // A prev event of another room gives no state here (it would carry that room's state across).
+      if (prev && !prev.outlier && prev.stateAfter !== null && roomIdOfEvent(prev.pdu, prev.eventId) === this.roomId) groups.push(prev.stateAfter);
       else if (missingPrevStates?.has(id)) remote.push(missingPrevStates.get(id)!);
       else return undefined;
     }

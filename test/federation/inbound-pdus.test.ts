@@ -108,6 +108,19 @@ describe.each(testDialects())('inbound PDUs, on %s', (dialect) => {
     expect(mine2Now.body.content.body).toBe('mine too');
   });
 
+  it('never takes the state of another room from a prev event there: such an event is dropped', async () => {
+    const other = await request(B.baseUrl, 'POST', '/_matrix/client/v3/createRoom', { token: bob.accessToken, body: { preset: 'public_chat' } });
+    const otherId = other.body.room_id as string;
+    expect((await request(A.baseUrl, 'POST', `/_matrix/client/v3/join/${enc(otherId)}`, { token: alice.accessToken, body: {} })).status).toBe(200);
+    const there = await request(B.baseUrl, 'PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/cross-prev`, { token: bob.accessToken, body: { msgtype: 'm.text', body: 'in the first room' } });
+    const thereEv = await request(B.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(roomId)}/event/${enc(there.body.event_id)}`, { token: bob.accessToken });
+    expect(thereEv.status).toBe(200);
+    const depth = (await B.hs.services.rooms.events.get(B.hs.services.db.knex, there.body.event_id))!.pdu.depth;
+    const cross = await sendFromA({ msgtype: 'm.text', body: 'built on the first room' }, 'm.room.message', undefined, { eventId: there.body.event_id, depth }, undefined, otherId);
+    expect(cross.res.pdus[cross.eventId]).toEqual({});
+    expect((await request(B.baseUrl, 'GET', `/_matrix/client/v3/rooms/${enc(otherId)}/event/${enc(cross.eventId)}`, { token: bob.accessToken })).status).toBe(404);
+  });
+
   it("serves the events of a user erased at deactivation redacted (GET /event, as Synapse)", async () => {
     const carol = await registerUser(B.baseUrl, 'carol');
     expect((await request(B.baseUrl, 'POST', `/_matrix/client/v3/join/${enc(roomId)}`, { token: carol.accessToken, body: {} })).status).toBe(200);
