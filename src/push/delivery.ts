@@ -175,12 +175,14 @@ export class PushDelivery {
         q.items.shift();
         q.attempt = 0;
         if (rejected?.includes(q.target.pushkey)) {
-          this.queues.delete(key);
+          // The queue stays (busy) until the pusher is gone, so idle() never answers before the removal.
+          q.inFlight = new AbortController();
           try {
             await this.deps.onRejected(q.target);
           } catch (err) {
             this.deps.logger.error({ err }, 'push delivery: removing a rejected pusher failed');
           }
+          if (this.queues.get(key) === q) this.queues.delete(key);
           this.checkIdle();
           return;
         }

@@ -215,7 +215,8 @@ export function notificationBody(n: NotifiedEvent, p: PusherRow, unread: number)
     type: pdu.type,
     sender: pdu.sender,
     ...(n.senderDisplayName ? { sender_display_name: n.senderDisplayName } : {}),
-    ...(n.roomName ? { room_name: n.roomName } : {}),
+    // As Synapse's calculate_room_name: the name, else the canonical alias.
+    ...(n.roomName || n.roomAlias ? { room_name: n.roomName || n.roomAlias } : {}),
     ...(n.roomAlias ? { room_alias: n.roomAlias } : {}),
     ...(pdu.type === 'm.room.member' ? { user_is_target: pdu.state_key === n.userId } : {}),
     ...(typeof membership === 'string' ? { membership } : {}),

@@ -258,6 +258,17 @@ describe.each(testDialects())('pushers on %s', (dialect) => {
     expect(left.body.pushers).toEqual([]);
   });
 
+  // SyTest "Rooms with canonical alias are correctly named in pushed": no name, so the canonical alias.
+  it('names a room without a name by its canonical alias in pushes', async () => {
+    const room = (await api(alice, 'POST', '/createRoom', { preset: 'public_chat', room_alias_name: 'named-by-alias' })).body.room_id as string;
+    expect((await api(bob, 'POST', `/join/${enc(room)}`, {})).status).toBe(200);
+    expect((await api(alice, 'POST', '/pushers/set', pusher('alias-name', { url: gateway.url }))).status).toBe(200);
+    const res = await api(bob, 'PUT', `/rooms/${enc(room)}/send/m.room.message/alias-${++txn}`, { msgtype: 'm.text', body: 'hi' });
+    await waitFor(() => gateway.delivered().some((n: Json) => n.event_id === res.body.event_id), 'the push');
+    expect(gateway.delivered().find((n: Json) => n.event_id === res.body.event_id).room_name).toBe('#named-by-alias:localhost');
+    expect((await api(alice, 'POST', '/pushers/set', { pushkey: 'alias-name', app_id: 'org.example.app', kind: null })).status).toBe(200);
+  });
+
   // SyTest "Test that a message is pushed" (its "zero badge" step), as Synapse's _send_badge.
   it('pushes the new badge (counts only) when the user sends a read receipt', async () => {
     expect((await api(alice, 'POST', '/pushers/set', pusher('badge', { url: gateway.url }))).status).toBe(200);
