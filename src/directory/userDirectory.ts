@@ -34,7 +34,7 @@ export class UserDirectoryService {
     const searchAll = config.user_directory.search_all_users;
 
     const own = new Set((await roomsForUser(db.knex, searcher, ['join'])).map((r) => r.roomId));
-    const open = searchAll ? new Set<string>() : await openRoomIds(db.knex);
+    const open = searchAll ? new Set<string>() : await openRoomIds(db.knex, serverName);
     const candidates = new Map<string, Candidate>();
 
     // Local accounts: the global profile.

@@ -93,11 +93,20 @@ export async function joinedRoomsOf(db: Db, userIds: readonly string[]): Promise
  * Rooms anyone may look into: a `public` join rule or `world_readable` history. Both keys survive
  * redaction, so the stored JSON answers even for redacted events.
  */
-export async function openRoomIds(db: Db): Promise<Set<string>> {
+export async function openRoomIds(db: Db, serverName: string): Promise<Set<string>> {
   const rows: Array<{ room_id: string; type: string; json: string }> = await db('current_state as cs')
     .join('events as e', 'e.event_id', 'cs.event_id')
     .whereIn('cs.type', ['m.room.join_rules', 'm.room.history_visibility'])
     .where('cs.state_key', '')
+    // Only rooms this server is still in: a room all local users left is a stale copy (as Synapse).
+    .whereExists((q) =>
+      q
+        .select(db.raw('1'))
+        .from('current_state as m')
+        .whereRaw('m.room_id = cs.room_id')
+        .where({ 'm.type': 'm.room.member', 'm.membership': 'join' })
+        .whereRaw("m.state_key LIKE ? ESCAPE '!'", [`%:${serverName.replace(/[!%_]/g, '!$&')}`]),
+    )
     .select('cs.room_id', 'cs.type', 'e.json');
   const out = new Set<string>();
   for (const r of rows) {
