@@ -66,6 +66,9 @@ describe.each(testDialects())('leaving rooms on another server on %s', (dialect)
       expect(leave.status).toBe(200);
       const after = await sync(A, erin, s.next_batch);
       expect(after.rooms?.invite?.[roomId]).toBeUndefined();
+      // The rejection shows in the leave section with erin's own leave event, as on Synapse.
+      const left = after.rooms.leave[roomId].timeline.events as Array<{ type: string; state_key: string; sender: string; content: { membership: string } }>;
+      expect(left.at(-1)).toMatchObject({ type: 'm.room.member', state_key: erin.userId, sender: erin.userId, content: { membership: 'leave' } });
       expect((await sync(A, erin)).rooms?.invite?.[roomId]).toBeUndefined();
     } finally {
       fleet.servers[1] = B = await B.restart();

@@ -1,5 +1,6 @@
 import { hiddenByIgnore, ignoredUsersOf } from '../../directory/ignoredUsers.js';
-import { toStrippedState } from '../../rooms/clientEvent.js';
+import { toClientEvent, toStrippedState } from '../../rooms/clientEvent.js';
+import { ROOM_VERSIONS } from '../../rooms/roomVersions.js';
 import { matchesRoomEventFilter, type RoomEventFilter } from '../../rooms/eventFilter.js';
 import { encodePaginationToken } from '../../rooms/paginationToken.js';
 import type { RoomService } from '../../rooms/roomService.js';
@@ -54,6 +55,8 @@ interface RoomPlan {
   summary: boolean;
   /** Joined since the last sync: the timeline says `limited` (the client has no history of it, as Synapse). */
   newlyJoined?: boolean;
+  /** The user's own leave, shown even when it is out of band (a rejected invite to a room we never had). */
+  ownLeave?: string;
 }
 
 interface BuiltTimeline {
@@ -168,6 +171,7 @@ export class RoomsProvider implements SyncProvider {
             plans.push({
               roomId: m.roomId, section: 'leave', after: from, upTo: m.streamOrdering,
               fullState: joinedMeanwhile, noState: !wasIn && !joinedMeanwhile, summary: false,
+              ...(!wasIn && !joinedMeanwhile ? { ownLeave: m.eventId } : {}),
             });
           }
           break;
@@ -218,10 +222,29 @@ export class RoomsProvider implements SyncProvider {
     const pages = await latestEventIdsPerRoom(this.db, plans.map((p) => ({ roomId: p.roomId, after: p.after, upTo: p.upTo })), pageSize);
     const pageEvents = await eventStore.getMany(this.db, [...pages.values()].flatMap((l) => l.map((x) => x.eventId)));
 
+    /** Out-of-band leaves shown: rooms we may not have, so formatted without the room's version. */
+    const outOfBand = new Set<string>();
+    const formatTimeline = async (events: StoredEvent[]): Promise<ClientEvent[]> => {
+      const oob = events.filter((e) => outOfBand.has(e.eventId));
+      if (!oob.length) return format(events);
+      const fallback = ROOM_VERSIONS.get('10')!;
+      const own = oob.map((e) =>
+        federationFormat ? (e.pdu as unknown as ClientEvent) : toClientEvent(e.pdu, fallback, { eventId: e.eventId, now: Date.now(), includeRoomId: false }),
+      );
+      return [...(await format(events.filter((e) => !outOfBand.has(e.eventId)))), ...own];
+    };
     // Phase 2: per room, the visible timeline and the state ids to send.
     const perRoom = await mapLimit(plans, ROOM_CONCURRENCY, async (plan) => {
       const page = (pages.get(plan.roomId) ?? []).map((x) => pageEvents.get(x.eventId)).filter((e): e is StoredEvent => e !== undefined);
-      const timeline = await this.timeline(ctx, plan, page, pageSize, limit, timelineFilter, ignored);
+      let timeline = await this.timeline(ctx, plan, page, pageSize, limit, timelineFilter, ignored);
+      if (plan.ownLeave !== undefined && !timeline.events.some((e) => e.eventId === plan.ownLeave)) {
+        // An out-of-band leave is no room event: as Synapse, the rejection still comes down with the user's leave.
+        const own = await eventStore.get(this.db, plan.ownLeave);
+        if (own && own.pdu.type === 'm.room.member' && own.pdu.state_key === ctx.userId) {
+          timeline = { ...timeline, events: [...timeline.events, own] };
+          outOfBand.add(own.eventId);
+        }
+      }
       let state = plan.noState ? [] : await this.stateFor(ctx, plan, timeline, lazy);
       if (dedupe) {
         state = state.filter(([key, id]) => {
@@ -250,7 +273,7 @@ export class RoomsProvider implements SyncProvider {
     ]);
 
     for (const { plan, timeline, statePdus } of built) {
-      const [timelineEvents, state] = await Promise.all([format(timeline.events), format(statePdus)]);
+      const [timelineEvents, state] = await Promise.all([formatTimeline(timeline.events), format(statePdus)]);
       if (lazy) {
         const sent = [...statePdus, ...timeline.events].filter((e) => e.pdu.type === 'm.room.member' && typeof e.pdu.state_key === 'string');
         this.sentMembers.remember(ctx.userId, ctx.deviceId, plan.roomId, sent.map((e) => ({ member: e.pdu.state_key!, eventId: e.eventId })));
