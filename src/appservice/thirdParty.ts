@@ -2,13 +2,16 @@ import type { Logger } from 'pino';
 import type { Fields, ThirdPartyProvider } from '../directory/thirdParty.js';
 import type { AppserviceRegistration } from './registration.js';
 import type { AppserviceRegistry } from './registry.js';
-import { dict } from '../util/dict.js';
+import { dict, own } from '../util/dict.js';
 
 const TIMEOUT_MS = 10_000;
+const PROTOCOL_CACHE_MS = 3600_000;
 
 // Spec: Application Service API, "Third-party networks" — /thirdparty/* on the client API is answered by
 // the services that declare the protocol in their registration.
 export class AppserviceThirdParty implements ThirdPartyProvider {
+  private readonly protocolCache = new Map<string, { meta: Record<string, unknown> & { instances: unknown[] }; until: number }>();
+
   constructor(
     private readonly registry: AppserviceRegistry,
     private readonly logger: Logger,
@@ -36,13 +39,36 @@ export class AppserviceThirdParty implements ThirdPartyProvider {
   async protocols(): Promise<Record<string, unknown>> {
     const out = dict<unknown>();
     for (const reg of this.registry.all()) {
+      if (reg.url === null) continue;
       for (const protocol of reg.protocols) {
-        if (out[protocol] !== undefined || reg.url === null) continue;
-        const meta = await this.get(reg, `/_matrix/app/v1/thirdparty/protocol/${encodeURIComponent(protocol)}`);
-        if (meta && typeof meta === 'object') out[protocol] = meta;
+        const meta = await this.protocolOf(reg, protocol);
+        if (!meta) continue;
+        // As Synapse: the first service's answer, with the instances of every service declaring the protocol.
+        const seen = own(out, protocol) as { instances?: unknown[] } | undefined;
+        if (!seen) out[protocol] = { ...meta, instances: [...meta.instances] };
+        else seen.instances = [...(seen.instances ?? []), ...meta.instances];
       }
     }
     return out;
+  }
+
+  /** One service's metadata of a protocol, kept for an hour (as Synapse's protocol_meta_cache); undefined if unusable. */
+  private async protocolOf(reg: AppserviceRegistration, protocol: string): Promise<(Record<string, unknown> & { instances: unknown[] }) | undefined> {
+    const key = `${reg.id}\u0000${protocol}`;
+    const cached = this.protocolCache.get(key);
+    if (cached && cached.until > Date.now()) return cached.meta;
+    const meta = await this.get(reg, `/_matrix/app/v1/thirdparty/protocol/${encodeURIComponent(protocol)}`);
+    if (!meta || typeof meta !== 'object' || Array.isArray(meta)) return undefined;
+    const instances = Array.isArray((meta as { instances?: unknown }).instances) ? ((meta as { instances: unknown[] }).instances) : [];
+    // An instance naming its network gets the id public room lists take (`<appservice id>|<network id>`).
+    const withIds = instances.map((i) =>
+      i && typeof i === 'object' && typeof (i as { network_id?: unknown }).network_id === 'string'
+        ? { ...(i as Record<string, unknown>), instance_id: `${reg.id}|${(i as { network_id: string }).network_id}` }
+        : i,
+    );
+    const result = { ...(meta as Record<string, unknown>), instances: withIds };
+    this.protocolCache.set(key, { meta: result, until: Date.now() + PROTOCOL_CACHE_MS });
+    return result;
   }
 
   async locations(protocol: string, fields: Fields): Promise<unknown[] | undefined> {

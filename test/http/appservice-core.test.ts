@@ -455,4 +455,50 @@ describe('third-party networks answered by application services', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  // SyTest "HS provides query metadata" and "HS can provide query metadata on a single protocol", as Synapse.
+  it('merges the instances of every service declaring a protocol, and keeps the metadata an hour', async () => {
+    const { createServer } = await import('node:http');
+    let answers = 0;
+    const start = async (instances: unknown[]) => {
+      const service = createServer((_req, res) => {
+        answers++;
+        res.setHeader('content-type', 'application/json');
+        // Only the first query gets metadata; later ones must come from the cache.
+        res.end(JSON.stringify(answers <= 2 ? { user_fields: ['field1'], location_fields: ['field3'], icon: 'mxc://1234/56/7', instances } : []));
+      });
+      await new Promise<void>((r) => service.listen(0, '127.0.0.1', () => r()));
+      return service;
+    };
+    const one = await start([{ desc: 'instance 1' }, { desc: 'instance 2' }]);
+    const two = await start([{ desc: 'instance 3', network_id: 'net3' }]);
+    const dir = mkdtempSync(join(tmpdir(), 'skjol-as-3p-'));
+    const files = [one, two].map((service, i) => {
+      const file = join(dir, `reg${i}.yaml`);
+      const port = (service.address() as { port: number }).port;
+      writeFileSync(file, registrationYaml({ id: `ymca${i}`, url: `http://127.0.0.1:${port}`, as: `as-ymca${i}`, hs: `hs-ymca${i}`, sender: `ymcabot${i}` }) + 'protocols: [ymca]\n');
+      return file;
+    });
+    const server = await startHomeserver({ config: { app_service_config_files: files } });
+    try {
+      const user = await registerUser(server.baseUrl, 'ymcauser');
+      const expected = {
+        user_fields: ['field1'],
+        location_fields: ['field3'],
+        icon: 'mxc://1234/56/7',
+        instances: [{ desc: 'instance 1' }, { desc: 'instance 2' }, { desc: 'instance 3', network_id: 'net3', instance_id: 'ymca1|net3' }],
+      };
+      // SyTest's services answer without field_types: their metadata is passed on as it came.
+      const all = await request(server.baseUrl, 'GET', '/_matrix/client/v3/thirdparty/protocols', { token: user.accessToken, skipSpecCheck: true });
+      expect(all.body).toEqual({ ymca: expected });
+      const single = await request(server.baseUrl, 'GET', '/_matrix/client/v3/thirdparty/protocol/ymca', { token: user.accessToken, skipSpecCheck: true });
+      expect(single.body).toEqual(expected);
+    } finally {
+      await server.close();
+      one.close();
+      two.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
+
