@@ -103,8 +103,9 @@ export function eventApiRoutes(deps: EventApiDeps): RouteDefinition[] {
       auth: 'server',
       body: z
         .object({
-          earliest_events: z.array(z.string()).max(100),
-          latest_events: z.array(z.string()).min(1).max(20),
+          // Synapse reads both as empty lists when absent (an empty body is answered with no events).
+          earliest_events: z.array(z.string()).max(100).default([]),
+          latest_events: z.array(z.string()).max(20).default([]),
           limit: z.number().int().optional(),
           min_depth: z.number().int().optional(),
         })

@@ -76,6 +76,9 @@ describe.each(testDialects())('server ACLs and the room directory over federatio
     expect(join.status).toBe(200);
     await send(A, alice, roomId, 'before the ban');
     await eventually(async () => (await messageBodies(B, bob, roomId)).includes('before the ban'), 'message before the ACL');
+    // An empty /get_missing_events body is a valid (empty) question before the ban, as on Synapse.
+    const gme = `/_matrix/federation/v1/get_missing_events/${enc(roomId)}`;
+    expect(await A.hs.services.federation.client.post(B.serverName, gme, {})).toEqual({ events: [] });
 
     // Deny A's host (any port); B itself is an IP literal, which stays allowed.
     const acl = await request(B.baseUrl, 'PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.server_acl/`, {
@@ -113,6 +116,7 @@ describe.each(testDialects())('server ACLs and the room directory over federatio
       () => client.get(B.serverName, path(`make_join/${enc(roomId)}/${enc(`@zed:${A.serverName}`)}`), { ver: ['10'] }),
       () => client.get(B.serverName, path(`make_leave/${enc(roomId)}/${enc(alice.userId)}`)),
       () => client.post(B.serverName, path(`get_missing_events/${enc(roomId)}`), { earliest_events: [], latest_events: [latest.event_id] }),
+      () => client.post(B.serverName, path(`get_missing_events/${enc(roomId)}`), {}),
     ]) {
       await expect(req()).rejects.toMatchObject({ remoteStatus: 403, remoteErrcode: 'M_FORBIDDEN' });
     }
