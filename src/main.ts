@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, defaultConfig, loadConfigFile } from './config/load.js';
 import type { HomeserverConfig } from './config/schema.js';
 import { formatSigningKeyFile, generateSigningKey } from './crypto/signing.js';
+import { exportUserData } from './export/userExport.js';
 import { createHomeserver } from './homeserver.js';
 
 const USAGE = `Usage: skjol <command> [options]
@@ -11,6 +12,8 @@ Commands:
   serve [--config FILE]                     run the homeserver (defaults: server_name localhost, port 8008, SQLite in ./data)
   register-user --user NAME [--password P] [--admin] [--config FILE]
                                             create an account directly in the database
+  export-data @user:server [--output-directory DIR] [--config FILE]
+                                            write what the server holds about a local user (README: Privacy → Export)
   generate-signing-key [--output FILE]      write a new ed25519 signing key in Synapse's format
   bridge irc --config FILE [--generate-registration]
                                             run the IRC bridge (an application service), or write its registration
@@ -66,6 +69,32 @@ async function registerUser(argv: string[]): Promise<void> {
   }
 }
 
+async function exportData(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      'output-directory': { type: 'string', short: 'o' },
+    },
+  });
+  const [userId, ...extra] = positionals;
+  if (!userId || extra.length) throw new ConfigError('export-data needs one user id: skjol export-data @user:server --output-directory DIR');
+  const config = readConfig(values.config);
+  const hs = await createHomeserver({ ...config, log_level: 'warn' });
+  try {
+    const { services } = hs;
+    const result = await exportUserData(
+      { db: services.db, serverName: services.serverName, clock: services.clock, rooms: services.rooms, pushRules: services.push.rules, mediaStore: services.media.store },
+      userId,
+      values['output-directory'],
+    );
+    process.stdout.write(`Exported ${userId}: ${result.rooms} rooms, ${result.events} events, ${result.media} media files to ${result.directory}\n`);
+  } finally {
+    await hs.close();
+  }
+}
+
 function generateKey(argv: string[]): void {
   const { values } = parseArgs({ args: argv, options: { output: { type: 'string', short: 'o' } } });
   const text = formatSigningKeyFile([generateSigningKey()]);
@@ -88,6 +117,8 @@ async function main(): Promise<void> {
       return serve(rest);
     case 'register-user':
       return registerUser(rest);
+    case 'export-data':
+      return exportData(rest);
     case 'generate-signing-key':
       return generateKey(rest);
     case 'bridge':
