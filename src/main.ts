@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, defaultConfig, loadConfigFile } from './config/load.js';
 import type { HomeserverConfig } from './config/schema.js';
 import { formatSigningKeyFile, generateSigningKey } from './crypto/signing.js';
+import { openExportContext } from './export/exportContext.js';
 import { exportUserData } from './export/userExport.js';
 import { createHomeserver } from './homeserver.js';
 
@@ -81,17 +82,12 @@ async function exportData(argv: string[]): Promise<void> {
   const [userId, ...extra] = positionals;
   if (!userId || extra.length) throw new ConfigError('export-data needs one user id: skjol export-data @user:server --output-directory DIR');
   const config = readConfig(values.config);
-  const hs = await createHomeserver({ ...config, log_level: 'warn' });
+  const context = await openExportContext({ ...config, log_level: 'warn' });
   try {
-    const { services } = hs;
-    const result = await exportUserData(
-      { db: services.db, serverName: services.serverName, clock: services.clock, rooms: services.rooms, pushRules: services.push.rules, mediaStore: services.media.store },
-      userId,
-      values['output-directory'],
-    );
+    const result = await exportUserData(context.deps, userId, values['output-directory']);
     process.stdout.write(`Exported ${userId}: ${result.rooms} rooms, ${result.events} events, ${result.media} media files to ${result.directory}\n`);
   } finally {
-    await hs.close();
+    await context.close();
   }
 }
 

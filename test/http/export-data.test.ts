@@ -97,7 +97,7 @@ describe.each(testDialects())('skjol export-data (%s)', (dialect) => {
     expect(up.status).toBe(200);
     mediaId = String(up.body.content_uri).split('/').pop()!;
 
-    await server.stop();
+    // The export runs beside the serving process, on the same database, as an operator would run it.
     const { config } = server.hs.services;
     configPath = join(work, 'homeserver.yaml');
     // YAML is a superset of JSON: the test server's own settings, as an operator's file would hold them.
