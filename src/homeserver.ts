@@ -154,7 +154,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   sync.registerProvider(new ToDeviceProvider({ toDevice: e2ee.toDevice, deviceKeys: e2ee.deviceKeys }));
   sync.registerProvider(new DeviceListsProvider(e2ee.deviceLists));
   const edus = createEdus({ ...base, rooms, accountData: sync.accountData });
-  const push = createPush(base, { rooms, users, accountData: sync.accountData });
+  const push = createPush(base, { rooms, users, accountData: sync.accountData }, { legacyMentionRules: config.push.legacy_mention_rules });
   push.readPositions = readPositions;
   // As Synapse: a read receipt of the user updates the badge on their devices (a push of counts only).
   edus.receipts.onLocalReceipt.push((r) => {

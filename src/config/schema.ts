@@ -128,6 +128,9 @@ export const configSchema = z.strictObject({
   allow_public_rooms_without_auth: z.boolean().default(false),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   presence: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
+  // The pre-v1.17 mention rules (display name, user name, @room in the body) for events without m.mentions:
+  // on by default as in Synapse, since clients and bridges that predate m.mentions still rely on them.
+  push: z.strictObject({ legacy_mention_rules: z.boolean().default(true) }).default({ legacy_mention_rules: true }),
   // Directory, VoIP and login-token settings (src/directory), Synapse's names and defaults.
   user_directory: z
     .strictObject({ enabled: z.boolean().default(true), search_all_users: z.boolean().default(false) })

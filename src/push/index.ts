@@ -32,7 +32,7 @@ const DEFAULT_RETENTION_MS = 30 * 24 * 3600_000;
 const PRUNE_INTERVAL_MS = 3600_000;
 
 export interface NotificationsPage {
-  notifications: Array<{ actions: unknown[]; event: ClientEvent; profile_tag?: string; read: boolean; room_id: string; ts: number }>;
+  notifications: Array<{ actions: unknown[]; event: ClientEvent; profile_tag: string; read: boolean; room_id: string; ts: number }>;
   next_token?: string;
 }
 
@@ -117,6 +117,9 @@ export class PushService {
       notifications: present.map((r, i) => ({
         actions: r.actions,
         event: formatted[i]!,
+        // Notifications are per user, not per pusher: no tag applies. Present (as in Synapse and Dendrite) because
+        // clients and SyTest read the key; a string, as the spec types it.
+        profile_tag: '',
         read: r.streamOrdering <= (read.get(r.roomId) ?? -1),
         room_id: r.roomId,
         ts: r.ts,

@@ -71,7 +71,7 @@ describe.each(testDialects())('notifications on %s', (dialect) => {
     });
     expect(typeof first.ts).toBe('number');
     expect(second.actions).toEqual(['notify']);
-    expect(first.profile_tag).toBeUndefined();
+    expect(first.profile_tag).toBe('');
 
     const highlights = await notifications(alice, '?only=highlight');
     expect(highlights.notifications.map((n: Json) => n.event.event_id)).toEqual([mention]);
@@ -140,6 +140,22 @@ describe.each(testDialects())('notifications on %s', (dialect) => {
     expect((await notifications(alice)).notifications[0].event.event_id).toBe(mention);
     // Carol's rules are hers: she is notified of both.
     expect((await notificationCounts(db(), carol.userId, [room])).get(room)).toEqual({ notification_count: 2, highlight_count: 0 });
+  });
+
+  it('reaches a user in a muted room when a client without m.mentions names them (legacy rules, as Synapse)', async () => {
+    const { body } = await api(alice, 'POST', '/createRoom', { preset: 'public_chat' });
+    const room = body.room_id as string;
+    await api(bob, 'POST', `/join/${enc(room)}`, {});
+    await api(carol, 'POST', `/join/${enc(room)}`, {});
+    expect((await api(alice, 'PUT', `/pushrules/global/room/${enc(room)}`, { actions: ['dont_notify'] })).status).toBe(200);
+    await send(bob, { msgtype: 'm.text', body: 'nothing for anyone' }, 'm.room.message', room);
+    const byName = await send(bob, { msgtype: 'm.text', body: 'Alice, tea?' }, 'm.room.message', room);
+    const byUserId = await send(bob, { msgtype: 'm.text', body: `ping ${alice.userId}` }, 'm.room.message', room);
+    // A client that sends m.mentions without Alice in it did not mean her: the legacy rules stand aside.
+    await send(bob, { msgtype: 'm.text', body: 'Alice, tea?', 'm.mentions': {} }, 'm.room.message', room);
+    const listed = (await notifications(alice)).notifications.filter((n: Json) => n.room_id === room);
+    expect(listed.map((n: Json) => n.event.event_id)).toEqual([byUserId, byName]);
+    for (const n of listed) expect(n.actions).toContainEqual({ set_tweak: 'highlight' });
   });
 
   it('notifies the invitee of an invite and one-to-one messages with sound', async () => {

@@ -33,7 +33,7 @@ describe.each(testDialects())('push rules on %s', (dialect) => {
     await server?.close();
   });
 
-  it('serves the server-default ruleset (spec v1.19) to matrix-js-sdk and raw clients', async () => {
+  it('serves the server-default ruleset (spec v1.19, plus the legacy mention rules as Synapse) to matrix-js-sdk and raw clients', async () => {
     const rules = await client.getPushRules();
     const master = rules.global.override!.find((r) => r.rule_id === '.m.rule.master');
     expect(master).toMatchObject({ default: true, enabled: false, actions: [] });
@@ -50,14 +50,18 @@ describe.each(testDialects())('push rules on %s', (dialect) => {
       '.m.rule.invite_for_me',
       '.m.rule.member_event',
       '.m.rule.is_user_mention',
+      '.m.rule.contains_display_name',
       '.m.rule.is_room_mention',
+      '.m.rule.roomnotif',
       '.m.rule.tombstone',
       '.m.rule.reaction',
       '.m.rule.room.server_acl',
       '.m.rule.suppress_edits',
     ]);
     expect(ids(raw.underride)).toEqual(['.m.rule.call', '.m.rule.encrypted_room_one_to_one', '.m.rule.room_one_to_one', '.m.rule.message', '.m.rule.encrypted']);
-    expect(raw.content).toEqual([]);
+    expect(raw.content).toEqual([
+      { rule_id: '.m.rule.contains_user_name', default: true, enabled: true, pattern: 'alice', actions: ['notify', { set_tweak: 'sound', value: 'default' }, { set_tweak: 'highlight' }] },
+    ]);
     expect(raw.room).toEqual([]);
     expect(raw.sender).toEqual([]);
     expect(raw.underride[0]).toEqual({
@@ -233,5 +237,32 @@ describe.each(testDialects())('push rules on %s', (dialect) => {
     const anonymous = await request(server.baseUrl, 'GET', '/_matrix/client/v3/pushrules/');
     expect(anonymous.status).toBe(401);
     expect(anonymous.body.errcode).toBe('M_MISSING_TOKEN');
+  });
+});
+
+describe.each(testDialects())('push rules with legacy_mention_rules off on %s', (dialect) => {
+  let server: TestServer;
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('serves exactly the spec v1.19 ruleset', async () => {
+    server = await startHomeserver({ dialect, config: { push: { legacy_mention_rules: false } } });
+    const alice = await registerUser(server.baseUrl, 'alice');
+    const res = await request(server.baseUrl, 'GET', '/_matrix/client/v3/pushrules/', { token: alice.accessToken });
+    expect(res.status).toBe(200);
+    expect(res.body.global.override.map((r: Json) => r.rule_id)).toEqual([
+      '.m.rule.master',
+      '.m.rule.suppress_notices',
+      '.m.rule.invite_for_me',
+      '.m.rule.member_event',
+      '.m.rule.is_user_mention',
+      '.m.rule.is_room_mention',
+      '.m.rule.tombstone',
+      '.m.rule.reaction',
+      '.m.rule.room.server_acl',
+      '.m.rule.suppress_edits',
+    ]);
+    expect(res.body.global.content).toEqual([]);
   });
 });
