@@ -16,6 +16,7 @@ import * as remoteMedia from './0016_remote_media.js';
 import * as deviceListAudience from './0017_device_list_audience.js';
 import * as appserviceRoomList from './0018_appservice_room_list.js';
 import * as serverKeyResponses from './0019_server_key_responses.js';
+import * as roomPeeks from './0024_room_peeks.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -42,6 +43,7 @@ const migrations: Array<[string, Migration]> = [
   ['0017_device_list_audience', deviceListAudience],
   ['0018_appservice_room_list', appserviceRoomList],
   ['0019_server_key_responses', serverKeyResponses],
+  ['0024_room_peeks', roomPeeks],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

@@ -151,6 +151,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   rooms.onCommitted((result) => guestAccess.onCommitted(result));
   const e2ee = createE2ee(base, users);
   const sync = new SyncService({ ...base, rooms });
+  rooms.onCommitted((result) => sync.peeks.onCommitted(result));
+  users.onDevicesDeleted.push((userId, deviceIds) => sync.peeks.onDevicesDeleted(userId, deviceIds));
   sync.registerProvider(new ToDeviceProvider({ toDevice: e2ee.toDevice, deviceKeys: e2ee.deviceKeys }));
   sync.registerProvider(new DeviceListsProvider(e2ee.deviceLists));
   const edus = createEdus({ ...base, rooms, accountData: sync.accountData });
@@ -282,6 +284,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       push.close();
       await relations.indexer.idle();
       await guestAccess.idle();
+      await sync.peeks.idle();
       await federationEdus.close();
       await services.appservicePusher.stop();
       const federationStopped = roomFederation.stop();

@@ -20,6 +20,7 @@ import { versionRoutes } from './versions.js';
 import { accountDataRoutes } from './accountData.js';
 import { filterRoutes } from './filter.js';
 import { syncRoutes } from './sync.js';
+import { peekRoutes } from './peek.js';
 import { presenceRoutes } from './presence.js';
 import { receiptRoutes } from './receipts.js';
 import { typingRoutes } from './typing.js';
@@ -48,6 +49,7 @@ export function clientRoutes(services: Services): RouteDefinition[] {
   return [
     ...versionRoutes(services),
     ...syncRoutes(services),
+    ...peekRoutes(services),
     ...filterRoutes(services),
     ...accountDataRoutes(services),
     ...loginRoutes(services),

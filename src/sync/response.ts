@@ -37,6 +37,9 @@ export interface JoinedRoom {
   [extension: string]: unknown;
 }
 
+/** MSC2753: a room the device peeks into, shaped as a joined room without unread counts. */
+export type PeekedRoom = Omit<JoinedRoom, 'unread_notifications'>;
+
 export interface LeftRoom {
   state: { events: ClientEvent[] };
   timeline: Timeline;
@@ -58,6 +61,8 @@ export interface SyncResponse {
     invite: Record<string, InvitedRoom>;
     leave: Record<string, LeftRoom>;
     knock: Record<string, KnockedRoom>;
+    /** MSC2753 peeks of this device; present only when there is one to send. */
+    peek?: Record<string, PeekedRoom>;
   };
   account_data: { events: BasicEvent[] };
   presence: { events: BasicEvent[] };
@@ -85,6 +90,7 @@ export class SyncResponseBuilder {
   readonly invite = new Map<string, InvitedRoom>();
   readonly leave = new Map<string, LeftRoom>();
   readonly knock = new Map<string, KnockedRoom>();
+  readonly peek = new Map<string, PeekedRoom>();
   readonly accountData: BasicEvent[] = [];
   readonly presence: BasicEvent[] = [];
   readonly toDevice: BasicEvent[] = [];
@@ -98,6 +104,15 @@ export class SyncResponseBuilder {
   joinedRoom(roomId: string): JoinedRoom {
     let room = this.join.get(roomId);
     if (!room) this.join.set(roomId, (room = emptyJoinedRoom()));
+    return room;
+  }
+
+  peekedRoom(roomId: string): PeekedRoom {
+    let room = this.peek.get(roomId);
+    if (!room) {
+      const { unread_notifications: _, ...empty } = emptyJoinedRoom();
+      this.peek.set(roomId, (room = empty));
+    }
     return room;
   }
 
@@ -116,6 +131,7 @@ export class SyncResponseBuilder {
         invite: Object.fromEntries(this.invite),
         leave: Object.fromEntries(this.leave),
         knock: Object.fromEntries(this.knock),
+        ...(this.peek.size ? { peek: Object.fromEntries(this.peek) } : {}),
       },
       account_data: { events: this.accountData },
       presence: { events: this.presence },

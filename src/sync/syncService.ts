@@ -8,6 +8,8 @@ import { FilterService } from './filterService.js';
 import type { NotificationCounter, SyncContext, SyncProvider } from './provider.js';
 import { AccountDataProvider } from './providers/accountData.js';
 import { EmptyProvider } from './providers/empty.js';
+import { PeeksProvider } from './providers/peeks.js';
+import { PeekService } from './peeks.js';
 import { RoomsProvider } from './providers/rooms.js';
 import { SyncResponseBuilder, type SyncResponse } from './response.js';
 import { SYNC_TOPICS, encodeSyncToken, maxPositions, parseSyncToken, zeroPositions, type SyncPositions, type SyncTopic } from './token.js';
@@ -35,13 +37,17 @@ const MAX_TIMEOUT_MS = 5 * 60_000;
 export class SyncService {
   readonly filters: FilterService;
   readonly accountData: AccountDataService;
+  readonly peeks: PeekService;
   private readonly providers = new Map<SyncTopic, SyncProvider>();
 
   constructor(private readonly deps: ServiceDeps & { rooms: RoomService }) {
     this.filters = new FilterService(deps.db);
     this.accountData = new AccountDataService(deps);
+    this.peeks = new PeekService(deps);
     // Registration order is run order: rooms first, so others can decorate room entries.
-    this.registerProvider(new RoomsProvider({ db: deps.db, rooms: deps.rooms, now: () => deps.clock.now() }));
+    const rooms = new RoomsProvider({ db: deps.db, rooms: deps.rooms, now: () => deps.clock.now() });
+    this.registerProvider(rooms);
+    this.registerProvider(new PeeksProvider({ db: deps.db, rooms }));
     this.registerProvider(new AccountDataProvider({ db: deps.db }));
     for (const topic of SYNC_TOPICS) if (!this.providers.has(topic)) this.registerProvider(new EmptyProvider(topic));
   }
@@ -79,12 +85,15 @@ export class SyncService {
     const deadline = this.deps.clock.now() + timeout;
 
     for (;;) {
+      // Events in the rooms this device peeks into wake it too (a new peek wakes the user).
+      const peeked = since !== undefined && !fullState && deadline > this.deps.clock.now() ? await this.peeks.roomsOf(req.userId, req.deviceId) : [];
       // The waiter is registered before positions are read, so a commit after the read always wakes it.
       const abort = new AbortController();
       const onOuterAbort = () => abort.abort();
       req.signal?.addEventListener('abort', onOuterAbort);
       const remaining = deadline - this.deps.clock.now();
-      const wake = since && !fullState && remaining > 0 && !req.signal?.aborted ? this.deps.notifier.wait(req.userId, remaining, abort.signal) : undefined;
+      const waits = since !== undefined && !fullState && remaining > 0 && !req.signal?.aborted;
+      const wake = waits ? this.deps.notifier.wait(req.userId, remaining, abort.signal, peeked) : undefined;
       try {
         const { response, changed } = await this.compute(req, since, filter, fullState);
         if (!wake || changed) return response;

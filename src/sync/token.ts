@@ -1,10 +1,10 @@
 import { MatrixError } from '../errors.js';
 
 // A /sync token carries one stream position per topic behind a version prefix (docs/architecture.md, "Sync"):
-//   s1_<timeline>_<accountData>_<toDevice>_<deviceLists>_<receipts>_<typing>_<presence>
+//   s1_<timeline>_<accountData>_<toDevice>_<deviceLists>_<receipts>_<typing>_<presence>_<peeks>
 // New topics are appended at the end; an older token simply lacks them and reads as 0 there. The timeline
 // position comes first because RoomReader.resolveToken reads it (`/^s\d+_(\d+)/`) for /messages.
-export const SYNC_TOPICS = ['timeline', 'accountData', 'toDevice', 'deviceLists', 'receipts', 'typing', 'presence'] as const;
+export const SYNC_TOPICS = ['timeline', 'accountData', 'toDevice', 'deviceLists', 'receipts', 'typing', 'presence', 'peeks'] as const;
 
 export type SyncTopic = (typeof SYNC_TOPICS)[number];
 

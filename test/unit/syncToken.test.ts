@@ -7,9 +7,9 @@ import { SYNC_TOPICS, encodeSyncToken, maxPositions, parseSyncToken, zeroPositio
 
 describe('sync tokens', () => {
   it('round-trips every topic position behind the version prefix', () => {
-    const p = { timeline: 42, accountData: 7, toDevice: 3, deviceLists: 9, receipts: 11, typing: 2, presence: 5 };
+    const p = { timeline: 42, accountData: 7, toDevice: 3, deviceLists: 9, receipts: 11, typing: 2, presence: 5, peeks: 4 };
     const token = encodeSyncToken(p);
-    expect(token).toBe('s1_42_7_3_9_11_2_5');
+    expect(token).toBe('s1_42_7_3_9_11_2_5_4');
     expect(parseSyncToken(token)).toEqual(p);
     expect(SYNC_TOPICS[0]).toBe('timeline');
     // /messages reads the timeline position out of a sync token.
@@ -18,7 +18,7 @@ describe('sync tokens', () => {
 
   it('parses tolerantly: missing positions are 0, extra ones are ignored', () => {
     expect(parseSyncToken('s1_5')).toEqual({ ...zeroPositions(), timeline: 5 });
-    expect(parseSyncToken('s1_5_6_0_0_0_0_0_99_100')).toEqual({ ...zeroPositions(), timeline: 5, accountData: 6 });
+    expect(parseSyncToken('s1_5_6_0_0_0_0_0_0_99_100')).toEqual({ ...zeroPositions(), timeline: 5, accountData: 6 });
   });
 
   it.each(['', 'garbage', 's1_', 's1_x', 's2_1_2', 't5_3', 's1_1__2', 's1_-1', 's1_99999999999999999999'])('rejects %j with M_INVALID_PARAM', (token) => {

@@ -43,7 +43,7 @@ const STRIPPED_TYPES = ['m.room.create', 'm.room.join_rules', 'm.room.name', 'm.
 
 interface RoomPlan {
   roomId: string;
-  section: 'join' | 'leave';
+  section: 'join' | 'leave' | 'peek';
   /** Timeline range (after, upTo]. */
   after: number;
   upTo: number;
@@ -183,6 +183,23 @@ export class RoomsProvider implements SyncProvider {
     return added > 0 || invited > 0 || knocks.length > 0;
   }
 
+  /**
+   * MSC2753 peeks of the device, built as joined rooms are: a `fresh` peek (new since the client's token)
+   * comes whole, as a newly joined room; the others bring what happened in the token's timeline range.
+   * Returns how many rooms were added.
+   */
+  buildPeeks(ctx: SyncContext, peeks: ReadonlyArray<{ roomId: string; fresh: boolean }>): Promise<number> {
+    const upTo = ctx.to.timeline;
+    const plans: RoomPlan[] = [];
+    for (const { roomId, fresh } of peeks) {
+      if (fresh || ctx.since === undefined) plans.push({ roomId, section: 'peek', after: 0, upTo, fullState: true, summary: true });
+      else if (ctx.fullState || ctx.since.timeline < upTo) {
+        plans.push({ roomId, section: 'peek', after: ctx.since.timeline, upTo, fullState: ctx.fullState, summary: ctx.fullState });
+      }
+    }
+    return this.buildRooms(ctx, plans, ctx.since !== undefined);
+  }
+
   /** Memberships as of `to` in rooms with events in (from, to] or whose membership changed since `from`. */
   private async touchedMemberships(ctx: SyncContext, from: number, to: number): Promise<Map<string, MembershipRow>> {
     const out = new Map<string, MembershipRow>();
@@ -264,8 +281,8 @@ export class RoomsProvider implements SyncProvider {
           .map((id) => stateEvents.get(id))
           .filter((e): e is StoredEvent => e !== undefined && matchesRoomEventFilter(e.pdu, stateFilter)),
       }))
-      .filter((b) => !(skipEmpty && !b.plan.fullState && b.plan.section === 'join' && b.timeline.events.length === 0 && b.statePdus.length === 0));
-    const summaryIds = built.filter((b) => b.plan.section === 'join' && (b.plan.summary || hasMemberEvent(b))).map((b) => b.plan.roomId);
+      .filter((b) => !(skipEmpty && !b.plan.fullState && b.plan.section !== 'leave' && b.timeline.events.length === 0 && b.statePdus.length === 0));
+    const summaryIds = built.filter((b) => b.plan.section !== 'leave' && (b.plan.summary || hasMemberEvent(b))).map((b) => b.plan.roomId);
     const [counts, heroes, named] = await Promise.all([
       summaryIds.length ? memberCounts(this.db, summaryIds) : new Map<string, { joined: number; invited: number }>(),
       summaryIds.length ? heroCandidates(this.db, summaryIds, ctx.userId) : new Map<string, string[]>(),
@@ -283,8 +300,8 @@ export class RoomsProvider implements SyncProvider {
         limited: timeline.limited || plan.newlyJoined === true,
         prev_batch: this.prevBatch(ctx, plan, timeline),
       };
-      if (plan.section === 'join') {
-        const room = ctx.response.joinedRoom(plan.roomId);
+      if (plan.section !== 'leave') {
+        const room = plan.section === 'join' ? ctx.response.joinedRoom(plan.roomId) : ctx.response.peekedRoom(plan.roomId);
         room.timeline = tl;
         room.state = { events: state };
         const c = counts.get(plan.roomId);
@@ -387,7 +404,8 @@ export class RoomsProvider implements SyncProvider {
    */
   private async visibleOrCurrent(ctx: SyncContext, plan: RoomPlan, events: StoredEvent[], ignored: ReadonlySet<string>): Promise<StoredEvent[]> {
     const visible = await this.deps.rooms.reader.filterVisible(ctx.userId, plan.roomId, events, ignored);
-    if (plan.section !== 'join' || visible.length === events.length) return visible;
+    // A peeker reads a world-readable room's current state anyway (GET /state), so its events show too.
+    if (plan.section === 'leave' || visible.length === events.length) return visible;
     const shown = new Set(visible.map((e) => e.eventId));
     const hiddenState = events.filter((e) => !shown.has(e.eventId) && typeof e.pdu.state_key === 'string').map((e) => e.eventId);
     const current = await inCurrentState(this.db, plan.roomId, hiddenState);
