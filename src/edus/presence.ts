@@ -27,7 +27,18 @@ export const REMOTE_OFFLINE_AFTER_MS = 30 * 60_000;
 /** A sign of life is written to the database at most this often per user (no stream position). */
 const TOUCH_EVERY_MS = 10_000;
 
+/** How long, and how many, remote updates for users we share no room with yet are kept in memory. */
+const HOLD_REMOTE_MS = 60_000;
+const MAX_HELD_REMOTE = 1000;
+
 export type SetPresence = 'online' | 'unavailable' | 'offline';
+
+export interface RemotePresenceUpdate {
+  presence: PresenceState;
+  last_active_ago?: number | undefined;
+  status_msg?: string | undefined;
+  currently_active?: boolean | undefined;
+}
 
 export interface PresenceContent {
   presence: PresenceState;
@@ -46,6 +57,11 @@ export class PresenceService {
   /** Syncs in flight in this process, per user: a long-poll is a sign of life. */
   private readonly syncing = new Map<string, number>();
   private readonly touched = new Map<string, number>();
+  /**
+   * Remote updates for users nobody here shares a room with yet, kept briefly: a server sends its users'
+   * presence as soon as our user's join reaches it, often before that join has committed here.
+   */
+  private readonly heldRemote = new Map<string, { update: RemotePresenceUpdate; at: number }>();
 
   constructor(private readonly deps: ServiceDeps) {
     this.enabled = deps.config.presence.enabled;
@@ -158,17 +174,44 @@ export class PresenceService {
   }
 
   /** Inbound m.presence from another server (the dispatcher checked the user belongs to it). */
-  async receiveRemote(userId: string, update: { presence: PresenceState; last_active_ago?: number | undefined; status_msg?: string | undefined; currently_active?: boolean | undefined }): Promise<void> {
+  async receiveRemote(userId: string, update: RemotePresenceUpdate): Promise<void> {
     if (!this.enabled || this.isLocal(userId)) return;
     // Kept only for users someone here shares a room with: nobody else may see it.
     const peers = await usersSharingRooms(this.deps.db.knex, userId);
-    if (!peers.some((u) => this.isLocal(u))) return;
     const now = this.deps.clock.now();
+    if (!peers.some((u) => this.isLocal(u))) {
+      this.hold(userId, update, now);
+      return;
+    }
+    this.heldRemote.delete(userId);
     const lastActiveTs = now - Math.max(0, update.last_active_ago ?? 0);
     await this.deps.db.write((trx) =>
       putPresence(trx, { userId, state: update.presence, statusMsg: update.status_msg, lastActiveTs, lastSyncTs: now, explicit: false }),
     );
     this.deps.notifier.notifyUsers(peers);
+  }
+
+  /** A local user joined a room with these remote users: their held-back updates may now be kept. */
+  async applyHeldRemote(userIds: readonly string[]): Promise<void> {
+    const now = this.deps.clock.now();
+    for (const userId of userIds) {
+      const held = this.heldRemote.get(userId);
+      if (!held) continue;
+      this.heldRemote.delete(userId);
+      if (now - held.at > HOLD_REMOTE_MS) continue;
+      const age = now - held.at;
+      await this.receiveRemote(userId, { ...held.update, last_active_ago: (held.update.last_active_ago ?? 0) + age });
+    }
+  }
+
+  private hold(userId: string, update: RemotePresenceUpdate, now: number): void {
+    this.heldRemote.delete(userId);
+    this.heldRemote.set(userId, { update, at: now });
+    // Bounded: the oldest entries go first (a Map iterates in insertion order).
+    for (const [key, value] of this.heldRemote) {
+      if (this.heldRemote.size <= MAX_HELD_REMOTE && now - value.at <= HOLD_REMOTE_MS) break;
+      this.heldRemote.delete(key);
+    }
   }
 
   private isLocal(userId: string): boolean {

@@ -225,4 +225,30 @@ describe.each(testDialects())('EDUs between two servers (typing, receipts, prese
     expect(r.value).toEqual({ sender: alice.userId, type: 'org.example.hello', content: { hello: 'bob' } });
     bobSince = r.since;
   });
+  it('a new room companion on another server gets presence set before the room was shared (as Synapse)', async () => {
+    const carol = await registerUser(A.baseUrl, 'carol');
+    const dave = await registerUser(B.baseUrl, 'dave');
+    for (const [server, user, msg] of [[A, carol, 'carol here'], [B, dave, 'dave here']] as const) {
+      const res = await request(server.baseUrl, 'PUT', `/_matrix/client/v3/presence/${encodeURIComponent(user.userId)}/status`, {
+        token: user.accessToken,
+        body: { presence: 'online', status_msg: msg },
+      });
+      expect(res.status).toBe(200);
+    }
+    const carolSince = (await sync(A, carol)).next_batch;
+    const daveSince = (await sync(B, dave)).next_batch;
+    const created = await request(A.baseUrl, 'POST', '/_matrix/client/v3/createRoom', { token: carol.accessToken, body: { preset: 'private_chat', invite: [dave.userId] } });
+    expect(created.status).toBe(200);
+    const room: string = created.body.room_id;
+    await syncUntil(B, dave, daveSince, (b) => b.rooms?.invite?.[room], 'the invite on B');
+    const joined = await request(B.baseUrl, 'POST', `/_matrix/client/v3/join/${encodeURIComponent(room)}`, { token: dave.accessToken, body: {} });
+    expect(joined.status).toBe(200);
+
+    const presenceOf = (userId: string) => (b: SyncBody) =>
+      (b.presence?.events ?? []).find((e: { sender: string; content: { presence: string } }) => e.sender === userId && e.content.presence === 'online');
+    const atA = await syncUntil(A, carol, carolSince, presenceOf(dave.userId), "dave's presence on A");
+    expect(atA.value.content).toMatchObject({ presence: 'online', status_msg: 'dave here' });
+    const atB = await syncUntil(B, dave, daveSince, presenceOf(carol.userId), "carol's presence on B");
+    expect(atB.value.content).toMatchObject({ presence: 'online', status_msg: 'carol here' });
+  });
 });

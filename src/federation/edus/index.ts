@@ -26,6 +26,7 @@ import { directToDeviceHandler, sendToDevice } from './directToDevice.js';
 import { EduDispatcher } from './dispatch.js';
 import { EduOutbox } from './outbox.js';
 import { presenceHandler, sendPresence } from './presence.js';
+import { presenceOnJoin } from './presenceOnJoin.js';
 import { receiptHandler, sendReceipts } from './receipt.js';
 import { signingKeyUpdateHandler } from './signingKeyUpdate.js';
 import { sendTyping, typingHandler } from './typing.js';
@@ -83,6 +84,7 @@ export function createFederationEdus(deps: FederationEduDeps): FederationEdus {
   sendTyping({ typing: edus.typing, outbox, db });
   sendReceipts({ receipts: edus.receipts, outbox, db });
   sendPresence({ presence: edus.presence, outbox, db });
+  deps.rooms.onCommitted(presenceOnJoin({ db, serverName, presence: edus.presence, outbox, logger }));
   // Every committed change of a local user's devices or cross-signing keys is announced to other servers.
   e2ee.deviceLists.onChanged.push((userId) => {
     if (isLocal(userId)) void localDeviceLists.changed(userId);
