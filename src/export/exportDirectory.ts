@@ -15,6 +15,8 @@ export class ExportError extends Error {}
 
 /** One path segment from an id someone else chose (a room id, a media id). */
 export function safeSegment(id: string): string {
+  // A lone '%' is no percent-encoding of anything: the empty id cannot collide or name the parent.
+  if (id === '') return '%';
   const encoded = SAFE_SEGMENT.test(id) ? id : encodeURIComponent(id).replace(/[.*'()]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
   if (encoded.length <= MAX_SEGMENT) return encoded;
   // Too long for a file name: a prefix for the eye and a hash for uniqueness (the id is inside the file too).

@@ -45,6 +45,7 @@ describe.each(testDialects())('skjol export-data (%s)', (dialect) => {
   let roomA: string;
   let roomB: string;
   let roomC: string;
+  let roomD: string;
   let mediaId: string;
   let aliceInA: string;
   let aliceInB: string;
@@ -78,6 +79,11 @@ describe.each(testDialects())('skjol export-data (%s)', (dialect) => {
     roomC = (await ok(server, 'POST', '/_matrix/client/v3/createRoom', bob, { preset: 'private_chat', name: 'Room C' })).room_id;
     await send(server, bob, roomC, 'MARK-in-C-alice-never-joined');
     await ok(server, 'POST', `/_matrix/client/v3/rooms/${encodeURIComponent(roomC)}/invite`, bob, { user_id: alice.userId });
+
+    // Room D: alice knocks and waits.
+    roomD = (await ok(server, 'POST', '/_matrix/client/v3/createRoom', bob, { preset: 'private_chat', name: 'Room D', initial_state: [{ type: 'm.room.join_rules', state_key: '', content: { join_rule: 'knock' } }] })).room_id;
+    await send(server, bob, roomD, 'MARK-in-D-behind-the-door');
+    await ok(server, 'POST', `/_matrix/client/v3/knock/${encodeURIComponent(roomD)}`, alice, { reason: 'let me in' });
 
     await ok(server, 'PUT', '/_matrix/client/v3/pushrules/global/content/exportrule', alice, { pattern: 'MARK-pushrule', actions: ['notify'] });
     await ok(server, 'POST', '/_matrix/client/v3/pushers/set', alice, {
@@ -156,9 +162,15 @@ describe.each(testDialects())('skjol export-data (%s)', (dialect) => {
     const inviteState = readJson(out, byRoom.get(roomC)!.directory, 'invite_state.json') as Array<{ type: string; content: Record<string, unknown> }>;
     expect(inviteState.find((e) => e.type === 'm.room.name')?.content.name).toBe('Room C');
 
+    // Room D: the knock and the room's stripped state only.
+    expect(byRoom.get(roomD)?.membership).toBe('knock');
+    expect(events(roomD).map((e) => [e.type, e.content.membership])).toEqual([['m.room.member', 'knock']]);
+    const knockState = readJson(out, byRoom.get(roomD)!.directory, 'knock_state.json') as Array<{ type: string; content: Record<string, unknown> }>;
+    expect(knockState.find((e) => e.type === 'm.room.join_rules')?.content.join_rule).toBe('knock');
+
     // Nothing alice was not allowed to see is anywhere in the export.
     const everything = readAll(out);
-    for (const hidden of ['MARK-before-alice-joined', 'MARK-after-alice-left', 'MARK-in-C-alice-never-joined']) expect(everything).not.toContain(hidden);
+    for (const hidden of ['MARK-before-alice-joined', 'MARK-after-alice-left', 'MARK-in-C-alice-never-joined', 'MARK-in-D-behind-the-door']) expect(everything).not.toContain(hidden);
 
     // Account data, receipts, push rules.
     expect(readJson(out, 'user_data', 'account_data', 'global.json')['org.example.global']).toEqual({ note: 'MARK-global-account-data' });
