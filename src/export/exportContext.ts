@@ -39,7 +39,8 @@ export async function openExportContext(config: HomeserverConfig): Promise<{ dep
     serverName: config.server_name,
     clock: base.clock,
     rooms: new RoomService(base),
-    pushRules: new PushRulesService({ db, logger: base.logger, accountData: new AccountDataService({ db, notifier }) }),
+    // The rule set the server serves (homeserver.ts passes the same option), so the export matches /pushrules.
+    pushRules: new PushRulesService({ db, logger: base.logger, accountData: new AccountDataService({ db, notifier }) }, { legacyMentions: config.push.legacy_mention_rules }),
     mediaStore: new MediaStore(config.media_store_path),
   };
   return { deps, close: () => db.close() };

@@ -176,6 +176,8 @@ describe.each(testDialects())('skjol export-data (%s)', (dialect) => {
     expect(readJson(out, 'user_data', 'account_data', 'global.json')['org.example.global']).toEqual({ note: 'MARK-global-account-data' });
     expect(readJson(out, 'user_data', 'account_data', 'rooms.json')[roomB]['org.example.room']).toEqual({ note: 'MARK-room-account-data' });
     expect(readJson(out, 'user_data', 'receipts.json')).toEqual([expect.objectContaining({ room_id: roomB, receipt_type: 'm.read', event_id: aliceInB })]);
+    // The push rules are the set the server serves alice, defaults included.
+    expect(readJson(out, 'user_data', 'push_rules.json')).toEqual(await ok(server, 'GET', '/_matrix/client/v3/pushrules/', alice));
     const content = readJson(out, 'user_data', 'push_rules.json').global.content as Array<{ rule_id: string; pattern: string }>;
     expect(content.find((r) => r.rule_id === 'exportrule')?.pattern).toBe('MARK-pushrule');
 
