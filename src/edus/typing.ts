@@ -73,9 +73,9 @@ export class TypingService {
     return out;
   }
 
-  /** Rooms with someone typing now. */
-  activeRooms(): string[] {
-    return [...this.typing.keys()];
+  /** Rooms whose typing changed at least once since start (someone may or may not be typing now). */
+  touchedRooms(): string[] {
+    return [...this.changedAt.keys()];
   }
 
   close(): void {

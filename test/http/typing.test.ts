@@ -91,7 +91,8 @@ describe.each(testDialects())('typing notifications on %s', (dialect) => {
     expect(typingIn(typing, roomId)).toEqual([alice.userId]);
     const expired = await syncUntilTyping(bob, typing.next_batch, roomId, (ids) => ids.length === 0);
     expect(typingIn(expired, roomId)).toEqual([]);
-    expect(typingIn(await sync(bob), roomId)).toBeUndefined();
+    // A full sync says nobody types there any more (as Synapse), rather than leaving the room out.
+    expect(typingIn(await sync(bob), roomId)).toEqual([]);
   });
 
   it('stops typing when the typist leaves the room', async () => {

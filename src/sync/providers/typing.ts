@@ -3,7 +3,8 @@ import type { TypingService } from '../../edus/typing.js';
 import type { Database } from '../../storage/database.js';
 import type { SyncContext, SyncProvider } from '../provider.js';
 
-// The typing topic: an m.typing ephemeral event with everyone typing now, for rooms whose typing changed.
+// The typing topic: an m.typing ephemeral event with everyone typing now, for rooms whose typing changed
+// (since the token; on a full sync, ever).
 export class TypingProvider implements SyncProvider {
   readonly topic = 'typing' as const;
 
@@ -14,10 +15,12 @@ export class TypingProvider implements SyncProvider {
   }
 
   async complete(ctx: SyncContext): Promise<void> {
-    const active = this.deps.typing.activeRooms();
-    if (active.length === 0) return;
+    // As Synapse: every room whose typing ever changed, even to nobody, so a client starting from a full
+    // sync learns that a typist it may have shown before has stopped.
+    const touched = this.deps.typing.touchedRooms();
+    if (touched.length === 0) return;
     const joined = new Set(await ctx.joinedRoomIds());
-    this.place(ctx, active.filter((id) => joined.has(id)));
+    this.place(ctx, touched.filter((id) => joined.has(id)));
   }
 
   async incremental(ctx: SyncContext, from: number): Promise<boolean> {
