@@ -17,6 +17,7 @@ import * as deviceListAudience from './0017_device_list_audience.js';
 import * as appserviceRoomList from './0018_appservice_room_list.js';
 import * as serverKeyResponses from './0019_server_key_responses.js';
 import * as roomPeeks from './0024_room_peeks.js';
+import * as mediaAuthenticated from './0022_media_authenticated.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -44,6 +45,7 @@ const migrations: Array<[string, Migration]> = [
   ['0018_appservice_room_list', appserviceRoomList],
   ['0019_server_key_responses', serverKeyResponses],
   ['0024_room_peeks', roomPeeks],
+  ['0022_media_authenticated', mediaAuthenticated],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

@@ -28,6 +28,7 @@ import { createLogger } from './logger.js';
 import { createPush, type PushService } from './push/index.js';
 import { readPositions } from './storage/repositories/receipts.js';
 import { MediaService } from './media/mediaService.js';
+import { eraseUserMedia } from './media/erasure.js';
 import { RoomService } from './rooms/roomService.js';
 import { createDirectory, type DirectoryServices } from './directory/index.js';
 import { UpgradedRoomState } from './directory/upgradedRoomState.js';
@@ -202,6 +203,10 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     appservicePusher: new AppservicePusher({ ...base, rooms, registrations: appservices.registry, edus, e2ee }),
   };
   services.media.start();
+  // Erasure deletes the user's uploads; the hook may run twice (after a crash), which eraseUserMedia allows.
+  users.onDeactivated.push(async (userId, { erase }) => {
+    if (erase) await eraseUserMedia({ db, store: services.media.store, logger }, userId);
+  });
 
   const app = express();
   app.disable('x-powered-by');

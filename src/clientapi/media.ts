@@ -8,6 +8,7 @@ import { booleanParam, fetchQuery, thumbnailQuery, thumbnailRequest, timeoutPara
 
 // Spec: Client-Server API, "Content repository". The legacy /_matrix/media/{v3,r0,v1} endpoints (download
 // and thumbnail unauthenticated, as before v1.11) and the authenticated /_matrix/client/v1/media ones.
+// Under enable_authenticated_media the legacy downloads serve only media stored while it was off.
 
 const MEDIA_LEGACY = ['/_matrix/media/v3', '/_matrix/media/r0', '/_matrix/media/v1'] as const;
 const MEDIA_V1 = ['/_matrix/media/v1'] as const;
@@ -48,12 +49,12 @@ export function mediaRoutes(services: Services): RouteDefinition[] {
   // allow_remote exists only on the legacy (unauthenticated) endpoints, which other servers also use.
   const downloadHandler = (authenticated: boolean) => async (ctx: { params: Record<string, string>; query: z.output<typeof fetchQuery> }) => {
     const allowRemote = authenticated || booleanParam(ctx.query.allow_remote, 'allow_remote') !== false;
-    const d = await media.download(ctx.params.serverName!, ctx.params.mediaId!, timeoutParam(ctx.query.timeout_ms), allowRemote);
+    const d = await media.download(ctx.params.serverName!, ctx.params.mediaId!, timeoutParam(ctx.query.timeout_ms), allowRemote, !authenticated);
     return downloadReply(d, ctx.params.fileName, authenticated);
   };
 
   const thumbnailHandler = (authenticated: boolean) => async (ctx: { params: Record<string, string>; query: z.output<typeof thumbnailQuery> }) => {
-    const t = await media.thumbnail(ctx.params.serverName!, ctx.params.mediaId!, thumbnailRequest(ctx.query, !authenticated));
+    const t = await media.thumbnail(ctx.params.serverName!, ctx.params.mediaId!, { ...thumbnailRequest(ctx.query, !authenticated), unauthenticated: !authenticated });
     return thumbnailReply(t, authenticated);
   };
 

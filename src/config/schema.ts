@@ -106,6 +106,9 @@ export const configSchema = z.strictObject({
     .strictObject({ local_media_lifetime: duration.nullable().optional(), remote_media_lifetime: duration.nullable().optional() })
     .default({}),
   max_pending_media_uploads: z.number().int().positive().default(5),
+  // Synapse's key (MSC3916): media stored while on is served only on the authenticated client and federation
+  // paths; the legacy unauthenticated /_matrix/media/{v3,r0} downloads answer 404 for it.
+  enable_authenticated_media: z.boolean().default(true),
   unused_expiration_time: duration.default('24h'),
   rc_message: rateLimit.default({ per_second: 10, burst_count: 50 }),
   rc_registration: rateLimit.default({ per_second: 0.17, burst_count: 3 }),

@@ -7,6 +7,7 @@ import type { ServiceDeps } from '../serviceDeps.js';
 import * as repo from '../storage/repositories/media.js';
 import type { MediaRow, ThumbnailRow, UploadedContent } from '../storage/repositories/media.js';
 import * as remoteRepo from '../storage/repositories/remoteMedia.js';
+import type { RemoteMediaRow } from '../storage/repositories/remoteMedia.js';
 import { normaliseContentType } from './headers.js';
 import { RemoteMediaCache, type RemoteMediaClient } from './remoteMedia.js';
 import { MEDIA_ID_RE, MediaStore, type OpenedFile, type StoredFile } from './store.js';
@@ -46,6 +47,8 @@ export interface ThumbnailRequest {
   timeoutMs: number | undefined;
   /** false: answer only from local media and the cache (legacy `allow_remote`). */
   allowRemote?: boolean;
+  /** A legacy unauthenticated request: media stored under enable_authenticated_media is not served. */
+  unauthenticated?: boolean;
 }
 
 /** What a thumbnail is made from: local media, or a cached remote item (by its filesystem id). */
@@ -125,6 +128,16 @@ export class MediaService {
     await this.remote.idle();
   }
 
+  /** enable_authenticated_media: what new media is marked with, and whether the mark is enforced. */
+  private get authenticatedOnly(): boolean {
+    return this.deps.config.enable_authenticated_media;
+  }
+
+  /** Whether a legacy unauthenticated request may be served this item (Synapse: 404 when not). */
+  private servesUnauthenticated(row: { authenticated: boolean }): boolean {
+    return !this.authenticatedOnly || !row.authenticated;
+  }
+
   private isLocal(serverName: string): boolean {
     return serverName === this.deps.serverName;
   }
@@ -140,7 +153,8 @@ export class MediaService {
     const final = this.store.contentPath(mediaId);
     try {
       await this.store.commit(written.tempPath, final);
-      await repo.insertUploadedMedia(this.deps.db.knex, mediaId, userId, { ...content, size: written.size, sha256: written.sha256 }, this.deps.clock.now());
+      const stored = { ...content, size: written.size, sha256: written.sha256 };
+      await repo.insertUploadedMedia(this.deps.db.knex, mediaId, userId, stored, this.deps.clock.now(), this.authenticatedOnly);
     } catch (err) {
       await this.store.discard(written.tempPath);
       await this.store.remove(mediaId);
@@ -158,7 +172,7 @@ export class MediaService {
     }
     const mediaId = newMediaId();
     const unusedExpiresAt = now + parseDuration(this.deps.config.unused_expiration_time);
-    await repo.insertPendingMedia(this.deps.db.knex, mediaId, userId, now, unusedExpiresAt);
+    await repo.insertPendingMedia(this.deps.db.knex, mediaId, userId, now, unusedExpiresAt, this.authenticatedOnly);
     return { content_uri: this.mxc(mediaId), unused_expires_at: unusedExpiresAt };
   }
 
@@ -204,12 +218,13 @@ export class MediaService {
   }
 
   /** The row of uploaded local media, waiting up to timeout_ms for an async upload to arrive. */
-  private async uploadedRow(serverName: string, mediaId: string, timeoutMs: number | undefined): Promise<MediaRow> {
+  private async uploadedRow(serverName: string, mediaId: string, timeoutMs: number | undefined, unauthenticated: boolean): Promise<MediaRow> {
     if (serverName !== this.deps.serverName || !MEDIA_ID_RE.test(mediaId)) throw notFound('Media not found');
     const deadline = Date.now() + Math.min(Math.max(timeoutMs ?? DEFAULT_WAIT_MS, 0), MAX_WAIT_MS);
     for (;;) {
       const row = await repo.getMedia(this.deps.db.knex, mediaId);
       if (!row) throw notFound('Media not found');
+      if (unauthenticated && !this.servesUnauthenticated(row)) throw notFound('Media not found');
       if (row.uploadTs !== undefined) return row;
       if (row.unusedExpiresAt !== undefined && row.unusedExpiresAt <= this.deps.clock.now()) throw notFound('Media not found');
       const remaining = deadline - Date.now();
@@ -242,9 +257,10 @@ export class MediaService {
     await repo.touchMedia(this.deps.db.knex, row.mediaId, now);
   }
 
-  async download(serverName: string, mediaId: string, timeoutMs?: number, allowRemote = true): Promise<Download> {
-    if (!this.isLocal(serverName)) return this.remoteDownload(serverName, mediaId, timeoutMs, allowRemote);
-    const row = await this.uploadedRow(serverName, mediaId, timeoutMs);
+  /** `unauthenticated`: a legacy /_matrix/media download, which media under enable_authenticated_media never answers. */
+  async download(serverName: string, mediaId: string, timeoutMs?: number, allowRemote = true, unauthenticated = false): Promise<Download> {
+    if (!this.isLocal(serverName)) return this.remoteDownload(serverName, mediaId, timeoutMs, allowRemote, unauthenticated);
+    const row = await this.uploadedRow(serverName, mediaId, timeoutMs, unauthenticated);
     const file = await this.store.open(this.store.contentPath(mediaId));
     if (!file) {
       this.deps.logger.warn({ mediaId }, 'media row without its file');
@@ -254,9 +270,15 @@ export class MediaService {
     return { file, contentType: row.contentType ?? 'application/octet-stream', filename: row.filename };
   }
 
-  private async remoteDownload(origin: string, mediaId: string, timeoutMs: number | undefined, allowRemote: boolean): Promise<Download> {
+  private async remoteDownload(
+    origin: string,
+    mediaId: string,
+    timeoutMs: number | undefined,
+    allowRemote: boolean,
+    unauthenticated: boolean,
+  ): Promise<Download> {
     for (let attempt = 0; ; attempt++) {
-      const row = await this.remote.get(origin, mediaId, { allowRemote, timeoutMs });
+      const row = await this.remoteRow(origin, mediaId, { allowRemote, timeoutMs }, unauthenticated);
       const file = await this.store.open(this.store.remoteContentPath(row.filesystemId));
       if (file) return { file, contentType: row.contentType, filename: row.filename };
       // The cache row outlived its file (deleted by hand, or a crash): fetch it again, once.
@@ -266,10 +288,28 @@ export class MediaService {
     }
   }
 
+  /**
+   * The cached row of remote media, fetched when needed. A legacy unauthenticated request under
+   * enable_authenticated_media is answered only from the cache and only for media cached while it was off
+   * (as Synapse: such a request never makes us fetch).
+   */
+  private async remoteRow(
+    origin: string,
+    mediaId: string,
+    opts: { allowRemote: boolean; timeoutMs: number | undefined },
+    unauthenticated: boolean,
+  ): Promise<RemoteMediaRow> {
+    const gated = unauthenticated && this.authenticatedOnly;
+    const row = await this.remote.get(origin, mediaId, { ...opts, allowRemote: opts.allowRemote && !gated, authenticated: this.authenticatedOnly });
+    if (unauthenticated && !this.servesUnauthenticated(row)) throw notFound('Media not found');
+    return row;
+  }
+
   /** Local media (waiting for an async upload) or cached remote media (fetched when needed), for thumbnailing. */
   private async thumbnailSource(serverName: string, mediaId: string, req: ThumbnailRequest): Promise<ThumbnailSource> {
+    const unauthenticated = req.unauthenticated === true;
     if (!this.isLocal(serverName)) {
-      const row = await this.remote.get(serverName, mediaId, { allowRemote: req.allowRemote !== false, timeoutMs: req.timeoutMs });
+      const row = await this.remoteRow(serverName, mediaId, { allowRemote: req.allowRemote !== false, timeoutMs: req.timeoutMs }, unauthenticated);
       const fsId = row.filesystemId;
       return {
         id: fsId,
@@ -279,7 +319,7 @@ export class MediaService {
         thumbnailPath: (k) => this.store.remoteThumbnailPath(fsId, k.width, k.height, k.method, k.animated),
       };
     }
-    const row = await this.uploadedRow(serverName, mediaId, req.timeoutMs);
+    const row = await this.uploadedRow(serverName, mediaId, req.timeoutMs, unauthenticated);
     await this.touch(row);
     return {
       id: mediaId,

@@ -45,7 +45,8 @@ export class RemoteMediaCache {
   constructor(private readonly deps: RemoteMediaDeps) {}
 
   /** The cached row of mxc://origin/mediaId, fetched first when needed (and allowed). */
-  async get(origin: string, mediaId: string, opts: { allowRemote: boolean; timeoutMs: number | undefined }): Promise<RemoteMediaRow> {
+  /** `authenticated`: what a newly fetched row is marked with (enable_authenticated_media at fetch time). */
+  async get(origin: string, mediaId: string, opts: { allowRemote: boolean; timeoutMs: number | undefined; authenticated: boolean }): Promise<RemoteMediaRow> {
     if (!isValidServerName(origin) || !MEDIA_ID_RE.test(mediaId)) throw notFound('Media not found');
     const cached = await repo.getRemoteMedia(this.deps.db.knex, origin, mediaId);
     if (cached) {
@@ -56,7 +57,7 @@ export class RemoteMediaCache {
     const key = `${origin}/${mediaId}`;
     let flight = this.inFlight.get(key);
     if (!flight) {
-      flight = this.fetch(origin, mediaId, opts.timeoutMs).finally(() => this.inFlight.delete(key));
+      flight = this.fetch(origin, mediaId, opts.timeoutMs, opts.authenticated).finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, flight);
     }
     return flight;
@@ -79,7 +80,7 @@ export class RemoteMediaCache {
     await repo.touchRemoteMedia(this.deps.db.knex, row.origin, row.mediaId, now);
   }
 
-  private async fetch(origin: string, mediaId: string, timeoutMs: number | undefined): Promise<RemoteMediaRow> {
+  private async fetch(origin: string, mediaId: string, timeoutMs: number | undefined, authenticated: boolean): Promise<RemoteMediaRow> {
     const wait = Math.min(Math.max(timeoutMs ?? DEFAULT_TIMEOUT_MS, 0), MAX_TIMEOUT_MS);
     let fetched: Fetched;
     try {
@@ -105,6 +106,7 @@ export class RemoteMediaCache {
       sha256: written.sha256,
       createdTs: now,
       lastAccessTs: now,
+      authenticated,
     };
     try {
       await this.deps.store.commit(written.tempPath, this.deps.store.remoteContentPath(filesystemId));

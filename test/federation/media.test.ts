@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -7,7 +7,7 @@ import { FederationRequestError } from '../../src/federation/client.js';
 import { testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
 import { registerUser, type TestUser } from '../helpers/users.js';
-import { startFleet, type Fleet } from './helpers.js';
+import { eventually, startFleet, type Fleet } from './helpers.js';
 
 // Remote media (spec: Server-Server API, "Content Repository"; Client-Server API, "Content repository"):
 //   A localhost:<port>  — alice, who downloads
@@ -30,6 +30,26 @@ async function get(baseUrl: string, path: string, token?: string): Promise<Fetch
 
 async function png(width: number, height: number): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: { r: 10, g: 140, b: 90 } } }).png().toBuffer();
+}
+
+/** Every file under `dir`, recursively. */
+function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name));
+}
+
+/** B asks A for its media on the federation endpoint; the status A answers with. */
+async function federationStatus(B: TestServer, A: TestServer, path: string, query?: Record<string, string | number>): Promise<number> {
+  try {
+    const res = await B.hs.services.federation.client.requestStream({ destination: A.serverName, method: 'GET', path, query, accept: 'multipart/mixed' });
+    for await (const _ of res.body) void _;
+    return res.status;
+  } catch (err) {
+    if (err instanceof FederationRequestError && err.remoteStatus !== undefined) return err.remoteStatus;
+    throw err;
+  }
 }
 
 /** Counts A's outbound media fetches (the requests B receives for media). */
@@ -88,9 +108,36 @@ describe.each(testDialects())('remote media over federation on %s', (dialect) =>
     expect(fetches.paths.slice(before)).toEqual([`/_matrix/federation/v1/media/download/${id}`]);
 
     const second = await get(A.baseUrl, path, alice.accessToken);
-    const legacy = await get(A.baseUrl, `/_matrix/media/v3/download/${B.serverName}/${id}`);
     expect(second.bytes.equals(image)).toBe(true);
-    expect(legacy.bytes.equals(image)).toBe(true);
+    expect(fetches.paths.length).toBe(before + 1);
+  });
+
+  // enable_authenticated_media (on by default): remote media cached while it is on is not served on the legacy
+  // unauthenticated paths, and those never make A fetch (as Synapse); what was cached while it was off stays.
+  it('remote media cached under enable_authenticated_media is 404 on the legacy paths, which never fetch', async () => {
+    const image = await png(300, 200);
+    const id = await bobUploads(image, 'image/png', 'private.png');
+    const legacy = [
+      `/_matrix/media/v3/download/${B.serverName}/${id}`,
+      `/_matrix/media/r0/download/${B.serverName}/${id}`,
+      `/_matrix/media/v3/thumbnail/${B.serverName}/${id}?width=32&height=32&method=crop`,
+    ];
+    const before = fetches.paths.length;
+    for (const p of legacy) expect((await get(A.baseUrl, p)).status, p).toBe(404);
+    expect(fetches.paths.length).toBe(before);
+    expect((await get(A.baseUrl, `/_matrix/client/v1/media/download/${B.serverName}/${id}`, alice.accessToken)).status).toBe(200);
+    expect(fetches.paths.length).toBe(before + 1);
+    for (const p of legacy) {
+      const res = await get(A.baseUrl, p);
+      expect(res.status, p).toBe(404);
+      expect(res.json.errcode).toBe('M_NOT_FOUND');
+    }
+    // As an item cached before the setting existed.
+    await A.hs.services.db.knex('remote_media_cache').where({ media_origin: B.serverName, media_id: id }).update({ authenticated: false });
+    const old = await get(A.baseUrl, legacy[0]!);
+    expect(old.status).toBe(200);
+    expect(old.bytes.equals(image)).toBe(true);
+    expect((await get(A.baseUrl, legacy[2]!)).status).toBe(200);
     expect(fetches.paths.length).toBe(before + 1);
   });
 
@@ -117,9 +164,9 @@ describe.each(testDialects())('remote media over federation on %s', (dialect) =>
     expect(thumb.headers.get('content-type')).toBe('image/png');
     const meta = await sharp(thumb.bytes).metadata();
     expect({ width: meta.width, height: meta.height }).toEqual({ width: 32, height: 32 });
-    const legacy = await get(A.baseUrl, `/_matrix/media/v3/thumbnail/${B.serverName}/${id}?width=320&height=240&method=scale`);
-    expect(legacy.status).toBe(200);
-    expect((await sharp(legacy.bytes).metadata()).width).toBe(320);
+    const scaled = await get(A.baseUrl, `/_matrix/client/v1/media/thumbnail/${B.serverName}/${id}?width=320&height=240&method=scale`, alice.accessToken);
+    expect(scaled.status).toBe(200);
+    expect((await sharp(scaled.bytes).metadata()).width).toBe(320);
   });
 
   it('unknown remote media is 404 M_NOT_FOUND; allow_remote=false does not fetch; an unreachable server is 502', async () => {
@@ -156,6 +203,8 @@ describe.each(testDialects())('remote media over federation on %s', (dialect) =>
 
   it('falls back to the legacy download endpoint when the remote does not know the federation one', async () => {
     const id = await bobUploads(Buffer.from('legacy bytes'), 'text/plain', 'old.txt');
+    // A server from before v1.11 has no authenticated media: its legacy download serves the item.
+    await B.hs.services.db.knex('media').where({ media_id: id }).update({ authenticated: false });
     const client = A.hs.services.federation.client;
     const counting = client.requestStream;
     // B answers as a server from before v1.11 would: the federation media endpoint is unrecognised.
@@ -265,5 +314,59 @@ describe.each(testDialects())('remote media over federation on %s', (dialect) =>
     for await (const c of res.body) chunks.push(c);
     expect(String(res.headers['content-type'])).toMatch(/^multipart\/mixed; boundary=/);
     expect(Buffer.concat(chunks).toString('latin1')).toContain('Content-Type: image/png');
+  });
+
+  // Issue 13: deactivation with erase: true deletes every file the user uploaded, thumbnails included.
+  it('erasing a user deletes their media files and thumbnails; every media path answers 404', async () => {
+    const carol = await registerUser(A.baseUrl, 'carol');
+    const image = await png(640, 320);
+    const up = await request(A.baseUrl, 'POST', '/_matrix/media/v3/upload', { token: carol.accessToken, rawBody: image, headers: { 'content-type': 'image/png' } });
+    const id = /\/([A-Za-z0-9_-]+)$/.exec(up.body.content_uri)![1]!;
+    const pending = await request(A.baseUrl, 'POST', '/_matrix/media/v1/create', { token: carol.accessToken, body: {} });
+    const pendingId = /\/([A-Za-z0-9_-]+)$/.exec(pending.body.content_uri)![1]!;
+    const kept = await request(A.baseUrl, 'POST', '/_matrix/media/v3/upload', { token: alice.accessToken, rawBody: Buffer.from('alice keeps this'), headers: { 'content-type': 'text/plain' } });
+    const keptId = /\/([A-Za-z0-9_-]+)$/.exec(kept.body.content_uri)![1]!;
+    // As media uploaded before enable_authenticated_media: the legacy paths serve it until the erasure.
+    await A.hs.services.db.knex('media').whereIn('media_id', [id, keptId]).update({ authenticated: false });
+
+    const paths = [
+      `/_matrix/media/v3/download/${A.serverName}/${id}`,
+      `/_matrix/media/r0/download/${A.serverName}/${id}/photo.png`,
+      `/_matrix/media/v3/thumbnail/${A.serverName}/${id}?width=32&height=32&method=crop`,
+      `/_matrix/media/r0/thumbnail/${A.serverName}/${id}?width=32&height=32&method=scale`,
+      `/_matrix/client/v1/media/download/${A.serverName}/${id}`,
+      `/_matrix/client/v1/media/thumbnail/${A.serverName}/${id}?width=32&height=32&method=crop`,
+    ];
+    for (const path of paths) expect((await get(A.baseUrl, path, alice.accessToken)).status, path).toBe(200);
+    expect(await federationStatus(B, A, `/_matrix/federation/v1/media/download/${id}`)).toBe(200);
+    expect(await federationStatus(B, A, `/_matrix/federation/v1/media/thumbnail/${id}`, { width: 96, height: 96, method: 'crop' })).toBe(200);
+    const store = A.hs.services.media.store;
+    expect(existsSync(store.contentPath(id))).toBe(true);
+    expect(filesUnder(store.thumbnailDir(id)).length).toBeGreaterThan(0);
+
+    const auth = { type: 'm.login.password', identifier: { type: 'm.id.user', user: carol.userId }, password: carol.password };
+    const res = await request(A.baseUrl, 'POST', '/_matrix/client/v3/account/deactivate', { token: carol.accessToken, body: { auth, erase: true } });
+    expect(res.status).toBe(200);
+
+    await eventually(async () => !existsSync(store.contentPath(id)), 'the erased file leaving the media store');
+    const mediaDir = join(A.dir, 'media');
+    expect(filesUnder(mediaDir).filter((f) => readFileSync(f).equals(image))).toEqual([]);
+    expect(existsSync(store.thumbnailDir(id))).toBe(false);
+    for (const path of paths) {
+      const r = await get(A.baseUrl, path, alice.accessToken);
+      expect(r.status, path).toBe(404);
+      expect(r.json.errcode, path).toBe('M_NOT_FOUND');
+    }
+    expect(await federationStatus(B, A, `/_matrix/federation/v1/media/download/${id}`)).toBe(404);
+    expect(await federationStatus(B, A, `/_matrix/federation/v1/media/thumbnail/${id}`, { width: 96, height: 96, method: 'crop' })).toBe(404);
+    const db = A.hs.services.db.knex;
+    expect(await db('media').whereIn('media_id', [id, pendingId])).toEqual([]);
+    expect(await db('media_thumbnails').where({ media_id: id })).toEqual([]);
+    // Another user's media stays.
+    expect((await get(A.baseUrl, `/_matrix/media/v3/download/${A.serverName}/${keptId}`)).status).toBe(200);
+
+    // The hook may run again after a crash: a second run finds nothing and fails nothing.
+    const { eraseUserMedia } = await import('../../src/media/erasure.js');
+    expect(await eraseUserMedia({ db: A.hs.services.db, store, logger: A.hs.services.logger }, carol.userId)).toBe(0);
   });
 });

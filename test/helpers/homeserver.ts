@@ -41,8 +41,8 @@ export interface TestServer {
   dir: string;
   /** Stops the server; the data stays unless `wipe` (the default) is true. */
   stop(): Promise<void>;
-  /** Starts a new process-equivalent on the same database and keys (a restart). */
-  restart(): Promise<TestServer>;
+  /** Starts a new process-equivalent on the same database and keys (a restart), with `config` changed if given. */
+  restart(config?: Record<string, unknown>): Promise<TestServer>;
   close(): Promise<void>;
 }
 
@@ -113,8 +113,9 @@ export async function startHomeserver(options: StartOptions = {}): Promise<TestS
       serverName: config.server_name,
       dir,
       stop,
-      async restart() {
+      async restart(config?: Record<string, unknown>) {
         await stop();
+        Object.assign(raw, config);
         return boot();
       },
       async close() {

@@ -62,7 +62,9 @@ describe.each(testDialects())('content repository (%s)', (dialect) => {
   let bob: TestUser;
 
   beforeAll(async () => {
-    server = await startHomeserver({ dialect, config: { max_upload_size: MAX_UPLOAD } });
+    // The legacy unauthenticated paths are exercised here, so media is stored as with the setting off (as
+    // before it existed); the default, authenticated-only media, has its own block below.
+    server = await startHomeserver({ dialect, config: { max_upload_size: MAX_UPLOAD, enable_authenticated_media: false } });
     alice = await registerUser(server.baseUrl, 'alice');
     bob = await registerUser(server.baseUrl, 'bob');
   });
@@ -352,6 +354,82 @@ describe.each(testDialects())('content repository (%s)', (dialect) => {
   });
 });
 
+// Issue 13 part 4, Synapse's enable_authenticated_media (MSC3916), on by default in Skjól.
+describe.each(testDialects())('authenticated media (%s)', (dialect) => {
+  let server: TestServer;
+  let alice: TestUser;
+  let bob: TestUser;
+
+  const legacyPaths = (id: string) => [
+    `/_matrix/media/v3/download/${server.serverName}/${id}`,
+    `/_matrix/media/r0/download/${server.serverName}/${id}/photo.png`,
+    `/_matrix/media/v1/download/${server.serverName}/${id}`,
+    `/_matrix/media/v3/thumbnail/${server.serverName}/${id}?width=32&height=32&method=crop`,
+    `/_matrix/media/r0/thumbnail/${server.serverName}/${id}?width=32&height=32&method=scale`,
+  ];
+  const authenticatedPaths = (id: string) => [
+    `/_matrix/client/v1/media/download/${server.serverName}/${id}`,
+    `/_matrix/client/v1/media/download/${server.serverName}/${id}/photo.png`,
+    `/_matrix/client/v1/media/thumbnail/${server.serverName}/${id}?width=32&height=32&method=crop`,
+  ];
+
+  beforeAll(async () => {
+    server = await startHomeserver({ dialect });
+    alice = await registerUser(server.baseUrl, 'alice');
+    bob = await registerUser(server.baseUrl, 'bob');
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('serves new media only on the authenticated paths, to any user with a token; the legacy paths answer 404', async () => {
+    const up = await upload(server.baseUrl, alice.accessToken, await png(200, 100), { contentType: 'image/png', filename: 'photo.png' });
+    const { id } = mxcParts(up.body.content_uri);
+    for (const path of authenticatedPaths(id)) {
+      expect((await get(server.baseUrl, path, bob.accessToken)).status, path).toBe(200);
+      const anon = await get(server.baseUrl, path);
+      expect(anon.status, path).toBe(401);
+      expect(anon.json.errcode).toBe('M_MISSING_TOKEN');
+    }
+    for (const path of legacyPaths(id)) {
+      for (const token of [undefined, alice.accessToken]) {
+        const res = await get(server.baseUrl, path, token);
+        expect(res.status, path).toBe(404);
+        expect(res.json.errcode).toBe('M_NOT_FOUND');
+      }
+    }
+  });
+
+  it('applies to the create-then-upload flow too, also while the download waits for the bytes', async () => {
+    const created = await request(server.baseUrl, 'POST', '/_matrix/media/v1/create', { token: alice.accessToken, body: {} });
+    const { server: host, id } = mxcParts(created.body.content_uri);
+    // Refused at once, not after waiting for an upload it would never serve.
+    const waiting = await get(server.baseUrl, `/_matrix/media/v3/download/${host}/${id}?timeout_ms=60000`);
+    expect(waiting.status).toBe(404);
+    const put = await request(server.baseUrl, 'PUT', `/_matrix/media/v3/upload/${host}/${id}`, { token: alice.accessToken, rawBody: Buffer.from('late bytes') });
+    expect(put.status).toBe(200);
+    expect((await get(server.baseUrl, `/_matrix/media/v3/download/${host}/${id}`)).status).toBe(404);
+    expect((await get(server.baseUrl, `/_matrix/client/v1/media/download/${host}/${id}`, bob.accessToken)).bytes.toString()).toBe('late bytes');
+  });
+
+  it('media stored while the setting was off stays public; the mark is kept when it is turned off and on again', async () => {
+    server = await server.restart({ enable_authenticated_media: false });
+    const before = mxcParts((await upload(server.baseUrl, alice.accessToken, await png(64, 64), { contentType: 'image/png' })).body.content_uri).id;
+    server = await server.restart({ enable_authenticated_media: true });
+    const after = mxcParts((await upload(server.baseUrl, alice.accessToken, await png(64, 64), { contentType: 'image/png' })).body.content_uri).id;
+    for (const path of legacyPaths(before)) expect((await get(server.baseUrl, path)).status, path).toBe(200);
+    for (const path of legacyPaths(after)) expect((await get(server.baseUrl, path)).status, path).toBe(404);
+    for (const id of [before, after]) {
+      for (const path of authenticatedPaths(id)) expect((await get(server.baseUrl, path, alice.accessToken)).status, path).toBe(200);
+    }
+    // Turned off, the legacy paths serve everything, as Synapse; turned on again, the new item is closed again.
+    server = await server.restart({ enable_authenticated_media: false });
+    for (const path of legacyPaths(after)) expect((await get(server.baseUrl, path)).status, path).toBe(200);
+    server = await server.restart({ enable_authenticated_media: true });
+    for (const path of legacyPaths(after)) expect((await get(server.baseUrl, path)).status, path).toBe(404);
+  });
+});
+
 describe('content repository: dynamic thumbnails, expiry and retention', () => {
   let server: TestServer;
   let alice: TestUser;
@@ -399,10 +477,10 @@ describe('content repository: dynamic thumbnails, expiry and retention', () => {
         })
         .filter((target) => target.startsWith(join(server.dir, 'media', 'local_content')));
     const up = await upload(server.baseUrl, alice.accessToken, Buffer.alloc(20 * 1024 * 1024, 1));
-    const path = `/_matrix/media/v3/download/${server.serverName}/${mxcParts(up.body.content_uri).id}`;
+    const path = `/_matrix/client/v1/media/download/${server.serverName}/${mxcParts(up.body.content_uri).id}`;
     for (let i = 0; i < 3; i++) {
       const abort = new AbortController();
-      const res = await fetch(server.baseUrl + path, { signal: abort.signal });
+      const res = await fetch(server.baseUrl + path, { signal: abort.signal, headers: { authorization: `Bearer ${alice.accessToken}` } });
       await res.body!.getReader().read();
       abort.abort();
     }

@@ -16,6 +16,8 @@ export interface MediaRow {
   uploadTs: number | undefined;
   unusedExpiresAt: number | undefined;
   lastAccessTs: number | undefined;
+  /** Stored while enable_authenticated_media was on: never served on the legacy unauthenticated paths. */
+  authenticated: boolean;
 }
 
 export interface ThumbnailKey {
@@ -45,6 +47,7 @@ interface MediaDbRow {
   upload_ts: number | string | null;
   unused_expires_at: number | string | null;
   last_access_ts: number | string | null;
+  authenticated: boolean | number | null;
 }
 
 interface ThumbnailDbRow {
@@ -73,6 +76,8 @@ const toMedia = (r: MediaDbRow): MediaRow => ({
   uploadTs: optNum(r.upload_ts),
   unusedExpiresAt: optNum(r.unused_expires_at),
   lastAccessTs: optNum(r.last_access_ts),
+  // SQLite hands booleans back as 0/1.
+  authenticated: Boolean(r.authenticated),
 });
 
 const toThumbnail = (r: ThumbnailDbRow): ThumbnailRow => ({
@@ -97,7 +102,14 @@ export interface UploadedContent {
 }
 
 /** A media row whose bytes are already stored (POST /upload). */
-export async function insertUploadedMedia(db: Db, mediaId: string, userId: string, content: UploadedContent, now: number): Promise<void> {
+export async function insertUploadedMedia(
+  db: Db,
+  mediaId: string,
+  userId: string,
+  content: UploadedContent,
+  now: number,
+  authenticated: boolean,
+): Promise<void> {
   await db('media').insert({
     media_id: mediaId,
     user_id: userId,
@@ -109,11 +121,12 @@ export async function insertUploadedMedia(db: Db, mediaId: string, userId: strin
     upload_ts: now,
     unused_expires_at: null,
     last_access_ts: now,
+    authenticated,
   });
 }
 
 /** A reserved id whose bytes come later (POST /_matrix/media/v1/create). */
-export async function insertPendingMedia(db: Db, mediaId: string, userId: string, now: number, unusedExpiresAt: number): Promise<void> {
+export async function insertPendingMedia(db: Db, mediaId: string, userId: string, now: number, unusedExpiresAt: number, authenticated: boolean): Promise<void> {
   await db('media').insert({
     media_id: mediaId,
     user_id: userId,
@@ -121,6 +134,7 @@ export async function insertPendingMedia(db: Db, mediaId: string, userId: string
     upload_ts: null,
     unused_expires_at: unusedExpiresAt,
     last_access_ts: null,
+    authenticated,
   });
 }
 
@@ -226,4 +240,10 @@ export async function insertThumbnail(db: Db, row: ThumbnailRow, table: Thumbnai
     })
     .onConflict(['media_id', 'width', 'height', 'method', 'animated'])
     .ignore();
+}
+
+/** Up to `limit` ids (uploaded or still pending) that `userId` holds, for erasure. */
+export async function mediaIdsOfUser(db: Db, userId: string, limit: number): Promise<string[]> {
+  const rows = (await db('media').where({ user_id: userId }).orderBy('media_id').limit(limit).select('media_id')) as Array<{ media_id: string }>;
+  return rows.map((r) => r.media_id);
 }

@@ -13,6 +13,8 @@ export interface RemoteMediaRow {
   sha256: string;
   createdTs: number;
   lastAccessTs: number;
+  /** Fetched while enable_authenticated_media was on: never served on the legacy unauthenticated paths. */
+  authenticated: boolean;
 }
 
 interface RemoteMediaDbRow {
@@ -25,6 +27,7 @@ interface RemoteMediaDbRow {
   sha256: string;
   created_ts: number | string;
   last_access_ts: number | string;
+  authenticated: boolean | number | null;
 }
 
 const toRow = (r: RemoteMediaDbRow): RemoteMediaRow => ({
@@ -37,6 +40,7 @@ const toRow = (r: RemoteMediaDbRow): RemoteMediaRow => ({
   sha256: r.sha256,
   createdTs: Number(r.created_ts),
   lastAccessTs: Number(r.last_access_ts),
+  authenticated: Boolean(r.authenticated),
 });
 
 export async function getRemoteMedia(db: Db, origin: string, mediaId: string): Promise<RemoteMediaRow | undefined> {
@@ -57,6 +61,7 @@ export async function insertRemoteMedia(db: Db, row: RemoteMediaRow): Promise<bo
       sha256: row.sha256,
       created_ts: row.createdTs,
       last_access_ts: row.lastAccessTs,
+      authenticated: row.authenticated,
     })
     .onConflict(['media_origin', 'media_id'])
     .ignore()
