@@ -82,6 +82,8 @@ describe('IRC bridge: channels', () => {
     expect(rows.length).toBe(4); // max_lines 5: four rows and the link
   });
 
+  // The homeserver serves new media only to Matrix users (enable_authenticated_media): the link points at the
+  // bridge, which fetches the file with its as_token, for this one mxc:// URI only.
   it('sends media to IRC as a link that downloads the file', async () => {
     const upload = await fetch(`${f.hs.baseUrl}/_matrix/media/v3/upload?filename=cat.png`, { method: 'POST', headers: { authorization: `Bearer ${alice.accessToken}`, 'content-type': 'image/png' }, body: Buffer.from('not really a png') });
     const { content_uri: mxc } = (await upload.json()) as { content_uri: string };
@@ -90,7 +92,20 @@ describe('IRC bridge: channels', () => {
     const url = line.text!.split(' ')[1]!;
     const download = await fetch(url);
     expect(download.status).toBe(200);
+    expect(download.headers.get('content-type')).toBe('image/png');
+    expect(download.headers.get('content-disposition')).toBe('inline; filename="cat.png"');
     expect(await download.text()).toBe('not really a png');
+    const mediaId = mxc.split('/').pop()!;
+    expect((await fetch(`${f.hs.baseUrl}/_matrix/media/v3/download/localhost/${mediaId}`)).status).toBe(404);
+
+    // The link is good for that file only: another media id, or a changed signature, is 404.
+    const other = await fetch(`${f.hs.baseUrl}/_matrix/media/v3/upload`, { method: 'POST', headers: { authorization: `Bearer ${alice.accessToken}` }, body: Buffer.from('private') });
+    const otherId = ((await other.json()) as { content_uri: string }).content_uri.split('/').pop()!;
+    expect((await fetch(url.replace(mediaId, otherId))).status).toBe(404);
+    const parts = new URL(url).pathname.split('/');
+    const sig = parts.at(-4)!;
+    parts[parts.length - 4] = (sig[0] === 'A' ? 'B' : 'A') + sig.slice(1);
+    expect((await fetch(new URL(parts.join('/'), url))).status).toBe(404);
   });
 
   it('renders replies and edits for IRC', async () => {

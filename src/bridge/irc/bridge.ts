@@ -7,7 +7,7 @@ import { createAppserviceApp, listen } from '../matrix/appserviceServer.js';
 import { HomeserverApi } from '../matrix/homeserverApi.js';
 import { MatrixSide, type Json } from '../matrix/matrixSide.js';
 import { AdminCommands } from './commands.js';
-import type { BridgeConfig } from './config.js';
+import { appserviceUrl, type BridgeConfig } from './config.js';
 import { BridgeContext } from './context.js';
 import { DirectChats } from './directChats.js';
 import { Ghosts } from './ghosts.js';
@@ -17,7 +17,9 @@ import { MatrixRelay } from './matrixRelay.js';
 import { Outbox } from './outbox.js';
 import { Portals } from './portals.js';
 import { Puppets } from './puppets.js';
-import { cryptoPassphrase, readRegistration } from './registration.js';
+import { cryptoPassphrase, mediaProxyKey, readRegistration } from './registration.js';
+import { legacyMediaLink } from './matrixContent.js';
+import { MEDIA_PROXY_PATH, MediaLinks, mediaProxyHandler } from './mediaProxy.js';
 import { openBridgeDatabase } from './store/database.js';
 import { createBridgeStore } from './store/repositories.js';
 
@@ -58,7 +60,11 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
   await crypto?.start();
   const botUserId = `@${tokens.senderLocalpart}:${config.homeserver.domain}`;
   const matrix = new MatrixSide(api, botUserId, config.homeserver.domain, crypto);
-  const ctx = new BridgeContext(config, matrix, store, logger);
+  const proxy = config.media_proxy;
+  const links = proxy.enabled ? new MediaLinks(mediaProxyKey(config), proxy.public_url ?? appserviceUrl(config), proxy.ttl_seconds) : undefined;
+  const homeserverBase = config.homeserver.public_url ?? config.homeserver.url;
+  const mediaLink = (mxc: string, name: string) => (links ? links.link(mxc, name) : legacyMediaLink(homeserverBase, mxc, name));
+  const ctx = new BridgeContext(config, matrix, store, logger, mediaLink);
 
   const ghosts = new Ghosts(ctx);
   let matrixRelay: MatrixRelay | undefined;
@@ -109,6 +115,7 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
         return true;
       },
       onAliasQuery: (alias) => portals!.onAliasQuery(alias),
+      publicRoutes: links ? [{ path: `${MEDIA_PROXY_PATH}/:expires/:sig/:server/:mediaId{/:name}`, handler: mediaProxyHandler(api, links, logger) }] : [],
       protocol: (name) =>
         name === 'irc'
           ? {

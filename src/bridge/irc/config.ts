@@ -50,7 +50,7 @@ export const bridgeConfigSchema = z
         url: z.string().url(),
         /** The homeserver's server_name (the part after ':' in user ids). */
         domain: z.string().min(1),
-        /** Public base URL for media links sent to IRC; defaults to url. */
+        /** Public base URL of the homeserver, for media links when media_proxy is off; defaults to url. */
         public_url: z.string().url().optional(),
       })
       .strict(),
@@ -84,6 +84,20 @@ export const bridgeConfigSchema = z
       .strict()
       .default({ enabled: true }),
     networks: z.record(z.string().regex(/^[a-z0-9]+$/, 'network ids are lower-case letters and digits'), network).refine((n) => Object.keys(n).length > 0, 'name at least one IRC network'),
+    /**
+     * Media links for IRC users point at the bridge, which fetches the file on the authenticated media API
+     * with its as_token (homeservers with authenticated media, Skjól's default, refuse the legacy path).
+     */
+    media_proxy: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Where IRC users reach the bridge's listener (appservice.port); defaults to the appservice URL. */
+        public_url: z.string().url().optional(),
+        /** Links stop working after this long; 0 keeps them working. */
+        ttl_seconds: z.number().int().min(0).default(0),
+      })
+      .strict()
+      .default({ enabled: true, ttl_seconds: 0 }),
     log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   })
   .strict();

@@ -11,6 +11,8 @@ export class BridgeContext {
     readonly matrix: MatrixSide,
     readonly store: BridgeStore,
     readonly logger: Logger,
+    /** The link IRC users get for an mxc:// URI (./mediaProxy.ts, or the homeserver's legacy path). */
+    readonly mediaLink: (mxc: string, name: string) => string | undefined,
   ) {}
 
   get domain(): string {

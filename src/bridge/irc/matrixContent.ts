@@ -5,8 +5,8 @@ import { splitIrcLines, privmsgBudget } from './splitting.js';
 export type IrcCommand = 'PRIVMSG' | 'NOTICE' | 'ACTION';
 
 export interface RenderOptions {
-  /** Public base URL of the homeserver, for media links. */
-  mediaBase: string;
+  /** The link for an mxc:// URI and a file name (undefined: not one). */
+  mediaLink: (mxc: string, name: string) => string | undefined;
   /** Longest nick the sender may have (the exact one is known only once connected). */
   maxNickLength: number;
   maxLines: number;
@@ -18,11 +18,17 @@ export interface RenderOptions {
 
 const MEDIA = new Set(['m.image', 'm.file', 'm.video', 'm.audio']);
 
-function mediaLink(content: Json, base: string): string | undefined {
+function mediaLink(content: Json, link: RenderOptions['mediaLink']): string | undefined {
   const url = content.url;
-  const m = typeof url === 'string' ? /^mxc:\/\/([^/]+)\/([^/?#]+)$/.exec(url) : null;
-  if (!m) return undefined;
+  if (typeof url !== 'string') return undefined;
   const name = typeof content.filename === 'string' ? content.filename : typeof content.body === 'string' ? content.body : 'file';
+  return link(url, name);
+}
+
+/** The homeserver's legacy unauthenticated download URL (for homeservers without authenticated media). */
+export function legacyMediaLink(base: string, mxc: string, name: string): string | undefined {
+  const m = /^mxc:\/\/([^/]+)\/([^/?#]+)$/.exec(mxc);
+  if (!m) return undefined;
   return `${base.replace(/\/+$/, '')}/_matrix/media/v3/download/${m[1]}/${m[2]}/${encodeURIComponent(name)}`;
 }
 
@@ -41,7 +47,7 @@ export function renderForIrc(type: string, content: Json, target: string, opts: 
   let lines: string[];
   if (MEDIA.has(msgtype)) {
     const name = typeof body.body === 'string' ? body.body : 'a file';
-    const link = mediaLink(body, opts.mediaBase);
+    const link = mediaLink(body, opts.mediaLink);
     // Encrypted media cannot be opened from IRC: only the key holders can read it.
     lines = [link ? `${name} ${link}` : `sent an encrypted file (${name}); open Matrix to see it`];
   } else {

@@ -137,7 +137,7 @@ export class MatrixRelay {
     const net = this.ctx.network(network)!;
     const replyTo = await this.repliedTo(roomId, content, network);
     const rendered = renderForIrc(type, content, target, {
-      mediaBase: this.ctx.config.homeserver.public_url ?? this.ctx.config.homeserver.url,
+      mediaLink: this.ctx.mediaLink,
       maxNickLength: net.max_nick_length,
       maxLines: net.max_lines,
       permalink: `https://matrix.to/#/${encodeURIComponent(roomId)}/${encodeURIComponent(eventId)}`,

@@ -55,6 +55,15 @@ export function readRegistration(path: string): RegistrationTokens {
   return { asToken, hsToken, senderLocalpart: sender };
 }
 
+/** The key that signs media proxy links: a key file next to the registration (created once). */
+export function mediaProxyKey(config: BridgeConfig): string {
+  const path = `${config.appservice.registration}.media-key`;
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
+  const key = randomBytes(32).toString('base64url');
+  writeFileSync(path, `${key}\n`, { mode: 0o600 });
+  return key;
+}
+
 /** The crypto store passphrase: from the config, else a key file next to the registration (created once). */
 export function cryptoPassphrase(config: BridgeConfig): string {
   if (config.encryption.passphrase) return config.encryption.passphrase;

@@ -11,6 +11,8 @@ export interface AppserviceHandlers {
   onAliasQuery(alias: string): Promise<boolean>;
   /** Third-party protocol metadata, for GET /thirdparty/protocol. */
   protocol?(name: string): Record<string, unknown> | undefined;
+  /** Public GET routes served before the hs_token check (the IRC bridge's media links), by path pattern. */
+  publicRoutes?: Array<{ path: string; handler: (req: Request, res: Response) => Promise<void> }>;
 }
 
 interface Logger {
@@ -33,6 +35,11 @@ function tokenMatches(given: string | undefined, expected: string): boolean {
 export function createAppserviceApp(hsToken: string, handlers: AppserviceHandlers, logger: Logger): express.Express {
   const app = express();
   app.disable('x-powered-by');
+  for (const route of handlers.publicRoutes ?? []) {
+    app.get(route.path, (req, res, next) => {
+      route.handler(req, res).catch(next);
+    });
+  }
   app.use(express.json({ limit: '50mb', type: () => true }));
 
   // Application Service API, Authorization: the homeserver proves itself with hs_token.

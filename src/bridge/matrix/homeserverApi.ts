@@ -69,6 +69,11 @@ export class HomeserverApi {
     }
     return json as T;
   }
+
+  /** GET `path` with the as_token, the answer unread (media downloads, streamed on by the caller). */
+  async fetchRaw(path: string, signal?: AbortSignal): Promise<Response> {
+    return fetch(this.base + path, { headers: { authorization: `Bearer ${this.options.asToken}` }, signal });
+  }
 }
 
 /** Encodes one path segment (room ids, aliases, user ids, event types, transaction ids). */
