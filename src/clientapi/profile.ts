@@ -54,6 +54,8 @@ export function profileRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/profile/:userId',
       auth: 'optional',
+      // Spec "Guest access" lets guests set a display name; as Synapse, they may read profiles too.
+      allowGuests: true,
       handler: async ({ params }) => toBody(await load(params.userId!)),
     }),
     // Spec: GET /_matrix/client/v3/profile/{userId}/{keyName}
@@ -62,6 +64,7 @@ export function profileRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/profile/:userId/:field',
       auth: 'optional',
+      allowGuests: true,
       handler: async ({ params }) => {
         const field = fieldOf(params.field);
         const profile = await load(params.userId!, field);

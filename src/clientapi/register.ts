@@ -12,10 +12,20 @@ const registerBody = z.looseObject({
   initial_device_display_name: z.string().max(1000).nullish(),
   inhibit_login: z.boolean().nullish(),
   refresh_token: z.boolean().nullish(),
+  guest_access_token: z.string().max(1024).nullish(),
 });
 
 export function registerRoutes(services: Services): RouteDefinition[] {
   const { users } = services;
+  // Spec "Guest access": the guest a `guest_access_token` belongs to; any other token names nobody.
+  const guestOf = async (token: string, ip: string, userAgent: string | undefined): Promise<string | undefined> => {
+    try {
+      const found = await users.authenticate(token, { ip, userAgent, query: {} });
+      return found.isGuest ? found.userId : undefined;
+    } catch {
+      return undefined;
+    }
+  };
   return [
     // Spec: Client-Server API, "POST /_matrix/client/v3/register"
     defineRoute({
@@ -29,6 +39,7 @@ export function registerRoutes(services: Services): RouteDefinition[] {
       // rc_registration is spent in the service, only when an account is created.
       handler: async ({ body, query, requester, ip, userAgent }) => {
         const exempt = services.appservices.isRateLimitExempt(requester?.appserviceId);
+        const upgradingGuest = body.guest_access_token ? await guestOf(body.guest_access_token, ip, userAgent) : undefined;
         const rateLimitKey = exempt ? undefined : requester?.appserviceId !== undefined ? requester.userId : ip;
         const registered = await users.registration.register(
           {
@@ -41,7 +52,7 @@ export function registerRoutes(services: Services): RouteDefinition[] {
             inhibit_login: body.inhibit_login ?? undefined,
             refresh_token: body.refresh_token ?? undefined,
           },
-          { kind: query.kind, requester, ip, userAgent, rateLimitKey },
+          { kind: query.kind, requester, ip, userAgent, rateLimitKey, upgradingGuest },
         );
         return sessionResponse(registered.userId, services.serverName, registered.session);
       },

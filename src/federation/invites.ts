@@ -49,6 +49,8 @@ export const STRIPPED_STATE_TYPES = [
   'm.room.canonical_alias',
   'm.room.encryption',
   'm.room.topic',
+  // Lets the invitee's server decide whether its guests may accept (Synapse leaves it out, and refuses them).
+  'm.room.guest_access',
 ];
 
 export type StrippedState = ReturnType<typeof toStrippedState>;

@@ -735,8 +735,8 @@ export class RoomService {
     const extras = clientJoinExtras(body);
     const requested: Record<string, unknown> = reason !== undefined ? { ...extras, reason } : { ...extras };
     if (!room) {
-      // Guests join only rooms whose state we know says can_join (as Synapse, whose empty state refuses them).
-      if (actor.isGuest) throw forbidden('Guest access not allowed');
+      // Guests join only rooms known to say can_join: here, through the state their invite showed.
+      if (actor.isGuest && !(roomId && (await this.invitedGuestsCanJoin(roomId, actor.userId)))) throw forbidden('Guest access not allowed');
       // A room this server is not in yet: only federation can join it.
       if (!this.remoteJoiner || (roomId && serverNameOf(roomId) === this.deps.serverName)) throw notFound('Unknown room');
       assertValidLocalEvent({ type: 'm.room.member', stateKey: actor.userId, sender: actor.userId, content: requested }, this.strictestVersion());
@@ -779,6 +779,22 @@ export class RoomService {
     }
     await roomsRepo.unforgetRoom(this.deps.db.knex, actor.userId, localRoomId);
     return localRoomId;
+  }
+
+  /**
+   * A room known only through an invite: the stripped state that came with it must hold m.room.guest_access
+   * `can_join` (Skjól sends it; a server that does not leaves its guests outside, as Synapse does).
+   */
+  private async invitedGuestsCanJoin(roomId: string, userId: string): Promise<boolean> {
+    const eventId = await stateRepo.getCurrentStateEventId(this.deps.db.knex, roomId, 'm.room.member', userId);
+    const invite = eventId ? await this.events.get(this.deps.db.knex, eventId) : undefined;
+    if (invite?.pdu.content.membership !== 'invite') return false;
+    const stripped = (invite.pdu.unsigned as { invite_room_state?: unknown } | undefined)?.invite_room_state;
+    if (!Array.isArray(stripped)) return false;
+    return stripped.some((e: unknown) => {
+      const ev = e as { type?: unknown; state_key?: unknown; content?: { guest_access?: unknown } } | null;
+      return ev?.type === 'm.room.guest_access' && ev.state_key === '' && ev.content?.guest_access === 'can_join';
+    });
   }
 
   /** Spec: "Guest access", server behaviour: m.room.guest_access must be present with `can_join`. */

@@ -76,6 +76,11 @@ export class DeviceService {
     return { ...issued, deviceId };
   }
 
+  /** After a change to the account its token lookups carry (a guest upgraded): look them up afresh. */
+  forgetCachedTokens(userId: string): void {
+    this.tokens.evictUser(userId);
+  }
+
   openSession(opts: OpenSessionOptions): Promise<OpenedSession> {
     return inTransaction(this.deps.db.knex, this.deps.logger, (work) => this.openSessionIn(work, opts));
   }

@@ -3,7 +3,7 @@ import type { RateLimiter } from '../http/rateLimit.js';
 import type { Requester } from '../http/route.js';
 import type { ServiceDeps } from '../serviceDeps.js';
 import * as regTokens from '../storage/repositories/registrationTokens.js';
-import { insertUser, userExists } from '../storage/repositories/users.js';
+import { getUser, insertUser, upgradeGuestUser, userExists } from '../storage/repositories/users.js';
 import type { DeviceService, OpenedSession } from './deviceService.js';
 import type { UserHooks } from './hooks.js';
 import { hashPassword, MAX_PASSWORD_LENGTH } from './passwords.js';
@@ -46,6 +46,8 @@ export interface RegisterRequest {
 }
 
 export interface RegisterContext {
+  /** Spec "Guest access": the guest whose `guest_access_token` came with the request (upgrading it). */
+  upgradingGuest?: string | undefined;
   kind: 'user' | 'guest';
   requester: Requester | undefined;
   ip: string;
@@ -95,13 +97,19 @@ export class RegistrationService {
   }
 
   /** The checks the spec wants before UIA starts: grammar, availability, exclusivity. Returns the localpart. */
-  async checkUsername(username: string, appserviceId?: string): Promise<string> {
+  async checkUsername(username: string, appserviceId?: string, upgradingGuest?: string): Promise<string> {
     const localpart = normalizeUsername(username);
     const problem = checkLocalpart(localpart, this.deps.serverName);
     if (problem) throw new MatrixError('M_INVALID_USERNAME', describeProblem(problem), 400);
     const userId = userIdFor(localpart, this.deps.serverName);
     if (this.hooks.isExclusive(userId, appserviceId)) throw new MatrixError('M_EXCLUSIVE', 'This user ID is reserved by an application service', 400);
-    if (await userExists(this.deps.db.knex, userId)) throw new MatrixError('M_USER_IN_USE', 'User ID already taken.', 400);
+    if (await userExists(this.deps.db.knex, userId)) {
+      if (upgradingGuest === undefined) throw new MatrixError('M_USER_IN_USE', 'User ID already taken.', 400);
+      // As Synapse: a taken ID is only given to the guest that holds it (its own guest_access_token).
+      if (upgradingGuest !== userId || !(await getUser(this.deps.db.knex, userId))?.isGuest) {
+        throw forbidden('Cannot register taken user ID without valid guest credentials for that user.');
+      }
+    }
     return localpart;
   }
 
@@ -130,7 +138,7 @@ export class RegistrationService {
     const alreadyRegistered = typeof earlier?.[REGISTERED_USER_ID] === 'string' ? (earlier[REGISTERED_USER_ID] as string) : undefined;
     // The session's own account is not "in use" for the request that repeats it (as Synapse's assigned_user_id).
     if (body.username !== undefined && userIdFor(normalizeUsername(body.username), this.deps.serverName) !== alreadyRegistered) {
-      await this.checkUsername(body.username);
+      await this.checkUsername(body.username, undefined, ctx.upgradingGuest);
     }
     this.checkPassword(body.password);
 
@@ -162,11 +170,14 @@ export class RegistrationService {
       }
       return { userId: registeredBefore, ...(login ? { session: await this.devices.openSession({ userId: registeredBefore, ...login }) } : {}) };
     }
-    const localpart = params.username !== undefined ? await this.checkUsername(params.username) : undefined;
+    const localpart = params.username !== undefined ? await this.checkUsername(params.username, undefined, ctx.upgradingGuest) : undefined;
     const token = typeof passed.data.registrationToken === 'string' ? passed.data.registrationToken : undefined;
     this.checkLimit(ctx, true);
     const storedHash = passed.data[PASSWORD_HASH];
-    const registered = await this.createAccount({
+    const guestId = localpart !== undefined && ctx.upgradingGuest === userIdFor(localpart, this.deps.serverName) ? ctx.upgradingGuest : undefined;
+    const registered = guestId !== undefined
+      ? await this.upgradeGuest(guestId, body.password !== undefined ? await hashPassword(body.password) : typeof storedHash === 'string' ? storedHash : null, token, login)
+      : await this.createAccount({
       localpart: localpart ?? '',
       ...(body.password !== undefined ? { password: body.password } : typeof storedHash === 'string' ? { passwordHash: storedHash } : {}),
       registrationToken: token,
@@ -205,6 +216,23 @@ export class RegistrationService {
       isGuest: true,
       login: { displayName: body.initial_device_display_name, ip: ctx.ip, userAgent: ctx.userAgent, withRefresh: false },
     });
+  }
+
+  /**
+   * Spec "Guest access": a guest registering its own localpart (with its guest_access_token) becomes a full
+   * user with the same ID, rooms and profile, and a new session.
+   */
+  private async upgradeGuest(userId: string, passwordHash: string | null, registrationToken: string | undefined, login: NewAccount['login']): Promise<Registered> {
+    const result = await inTransaction(this.deps.db.knex, this.deps.logger, async (work) => {
+      if (!(await upgradeGuestUser(work.db, userId, passwordHash))) return undefined;
+      if (registrationToken !== undefined) await regTokens.completePending(work.db, registrationToken);
+      const session = login ? await this.devices.openSessionIn(work, { userId, ...login }) : undefined;
+      return { userId, session };
+    });
+    if (!result) throw new MatrixError('M_USER_IN_USE', 'User ID already taken.', 400);
+    // Cached lookups of the guest's tokens still say "guest": drop them.
+    this.devices.forgetCachedTokens(userId);
+    return result;
   }
 
   private checkLimit(ctx: RegisterContext, spend: boolean): void {

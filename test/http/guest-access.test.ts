@@ -101,6 +101,55 @@ describe.each(testDialects())('guest access on %s', (dialect) => {
     expect(rejoin.status).toBe(403);
   });
 
+  it("lets a guest read profiles, its own display name included, before and after setting it", async () => {
+    const guest = await newGuest();
+    const path = `/profile/${encodeURIComponent(guest.userId)}/displayname`;
+    expect((await call(guest, 'GET', path)).status).toBe(200);
+    expect((await call(guest, 'PUT', path, { displayname: 'creeper' })).status).toBe(200);
+    const after = await call(guest, 'GET', path);
+    expect(after.status).toBe(200);
+    expect(after.body.displayname).toBe('creeper');
+    const whole = await call(guest, 'GET', `/profile/${encodeURIComponent(alice.userId)}`);
+    expect(whole.status).toBe(200);
+  });
+
+  it('upgrades a guest registering its own localpart with its guest_access_token: same user id, rooms kept, now a full user', async () => {
+    const guest = await newGuest();
+    const roomId = await newRoom('can_join');
+    expect((await call(guest, 'POST', `${room(roomId)}/join`, {})).status).toBe(200);
+    const localpart = guest.userId.slice(1, guest.userId.indexOf(':'));
+    const body = { username: localpart, password: 'SIR_Arthur_David', guest_access_token: guest.accessToken };
+    const first = await request(server.baseUrl, 'POST', '/_matrix/client/v3/register', { body });
+    expect(first.status).toBe(401);
+    const done = await request(server.baseUrl, 'POST', '/_matrix/client/v3/register', { body: { ...body, auth: { type: 'm.login.dummy' } } });
+    expect(done.status).toBe(200);
+    expect(done.body.user_id).toBe(guest.userId);
+    const full = { accessToken: done.body.access_token as string };
+    expect((await call(full, 'GET', '/account/whoami')).body).toMatchObject({ user_id: guest.userId, is_guest: false });
+    // A full user may now do what guests may not, and is still in the room it joined as a guest.
+    expect((await call(full, 'POST', '/createRoom', {})).status).toBe(200);
+    expect((await call(full, 'GET', `${room(roomId)}/joined_members`)).body.joined[guest.userId]).toBeDefined();
+    const login = await request(server.baseUrl, 'POST', '/_matrix/client/v3/login', {
+      body: { type: 'm.login.password', identifier: { type: 'm.id.user', user: localpart }, password: 'SIR_Arthur_David' },
+    });
+    expect(login.status).toBe(200);
+  });
+
+  it("refuses a guest's token for another guest's localpart, and a taken localpart without a guest token", async () => {
+    const [one, two] = [await newGuest(), await newGuest()];
+    const localpart = one.userId.slice(1, one.userId.indexOf(':'));
+    const other = await request(server.baseUrl, 'POST', '/_matrix/client/v3/register', {
+      body: { username: localpart, password: 'SIR_Arthur_David', guest_access_token: two.accessToken, auth: { type: 'm.login.dummy' } },
+    });
+    expect(other.status).toBe(403);
+    const none = await request(server.baseUrl, 'POST', '/_matrix/client/v3/register', {
+      body: { username: localpart, password: 'SIR_Arthur_David', auth: { type: 'm.login.dummy' } },
+    });
+    expect(none.status).toBe(400);
+    expect(none.body.errcode).toBe('M_USER_IN_USE');
+    expect((await call(one, 'GET', '/account/whoami')).body.is_guest).toBe(true);
+  });
+
   it('still keeps guests off routes the spec does not open to them', async () => {
     const guest = await newGuest();
     const res = await call(guest, 'POST', '/createRoom', {});

@@ -72,6 +72,12 @@ export async function insertUser(
   return inserted.length > 0;
 }
 
+/** Makes a guest account a full user (spec "Guest access", upgrading); false if it is not a guest any more. */
+export async function upgradeGuestUser(db: Db, userId: string, passwordHash: string | null): Promise<boolean> {
+  const n = await db('users').where({ user_id: userId, is_guest: true, deactivated: false }).update({ is_guest: false, password_hash: passwordHash });
+  return Number(n) > 0;
+}
+
 export async function setPasswordHash(db: Db, userId: string, passwordHash: string | null): Promise<void> {
   await db('users').where({ user_id: userId }).update({ password_hash: passwordHash });
 }
