@@ -127,25 +127,56 @@ export interface BackfillerDeps {
   logger: Logger;
 }
 
+/** A gap asked about is not asked about again for this long (as Synapse's backoff of failed backfill points). */
+const GAP_RETRY_MS = 60_000;
+const GAP_MEMO_MAX = 10_000;
+
 export class Backfiller {
   private readonly running = new Map<string, Promise<number>>();
+  /** `roomId\0eventId` of missing prev events recently asked for, with when. */
+  private readonly askedGaps = new Map<string, number>();
 
   constructor(private readonly deps: BackfillerDeps) {}
 
-  /** RoomReader's backfill hook: how many events were added to the start of the room's timeline. */
-  readonly backfill = (roomId: string, _limit: number): Promise<number> => {
-    const running = this.running.get(roomId);
+  /**
+   * RoomReader's backfill hook: how many events were added to the room's timeline. Without `from`, before
+   * its earliest events; with `from` (prev events missing in the middle of the DAG), before those.
+   */
+  readonly backfill = (roomId: string, _limit: number, from?: readonly string[]): Promise<number> => {
+    let gaps: string[] | undefined;
+    if (from) {
+      gaps = this.freshGaps(roomId, from);
+      if (!gaps.length) return Promise.resolve(0);
+    }
+    const key = gaps ? `${roomId}\u0000gaps` : roomId;
+    const running = this.running.get(key);
     if (running) return running;
     // As Synapse: always ask for a full page (100), so a server that serves exactly the limit still reaches
     // events whose state we hold, whatever page size the client asked for.
-    const p = this.run(roomId, MAX_BACKFILL).catch((err) => {
+    const p = this.run(roomId, MAX_BACKFILL, gaps).catch((err) => {
       this.deps.logger.warn({ roomId, err: err instanceof Error ? err.message : String(err) }, 'backfill failed');
       return 0;
     });
-    this.running.set(roomId, p);
-    void p.finally(() => this.running.delete(roomId));
+    this.running.set(key, p);
+    void p.finally(() => this.running.delete(key));
     return p;
   };
+
+  /** The gaps of `from` not asked about within GAP_RETRY_MS, now marked as asked. */
+  private freshGaps(roomId: string, from: readonly string[]): string[] {
+    const now = Date.now();
+    const fresh: string[] = [];
+    for (const id of from.slice(0, 20)) {
+      const k = `${roomId}\u0000${id}`;
+      const at = this.askedGaps.get(k);
+      if (at !== undefined && now - at < GAP_RETRY_MS) continue;
+      this.askedGaps.delete(k);
+      this.askedGaps.set(k, now);
+      fresh.push(id);
+    }
+    while (this.askedGaps.size > GAP_MEMO_MAX) this.askedGaps.delete(this.askedGaps.keys().next().value!);
+    return fresh;
+  }
 
   private verify = (s: string, k: string, t?: number) => this.deps.keyStore.verifyKeyFor(s, k, t);
 
@@ -166,7 +197,7 @@ export class Backfiller {
     });
   }
 
-  private async run(roomId: string, limit: number): Promise<number> {
+  private async run(roomId: string, limit: number, gaps?: readonly string[]): Promise<number> {
     const { db, rooms, client, serverName, logger } = this.deps;
     let version: RoomVersion;
     try {
@@ -174,7 +205,7 @@ export class Backfiller {
     } catch {
       return 0;
     }
-    const from = await this.backwardExtremities(roomId);
+    const from = gaps ? [...gaps] : await this.backwardExtremities(roomId);
     if (!from.length) return 0;
     const servers = (await serversInRoom(db, roomId, serverName)).filter((s) => s !== serverName);
     const roomServer = serverNameOf(roomId);

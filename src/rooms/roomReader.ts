@@ -7,7 +7,7 @@ import * as roomsRepo from '../storage/repositories/rooms.js';
 import * as stateRepo from '../storage/repositories/state.js';
 import { stateMapKey, type StateMap } from '../types/pdu.js';
 import { toClientEvent, type ClientEvent } from './clientEvent.js';
-import { eventIdOf, redactPdu, roomIdOfEvent } from './eventFormat.js';
+import { eventIdOf, prevEventIds, redactPdu, roomIdOfEvent } from './eventFormat.js';
 import { matchesRoomEventFilter, type RoomEventFilter } from './eventFilter.js';
 import type { EventStore } from './eventStore.js';
 import type { RoomVersion } from './roomVersions.js';
@@ -39,19 +39,28 @@ export type RelationAggregator = (
   opts: { includeRoomId: boolean },
 ) => Promise<Map<string, Record<string, unknown>>>;
 
+/** Asks other servers for history: before the room's earliest events, or before `from` (missing prev events). */
+export type Backfill = (roomId: string, limit: number, from?: readonly string[]) => Promise<number>;
+
+/** How far below a /messages page a gap in the DAG is backfilled before the page reaches it (as Synapse: 2 × limit). */
+const GAP_LOOKAHEAD = 2;
+/** At most this many events are inspected for missing prev events per /messages page. */
+const GAP_SCAN = 200;
+
 /** Every read of room events goes through here, so history visibility is enforced on every read path. */
 export class RoomReader {
   private aggregator: RelationAggregator | undefined;
 
   constructor(private readonly deps: RoomReaderDeps) {}
 
-  private backfiller: ((roomId: string, limit: number) => Promise<number>) | undefined;
+  private backfiller: Backfill | undefined;
 
   /**
-   * Installed by federation: when /messages backwards runs out of local history, asks other servers in the
-   * room for older events; returns how many were added to the start of the timeline.
+   * Installed by federation: when /messages backwards runs out of local history, or passes a gap in the
+   * room's DAG (`from`: the missing prev events), asks other servers in the room for the events before;
+   * returns how many were added to the timeline.
    */
-  setBackfiller(fn: (roomId: string, limit: number) => Promise<number>): void {
+  setBackfiller(fn: Backfill): void {
     this.backfiller = fn;
   }
 
@@ -230,9 +239,18 @@ export class RoomReader {
     let exhausted = false;
     let scanned = 0;
     let backfills = 0;
+    let gapFills = 0;
     // Filtering happens after the query, so keep reading pages until the chunk is full or the room ends
     // (going backwards, the local start of the room may not be its start: federation backfills then).
     for (;;) {
+      // A gap in the middle of the DAG (prev events we never received) at or below `from`: fill it first.
+      if (params.dir === 'b' && this.backfiller && to === undefined && gapFills < 2 && chunk.length === 0) {
+        const gaps = await this.gapsBelow(roomId, from.depth, limit);
+        if (gaps.length) {
+          gapFills++;
+          await this.backfiller(roomId, limit, gaps);
+        }
+      }
       while (chunk.length < limit && !exhausted && scanned < 5000) {
         const page = await eventsRepo.roomEventsTopological(this.db, roomId, cursor, params.dir, Math.max(limit * 2, 20), to);
         if (page.length === 0) {
@@ -269,6 +287,24 @@ export class RoomReader {
       response.state = await this.membersForSenders(viewer, roomId, chunk);
     }
     return response;
+  }
+
+  /**
+   * Prev events of timeline events with depth in [from − 2 × limit, from] that are neither in the timeline
+   * nor events of another room (a DAG never continues across rooms): where this page would run over a gap.
+   */
+  private async gapsBelow(roomId: string, fromDepth: number, limit: number): Promise<string[]> {
+    const near = await eventsRepo.roomEventsInDepthRange(this.db, roomId, fromDepth - GAP_LOOKAHEAD * Math.max(limit, 1), fromDepth, GAP_SCAN);
+    const have = new Set(near.map((e) => e.eventId));
+    const prevs = [...new Set(near.flatMap((e) => prevEventIds(e.pdu)))].filter((id) => !have.has(id));
+    if (!prevs.length) return [];
+    const known = await this.deps.events.getMany(this.db, prevs);
+    return prevs.filter((id) => {
+      const ev = known.get(id);
+      if (!ev) return true;
+      if (roomIdOfEvent(ev.pdu, ev.eventId) !== roomId) return false;
+      return ev.outlier || ev.stateAfter === null;
+    });
   }
 
   /** Member events of the senders of `events` (lazy-loading members). */

@@ -217,6 +217,19 @@ export async function roomEventsTopological(
   return rows.map(toStoredEvent);
 }
 
+/** A room's timeline events (not outliers, not rejected) with depth in [lo, hi], deepest first, at most `limit`. */
+export async function roomEventsInDepthRange(db: Db, roomId: string, lo: number, hi: number, limit: number): Promise<StoredEvent[]> {
+  const rows: EventRow[] = await db('events')
+    .where('room_id', roomId)
+    .andWhere('outlier', false)
+    .whereNull('rejected_reason')
+    .andWhere('depth', '>=', lo)
+    .andWhere('depth', '<=', hi)
+    .orderBy([{ column: 'depth', order: 'desc' }, { column: 'stream_ordering', order: 'desc' }])
+    .limit(limit);
+  return rows.map(toStoredEvent);
+}
+
 /** The newest event of a room at or before a stream position. */
 export async function lastRoomEventAtStream(db: Db, roomId: string, stream: number): Promise<StoredEvent | undefined> {
   const row: EventRow | undefined = await db('events')
