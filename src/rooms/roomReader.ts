@@ -169,14 +169,15 @@ export class RoomReader {
 
   /**
    * Whether the user may read the room at all, and up to which point: a joined user reads the present,
-   * a user who left reads up to their leave event; world-readable rooms are readable by anyone.
+   * a user who left reads up to their leave event; world-readable rooms are readable by anyone. A banned
+   * user reads nothing more of a room that is not world-readable (as Synapse: a ban is not a departure).
    */
   async readableUpTo(userId: string, roomId: string): Promise<{ untilStream: number | undefined; membership: string | undefined }> {
     const room = await roomsRepo.getRoom(this.db, roomId);
     if (!room) throw forbidden('You are not allowed to view this room');
     const m = await stateRepo.currentMembership(this.db, roomId, userId);
     if (m?.membership === 'join') return { untilStream: undefined, membership: 'join' };
-    if (m && (m.membership === 'leave' || m.membership === 'ban')) {
+    if (m && m.membership === 'leave') {
       if ((await roomsRepo.forgottenRooms(this.db, userId)).has(roomId)) throw forbidden('You have forgotten this room');
       const ev = await this.deps.events.get(this.db, m.eventId);
       return { untilStream: ev?.streamOrdering, membership: m.membership };
