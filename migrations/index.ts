@@ -18,6 +18,7 @@ import * as appserviceRoomList from './0018_appservice_room_list.js';
 import * as serverKeyResponses from './0019_server_key_responses.js';
 import * as roomPeeks from './0024_room_peeks.js';
 import * as mediaAuthenticated from './0022_media_authenticated.js';
+import * as threepidBindings from './0023_threepid_bindings.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -46,6 +47,7 @@ const migrations: Array<[string, Migration]> = [
   ['0019_server_key_responses', serverKeyResponses],
   ['0024_room_peeks', roomPeeks],
   ['0022_media_authenticated', mediaAuthenticated],
+  ['0023_threepid_bindings', threepidBindings],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

@@ -14,6 +14,8 @@ import { mediaApiRoutes } from './federation/mediaApi.js';
 import { createRoomFederation, type RoomFederation } from './federation/roomFederation.js';
 import { publicRoomsApiRoutes, remoteDirectory } from './federation/publicRoomsApi.js';
 import { createFederationEdus, type FederationEdus } from './federation/edus/index.js';
+import { createIdentity, type IdentityServices } from './identity/index.js';
+import { thirdPartyInviteApiRoutes } from './federation/thirdPartyInviteApi.js';
 import { ForwardedListeners } from './http/clientAddress.js';
 import { InFlightRequests } from './http/inFlight.js';
 import { applyCors, errorHandling, mountRoutes, requestLogging } from './http/mount.js';
@@ -82,6 +84,8 @@ export interface Services {
   roomFederation: RoomFederation;
   /** EDUs over federation (typing, receipts, presence, device lists, to-device) and remote E2EE keys. */
   federationEdus: FederationEdus;
+  /** Identity servers: 3PID bindings and third-party invites. */
+  identity: IdentityServices;
   /** Application service registrations (app_service_config_files) and their namespaces. */
   appservices: AppserviceRegistry;
   /** Homeserver → application service queries and pings made for clients. */
@@ -198,6 +202,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     federation,
     roomFederation,
     federationEdus,
+    identity: createIdentity(base, { rooms, federation: federation.client }),
     appservices: appservices.registry,
     appserviceClient: appservices.client,
     appservicePusher: new AppservicePusher({ ...base, rooms, registrations: appservices.registry, edus, e2ee }),
@@ -225,7 +230,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       }
     : {};
   users.registration.limiter = limiters.registration;
-  const routes = [...clientRoutes(services), ...federationRoutes(services), ...mediaApiRoutes(services.media, services.serverName), ...roomFederation.routes, ...publicRoomsApiRoutes(directory.publicRooms), ...federationEdus.routes];
+  const routes = [...clientRoutes(services), ...federationRoutes(services), ...mediaApiRoutes(services.media, services.serverName), ...roomFederation.routes, ...publicRoomsApiRoutes(directory.publicRooms), ...federationEdus.routes, ...thirdPartyInviteApiRoutes(services.identity.invites)];
   mountRoutes(app, routes, {
     logger,
     authenticate: (token, ctx) => users.authenticate(token, ctx),
@@ -294,6 +299,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       await services.appservicePusher.stop();
       const federationStopped = roomFederation.stop();
       federation.close();
+      services.identity.close();
       await federationStopped;
       await services.media.close();
       await db.close();

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Services } from '../homeserver.js';
 import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
+import { idServerName } from '../identity/identityClient.js';
 
 export function accountRoutes(services: Services): RouteDefinition[] {
   const { users } = services;
@@ -43,8 +44,9 @@ export function accountRoutes(services: Services): RouteDefinition[] {
       body: z.looseObject({ auth: z.unknown().optional(), erase: z.boolean().nullish(), id_server: z.string().nullish() }),
       handler: async ({ requester, body }) => {
         await users.account.deactivate(requester, { auth: body.auth, erase: body.erase ?? undefined });
-        // No identity-server bindings are kept, so there is nothing to unbind.
-        return { id_server_unbind_result: 'no-support' };
+        // The 3PIDs bound through this server are unbound from their identity servers (src/identity/bindings.ts).
+        const idServer = typeof body.id_server === 'string' && idServerName.safeParse(body.id_server).success ? body.id_server : undefined;
+        return { id_server_unbind_result: await services.identity.bindings.unbindAll(requester.userId, idServer) };
       },
     }),
   ];

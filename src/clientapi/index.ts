@@ -86,7 +86,7 @@ export function clientRoutes(services: Services): RouteDefinition[] {
     ...tagRoutes(services),
     ...reportingRoutes(services),
     ...thirdPartyRoutes(services),
-    ...threepidRoutes(),
+    ...threepidRoutes(services),
     ...openIdRoutes(services),
     ...voipRoutes(services),
     ...loginTokenRoutes(services),

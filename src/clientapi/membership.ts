@@ -1,9 +1,22 @@
 import { z } from 'zod';
 import type { Services } from '../homeserver.js';
 import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
+import { MatrixError } from '../errors.js';
+import { signedBlock, threepidInvite } from '../identity/thirdPartyInvites.js';
 import type { CreateRoomRequest } from '../rooms/roomCreation.js';
 
 const reasonBody = z.object({ reason: z.string().optional() }).loose();
+// Spec: "POST /join": third_party_signed redeems a third-party invite (its `sender` is the inviter).
+const joinBody = z.looseObject({ reason: z.string().optional(), third_party_signed: signedBlock.extend({ sender: z.string().max(255) }).optional() });
+// Spec: "POST /rooms/{roomId}/invite" takes a user id, or a third-party identifier with its identity server.
+const inviteBody = z.looseObject({
+  user_id: z.string().optional(),
+  reason: z.string().optional(),
+  id_server: z.unknown().optional(),
+  medium: z.unknown().optional(),
+  address: z.unknown().optional(),
+  id_access_token: z.unknown().optional(),
+});
 const stringOrList = z.union([z.string(), z.array(z.string())]).optional();
 const viaQuery = z.object({ via: stringOrList, server_name: stringOrList }).loose();
 const list = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
@@ -16,7 +29,7 @@ const createRoomBody = z
     name: z.string().optional(),
     topic: z.string().optional(),
     invite: z.array(z.string()).optional(),
-    invite_3pid: z.array(z.unknown()).optional(),
+    invite_3pid: z.array(threepidInvite).max(100).optional(),
     room_version: z.string().optional(),
     creation_content: z.record(z.string(), z.unknown()).optional(),
     initial_state: z
@@ -30,7 +43,13 @@ const createRoomBody = z
 
 // Spec: Client-Server API, "Room membership" and "Creation".
 export function membershipRoutes(services: Services): RouteDefinition[] {
-  const { rooms } = services;
+  const { rooms, identity } = services;
+  // A /join carrying third_party_signed first turns the third-party invite into a member invite (as Synapse).
+  const redeem = async (userId: string, roomIdOrAlias: string, body: z.output<typeof joinBody>) => {
+    const signed = body.third_party_signed;
+    if (!signed) return;
+    await identity.invites.redeemOnJoin(userId, await rooms.resolveRoomIdOrAlias(roomIdOrAlias), signed);
+  };
   const actorOf = (r: { userId: string; deviceId: string | undefined; isGuest?: boolean }) => ({ userId: r.userId, deviceId: r.deviceId, isGuest: r.isGuest });
   return [
     // Spec: POST /_matrix/client/v3/createRoom
@@ -43,6 +62,8 @@ export function membershipRoutes(services: Services): RouteDefinition[] {
       rateLimit: 'message',
       handler: async ({ body, requester }) => {
         const { roomId, alias } = await rooms.createRoom(actorOf(requester), body as CreateRoomRequest);
+        // As Synapse: third-party invites go out once the room exists; a failure fails the request.
+        for (const invite of body.invite_3pid ?? []) await identity.invites.invite(actorOf(requester), roomId, invite);
         return alias ? { room_id: roomId, room_alias: alias } : { room_id: roomId };
       },
     }),
@@ -53,12 +74,13 @@ export function membershipRoutes(services: Services): RouteDefinition[] {
       path: '/join/:roomIdOrAlias',
       auth: 'user',
       allowGuests: true,
-      body: reasonBody,
+      body: joinBody,
       query: viaQuery,
       rateLimit: 'message',
-      handler: async ({ params, body, query, requester }) => ({
-        room_id: await rooms.join(actorOf(requester), params.roomIdOrAlias!, body.reason, [...list(query.via), ...list(query.server_name)], body),
-      }),
+      handler: async ({ params, body, query, requester }) => {
+        await redeem(requester.userId, params.roomIdOrAlias!, body);
+        return { room_id: await rooms.join(actorOf(requester), params.roomIdOrAlias!, body.reason, [...list(query.via), ...list(query.server_name)], body) };
+      },
     }),
     // Spec: POST /_matrix/client/v3/rooms/{roomId}/join
     defineRoute({
@@ -67,9 +89,12 @@ export function membershipRoutes(services: Services): RouteDefinition[] {
       path: '/rooms/:roomId/join',
       auth: 'user',
       allowGuests: true,
-      body: reasonBody,
+      body: joinBody,
       rateLimit: 'message',
-      handler: async ({ params, body, requester }) => ({ room_id: await rooms.join(actorOf(requester), params.roomId!, body.reason, [], body) }),
+      handler: async ({ params, body, requester }) => {
+        await redeem(requester.userId, params.roomId!, body);
+        return { room_id: await rooms.join(actorOf(requester), params.roomId!, body.reason, [], body) };
+      },
     }),
     // Spec: POST /_matrix/client/v3/rooms/{roomId}/invite
     defineRoute({
@@ -77,10 +102,25 @@ export function membershipRoutes(services: Services): RouteDefinition[] {
       prefixes: CLIENT_V3,
       path: '/rooms/:roomId/invite',
       auth: 'user',
-      body: targetBody,
+      body: inviteBody,
       rateLimit: 'message',
       handler: async ({ params, body, requester }) => {
-        await rooms.invite(actorOf(requester), params.roomId!, body.user_id, body.reason);
+        if (body.user_id !== undefined) {
+          await rooms.invite(actorOf(requester), params.roomId!, body.user_id, body.reason);
+          return {};
+        }
+        if (body.id_server === undefined && body.medium === undefined && body.address === undefined) {
+          throw new MatrixError('M_MISSING_PARAM', "Missing parameter 'user_id'");
+        }
+        const parsed = threepidInvite.safeParse(body);
+        if (!parsed.success) {
+          const issue = parsed.error.issues[0];
+          const field = String(issue?.path[0] ?? 'body');
+          throw issue?.code === 'invalid_type' && issue.input === undefined
+            ? new MatrixError('M_MISSING_PARAM', `Missing parameter '${field}'`)
+            : new MatrixError('M_INVALID_PARAM', `Invalid parameter '${field}'`);
+        }
+        await identity.invites.invite(actorOf(requester), params.roomId!, parsed.data);
         return {};
       },
     }),

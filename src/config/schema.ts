@@ -156,6 +156,8 @@ export const configSchema = z.strictObject({
   ip_range_blacklist: z.array(ipRange).optional(),
   // Exceptions to ip_range_blacklist (0.0.0.0 and :: stay blocked).
   ip_range_whitelist: z.array(ipRange).default([]),
+  // Identity servers (src/identity): Synapse's key; true skips TLS certificate checks on requests to them (tests only).
+  use_insecure_ssl_client_just_for_testing_do_not_use: z.boolean().default(false),
   key_refresh_interval: duration.default('1d'),
   old_signing_keys: z
     .record(z.string().regex(/^ed25519:[A-Za-z0-9_]+$/, 'must be an ed25519 key ID'), z.strictObject({ key: z.string(), expired_ts: z.number().int() }))

@@ -18,7 +18,7 @@ import { MatrixError, forbidden } from '../errors.js';
 import { defineRoute, type RouteDefinition } from '../http/route.js';
 import { authTypesForEvent, checkAuth, withImpliedCreate } from '../rooms/authRules.js';
 import { toStrippedState } from '../rooms/clientEvent.js';
-import { buildPdu, checkContentHash, eventIdOf, verifyPduSignature } from '../rooms/eventFormat.js';
+import { buildPdu, checkContentHash, eventIdOf, isThirdPartyInvite, verifyPduSignature } from '../rooms/eventFormat.js';
 import type { Actor, RoomService } from '../rooms/roomService.js';
 import { getRoomVersion, type RoomVersion } from '../rooms/roomVersions.js';
 import type { RoomWriteContext } from '../rooms/roomWriter.js';
@@ -255,7 +255,10 @@ export function inviteApiRoutes(deps: InviteApiDeps): RouteDefinition[] {
     // For a room we are in, the invite comes back through /send under the auth rules (Synapse does not look the user up).
     if (serverNameOf(invitee) !== serverName || (!known && !(await userExists(db.knex, invitee)))) throw forbidden(`${invitee} is not a user of this server`);
     if (!checkContentHash(pdu)) throw new MatrixError('M_BAD_JSON', 'Content hash does not match the event');
-    const sig = await checkSignatures(pdu, version, (s, k, t) => keyStore.verifyKeyFor(s, k, t));
+    // A third-party invite's required signature is ours (the invitee's server), added below: the origin's is checked here.
+    const sig = isThirdPartyInvite(pdu)
+      ? (await signedBy(pdu, origin, version, keyStore)) ? null : `no valid signature of ${origin}`
+      : await checkSignatures(pdu, version, (s, k, t) => keyStore.verifyKeyFor(s, k, t));
     if (sig) throw forbidden(`Invalid invite event: ${sig}`);
 
     const signed = rooms.signAsServer(pdu, version);

@@ -10,6 +10,7 @@ import type { Database } from '../storage/database.js';
 import { enqueueOutbox } from '../storage/repositories/outbox.js';
 import type { Pdu } from '../types/pdu.js';
 import { LruCache } from '../util/lru.js';
+import { isThirdPartyInvite } from '../rooms/eventFormat.js';
 import { serverNameOf } from './serverName.js';
 
 export interface OutboxDeps {
@@ -56,13 +57,22 @@ export class OutboxProducer {
   }
 
   onCommitted(result: WriteResult): void {
-    const local = result.events.filter(
-      (e) => !e.outlier && !e.rejected && serverNameOf(e.pdu.sender) === this.deps.serverName,
-    );
+    const local = result.events.filter((e) => !e.outlier && !e.rejected && this.madeHere(e.pdu));
     if (!local.length) return;
     this.chain = this.chain
       .then(() => this.enqueue(local))
       .catch((err) => this.deps.logger.error({ err }, 'federation outbox: enqueueing failed'));
+  }
+
+  /**
+   * Events of local users, and third-party invites this server made for one of its users on a remote
+   * inviter's behalf (the inviter's server never signed those, so it cannot have sent them).
+   */
+  private madeHere(pdu: Pdu): boolean {
+    const own = this.deps.serverName;
+    if (serverNameOf(pdu.sender) === own) return true;
+    const sender = serverNameOf(pdu.sender);
+    return isThirdPartyInvite(pdu) && serverNameOf(String(pdu.state_key)) === own && !!pdu.signatures?.[own] && (sender === undefined || !pdu.signatures?.[sender]);
   }
 
   private async enqueue(events: StoredEvent[]): Promise<void> {

@@ -297,9 +297,17 @@ export function serverNameOf(id: string): string | undefined {
  * format also the event id's server; for restricted joins also the server of
  * `join_authorised_via_users_server`.
  */
+/** An invite redeeming a third-party invite: made by any resident server on the original inviter's behalf. */
+export function isThirdPartyInvite(pdu: Pdu): boolean {
+  return pdu.type === 'm.room.member' && pdu.content?.membership === 'invite' && Object.hasOwn(pdu.content, 'third_party_invite');
+}
+
 export function requiredSignatureServers(pdu: Pdu, version: RoomVersion): string[] {
   const out = new Set<string>();
-  const senderServer = serverNameOf(String(pdu.sender));
+  // Such an invite need not carry the inviter's server's signature (as Synapse); the invitee's server makes or
+  // countersigns every one of them, so its signature is required instead.
+  const signer = isThirdPartyInvite(pdu) && typeof pdu.state_key === 'string' ? pdu.state_key : String(pdu.sender);
+  const senderServer = serverNameOf(signer);
   if (senderServer) out.add(senderServer);
   if (version.eventFormat === 'v1' && typeof pdu.event_id === 'string') {
     const s = serverNameOf(pdu.event_id);

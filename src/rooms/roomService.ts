@@ -850,6 +850,21 @@ export class RoomService {
     });
   }
 
+  /**
+   * A member invite redeeming a third-party invite (identity/thirdPartyInvites.ts): made on behalf of the
+   * original inviter, who may have left or be a user of another server; the auth rules check the signed block.
+   */
+  async inviteOnBehalf(sender: string, roomId: string, target: string, content: Record<string, unknown>): Promise<void> {
+    if (this.remoteInviter && serverNameOf(target) !== this.deps.serverName) return this.remoteInviter({ userId: sender }, roomId, target, content);
+    await this.assertValidDraft(roomId, { type: 'm.room.member', stateKey: target, content, sender });
+    await this.write(roomId, async (ctx) => {
+      const current = ctx.membershipOf(target);
+      if (current === 'join') throw forbidden(`${target} is already in the room`);
+      if (current === 'ban') throw forbidden(`${target} is banned from the room`);
+      await ctx.append({ type: 'm.room.member', stateKey: target, content, sender });
+    });
+  }
+
   /** leave (own), kick (other → leave), ban, unban (ban → leave). */
   async setMembership(actor: Actor, roomId: string, target: string, membership: 'leave' | 'ban', reason?: string, expect?: 'unban' | 'kick'): Promise<void> {
     if (!/^@[^:]+:.+$/.test(target)) throw new MatrixError('M_INVALID_PARAM', 'Invalid user id');

@@ -77,7 +77,7 @@ describe.each(testDialects())('account management on %s', (dialect) => {
     expect(err.httpStatus).toBe(401);
     expect(err.data.flows).toEqual([{ stages: ['m.login.password'] }]);
     const res = await client.deactivateAccount({ type: 'm.login.password', session: err.data.session, user: 'karl', password: 'karl-pw' } as never, true);
-    expect(res).toEqual({ id_server_unbind_result: 'no-support' });
+    expect(res).toEqual({ id_server_unbind_result: 'success' });
     expect(deactivated).toEqual(['@karl:localhost:true']);
 
     expect((await request(server.baseUrl, 'GET', `${V3}/account/whoami`, { token: reg.body.access_token })).body.errcode).toBe('M_UNKNOWN_TOKEN');
