@@ -1,9 +1,11 @@
 import { MatrixError } from '../errors.js';
-import type { ClientEvent } from '../rooms/clientEvent.js';
-import type { RoomService, WriteResult } from '../rooms/roomService.js';
+import { toClientEvent, type ClientEvent } from '../rooms/clientEvent.js';
+import type { RoomService, StoredEvent, WriteResult } from '../rooms/roomService.js';
+import { getRoomVersion, type RoomVersion } from '../rooms/roomVersions.js';
 import type { ServiceDeps } from '../serviceDeps.js';
 import type { Db } from '../storage/database.js';
 import { listNotifications, pruneNotifications, roomsWithNotifications } from '../storage/repositories/notifications.js';
+import { getRoom } from '../storage/repositories/rooms.js';
 import type { AccountDataService } from '../sync/accountDataService.js';
 import type { UserService } from '../users/userService.js';
 import { notificationCounts, type NotificationCountOptions, type RoomNotificationCounts } from './counts.js';
@@ -29,6 +31,8 @@ export interface PushOptions {
 }
 
 const DEFAULT_RETENTION_MS = 30 * 24 * 3600_000;
+/** Formats events of rooms not known here (see formatEvents); any version formats them alike. */
+const OUT_OF_BAND_VERSION: RoomVersion = getRoomVersion('10')!;
 const PRUNE_INTERVAL_MS = 3600_000;
 
 export interface NotificationsPage {
@@ -109,7 +113,7 @@ export class PushService {
     const roomIds = [...new Set(rows.map((r) => r.roomId))];
     const read = roomIds.length ? await this.readPositions(db, viewer.userId, roomIds) : new Map<string, number>();
     const present = rows.filter((r) => stored.has(r.eventId));
-    const formatted = await this.deps.rooms.reader.format(
+    const formatted = await this.formatEvents(
       present.map((r) => stored.get(r.eventId)!),
       viewer,
     );
@@ -127,6 +131,26 @@ export class PushService {
     };
     if (rows.length === params.limit && rows.length > 0) page.next_token = String(rows[rows.length - 1]!.streamOrdering);
     return page;
+  }
+
+  /**
+   * Events of rooms known here through the room reader; an invite over federation to a room this server
+   * is not in has no room (nor version) here, and is formatted as it was stored: it is not a redaction and
+   * nothing here can redact it, the only rules that depend on the room version.
+   */
+  private async formatEvents(events: readonly StoredEvent[], viewer: { userId: string; deviceId?: string | undefined }): Promise<ClientEvent[]> {
+    const db = this.deps.db.knex;
+    const known = new Set<string>();
+    for (const roomId of new Set(events.map((e) => e.pdu.room_id))) if (await getRoom(db, roomId)) known.add(roomId);
+    const inRooms = await this.deps.rooms.reader.format(
+      events.filter((e) => known.has(e.pdu.room_id)),
+      viewer,
+    );
+    const now = this.deps.clock.now();
+    let next = 0;
+    return events.map((e) =>
+      known.has(e.pdu.room_id) ? inRooms[next++]! : toClientEvent(e.pdu, OUT_OF_BAND_VERSION, { eventId: e.eventId, now, includeRoomId: true }),
+    );
   }
 
   /** Resolves once every committed write so far has been evaluated and its pushes queued. */
@@ -149,6 +173,7 @@ export function createPush(
 ): PushService {
   const push = new PushService({ ...deps, rooms: others.rooms, accountData: others.accountData }, options);
   others.rooms.onCommitted((result) => push.onCommitted(result));
+  others.rooms.onOutOfBandMembership((event) => push.processor.enqueueOutOfBand(event));
   others.users.onDevicesDeleted.push((userId, deviceIds) => push.pushers.deleteForDevices(userId, deviceIds));
   others.users.onDeactivated.push((userId) => push.pushers.deleteAllForUser(userId));
   return push;

@@ -54,7 +54,7 @@ export function threadIdOf(content: Record<string, unknown>): string | null {
  * order, one write at a time, after the commit — the write path never waits for push rules.
  */
 export class NotificationProcessor {
-  private readonly pending: WriteResult[] = [];
+  private readonly pending: Array<{ events: readonly StoredEvent[]; outOfBand: boolean }> = [];
   private running = false;
   private closed = false;
   private readonly idleWaiters: Array<() => void> = [];
@@ -62,8 +62,17 @@ export class NotificationProcessor {
   constructor(private readonly deps: ProcessorDeps) {}
 
   enqueue(result: WriteResult): void {
-    if (this.closed || result.events.length === 0) return;
-    this.pending.push(result);
+    if (result.events.length > 0) this.push({ events: result.events, outOfBand: false });
+  }
+
+  /** A membership of a room not known here (an invite over federation): only its invitee can be notified. */
+  enqueueOutOfBand(event: StoredEvent): void {
+    this.push({ events: [event], outOfBand: true });
+  }
+
+  private push(item: { events: readonly StoredEvent[]; outOfBand: boolean }): void {
+    if (this.closed) return;
+    this.pending.push(item);
     if (this.pending.length > MAX_PENDING) {
       this.pending.shift();
       this.deps.logger.warn('push: evaluation queue full, oldest committed write dropped');
@@ -86,9 +95,9 @@ export class NotificationProcessor {
     this.running = true;
     try {
       while (!this.closed && this.pending.length > 0) {
-        const result = this.pending.shift()!;
+        const item = this.pending.shift()!;
         try {
-          await this.process(result.events);
+          await this.process(item.events, item.outOfBand);
         } catch (err) {
           if (this.closed) break;
           this.deps.logger.error({ err }, 'push: evaluating committed events failed');
@@ -101,9 +110,13 @@ export class NotificationProcessor {
   }
 
   /** Evaluates events and stores the notifications; returns what notified. */
-  async process(events: readonly StoredEvent[]): Promise<NotifiedEvent[]> {
+  async process(events: readonly StoredEvent[], outOfBand = false): Promise<NotifiedEvent[]> {
     const notified: NotifiedEvent[] = [];
     for (const ev of events) {
+      if (outOfBand) {
+        if (!ev.rejected) notified.push(...(await this.evaluateOutOfBandInvite(ev)));
+        continue;
+      }
       if (ev.rejected || ev.outlier || ev.stateBefore === null) continue;
       notified.push(...(await this.evaluateEvent(ev)));
     }
@@ -126,6 +139,45 @@ export class NotificationProcessor {
       this.deps.logger.error({ err }, 'push: queueing deliveries failed');
     }
     return notified;
+  }
+
+  /**
+   * An invite to a room this server is not in: there is no room state, only the stripped state the inviting
+   * server sent (`invite_room_state`), which names the room and the sender; no power levels, so defaults.
+   */
+  private async evaluateOutOfBandInvite(ev: StoredEvent): Promise<NotifiedEvent[]> {
+    const pdu = ev.pdu;
+    const invitee = pdu.state_key;
+    if (pdu.type !== 'm.room.member' || pdu.content.membership !== 'invite' || typeof invitee !== 'string') return [];
+    if (invitee === pdu.sender || serverNameOf(invitee) !== this.deps.serverName) return [];
+    const stripped = new Map<string, Record<string, unknown>>();
+    const declared = (pdu.unsigned as { invite_room_state?: unknown } | undefined)?.invite_room_state;
+    for (const e of Array.isArray(declared) ? declared : []) {
+      const type = stringProp(e, 'type');
+      const stateKey = stringProp(e, 'state_key');
+      const content = (e as { content?: unknown }).content;
+      if (type === undefined || stateKey === undefined || content === null || typeof content !== 'object') continue;
+      stripped.set(stateMapKey(type, stateKey), content as Record<string, unknown>);
+    }
+    const evaluation = evaluate(await this.deps.rules.ruleset(invitee), { ...pdu, event_id: ev.eventId }, {
+      userId: invitee,
+      displayName: stringProp(pdu.content, 'displayname'),
+      memberCount: 0,
+      senderPowerLevel: 0,
+      notificationPowerLevel: () => 50,
+    });
+    if (!evaluation?.notify) return [];
+    return [
+      {
+        userId: invitee,
+        event: ev,
+        evaluation,
+        threadId: null,
+        senderDisplayName: stringProp(stripped.get(stateMapKey('m.room.member', pdu.sender)), 'displayname'),
+        roomName: stringProp(stripped.get(stateMapKey('m.room.name', '')), 'name'),
+        roomAlias: stringProp(stripped.get(stateMapKey('m.room.canonical_alias', '')), 'alias'),
+      },
+    ];
   }
 
   private async evaluateEvent(ev: StoredEvent): Promise<NotifiedEvent[]> {

@@ -75,6 +75,7 @@ export class RoomService {
   private readonly writer: RoomWriter;
   private readonly versions = new LruCache<string, RoomVersion>(10_000);
   private readonly afterCommitHooks: Array<(result: WriteResult) => void> = [];
+  private readonly outOfBandHooks: Array<(event: StoredEvent) => void> = [];
   private readonly pendingSends = new Map<string, Promise<string>>();
   private readonly writeQueue: WriteJob[] = [];
   private flushing = false;
@@ -165,6 +166,20 @@ export class RoomService {
     });
     this.events.invalidate(eventId);
     this.deps.notifier.notifyUsers([userId]);
+    const stored = await this.events.get(this.deps.db.knex, eventId);
+    if (!stored) return;
+    for (const hook of this.outOfBandHooks) {
+      try {
+        hook(stored);
+      } catch (err) {
+        this.deps.logger.error({ err }, 'out-of-band membership hook failed');
+      }
+    }
+  }
+
+  /** Subscribers run after a membership of a room not known here was stored (an invite's push, as Synapse). */
+  onOutOfBandMembership(hook: (event: StoredEvent) => void): void {
+    this.outOfBandHooks.push(hook);
   }
 
   /** Whether a user of this server is joined to the room (in our copy of its current state). */

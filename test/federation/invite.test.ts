@@ -1,4 +1,6 @@
 import { RoomEvent, type MatrixClient, type Room } from 'matrix-js-sdk';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
@@ -139,5 +141,38 @@ describe.each(testDialects())('inviting users of another server, rejecting, knoc
   it('knocking on a room whose join rule does not allow it is refused by the resident server', async () => {
     const res = await request(A.baseUrl, 'POST', `/_matrix/client/v3/knock/${enc(roomId)}`, { token: dave.accessToken, body: {} });
     expect(res).toMatchObject({ status: 403, body: { errcode: 'M_FORBIDDEN' } });
+  });
+
+  it('an invite from another server is pushed to the invitee, named from the stripped state (as Synapse)', async () => {
+    const erin = await registerUser(A.baseUrl, 'erin');
+    const pushes: any[] = [];
+    const gateway = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        pushes.push(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((r) => gateway.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}/_matrix/push/v1/notify`;
+      const pusher = { kind: 'http', app_id: 'test', pushkey: 'erin-key', app_display_name: 'T', device_display_name: 'D', lang: 'en', data: { url } };
+      expect((await request(A.baseUrl, 'POST', '/_matrix/client/v3/pushers/set', { token: erin.accessToken, body: pusher })).status).toBe(200);
+      const created = await request(B.baseUrl, 'POST', '/_matrix/client/v3/createRoom', { token: bob.accessToken, body: { preset: 'private_chat', name: 'Pushy' } });
+      const pushyId = created.body.room_id as string;
+      expect((await request(B.baseUrl, 'POST', `/_matrix/client/v3/rooms/${enc(pushyId)}/invite`, { token: bob.accessToken, body: { user_id: erin.userId } })).status).toBe(200);
+
+      const push = await eventually(async () => pushes.find((p) => p.notification?.type === 'm.room.member'), 'the invite push');
+      expect(push.notification).toMatchObject({ room_id: pushyId, sender: bob.userId, membership: 'invite', user_is_target: true, room_name: 'Pushy' });
+      expect(push.notification.devices[0].pushkey).toBe('erin-key');
+      // And it is listed in GET /notifications, though A has no copy of the room.
+      const listed = await request(A.baseUrl, 'GET', '/_matrix/client/v3/notifications', { token: erin.accessToken });
+      expect(listed.status).toBe(200);
+      expect(listed.body.notifications.map((n: any) => n.room_id)).toEqual([pushyId]);
+    } finally {
+      gateway.closeAllConnections();
+      await new Promise<void>((r) => gateway.close(() => r()));
+    }
   });
 });
