@@ -19,6 +19,7 @@ import * as serverKeyResponses from './0019_server_key_responses.js';
 import * as roomPeeks from './0024_room_peeks.js';
 import * as mediaAuthenticated from './0022_media_authenticated.js';
 import * as threepidBindings from './0023_threepid_bindings.js';
+import * as deactivationJobs from './0020_deactivation_jobs.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -48,6 +49,7 @@ const migrations: Array<[string, Migration]> = [
   ['0024_room_peeks', roomPeeks],
   ['0022_media_authenticated', mediaAuthenticated],
   ['0023_threepid_bindings', threepidBindings],
+  ['0020_deactivation_jobs', deactivationJobs],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

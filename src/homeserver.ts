@@ -24,6 +24,7 @@ import { ConnectionLimiter, timeoutOptions } from './http/transport.js';
 import type { RouteDefinition } from './http/route.js';
 import { TransactionStore } from './http/transactions.js';
 import { KeyBackupService } from './e2ee/keyBackupService.js';
+import { DeactivationService } from './deactivation/deactivationService.js';
 import { createE2ee, type E2eeServices } from './e2ee/index.js';
 import { createEdus, type EduServices } from './edus/index.js';
 import { createLogger } from './logger.js';
@@ -92,6 +93,8 @@ export interface Services {
   appserviceClient: AppserviceClient;
   /** Application service transactions: the durable per-service queue and its sender. */
   appservicePusher: AppservicePusher;
+  /** Account deactivation and erasure as durable jobs. */
+  deactivation: DeactivationService;
 }
 
 export interface Homeserver {
@@ -206,7 +209,9 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     appservices: appservices.registry,
     appserviceClient: appservices.client,
     appservicePusher: new AppservicePusher({ ...base, rooms, registrations: appservices.registry, edus, e2ee }),
+    deactivation: new DeactivationService({ ...base, rooms, users, presence: edus.presence, deviceLists: e2ee.deviceLists }),
   };
+  users.account.deactivation = services.deactivation;
   services.media.start();
   // Erasure deletes the user's uploads; the hook may run twice (after a crash), which eraseUserMedia allows.
   users.onDeactivated.push(async (userId, { erase }) => {
@@ -249,6 +254,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   errorHandling(app, logger);
   await roomFederation.start();
   await services.appservicePusher.start();
+  // A deactivation the previous process did not finish continues now.
+  services.deactivation.resume();
 
   const servers: Server[] = [];
   const connections = new ConnectionLimiter({
@@ -290,6 +297,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       await inFlight.drained(SHUTDOWN_GRACE_MS);
       for (const s of servers) s.closeAllConnections();
       await Promise.all(closed);
+      await services.deactivation.close();
       edus.close();
       push.close();
       await relations.indexer.idle();

@@ -5,6 +5,7 @@ import type { HomeserverConfig } from './config/schema.js';
 import { formatSigningKeyFile, generateSigningKey } from './crypto/signing.js';
 import { openExportContext } from './export/exportContext.js';
 import { exportUserData } from './export/userExport.js';
+import { MatrixError } from './errors.js';
 import { createHomeserver } from './homeserver.js';
 
 const USAGE = `Usage: skjol <command> [options]
@@ -15,6 +16,9 @@ Commands:
                                             create an account directly in the database
   export-data @user:server [--output-directory DIR] [--config FILE]
                                             write what the server holds about a local user (README: Privacy → Export)
+  deactivate-user @user:server [--erase] [--config FILE]
+                                            deactivate an account (leave rooms, delete its data); --erase
+                                            also purges its messages and profile (README, "Privacy")
   generate-signing-key [--output FILE]      write a new ed25519 signing key in Synapse's format
   bridge irc --config FILE [--generate-registration]
                                             run the IRC bridge (an application service), or write its registration
@@ -91,6 +95,28 @@ async function exportData(argv: string[]): Promise<void> {
   }
 }
 
+async function deactivateUser(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { config: { type: 'string', short: 'c' }, erase: { type: 'boolean', default: false } },
+  });
+  const [userId] = positionals;
+  if (!userId || positionals.length > 1) throw new ConfigError('deactivate-user needs one user id: skjol deactivate-user @user:server [--erase]');
+  const config = readConfig(values.config);
+  const hs = await createHomeserver({ ...config, log_level: 'warn' });
+  try {
+    await hs.services.deactivation.deactivate(userId, values.erase ?? false);
+    process.stdout.write(`${values.erase ? 'Erased' : 'Deactivated'} ${userId}\n`);
+  } catch (err) {
+    // A refusal (unknown user, already erased …) is the admin's to read, not a crash.
+    if (err instanceof MatrixError) throw new ConfigError(`skjol: ${err.message}`);
+    throw err;
+  } finally {
+    await hs.close();
+  }
+}
+
 function generateKey(argv: string[]): void {
   const { values } = parseArgs({ args: argv, options: { output: { type: 'string', short: 'o' } } });
   const text = formatSigningKeyFile([generateSigningKey()]);
@@ -115,6 +141,8 @@ async function main(): Promise<void> {
       return registerUser(rest);
     case 'export-data':
       return exportData(rest);
+    case 'deactivate-user':
+      return deactivateUser(rest);
     case 'generate-signing-key':
       return generateKey(rest);
     case 'bridge':

@@ -43,6 +43,19 @@ export function adminRoutes(services: Services): RouteDefinition[] {
         return { admin: await users.isAdmin(params.userId!) };
       },
     }),
+    // Synapse Admin API, "Deactivate Account": deactivate (and with `erase`, erase) a local user
+    defineRoute({
+      method: 'POST',
+      prefixes: SYNAPSE_ADMIN_V1,
+      path: '/deactivate/:userId',
+      auth: 'user',
+      body: z.looseObject({ erase: z.boolean().optional() }),
+      handler: async ({ params, requester, body }) => {
+        if (!(await users.isAdmin(requester.userId))) throw forbidden('You are not a server admin');
+        await services.deactivation.deactivate(params.userId!, body.erase ?? false);
+        return { id_server_unbind_result: 'success' };
+      },
+    }),
     // Spec: GET /_matrix/client/v3/admin/whois/{userId} (the user themselves or a server admin, as Synapse)
     defineRoute({
       method: 'GET',

@@ -134,6 +134,9 @@ export const configSchema = z.strictObject({
   // The pre-v1.17 mention rules (display name, user name, @room in the body) for events without m.mentions:
   // on by default as in Synapse, since clients and bridges that predate m.mentions still rely on them.
   push: z.strictObject({ legacy_mention_rules: z.boolean().default(true) }).default({ legacy_mention_rules: true }),
+  // Erasure (deactivation with `erase`): the server also sends an m.room.redaction for each of the user's
+  // messages and profile events in rooms they are still in, so clients and other servers drop the content.
+  redact_events_on_erasure: z.boolean().default(true),
   // Directory, VoIP and login-token settings (src/directory), Synapse's names and defaults.
   user_directory: z
     .strictObject({ enabled: z.boolean().default(true), search_all_users: z.boolean().default(false) })

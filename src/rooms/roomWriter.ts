@@ -207,6 +207,26 @@ export class RoomWriteContext {
     else map.set(key, value);
   }
 
+  /**
+   * Erasure: the stored JSON of some events was replaced by their redacted form; current state entries among
+   * them take that form too, so the cached head (stripped state, templates) serves no old content.
+   */
+  replaceStatePdus(pruned: ReadonlyMap<string, Pdu>): void {
+    const hits = [...pruned.keys()].filter((id) => this.stateById.has(id));
+    if (!hits.length) return;
+    if (!this.ownsState) {
+      this.stateMap = new Map(this.stateMap);
+      this.stateById = new Map(this.stateById);
+      this.ownsState = true;
+    }
+    for (const id of hits) {
+      const pdu = pruned.get(id)!;
+      if (pdu.state_key === undefined) continue;
+      this.setState(this.stateMap, stateMapKey(pdu.type, pdu.state_key), pdu);
+      this.setState(this.stateById, id, pdu);
+    }
+  }
+
   membershipOf(userId: string): string | undefined {
     const ev = this.state.get(stateMapKey('m.room.member', userId));
     return typeof ev?.content.membership === 'string' ? ev.content.membership : undefined;

@@ -21,7 +21,8 @@ export interface Database {
 const STREAM_WRITE_LOCK = 0x736b6a6f; // 'skjo'
 
 // SQLite runs with one connection: that connection is the single writer queue, so transactions never
-// see SQLITE_BUSY and the ordering of stream positions is the commit order.
+// see SQLITE_BUSY and the ordering of stream positions is the commit order. secure_delete zeroes what deletes
+// and updates free, so erased or purged text does not stay readable in free pages of the file.
 function sqliteKnex(path: string): Knex {
   if (path !== ':memory:') protectSqliteFiles(path);
   return knexFactory({
@@ -33,7 +34,7 @@ function sqliteKnex(path: string): Knex {
       max: 1,
       afterCreate(conn: { exec(sql: string, cb: (err: Error | null) => void): void }, done: (err: Error | null, conn: unknown) => void) {
         conn.exec(
-          'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
+          'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;',
           (err) => done(err, conn),
         );
       },

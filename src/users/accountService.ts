@@ -1,6 +1,7 @@
 import { forbidden } from '../errors.js';
 import type { Requester } from '../http/route.js';
 import type { ServiceDeps } from '../serviceDeps.js';
+import { putDeactivationJob } from '../storage/repositories/deactivationJobs.js';
 import { markDeactivated, setPasswordHash } from '../storage/repositories/users.js';
 import type { DeviceService } from './deviceService.js';
 import type { UserHooks } from './hooks.js';
@@ -11,6 +12,14 @@ import { inTransaction } from './unitOfWork.js';
 
 // Spec: Client-Server API, "Account management": password changes and deactivation.
 
+/** Runs a queued deactivation job (src/deactivation), set by the composition root. */
+export interface DeactivationRunner {
+  run(userId: string): Promise<void>;
+}
+
+// The request waits this long for the job (leaving rooms, erasure); a longer one finishes in the background.
+const DEACTIVATION_WAIT_MS = 20_000;
+
 export class AccountService {
   constructor(
     private readonly deps: ServiceDeps,
@@ -19,6 +28,9 @@ export class AccountService {
     private readonly uia: UserInteractiveAuth,
     private readonly hooks: UserHooks,
   ) {}
+
+  /** Set by homeserver.ts; without it (unit wiring) the hooks run directly. */
+  deactivation: DeactivationRunner | undefined;
 
   /**
    * UIA for an operation by a logged-in user: re-enter the password. Application services act for
@@ -56,7 +68,19 @@ export class AccountService {
     await inTransaction(this.deps.db.knex, this.deps.logger, async (work) => {
       await markDeactivated(work.db, requester.userId, erase);
       await this.devices.deleteAllIn(work, requester.userId);
-      work.afterCommit(() => this.hooks.run('onDeactivated', this.hooks.onDeactivated, requester.userId, { erase }));
+      // The rest (rooms, data, erasure) is a durable job: it resumes at start-up if the process dies.
+      await putDeactivationJob(work.db, requester.userId, erase, this.deps.clock.now());
+      work.afterCommit(async () => {
+        const runner = this.deactivation;
+        if (!runner) return this.hooks.run('onDeactivated', this.hooks.onDeactivated, requester.userId, { erase });
+        let timer: NodeJS.Timeout | undefined;
+        const waited = new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, DEACTIVATION_WAIT_MS);
+          timer.unref();
+        });
+        await Promise.race([runner.run(requester.userId), waited]);
+        clearTimeout(timer);
+      });
     });
     await this.finishReauth(passed);
   }
