@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startHomeserver } from '../helpers/homeserver.js';
+import { request } from '../helpers/http.js';
+import { registerUser } from '../helpers/users.js';
 
 const run = promisify(execFile);
 const TSX = join(process.cwd(), 'node_modules', '.bin', 'tsx');
@@ -37,6 +39,37 @@ describe('command line and listeners', () => {
       body: JSON.stringify({ type: 'm.login.password', identifier: { type: 'm.id.user', user: 'carol' }, password: 'carol-secret-pw' }),
     });
     expect(res.status).toBe(200);
+    await server.close();
+  });
+
+  it('deactivates and erases a user from the command line; a second erasure or an unknown user is a clear error', async () => {
+    let server = await startHomeserver();
+    const dan = await registerUser(server.baseUrl, 'dan');
+    const eve = await registerUser(server.baseUrl, 'eve');
+    const call = (token: string, method: string, path: string, body?: unknown) => request(server.baseUrl, method, path, { token, ...(body ? { body } : {}) });
+    const roomId = (await call(eve.accessToken, 'POST', '/_matrix/client/v3/createRoom', { preset: 'public_chat' })).body.room_id;
+    await call(dan.accessToken, 'POST', `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, {});
+    const sent = await call(dan.accessToken, 'PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/t1`, { msgtype: 'm.text', body: 'dan says hi' });
+    await server.stop();
+    const configPath = join(dir, 'deactivate.yaml');
+    writeFileSync(
+      configPath,
+      `server_name: localhost\ndatabase:\n  name: sqlite3\n  args:\n    database: ${join(server.dir, 'homeserver.db')}\n` +
+        `signing_key_path: ${join(server.dir, 'signing.key')}\nmedia_store_path: ${join(server.dir, 'media')}\nlog_level: warn\n`,
+    );
+    const { stdout } = await run(TSX, ['src/main.ts', 'deactivate-user', '@dan:localhost', '--erase', '--config', configPath]);
+    expect(stdout).toMatch(/Erased @dan:localhost/);
+    const twice = await run(TSX, ['src/main.ts', 'deactivate-user', '@dan:localhost', '--erase', '--config', configPath]).catch((e: { code: number; stderr: string }) => e);
+    expect((twice as { code: number }).code).toBe(2);
+    expect((twice as { stderr: string }).stderr).toMatch(/already erased/);
+    const unknown = await run(TSX, ['src/main.ts', 'deactivate-user', '@nobody:localhost', '--config', configPath]).catch((e: { code: number; stderr: string }) => e);
+    expect((unknown as { code: number }).code).toBe(2);
+    expect((unknown as { stderr: string }).stderr).toMatch(/does not exist/);
+    server = await server.restart();
+    const event = await call(eve.accessToken, 'GET', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/event/${encodeURIComponent(sent.body.event_id)}`);
+    expect(event.body.content).toEqual({});
+    const members = await call(eve.accessToken, 'GET', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/members`);
+    expect(members.body.chunk.find((e: { state_key: string }) => e.state_key === dan.userId).content).toEqual({ membership: 'leave' });
     await server.close();
   });
 
