@@ -199,7 +199,7 @@ describe.each(testDialects())('account erasure on %s', (dialect) => {
     await db('users').where({ user_id: uma.userId }).update({ deactivated: true, erased: true });
     await db('deactivation_jobs').insert({ user_id: uma.userId, erase: true, step: 'leave', attempts: 0, created_ts: 1, updated_ts: 1 });
     server = await server.restart();
-    await expect.poll(async () => (await server.hs.services.db.knex('deactivation_jobs').select()).length).toBe(0);
+    await expect.poll(async () => (await server.hs.services.db.knex('deactivation_jobs').select()).length, { timeout: 20_000 }).toBe(0);
     const members = await call(mia, 'GET', `/rooms/${enc(roomId)}/members`);
     expect(members.body.chunk.find((e: { state_key: string }) => e.state_key === uma.userId).content.membership).toBe('leave');
     expect((await call(mia, 'GET', `/rooms/${enc(roomId)}/event/${enc(msg)}`)).body.content).toEqual({});
