@@ -67,7 +67,8 @@ export interface SyncResponse {
   account_data: { events: BasicEvent[] };
   presence: { events: BasicEvent[] };
   to_device: { events: BasicEvent[] };
-  device_lists: { changed: string[]; left: string[] };
+  /** As Synapse, an empty list is left out (so a client waiting for a change sees none, not an empty one). */
+  device_lists: { changed?: string[]; left?: string[] };
   device_one_time_keys_count: Record<string, number>;
   device_unused_fallback_key_types: string[];
   [extension: string]: unknown;
@@ -136,7 +137,10 @@ export class SyncResponseBuilder {
       account_data: { events: this.accountData },
       presence: { events: this.presence },
       to_device: { events: this.toDevice },
-      device_lists: { changed: [...this.deviceLists.changed], left: [...this.deviceLists.left] },
+      device_lists: {
+        ...(this.deviceLists.changed.size ? { changed: [...this.deviceLists.changed] } : {}),
+        ...(this.deviceLists.left.size ? { left: [...this.deviceLists.left] } : {}),
+      },
       device_one_time_keys_count: this.oneTimeKeysCount,
       device_unused_fallback_key_types: this.unusedFallbackKeyTypes,
     };
