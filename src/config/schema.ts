@@ -123,6 +123,9 @@ export const configSchema = z.strictObject({
     .prefault({}),
   rc_enabled: z.boolean().default(true),
   default_room_version: z.string().default('10'),
+  // Synapse's key; Skjól's default is `invite` (Synapse: off): private and trusted-private rooms (and so DMs)
+  // start encrypted. `false` is what YAML 1.1 parsers make of an unquoted `off`.
+  encryption_enabled_by_default_for_room_type: z.union([z.enum(['all', 'invite', 'off']), z.literal(false)]).default('invite'),
   access_token_lifetime_ms: z.number().int().positive().optional(),
   refresh_token_lifetime_ms: z.number().int().positive().optional(),
   password_config: z

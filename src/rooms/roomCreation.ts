@@ -6,6 +6,15 @@ import { dict } from '../util/dict.js';
 
 export type Preset = 'private_chat' | 'public_chat' | 'trusted_private_chat';
 
+const DEFAULT_ENCRYPTION_ALGORITHM = 'm.megolm.v1.aes-sha2';
+
+/** The presets `encryption_enabled_by_default_for_room_type` encrypts (Synapse's config/room.py). */
+export function encryptedPresets(roomType: 'all' | 'invite' | 'off' | false): ReadonlySet<Preset> {
+  if (roomType === 'all') return new Set<Preset>(['private_chat', 'trusted_private_chat', 'public_chat']);
+  if (roomType === 'invite') return new Set<Preset>(['private_chat', 'trusted_private_chat']);
+  return new Set<Preset>();
+}
+
 export interface CreateRoomRequest {
   visibility?: 'public' | 'private' | undefined;
   room_alias_name?: string | undefined;
@@ -61,7 +70,14 @@ function defaultPowerLevels(creator: string, preset: Preset, invitees: readonly 
 /** The events of a new room in the order the spec gives, before invites. */
 export function initialRoomEvents(
   req: CreateRoomRequest,
-  ctx: { creator: string; version: RoomVersion; profile: CreatorProfile; canonicalAlias: string | undefined },
+  ctx: {
+    creator: string;
+    version: RoomVersion;
+    profile: CreatorProfile;
+    canonicalAlias: string | undefined;
+    /** Presets whose rooms get m.room.encryption (encryption_enabled_by_default_for_room_type). */
+    encryptedPresets?: ReadonlySet<Preset> | undefined;
+  },
 ): EventDraft[] {
   const { creator, version } = ctx;
   const preset: Preset = req.preset ?? (req.visibility === 'public' ? 'public_chat' : 'private_chat');
@@ -120,6 +136,10 @@ export function initialRoomEvents(
       throw new MatrixError('M_INVALID_PARAM', `initial_state may not contain ${s.type}`);
     }
     drafts.push({ type: s.type, stateKey: s.state_key ?? '', content: s.content, sender: creator });
+  }
+  // After initial_state, as Synapse; a creator's own m.room.encryption there is kept as given.
+  if (ctx.encryptedPresets?.has(preset) && !initial.some((s) => s.type === 'm.room.encryption' && (s.state_key ?? '') === '')) {
+    drafts.push({ type: 'm.room.encryption', stateKey: '', content: { algorithm: DEFAULT_ENCRYPTION_ALGORITHM }, sender: creator });
   }
   if (req.name !== undefined) drafts.push({ type: 'm.room.name', stateKey: '', content: { name: req.name }, sender: creator });
   if (req.topic !== undefined) drafts.push({ type: 'm.room.topic', stateKey: '', content: { topic: req.topic }, sender: creator });

@@ -17,7 +17,7 @@ import { buildMembershipTemplate, stateAndAuthChain } from './remoteRooms.js';
 import { assertValidLocalEvent, canonicalJsonProblem, contentRules, isStorableString, type LocalEventDraft } from './eventLimits.js';
 import { EventStore } from './eventStore.js';
 import { clientJoinExtras } from './joinContent.js';
-import { initialRoomEvents, type CreateRoomRequest } from './roomCreation.js';
+import { encryptedPresets, initialRoomEvents, type CreateRoomRequest } from './roomCreation.js';
 import { RoomReader } from './roomReader.js';
 import { getRoomVersion, type RoomVersion } from './roomVersions.js';
 import { RoomWriter, StreamAllocator, type AppendMeta, type EventDraft, type RolledBack, type RoomWriteContext, type WriteResult } from './roomWriter.js';
@@ -509,7 +509,13 @@ export class RoomService {
       if (serverNameOf(invitee) === this.deps.serverName && !(await getProfile(this.deps.db.knex, invitee))) await this.queryUser?.(invitee);
     }
     const profile = (await getProfile(this.deps.db.knex, actor.userId)) ?? { displayname: null, avatar_url: null };
-    const drafts = initialRoomEvents(req, { creator: actor.userId, version, profile, canonicalAlias: alias });
+    const drafts = initialRoomEvents(req, {
+      creator: actor.userId,
+      version,
+      profile,
+      canonicalAlias: alias,
+      encryptedPresets: encryptedPresets(this.deps.config.encryption_enabled_by_default_for_room_type),
+    });
     // initial_state, creation_content, power_level_content_override …: refused before anything is written.
     for (const draft of drafts) assertValidLocalEvent(draft, version);
     const roomId = this.newRoomId(version, drafts[0]!);
