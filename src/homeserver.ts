@@ -48,6 +48,7 @@ import { TypingProvider } from './sync/providers/typing.js';
 import { ToDeviceProvider } from './sync/providers/toDevice.js';
 import { SyncService } from './sync/syncService.js';
 import { UserService } from './users/userService.js';
+import { ClientIpRetention } from './users/clientIpRetention.js';
 import { aliasHooks, createAppservices, ensureUserQueried, type AppserviceClient } from './appservice/auth.js';
 import { AppserviceThirdParty } from './appservice/thirdParty.js';
 import type { AppserviceRegistry } from './appservice/registry.js';
@@ -217,6 +218,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   users.onDeactivated.push(async (userId, { erase }) => {
     if (erase) await eraseUserMedia({ db, store: services.media.store, logger }, userId);
   });
+  const clientIps = new ClientIpRetention(base);
+  clientIps.start();
 
   const app = express();
   app.disable('x-powered-by');
@@ -310,6 +313,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       services.identity.close();
       await federationStopped;
       await services.media.close();
+      await clientIps.stop();
       await db.close();
     },
   };

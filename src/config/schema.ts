@@ -110,6 +110,9 @@ export const configSchema = z.strictObject({
   // paths; the legacy unauthenticated /_matrix/media/{v3,r0} downloads answer 404 for it.
   enable_authenticated_media: z.boolean().default(true),
   unused_expiration_time: duration.default('24h'),
+  // Synapse's key: devices' last-seen address, user agent and time are cleared once older than this;
+  // null keeps them forever, 0 stores none at all.
+  user_ips_max_age: duration.nullable().default('28d'),
   rc_message: rateLimit.default({ per_second: 10, burst_count: 50 }),
   rc_registration: rateLimit.default({ per_second: 0.17, burst_count: 3 }),
   // Synapse's defaults: address per client address, account per successful login to one account,

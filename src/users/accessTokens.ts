@@ -5,6 +5,7 @@ import type { ServiceDeps } from '../serviceDeps.js';
 import type { Db } from '../storage/database.js';
 import * as tokensRepo from '../storage/repositories/tokens.js';
 import { updateLastSeen } from '../storage/repositories/devices.js';
+import { clientIpMaxAgeMs } from './clientIpRetention.js';
 import type { UserHooks } from './hooks.js';
 import { LruCache } from '../util/lru.js';
 import { generateAccessToken, generateRefreshToken, hashToken } from './tokens.js';
@@ -189,6 +190,7 @@ export class AccessTokens {
 
   // Last-seen bookkeeping is best effort and throttled: a write per device per minute at most.
   private touchDevice(userId: string, deviceId: string, ip: string, userAgent: string | undefined): void {
+    if (clientIpMaxAgeMs(this.deps.config) === 0) return;
     const key = `${userId}\u0000${deviceId}`;
     const now = this.deps.clock.now();
     const last = this.lastSeenWrites.get(key);

@@ -6,6 +6,7 @@ import type { DeviceRecord } from '../storage/repositories/devices.js';
 import type { AccessTokens, IssuedTokens } from './accessTokens.js';
 import type { UserHooks } from './hooks.js';
 import { generateDeviceId } from './usernames.js';
+import { clientIpMaxAgeMs } from './clientIpRetention.js';
 import { inTransaction, type Work } from './unitOfWork.js';
 
 export interface OpenSessionOptions {
@@ -58,13 +59,14 @@ export class DeviceService {
   /** Creates the device if needed and issues tokens for it, inside the caller's unit of work. */
   async openSessionIn(work: Work, opts: OpenSessionOptions): Promise<OpenedSession> {
     const deviceId = opts.deviceId ?? generateDeviceId();
+    // user_ips_max_age: 0 keeps no address, user agent or last-seen time at all.
+    const seen = clientIpMaxAgeMs(this.deps.config) === 0 ? {} : { ip: opts.ip, userAgent: opts.userAgent };
     const created = await devicesRepo.insertDevice(work.db, {
       userId: opts.userId,
       deviceId,
       displayName: opts.displayName ?? null,
       createdTs: this.deps.clock.now(),
-      ip: opts.ip,
-      userAgent: opts.userAgent,
+      ...seen,
     });
     if (!created) {
       await this.tokens.revokeDevices(work.db, opts.userId, [deviceId]);

@@ -95,3 +95,13 @@ export async function deleteAllDevices(db: Db, userId: string, keep?: string): P
   if (ids.length > 0) await q.delete();
   return ids;
 }
+
+/**
+ * Forgets where and with what a device was last seen when that is older than `before` (user_ips_max_age);
+ * returns how many devices were cleared.
+ */
+export async function clearLastSeenBefore(db: Db, before: number): Promise<number> {
+  return db('devices')
+    .where((q) => q.where('last_seen_ts', '<', before).orWhere((q2) => q2.whereNull('last_seen_ts').andWhere((q3) => q3.whereNotNull('last_seen_ip').orWhereNotNull('last_seen_user_agent'))))
+    .update({ last_seen_ts: null, last_seen_ip: null, last_seen_user_agent: null });
+}
