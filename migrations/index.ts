@@ -20,6 +20,7 @@ import * as roomPeeks from './0024_room_peeks.js';
 import * as mediaAuthenticated from './0022_media_authenticated.js';
 import * as threepidBindings from './0023_threepid_bindings.js';
 import * as deactivationJobs from './0020_deactivation_jobs.js';
+import * as retentionPurges from './0021_retention_purges.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -50,6 +51,7 @@ const migrations: Array<[string, Migration]> = [
   ['0022_media_authenticated', mediaAuthenticated],
   ['0023_threepid_bindings', threepidBindings],
   ['0020_deactivation_jobs', deactivationJobs],
+  ['0021_retention_purges', retentionPurges],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

@@ -33,6 +33,7 @@ import { readPositions } from './storage/repositories/receipts.js';
 import { MediaService } from './media/mediaService.js';
 import { eraseUserMedia } from './media/erasure.js';
 import { RoomService } from './rooms/roomService.js';
+import { RetentionService } from './rooms/retentionService.js';
 import { createDirectory, type DirectoryServices } from './directory/index.js';
 import { UpgradedRoomState } from './directory/upgradedRoomState.js';
 import { createRelations, type RelationService, type SearchService } from './relations/index.js';
@@ -96,6 +97,8 @@ export interface Services {
   appservicePusher: AppservicePusher;
   /** Account deactivation and erasure as durable jobs. */
   deactivation: DeactivationService;
+  /** Message retention: purge jobs and interrupted purges (the `retention` config). */
+  retention: RetentionService;
 }
 
 export interface Homeserver {
@@ -211,6 +214,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     appserviceClient: appservices.client,
     appservicePusher: new AppservicePusher({ ...base, rooms, registrations: appservices.registry, edus, e2ee }),
     deactivation: new DeactivationService({ ...base, rooms, users, presence: edus.presence, deviceLists: e2ee.deviceLists }),
+    retention: new RetentionService({ ...base, rooms }),
   };
   users.account.deactivation = services.deactivation;
   services.media.start();
@@ -220,6 +224,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   });
   const clientIps = new ClientIpRetention(base);
   clientIps.start();
+  services.retention.start();
 
   const app = express();
   app.disable('x-powered-by');
@@ -303,6 +308,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       await services.deactivation.close();
       edus.close();
       push.close();
+      await services.retention.stop();
       await relations.indexer.idle();
       await guestAccess.idle();
       await sync.peeks.idle();

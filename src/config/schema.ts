@@ -54,6 +54,33 @@ const postgresDatabase = z.strictObject({
   }),
 });
 
+const lifetimesInOrder = (min: number | string | null | undefined, max: number | string | null | undefined) =>
+  min === undefined || min === null || max === undefined || max === null || parseDuration(min) <= parseDuration(max);
+
+// Synapse's `retention` section (docs: "Message retention policies"); checked as Synapse's config/retention.py.
+const retention = z
+  .strictObject({
+    enabled: z.boolean().default(false),
+    default_policy: z
+      .strictObject({ min_lifetime: duration.nullable().optional(), max_lifetime: duration.nullable().optional() })
+      .refine((p) => lifetimesInOrder(p.min_lifetime, p.max_lifetime), "The default retention policy's 'min_lifetime' can not be greater than its 'max_lifetime'")
+      .optional(),
+    allowed_lifetime_min: duration.nullable().optional(),
+    allowed_lifetime_max: duration.nullable().optional(),
+    purge_jobs: z
+      .array(
+        z
+          .strictObject({
+            interval: duration.refine((d) => parseDuration(d) > 0, 'must be more than 0'),
+            shortest_max_lifetime: duration.nullable().optional(),
+            longest_max_lifetime: duration.nullable().optional(),
+          })
+          .refine((j) => lifetimesInOrder(j.shortest_max_lifetime, j.longest_max_lifetime), "'shortest_max_lifetime' can not be greater than 'longest_max_lifetime'"),
+      )
+      .default([]),
+  })
+  .refine((r) => lifetimesInOrder(r.allowed_lifetime_min, r.allowed_lifetime_max), "'allowed_lifetime_min' can not be greater than 'allowed_lifetime_max'");
+
 export const configSchema = z.strictObject({
   server_name: z
     .string()
@@ -105,6 +132,7 @@ export const configSchema = z.strictObject({
   media_retention: z
     .strictObject({ local_media_lifetime: duration.nullable().optional(), remote_media_lifetime: duration.nullable().optional() })
     .default({}),
+  retention: retention.default({ enabled: false, purge_jobs: [] }),
   max_pending_media_uploads: z.number().int().positive().default(5),
   // Synapse's key (MSC3916): media stored while on is served only on the authenticated client and federation
   // paths; the legacy unauthenticated /_matrix/media/{v3,r0} downloads answer 404 for it.

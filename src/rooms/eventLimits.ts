@@ -2,6 +2,7 @@
  * What an event must satisfy before it is built, stored or relayed: canonical JSON of its room version and
  * the spec's size limits. Pure: no I/O. Every walk is iterative, so no input can overflow the stack.
  */
+import { assertValidRetentionEvent } from './retentionPolicy.js';
 import { MatrixError } from '../errors.js';
 import type { RoomVersion } from './roomVersions.js';
 
@@ -157,6 +158,7 @@ export function assertValidLocalEvent(draft: LocalEventDraft, version: RoomVersi
   if (utf8Bytes(JSON.stringify(draft.content)) > MAX_PDU_BYTES) {
     throw new MatrixError('M_TOO_LARGE', `Event content is larger than ${MAX_PDU_BYTES} bytes`, 413);
   }
+  if (draft.type === 'm.room.retention') assertValidRetentionEvent(draft.stateKey, draft.content as Record<string, unknown>);
 }
 
 /** The built PDU's canonical JSON must fit the spec's limit; `canonicalBytes` is its length. */
