@@ -120,7 +120,8 @@ export class RetentionService {
   /** Purges the room's events sent before `cutoffTs`, batch by batch; returns how many were removed. */
   async purgeRoom(roomId: string, cutoffTs: number): Promise<number> {
     const { db, rooms, logger, clock } = this.deps;
-    if ((await repo.purgeCandidates(db.knex, roomId, cutoffTs, 1)).length === 0) {
+    const pending = (await repo.purgeCandidates(db.knex, roomId, cutoffTs, 1)).length > 0 || (await repo.oldExtremities(db.knex, roomId, cutoffTs)).length > 0;
+    if (!pending) {
       await repo.finishPurge(db.knex, roomId);
       return 0;
     }
@@ -148,6 +149,19 @@ export class RetentionService {
       total += removed;
       if (removed < BATCH) break;
     }
+    // The newest events stay as forward extremities (new events point at them), with only their redacted form.
+    const extremities: string[] = [];
+    await rooms.write(roomId, async (ctx, trx) => {
+      await ctx.willWrite();
+      for (const ev of await repo.oldExtremities(trx, roomId, cutoffTs)) {
+        const pruned = JSON.stringify(redactPdu(JSON.parse(ev.json) as Pdu, version));
+        if (pruned === ev.json) continue;
+        await repo.replaceEventJson(trx, ev.eventId, pruned);
+        extremities.push(ev.eventId);
+      }
+      await deleteDerivedEventRows(trx, extremities);
+    });
+    for (const id of extremities) rooms.events.invalidate(id);
     await repo.finishPurge(db.knex, roomId);
     if (total > 0) logger.info({ roomId, count: total }, 'retention: purged old events');
     return total;

@@ -60,6 +60,17 @@ export async function purgeCandidates(db: Db, roomId: string, cutoffTs: number, 
   return rows.map((r) => r.event_id);
 }
 
+/** The room's non-state forward extremities sent before `cutoffTs`: kept for the DAG, their content pruned. */
+export async function oldExtremities(db: Db, roomId: string, cutoffTs: number): Promise<Array<{ eventId: string; json: string }>> {
+  const rows: Array<{ event_id: string; json: string }> = await db('forward_extremities as f')
+    .join('events as e', 'e.event_id', 'f.event_id')
+    .where('f.room_id', roomId)
+    .whereNull('e.state_key')
+    .andWhere('e.origin_server_ts', '<', cutoffTs)
+    .select('e.event_id', 'e.json');
+  return rows.map((r) => ({ eventId: r.event_id, json: r.json }));
+}
+
 /** Events outside `eventIds` that one of them redacted (their stored JSON must become the redacted form). */
 export async function keptEventsRedactedBy(db: Db, eventIds: readonly string[]): Promise<Array<{ eventId: string; json: string }>> {
   const out: Array<{ eventId: string; json: string }> = [];
