@@ -225,6 +225,10 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   const clientIps = new ClientIpRetention(base);
   clientIps.start();
   services.retention.start();
+  roomFederation.backfiller.setHistoryFloor(async (roomId) => {
+    const max = await services.retention.maxLifetimeOf(roomId);
+    return max === null ? null : clock.now() - max;
+  });
 
   const app = express();
   app.disable('x-powered-by');

@@ -136,6 +136,13 @@ export class Backfiller {
   /** `roomId\0eventId` of missing prev events recently asked for, with when. */
   private readonly askedGaps = new Map<string, number>();
 
+  /** Message retention: events sent before this time are not taken back in once purged here. */
+  private historyFloor: ((roomId: string) => Promise<number | null>) | undefined;
+
+  setHistoryFloor(fn: (roomId: string) => Promise<number | null>): void {
+    this.historyFloor = fn;
+  }
+
   constructor(private readonly deps: BackfillerDeps) {}
 
   /**
@@ -243,9 +250,12 @@ export class Backfiller {
   private async store(origin: string, roomId: string, version: RoomVersion, received: CheckedEvent[]): Promise<number> {
     const { db, rooms, logger } = this.deps;
     const existing = await getEvents(db.knex, received.map((e) => e.eventId));
+    const floor = (await this.historyFloor?.(roomId)) ?? null;
     const fresh = topologicalOrder(
       received.filter((e) => {
         const ev = existing.get(e.eventId);
+        // State stays (as after a purge here); older messages would only be purged again.
+        if (floor !== null && typeof e.pdu.state_key !== 'string' && e.pdu.origin_server_ts < floor) return false;
         return !ev || ev.outlier;
       }),
       version,

@@ -79,7 +79,7 @@ export class RetentionService {
   /** The room's effective max_lifetime in ms (policy, default, allowed range); null when kept forever. */
   async maxLifetimeOf(roomId: string): Promise<number | null> {
     if (!this.settings.enabled) return null;
-    const content = (await repo.roomsWithRetention(this.deps.db.knex)).get(roomId);
+    const content = await repo.retentionContentOf(this.deps.db.knex, roomId);
     return effectiveMaxLifetime(content ? policyFromContent(content) : undefined, this.settings);
   }
 

@@ -24,6 +24,17 @@ export async function roomsWithRetention(db: Db): Promise<Map<string, Record<str
   return out;
 }
 
+/** The content of one room's current m.room.retention event, if any. */
+export async function retentionContentOf(db: Db, roomId: string): Promise<Record<string, unknown> | undefined> {
+  const row: { json: string } | undefined = await db('current_state as c')
+    .join('events as e', 'e.event_id', 'c.event_id')
+    .where({ 'c.room_id': roomId, 'c.type': 'm.room.retention', 'c.state_key': '' })
+    .first('e.json');
+  if (!row) return undefined;
+  const content = (JSON.parse(row.json) as { content?: unknown }).content;
+  return typeof content === 'object' && content !== null ? (content as Record<string, unknown>) : undefined;
+}
+
 export interface PurgeProgress {
   roomId: string;
   cutoffTs: number;
