@@ -58,7 +58,12 @@ describe.each(testDialects())('message retention on %s', (dialect) => {
 
     // Indexed first (so the search below proves the purge, not a slow indexer), then gone once a job has run.
     await until(async () => ((await searchCount(alice, 'retentionmarker')) === 2 ? true : undefined));
-    await until(async () => ((await timelineIds(alice, roomId)).some((id) => old.includes(id)) ? undefined : true));
+    // The redaction, the room's newest event, stays as its forward extremity: done once it is pruned too.
+    await until(async () => {
+      const chunk: Json[] = (await api(alice, 'GET', `/rooms/${enc(roomId)}/messages?dir=b&limit=100`)).body.chunk;
+      const messages = chunk.filter((e) => typeof e.state_key !== 'string');
+      return messages.some((e) => old.includes(e.event_id) || Object.keys(e.content).length > 0) ? undefined : true;
+    });
 
     for (const id of old) {
       expect((await api(alice, 'GET', `/rooms/${enc(roomId)}/event/${enc(id)}`)).status).toBe(404);
