@@ -213,7 +213,17 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     appservices: appservices.registry,
     appserviceClient: appservices.client,
     appservicePusher: new AppservicePusher({ ...base, rooms, registrations: appservices.registry, edus, e2ee }),
-    deactivation: new DeactivationService({ ...base, rooms, users, presence: edus.presence, deviceLists: e2ee.deviceLists }),
+    deactivation: new DeactivationService({
+      ...base,
+      rooms,
+      users,
+      presence: edus.presence,
+      deviceLists: e2ee.deviceLists,
+      afterCommitIdle: async () => {
+        await relations.indexer.idle();
+        await push.idle();
+      },
+    }),
     retention: new RetentionService({ ...base, rooms }),
   };
   users.account.deactivation = services.deactivation;

@@ -15,7 +15,7 @@ import {
 import { forgetRoom } from '../storage/repositories/rooms.js';
 import * as stateRepo from '../storage/repositories/state.js';
 import { markDeactivated } from '../storage/repositories/users.js';
-import { deleteUserData, eventsSentBy } from '../storage/repositories/userErasure.js';
+import { deleteUserData, eventsOfUser } from '../storage/repositories/userErasure.js';
 import type { UserService } from '../users/userService.js';
 import { compactAfterErasure } from './compaction.js';
 import { scrubQueuedEvents } from './queues.js';
@@ -54,6 +54,8 @@ export interface DeactivationDeps extends ServiceDeps {
   users: UserService;
   presence: PresenceService;
   deviceLists: DeviceListService;
+  /** Resolves when after-commit work queued so far (search/relations indexer, push) is done. */
+  afterCommitIdle: () => Promise<void>;
 }
 
 export class DeactivationService {
@@ -161,6 +163,9 @@ export class DeactivationService {
       case 'hooks':
         return this.runHooks(userId);
       case 'purge':
+        // The indexer and push work from the committed events in memory: let them finish first, or a late
+        // one would index the text of an event this step has just purged.
+        await this.deps.afterCommitIdle();
         await this.purgeContent(userId);
         await scrubQueuedEvents(this.deps, userId);
         return;
@@ -175,11 +180,11 @@ export class DeactivationService {
     let after = 0;
     for (;;) {
       if (this.stopping) throw new Error('server stopping');
-      const page = await eventsSentBy(this.deps.db.knex, userId, after, PAGE);
+      const page = await eventsOfUser(this.deps.db.knex, userId, after, PAGE);
       if (!page.length) return;
       after = page[page.length - 1]!.streamOrdering;
       const targets = page.filter(
-        (e) => joined.has(e.roomId) && !e.redacted && e.type !== 'm.room.redaction' && (e.stateKey === null || REDACTABLE_STATE.has(e.type)),
+        (e) => e.sender === userId && joined.has(e.roomId) && !e.redacted && e.type !== 'm.room.redaction' && (e.stateKey === null || REDACTABLE_STATE.has(e.type)),
       );
       await Promise.all(
         targets.map((e) =>
@@ -208,12 +213,12 @@ export class DeactivationService {
     await hooks.run('onDeactivated', hooks.onDeactivated, userId, { erase: job?.erase ?? false });
   }
 
-  /** Every event the user sent keeps only its redacted form (room configuration state excepted). */
+  /** Every event the user sent, and every member event about them, keeps only its redacted form (room configuration state excepted). */
   private async purgeContent(userId: string): Promise<void> {
     let after = 0;
     for (;;) {
       if (this.stopping) throw new Error('server stopping');
-      const page = await eventsSentBy(this.deps.db.knex, userId, after, PAGE);
+      const page = await eventsOfUser(this.deps.db.knex, userId, after, PAGE);
       if (!page.length) return;
       after = page[page.length - 1]!.streamOrdering;
       const byRoom = new Map<string, string[]>();

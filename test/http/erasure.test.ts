@@ -77,6 +77,8 @@ describe.each(testDialects())('account erasure on %s', (dialect) => {
 
   it('erases a user with messages, keys, backup, account data, presence and receipts: nobody sees any of it', async () => {
     const miaMsg = await send(mia, 'm.room.message', { msgtype: 'm.text', body: 'hello erin' });
+    // An invite carries the invitee's name and avatar: erasure prunes member events others sent about erin too.
+    const invitedTo = (await call(mia, 'POST', '/createRoom', { preset: 'private_chat', invite: [erin.userId] })).body.room_id as string;
     const first = await send(erin, 'm.room.message', { msgtype: 'm.text', body: `my secret ${marker} one` });
     sent.push(first);
     sent.push(await send(erin, 'm.room.message', { msgtype: 'm.text', body: `* edited ${marker}`, 'm.new_content': { msgtype: 'm.text', body: `edited ${marker}` }, 'm.relates_to': { rel_type: 'm.replace', event_id: first } }));
@@ -121,6 +123,7 @@ describe.each(testDialects())('account erasure on %s', (dialect) => {
     const members = await call(mia, 'GET', `/rooms/${enc(roomId)}/members`);
     mustNotShow('/members', members.body);
     expect(members.body.chunk.find((e: { state_key: string }) => e.state_key === erin.userId).content.membership).toBe('leave');
+    mustNotShow('/members where erin was invited', (await call(mia, 'GET', `/rooms/${enc(invitedTo)}/members`)).body);
     mustNotShow('/event', (await call(mia, 'GET', `/rooms/${enc(roomId)}/event/${enc(first)}`)).body);
     mustNotShow('/context', (await call(mia, 'GET', `/rooms/${enc(roomId)}/context/${enc(first)}`)).body);
     mustNotShow('/relations', (await call(mia, 'GET', `/_matrix/client/v1/rooms/${enc(roomId)}/relations/${enc(miaMsg)}`)).body);

@@ -46,6 +46,7 @@ export async function roomsWithReceiptsOf(db: Db, userId: string): Promise<strin
 
 export interface SentEvent {
   eventId: string;
+  sender: string;
   roomId: string;
   type: string;
   stateKey: string | null;
@@ -53,18 +54,22 @@ export interface SentEvent {
   redacted: boolean;
 }
 
-/** The user's events after stream position `after`, oldest first, `limit` at most (erasure walks them in pages). */
-export async function eventsSentBy(db: Db, userId: string, after: number, limit: number): Promise<SentEvent[]> {
-  const rows: Array<{ event_id: string; room_id: string; type: string; state_key: string | null; stream_ordering: number | string; redacted_by: string | null }> = await db(
+/**
+ * The user's events, and the member events others sent about them (an invite carries the invitee's name and
+ * avatar), after stream position `after`, oldest first, `limit` at most (erasure walks them in pages).
+ */
+export async function eventsOfUser(db: Db, userId: string, after: number, limit: number): Promise<SentEvent[]> {
+  const rows: Array<{ event_id: string; sender: string; room_id: string; type: string; state_key: string | null; stream_ordering: number | string; redacted_by: string | null }> = await db(
     'events',
   )
-    .where('sender', userId)
+    .where((w) => w.where('sender', userId).orWhere((m) => m.where({ type: 'm.room.member', state_key: userId })))
     .andWhere('stream_ordering', '>', after)
     .orderBy('stream_ordering')
     .limit(limit)
-    .select('event_id', 'room_id', 'type', 'state_key', 'stream_ordering', 'redacted_by');
+    .select('event_id', 'sender', 'room_id', 'type', 'state_key', 'stream_ordering', 'redacted_by');
   return rows.map((r) => ({
     eventId: r.event_id,
+    sender: r.sender,
     roomId: r.room_id,
     type: r.type,
     stateKey: r.state_key,
