@@ -10,6 +10,7 @@ import { MatrixError, notFound } from '../errors.js';
 import { computeEventId, eventIdOf, hashAndSignPdu } from '../rooms/eventFormat.js';
 import { ROOM_VERSIONS, type RoomVersion } from '../rooms/roomVersions.js';
 import type { Database } from '../storage/database.js';
+import { transferDirectoryToReplacement } from '../rooms/upgrade.js';
 import { getProfile } from '../storage/repositories/profiles.js';
 import { getRoom } from '../storage/repositories/rooms.js';
 import type { Pdu } from '../types/pdu.js';
@@ -178,6 +179,13 @@ export class RemoteJoiner {
       joinEventId,
     });
     this.deps.logger.info({ roomId, destination, state: state.length, authChain: authChain.length }, 'joined a remote room');
+    const create = state.find((e) => e.pdu.type === 'm.room.create' && e.pdu.state_key === '');
+    try {
+      const moved = await transferDirectoryToReplacement(this.deps.db, roomId, create!.pdu.content);
+      if (moved.length) this.deps.logger.info({ roomId, aliases: moved.length }, 'aliases moved to the replacement room');
+    } catch (err) {
+      this.deps.logger.warn({ roomId, err: describe(err) }, 'moving the directory entries of the upgraded room failed');
+    }
     return roomId;
   }
 

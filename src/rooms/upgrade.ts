@@ -3,6 +3,7 @@
 // Everything happens in one transaction: the tombstone in the old room, the replacement room with its
 // copied state, the moved aliases and the restricted old room commit together or not at all. As in
 // Synapse, nobody is invited to the new room: members follow the tombstone.
+import type { Database } from '../storage/database.js';
 import { MatrixError, forbidden, notFound } from '../errors.js';
 import type { ServiceDeps } from '../serviceDeps.js';
 import { getProfile } from '../storage/repositories/profiles.js';
@@ -254,6 +255,26 @@ async function appendIfAllowed(ctx: RoomWriteContext, draft: EventDraft, onRefus
     if (!(err instanceof MatrixError)) throw err;
     onRefused(err);
   }
+}
+
+/**
+ * As Synapse's `transfer_room_state_on_room_upgrade` on a remote join: this server first joins the
+ * replacement of a room it knew, so its aliases of the old room point at the new one, and the new room
+ * takes the old one's place in our public room directory. Returns the aliases moved.
+ */
+export async function transferDirectoryToReplacement(db: Database, newRoomId: string, createContent: Readonly<Record<string, unknown>>): Promise<string[]> {
+  const predecessor = createContent.predecessor as { room_id?: unknown } | undefined;
+  const oldRoomId = typeof predecessor === 'object' && predecessor !== null && typeof predecessor.room_id === 'string' ? predecessor.room_id : undefined;
+  if (!oldRoomId || oldRoomId === newRoomId) return [];
+  return db.write(async (trx) => {
+    const old = await roomsRepo.getRoom(trx, oldRoomId);
+    if (!old) return [];
+    if (old.isPublic) {
+      await roomsRepo.setRoomPublic(trx, oldRoomId, false);
+      await roomsRepo.setRoomPublic(trx, newRoomId, true);
+    }
+    return roomsRepo.moveRoomAliases(trx, oldRoomId, newRoomId);
+  });
 }
 
 export class RoomUpgrades {
