@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
@@ -94,6 +94,14 @@ describe.each(testDialects())('account erasure on %s', (dialect) => {
     const master = generateSigningKey();
     const masterKey = { user_id: erin.userId, usage: ['master'], keys: { [`ed25519:${master.publicKey}`]: master.publicKey } };
     expect((await call(erin, 'POST', '/keys/device_signing/upload', { master_key: masterKey })).status).toBe(200);
+    const upload = await request(server.baseUrl, 'POST', '/_matrix/media/v3/upload?filename=face.png', {
+      token: erin.accessToken,
+      rawBody: Buffer.from(`picture ${marker}`),
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    expect(upload.status).toBe(200);
+    const mediaPath = `/_matrix/client/v1/media/download/${(upload.body.content_uri as string).slice('mxc://'.length)}`;
+    expect((await request(server.baseUrl, 'GET', mediaPath, { token: mia.accessToken, skipSpecCheck: true })).status).toBe(200);
     // Search and notifications hold the text before erasure.
     await expect
       .poll(async () => (await call(mia, 'POST', '/search', { search_categories: { room_events: { search_term: marker } } })).body.search_categories.room_events.count)
@@ -135,6 +143,9 @@ describe.each(testDialects())('account erasure on %s', (dialect) => {
     expect((await call(leo, 'POST', `/join/${enc(roomId)}`, {})).status).toBe(200);
     mustNotShow('/sync of a later joiner', (await call(leo, 'GET', '/sync')).body);
     mustNotShow('/messages of a later joiner', (await call(leo, 'GET', `/rooms/${enc(roomId)}/messages?dir=b&limit=50`)).body);
+
+    // The hooks ran as a step of the job: the upload is gone.
+    expect((await request(server.baseUrl, 'GET', mediaPath, { token: mia.accessToken, skipSpecCheck: true })).status).toBe(404);
 
     // Profile, presence, directory, keys.
     const profile = await call(mia, 'GET', `/profile/${enc(erin.userId)}`);
@@ -208,8 +219,13 @@ describe.each(testDialects())('account erasure on %s', (dialect) => {
     expect((await call(mia, 'GET', `/rooms/${enc(roomId)}/event/${enc(msg)}`)).body.content).toEqual({});
   });
 
-  it('leaves none of the erased text in the database files after a clean stop', async () => {
+  it('leaves none of the erased text in the database files or the media store after a clean stop', async () => {
     await server.stop();
+    const walk = (dir: string): string[] =>
+      existsSync(dir) ? readdirSync(dir, { withFileTypes: true }).flatMap((d) => (d.isDirectory() ? walk(join(dir, d.name)) : [join(dir, d.name)])) : [];
+    for (const file of walk(join(server.dir, 'media'))) {
+      expect(readFileSync(file).includes(Buffer.from(marker)), `${file} holds the erased upload`).toBe(false);
+    }
     if (dialect !== 'sqlite') return; // PostgreSQL: the rows are checked above (no table holds the text)
     const base = join(server.dir, 'homeserver.db');
     for (const file of [base, `${base}-wal`, `${base}-shm`]) {
