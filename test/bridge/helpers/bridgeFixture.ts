@@ -74,7 +74,11 @@ export async function startBridgeFixture(options: BridgeFixtureOptions = {}): Pr
   };
   const config = parseBridgeConfig(raw, 'test', dir);
   writeRegistration(config);
-  const hs = await startHomeserver({ config: { app_service_config_files: [config.appservice.registration], enable_registration: true } });
+  // These tests' Matrix users are raw HTTP clients without crypto: their direct rooms stay unencrypted
+  // (Skjól's default encrypts them; encrypted bridging is tested in irc-encrypted.test.ts).
+  const hs = await startHomeserver({
+    config: { app_service_config_files: [config.appservice.registration], enable_registration: true, encryption_enabled_by_default_for_room_type: 'off' },
+  });
   config.homeserver.url = hs.baseUrl;
   let bridge: IrcBridge | undefined = await startIrcBridge(config, quiet());
   const fixture: BridgeFixture = {
