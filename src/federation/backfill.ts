@@ -8,7 +8,9 @@
  * is served redacted (the DAG stays connected, the content does not leak).
  *
  * Asking side (Backfiller, installed on RoomReader): when /messages runs out of local history in a room
- * that has older events elsewhere, ask a server in the room for the events before our earliest ones, check
+ * that has older events elsewhere, or is about to page over a gap in the middle of the DAG (prev events
+ * never received, within 2 × limit below the page), ask a server in the room for the events before our
+ * earliest ones (or before the gap), check
  * them like any received PDU, and store them in the timeline *behind* everything else: negative stream
  * orderings (never seen by /sync, which reads forward from positions ≥ 0), topological order by depth,
  * state from their prev events or, at the edge of what we have, from GET /state of the serving server.
