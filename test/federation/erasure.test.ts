@@ -59,4 +59,23 @@ describe.each(testDialects())('erasure seen over federation on %s', (dialect) =>
     const fetched = await B.hs.services.federation.client.get(A.serverName, `/_matrix/federation/v1/event/${enc(first)}`);
     expect(shows(fetched)).toBe(false);
   });
+
+  it("prunes the erased user's events still queued for a server that is down", async () => {
+    const roomId = (await api(A, alice, 'POST', '/createRoom', { preset: 'public_chat' })).body.room_id as string;
+    const dora = await registerUser(A.baseUrl, 'dora');
+    expect((await api(A, dora, 'POST', `/join/${enc(roomId)}`, {})).status).toBe(200);
+    expect((await api(B, bob, 'POST', `/join/${enc(roomId)}?server_name=${enc(A.serverName)}`, {})).status).toBe(200);
+    await B.stop();
+    await send(A, dora, roomId, `queued ${marker} three`);
+    const outbox = () => A.hs.services.db.knex('federation_outbox').select('payload');
+    await eventually(async () => (await outbox()).some((r: { payload: string }) => r.payload.includes(marker)), 'the message queued for B');
+    const admin = await registerUser(A.baseUrl, 'root2');
+    await A.hs.services.db.knex('users').where({ user_id: admin.userId }).update({ admin: true });
+    const res = await request(A.baseUrl, 'POST', `/_synapse/admin/v1/deactivate/${enc(dora.userId)}`, { token: admin.accessToken, body: { erase: true } });
+    expect(res.status).toBe(200);
+    const rows = await outbox();
+    expect(rows.some((r: { payload: string }) => r.payload.includes(marker))).toBe(false);
+    // The event still goes to B, in its redacted form (B's DAG needs it).
+    expect(rows.some((r: { payload: string }) => r.payload.includes(dora.userId))).toBe(true);
+  });
 });
