@@ -235,10 +235,12 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   const clientIps = new ClientIpRetention(base);
   clientIps.start();
   services.retention.start();
-  roomFederation.backfiller.setHistoryFloor(async (roomId) => {
+  const retentionFloor = async (roomId: string) => {
     const max = await services.retention.maxLifetimeOf(roomId);
     return max === null ? null : clock.now() - max;
-  });
+  };
+  roomFederation.backfiller.setHistoryFloor(retentionFloor);
+  rooms.reader.setRetentionFloor(retentionFloor);
 
   const app = express();
   app.disable('x-powered-by');

@@ -64,6 +64,16 @@ export class RoomReader {
     this.backfiller = fn;
   }
 
+  private retentionFloor: ((roomId: string) => Promise<number | null>) | undefined;
+
+  /**
+   * Installed by the composition root when message retention is on: non-state events sent before the returned
+   * time are hidden from every read even before a purge job removes them (as Synapse's visibility filter).
+   */
+  setRetentionFloor(fn: (roomId: string) => Promise<number | null>): void {
+    this.retentionFloor = fn;
+  }
+
   /** Installed by the composition root (src/relations): adds bundled aggregations to every format(). */
   setAggregator(fn: RelationAggregator): void {
     this.aggregator = fn;
@@ -137,8 +147,10 @@ export class RoomReader {
     const current = (await stateRepo.currentMembership(this.db, roomId, userId))?.membership;
     const memberKey = stateMapKey('m.room.member', userId);
     const verdictByGroup = new Map<number | null, { visibility: string; membership: string | undefined }>();
+    const floor = events.length ? ((await this.retentionFloor?.(roomId)) ?? null) : null;
     const out: StoredEvent[] = [];
     for (const e of events) {
+      if (floor !== null && typeof e.pdu.state_key !== 'string' && e.pdu.origin_server_ts < floor) continue;
       const group = e.stateBefore;
       let atEvent = verdictByGroup.get(group);
       if (!atEvent) {

@@ -6,7 +6,7 @@ import { enc, eventually, messageBodies, send, startFleet, type Fleet } from './
 
 // Message retention with another server in the room:
 //   A localhost:<port>  — alice; purges the room's messages after its max_lifetime (1 s)
-//   B 127.0.0.1:<port>  — bob, who owns the room; its purge jobs are stopped, so it keeps everything
+//   B 127.0.0.1:<port>  — bob, who owns the room; its retention is switched off, so it keeps and shows everything
 describe.each(testDialects())('message retention over federation on %s', (dialect) => {
   let fleet: Fleet;
   let A: TestServer, B: TestServer;
@@ -16,7 +16,9 @@ describe.each(testDialects())('message retention over federation on %s', (dialec
   beforeAll(async () => {
     fleet = await startFleet(dialect, ['localhost', '127.0.0.1'], { retention: { enabled: true, purge_jobs: [{ interval: '200ms' }] } });
     [A, B] = fleet.servers as [TestServer, TestServer];
+    // B acts as a server without retention: no purge jobs, nothing hidden from its readers.
     await B.hs.services.retention.stop();
+    B.hs.services.rooms.reader.setRetentionFloor(async () => null);
     alice = await registerUser(A.baseUrl, 'alice');
     bob = await registerUser(B.baseUrl, 'bob');
     const created = await request(B.baseUrl, 'POST', '/_matrix/client/v3/createRoom', {
@@ -42,6 +44,9 @@ describe.each(testDialects())('message retention over federation on %s', (dialec
     // Each /messages call runs out of local history and asks B, which still has it all.
     await eventually(async () => !(await messageBodies(A, alice, roomId)).some((b) => b.startsWith('old') || b === 'before the join'), 'A to purge');
     for (let i = 0; i < 3; i++) expect((await messageBodies(A, alice, roomId, 3)).filter((b) => typeof b === 'string' && b !== 'last')).toEqual([]);
+    // Not merely hidden: A did not store them again.
+    const rows: Array<{ json: string }> = await A.hs.services.db.knex('events').where({ room_id: roomId, type: 'm.room.message' });
+    expect(rows.map((r) => JSON.parse(r.json).content.body).filter((b) => typeof b === 'string' && b !== 'last')).toEqual([]);
     expect(await messageBodies(B, bob, roomId)).toEqual(['before the join', 'old 0', 'old 1', 'old 2', 'old 3', 'old 4', 'last']);
 
     // A still serves what remains over federation, and the room goes on in both directions.

@@ -58,12 +58,14 @@ describe.each(testDialects())('message retention on %s', (dialect) => {
 
     // Indexed first (so the search below proves the purge, not a slow indexer), then gone once a job has run.
     await until(async () => ((await searchCount(alice, 'retentionmarker')) === 2 ? true : undefined));
-    // The redaction, the room's newest event, stays as its forward extremity: done once it is pruned too.
-    await until(async () => {
-      const chunk: Json[] = (await api(alice, 'GET', `/rooms/${enc(roomId)}/messages?dir=b&limit=100`)).body.chunk;
-      const messages = chunk.filter((e) => typeof e.state_key !== 'string');
-      return messages.some((e) => old.includes(e.event_id) || Object.keys(e.content).length > 0) ? undefined : true;
+    // Rows gone, and the redaction, the room's newest event, kept as its forward extremity with no content.
+    const knex = server.hs.services.db.knex;
+    await until(async () => ((await knex('events').whereIn('event_id', old)).length === 0 ? true : undefined));
+    const extremity = await until(async () => {
+      const rows: Json[] = await knex('events').where({ room_id: roomId, type: 'm.room.redaction' });
+      return rows.length === 1 && JSON.parse(rows[0].json).content && Object.keys(JSON.parse(rows[0].json).content).length === 0 ? rows[0] : undefined;
     });
+    expect(JSON.parse(extremity.json).content).toEqual({});
 
     for (const id of old) {
       expect((await api(alice, 'GET', `/rooms/${enc(roomId)}/event/${enc(id)}`)).status).toBe(404);
@@ -89,8 +91,8 @@ describe.each(testDialects())('message retention on %s', (dialect) => {
       from = res.body.end;
     }
     expect(seen.length).toBeGreaterThan(0);
-    // Only state is left, and the room's newest event (the DAG's forward extremity) with its content pruned.
-    expect(seen.filter((e) => typeof e.state_key !== 'string').map((e) => e.content)).toEqual([{}]);
+    // Only state is left (the pruned extremity is older than max_lifetime, so hidden too).
+    expect(seen.filter((e) => typeof e.state_key !== 'string')).toEqual([]);
     expect(JSON.stringify(seen)).not.toContain('retentionmarker');
     expect(seen.map((e) => e.type)).toContain('m.room.create');
 
@@ -121,6 +123,28 @@ describe.each(testDialects())('message retention on %s', (dialect) => {
     expect((await put({ min_lifetime: 1000, max_lifetime: 86_400_000 })).status).toBe(200);
     const created = await api(alice, 'POST', '/createRoom', { initial_state: [{ type: 'm.room.retention', state_key: '', content: { max_lifetime: 'soon' } }] });
     expect(created.status).toBe(400);
+  });
+});
+
+describe.each(testDialects())('expired messages before a purge job on %s', (dialect) => {
+  let server: TestServer;
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('are hidden from reads as soon as they are older than max_lifetime, as Synapse does', async () => {
+    server = await startHomeserver({ dialect, config: { retention: { enabled: true, purge_jobs: [{ interval: '1d' }] } } });
+    const alice = await registerUser(server.baseUrl, 'alice');
+    const api = (method: string, path: string, body?: unknown) =>
+      request(server.baseUrl, method, `/_matrix/client/v3${path}`, { token: alice.accessToken, ...(body !== undefined ? { body } : {}) });
+    const roomId = (await api('POST', '/createRoom', { preset: 'public_chat', initial_state: [{ type: 'm.room.retention', state_key: '', content: { max_lifetime: 1000 } }] })).body.room_id;
+    const sent = (await api('PUT', `/rooms/${enc(roomId)}/send/m.room.message/h1`, { msgtype: 'm.text', body: 'soon hidden' })).body.event_id as string;
+    await until(async () => ((await api('GET', `/rooms/${enc(roomId)}/event/${enc(sent)}`)).status === 404 ? true : undefined));
+    const chunk: Json[] = (await api('GET', `/rooms/${enc(roomId)}/messages?dir=b&limit=50`)).body.chunk;
+    expect(chunk.filter((e) => typeof e.state_key !== 'string')).toEqual([]);
+    expect((await api('GET', `/rooms/${enc(roomId)}/context/${enc(sent)}`)).status).toBe(404);
+    // No job has run: the row is still there, only hidden.
+    expect(await server.hs.services.db.knex('events').where({ event_id: sent })).toHaveLength(1);
   });
 });
 
