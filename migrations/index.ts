@@ -21,6 +21,7 @@ import * as mediaAuthenticated from './0022_media_authenticated.js';
 import * as threepidBindings from './0023_threepid_bindings.js';
 import * as deactivationJobs from './0020_deactivation_jobs.js';
 import * as retentionPurges from './0021_retention_purges.js';
+import * as eventExpiry from './0028_event_expiry.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -52,6 +53,7 @@ const migrations: Array<[string, Migration]> = [
   ['0023_threepid_bindings', threepidBindings],
   ['0020_deactivation_jobs', deactivationJobs],
   ['0021_retention_purges', retentionPurges],
+  ['0028_event_expiry', eventExpiry],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

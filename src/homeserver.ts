@@ -34,6 +34,7 @@ import { MediaService } from './media/mediaService.js';
 import { eraseUserMedia } from './media/erasure.js';
 import { RoomService } from './rooms/roomService.js';
 import { RetentionService } from './rooms/retentionService.js';
+import { SelfDestructingMessages } from './rooms/selfDestruct.js';
 import { createDirectory, type DirectoryServices } from './directory/index.js';
 import { UpgradedRoomState } from './directory/upgradedRoomState.js';
 import { createRelations, type RelationService, type SearchService } from './relations/index.js';
@@ -99,6 +100,8 @@ export interface Services {
   deactivation: DeactivationService;
   /** Message retention: purge jobs and interrupted purges (the `retention` config). */
   retention: RetentionService;
+  /** MSC2228: messages pruned at the time their sender set. */
+  selfDestruct: SelfDestructingMessages;
 }
 
 export interface Homeserver {
@@ -225,6 +228,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       },
     }),
     retention: new RetentionService({ ...base, rooms }),
+    selfDestruct: new SelfDestructingMessages({ ...base, rooms, enabled: config.enable_ephemeral_messages }),
   };
   users.account.deactivation = services.deactivation;
   services.media.start();
@@ -235,6 +239,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   const clientIps = new ClientIpRetention(base);
   clientIps.start();
   services.retention.start();
+  services.selfDestruct.start();
   const retentionFloor = async (roomId: string) => {
     const max = await services.retention.maxLifetimeOf(roomId);
     return max === null ? null : clock.now() - max;
@@ -325,6 +330,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       edus.close();
       push.close();
       await services.retention.stop();
+      await services.selfDestruct.stop();
       await relations.indexer.idle();
       await guestAccess.idle();
       await sync.peeks.idle();

@@ -171,6 +171,8 @@ export const configSchema = z.strictObject({
   // Erasure (deactivation with `erase`): the server also sends an m.room.redaction for each of the user's
   // messages and profile events in rooms they are still in, so clients and other servers drop the content.
   redact_events_on_erasure: z.boolean().default(true),
+  /** MSC2228 self-destructing messages (Synapse's key; Synapse's default is false). */
+  enable_ephemeral_messages: z.boolean().default(true),
   // Directory, VoIP and login-token settings (src/directory), Synapse's names and defaults.
   user_directory: z
     .strictObject({ enabled: z.boolean().default(true), search_all_users: z.boolean().default(false) })

@@ -1,5 +1,6 @@
 import type { Pdu } from '../../types/pdu.js';
 import type { Db } from '../database.js';
+import { expiriesOf, insertExpiries } from './eventExpiry.js';
 
 export interface EventRow {
   stream_ordering: number;
@@ -95,6 +96,8 @@ function eventRow(e: NewEvent & { streamOrdering: number }): Record<string, unkn
 /** Inserts events with stream positions the caller allocated under the stream-write lock. */
 export async function insertEvents(db: Db, events: ReadonlyArray<NewEvent & { streamOrdering: number }>): Promise<void> {
   for (let i = 0; i < events.length; i += 100) await db('events').insert(events.slice(i, i + 100).map(eventRow));
+  // In the same transaction: a self-destructing message must never outlive its time because of a crash.
+  await insertExpiries(db, expiriesOf(events.filter((e) => !e.rejectedReason)));
 }
 
 const CHUNK = 500;
