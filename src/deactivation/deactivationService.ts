@@ -177,12 +177,7 @@ export class DeactivationService {
   /** m.room.redaction for each unredacted message and profile-bearing state event, in rooms the user is in. */
   private async sendRedactions(userId: string): Promise<void> {
     const joined = new Set(await this.deps.rooms.joinedRooms(userId));
-    let after = 0;
-    for (;;) {
-      if (this.stopping) throw new Error('server stopping');
-      const page = await eventsOfUser(this.deps.db.knex, userId, after, PAGE);
-      if (!page.length) return;
-      after = page[page.length - 1]!.streamOrdering;
+    for await (const page of this.pagesOfEvents(userId)) {
       const targets = page.filter(
         (e) => e.sender === userId && joined.has(e.roomId) && !e.redacted && e.type !== 'm.room.redaction' && (e.stateKey === null || REDACTABLE_STATE.has(e.type)),
       );
@@ -194,6 +189,18 @@ export class DeactivationService {
           }),
         ),
       );
+    }
+  }
+
+  /** The user's events (sent, or member events about them) in stream order, a page at a time; stops when the server does. */
+  private async *pagesOfEvents(userId: string): AsyncGenerator<Awaited<ReturnType<typeof eventsOfUser>>> {
+    let after = 0;
+    for (;;) {
+      if (this.stopping) throw new Error('server stopping');
+      const page = await eventsOfUser(this.deps.db.knex, userId, after, PAGE);
+      if (!page.length) return;
+      after = page[page.length - 1]!.streamOrdering;
+      yield page;
     }
   }
 
@@ -215,12 +222,7 @@ export class DeactivationService {
 
   /** Every event the user sent, and every member event about them, keeps only its redacted form (room configuration state excepted). */
   private async purgeContent(userId: string): Promise<void> {
-    let after = 0;
-    for (;;) {
-      if (this.stopping) throw new Error('server stopping');
-      const page = await eventsOfUser(this.deps.db.knex, userId, after, PAGE);
-      if (!page.length) return;
-      after = page[page.length - 1]!.streamOrdering;
+    for await (const page of this.pagesOfEvents(userId)) {
       const byRoom = new Map<string, string[]>();
       for (const e of page) {
         if (e.stateKey !== null && ROOM_CONFIG_TYPES.has(e.type)) continue;

@@ -1,4 +1,5 @@
 import type { Db } from '../database.js';
+import type { NewReport } from './reports.js';
 
 // Reads for `skjol export-data`: everything stored about one user that no other repository lists by user.
 // Read-only; each function returns every row (a user's own rows are few, except media, which is paged).
@@ -58,14 +59,7 @@ export async function filtersOfUser(db: Db, userId: string): Promise<Array<{ fil
   return rows.map((r) => ({ filterId: num(r.filter_id), filterJson: r.filter_json }));
 }
 
-export interface UserReport {
-  roomId: string | null;
-  eventId: string | null;
-  targetUserId: string | null;
-  reason: string | null;
-  score: number | null;
-  receivedTs: number;
-}
+export type UserReport = Omit<NewReport, 'reporter'>;
 
 /** Reports the user filed (the content they reported stays in its room). */
 export async function reportsByUser(db: Db, userId: string): Promise<UserReport[]> {
