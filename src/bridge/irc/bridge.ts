@@ -7,7 +7,7 @@ import { createAppserviceApp, listen } from '../matrix/appserviceServer.js';
 import { HomeserverApi } from '../matrix/homeserverApi.js';
 import { MatrixSide, type Json } from '../matrix/matrixSide.js';
 import { AdminCommands } from './commands.js';
-import { appserviceUrl, type BridgeConfig } from './config.js';
+import { mediaBaseUrl, type BridgeConfig } from './config.js';
 import { BridgeContext } from './context.js';
 import { DirectChats } from './directChats.js';
 import { Ghosts } from './ghosts.js';
@@ -61,7 +61,7 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
   const botUserId = `@${tokens.senderLocalpart}:${config.homeserver.domain}`;
   const matrix = new MatrixSide(api, botUserId, config.homeserver.domain, crypto);
   const proxy = config.media_proxy;
-  const links = proxy.enabled ? new MediaLinks(mediaProxyKey(config), proxy.public_url ?? appserviceUrl(config), proxy.ttl_seconds) : undefined;
+  const links = proxy.enabled ? new MediaLinks(mediaProxyKey(config), mediaBaseUrl(config), proxy.ttl_seconds) : undefined;
   const homeserverBase = config.homeserver.public_url ?? config.homeserver.url;
   const mediaLink = (mxc: string, name: string) => (links ? links.link(mxc, name) : legacyMediaLink(homeserverBase, mxc, name));
   const ctx = new BridgeContext(config, matrix, store, logger, mediaLink);
@@ -115,7 +115,7 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
         return true;
       },
       onAliasQuery: (alias) => portals!.onAliasQuery(alias),
-      publicRoutes: links ? [{ path: `${MEDIA_PROXY_PATH}/:expires/:sig/:server/:mediaId{/:name}`, handler: mediaProxyHandler(api, links, logger) }] : [],
+      publicRoutes: links ? [{ path: `${MEDIA_PROXY_PATH}/:expires/:sig/:server/:mediaId{/:name}`, handler: mediaProxyHandler(api, links, proxy.max_size, logger) }] : [],
       protocol: (name) =>
         name === 'irc'
           ? {

@@ -1,6 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, describeIssues, readYamlFile } from '../../config/load.js';
+import { parseSize } from '../../config/schema.js';
 import { DEFAULT_GHOST_PREFIX } from './ids.js';
 
 const channelMapping = z
@@ -9,6 +10,8 @@ const channelMapping = z
     /** An existing Matrix room to link instead of creating a portal; the bridge bot must be invited. */
     room_id: z.string().regex(/^!.+:.+$/).optional(),
     encrypted: z.boolean().optional(),
+    /** The channel key (+k) the bridge and its users join with. */
+    key: z.string().regex(/^[^\s,]{1,64}$/, 'a channel key without spaces or commas').optional(),
   })
   .strict();
 
@@ -42,6 +45,10 @@ const network = z
     channels: z.array(channelMapping).default([]),
   })
   .strict();
+
+const WEEK_SECONDS = 7 * 24 * 3600;
+/** The homeserver's own default upload limit. */
+const MAX_MEDIA_BYTES = 50 * 1024 * 1024;
 
 export const bridgeConfigSchema = z
   .object({
@@ -94,10 +101,14 @@ export const bridgeConfigSchema = z
         /** Where IRC users reach the bridge's listener (appservice.port); defaults to the appservice URL. */
         public_url: z.string().url().optional(),
         /** Links stop working after this long; 0 keeps them working. */
-        ttl_seconds: z.number().int().min(0).default(0),
+        ttl_seconds: z.number().int().min(0).default(WEEK_SECONDS),
+        /** Files larger than this are not linked (and not served): bytes, or '50M'. */
+        max_size: z.union([z.number().int().min(1), z.string().regex(/^\d+[KMG]?$/, "bytes, or a size such as '50M'")]).transform(parseSize).default(MAX_MEDIA_BYTES),
       })
       .strict()
-      .default({ enabled: true, ttl_seconds: 0 }),
+      .default({ enabled: true, ttl_seconds: WEEK_SECONDS, max_size: MAX_MEDIA_BYTES }),
+    /** Where IRC users reach the media proxy (the same as media_proxy.public_url, which it overrides). */
+    media_url: z.string().url().optional(),
     log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   })
   .strict();
@@ -126,6 +137,11 @@ export function parseBridgeConfig(raw: unknown, source = 'bridge configuration',
 
 export function loadBridgeConfig(path: string): BridgeConfig {
   return parseBridgeConfig(readYamlFile(path, 'Bridge configuration'), path, dirname(resolve(path)));
+}
+
+/** The base URL of media links for IRC users: media_url, else media_proxy.public_url, else the appservice URL. */
+export function mediaBaseUrl(config: BridgeConfig): string {
+  return config.media_url ?? config.media_proxy.public_url ?? appserviceUrl(config);
 }
 
 /** Where the homeserver reaches the bridge. */

@@ -12,6 +12,8 @@ export interface RenderOptions {
   maxLines: number;
   /** Where the full message can be read when it is cut short. */
   permalink: string;
+  /** Files larger than this (per their info.size) get no link: the media proxy would refuse them. */
+  maxMediaBytes?: number;
   /** `<nick> "text"` of the message replied to, when there is one. */
   replyTo?: { nick: string; text: string };
 }
@@ -32,6 +34,8 @@ export function legacyMediaLink(base: string, mxc: string, name: string): string
   return `${base.replace(/\/+$/, '')}/_matrix/media/v3/download/${m[1]}/${m[2]}/${encodeURIComponent(name)}`;
 }
 
+const megabytes = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+
 function snippet(text: string, max = 40): string {
   const one = text.replace(/\s+/g, ' ').trim();
   return one.length > max ? `${one.slice(0, max - 1)}…` : one;
@@ -47,9 +51,12 @@ export function renderForIrc(type: string, content: Json, target: string, opts: 
   let lines: string[];
   if (MEDIA.has(msgtype)) {
     const name = typeof body.body === 'string' ? body.body : 'a file';
+    const size = typeof (body.info as Json | undefined)?.size === 'number' ? ((body.info as Json).size as number) : undefined;
     const link = mediaLink(body, opts.mediaLink);
     // Encrypted media cannot be opened from IRC: only the key holders can read it.
-    lines = [link ? `${name} ${link}` : `sent an encrypted file (${name}); open Matrix to see it`];
+    if (!link) lines = [`sent an encrypted file (${name}); open Matrix to see it`];
+    else if (size !== undefined && opts.maxMediaBytes !== undefined && size > opts.maxMediaBytes) lines = [`sent ${name} (${megabytes(size)}), too large to share with IRC; open Matrix to see it`];
+    else lines = [`${name} ${link}`];
   } else {
     lines = matrixToIrc(body as Parameters<typeof matrixToIrc>[0], { isReply: Boolean(relates['m.in_reply_to']) && !isEdit });
   }

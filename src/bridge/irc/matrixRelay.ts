@@ -140,6 +140,7 @@ export class MatrixRelay {
       mediaLink: this.ctx.mediaLink,
       maxNickLength: net.max_nick_length,
       maxLines: net.max_lines,
+      maxMediaBytes: this.ctx.config.media_proxy.enabled ? this.ctx.config.media_proxy.max_size : undefined,
       permalink: `https://matrix.to/#/${encodeURIComponent(roomId)}/${encodeURIComponent(eventId)}`,
       replyTo,
     });

@@ -1,12 +1,13 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
 import type { HomeserverApi } from '../matrix/homeserverApi.js';
 
 // Media links for IRC users. Homeservers with authenticated media (MSC3916; Skjól's default) serve media
 // only to Matrix users with a token, so IRC gets links to the bridge itself: signed for one mxc:// URI (no one
-// can walk other media ids through it), fetched from /_matrix/client/v1/media with the bridge's as_token.
+// can walk other media ids through it, and only until it expires), streamed from /_matrix/client/v1/media
+// with the bridge's as_token, never more than media_proxy.max_size bytes.
 
 /** Where the proxy is mounted on the bridge's listener (outside the hs_token check). */
 export const MEDIA_PROXY_PATH = '/_skjol_irc/media/v1';
@@ -59,8 +60,19 @@ function plain(res: Response, status: number, text: string): void {
   res.status(status).type('text/plain').send(text);
 }
 
+/** Stops a download that grows past `max` bytes (the homeserver did not say its length up front). */
+function capped(max: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      seen += chunk.length;
+      done(seen > max ? new Error('file larger than media_proxy.max_size') : null, chunk);
+    },
+  });
+}
+
 /** GET {MEDIA_PROXY_PATH}/:expires/:sig/:server/:mediaId{/:name}: the bytes, fetched with the as_token. */
-export function mediaProxyHandler(api: HomeserverApi, links: MediaLinks, logger: { warn(obj: object, msg: string): void }) {
+export function mediaProxyHandler(api: HomeserverApi, links: MediaLinks, maxBytes: number, logger: { warn(obj: object, msg: string): void }) {
   return async (req: Request, res: Response): Promise<void> => {
     const p = req.params as Record<string, string | undefined>;
     const [expires, sig, server, mediaId] = [p.expires ?? '', p.sig ?? '', p.server ?? '', p.mediaId ?? ''];
@@ -92,10 +104,14 @@ export function mediaProxyHandler(api: HomeserverApi, links: MediaLinks, logger:
       'Cache-Control': 'private, max-age=3600',
     };
     const length = upstream.headers.get('content-length');
+    if (length && Number(length) > maxBytes) {
+      await upstream.body.cancel();
+      return plain(res, 413, 'This file is too large to be shared with IRC');
+    }
     if (length) headers['Content-Length'] = length;
     res.status(200).set(headers);
     try {
-      await pipeline(Readable.fromWeb(upstream.body as import('node:stream/web').ReadableStream<Uint8Array>), res);
+      await pipeline(Readable.fromWeb(upstream.body as import('node:stream/web').ReadableStream<Uint8Array>), capped(maxBytes), res);
     } catch (err) {
       // The IRC user went away, or the homeserver stopped sending: nothing left to answer.
       if (!res.destroyed) res.destroy(err as Error);

@@ -23,6 +23,8 @@ export interface BridgeFixtureOptions {
   ircTls?: boolean;
   /** Extra keys for the network's config (channels, flood, max_lines …). */
   network?: Record<string, unknown>;
+  /** Extra top-level bridge config (media_url, media_proxy …), given the appservice port. */
+  config?: (appservicePort: number) => Record<string, unknown>;
 }
 
 export interface BridgeFixture {
@@ -71,6 +73,7 @@ export async function startBridgeFixture(options: BridgeFixtureOptions = {}): Pr
       },
     },
     log_level: 'silent',
+    ...options.config?.(asPort),
   };
   const config = parseBridgeConfig(raw, 'test', dir);
   writeRegistration(config);
