@@ -115,6 +115,10 @@ export async function createAppservices(deps: { config: HomeserverConfig; server
     users.login.addLoginType('m.login.application_service', applicationServiceLogin(registry, users, deps.serverName));
   }
   await ensureSenders(registry, users);
+  for (const reg of registry.all()) {
+    const { users: u, aliases, rooms } = reg.namespaces;
+    deps.logger.info({ id: reg.id, url: reg.url, namespaces: { users: u.length, aliases: aliases.length, rooms: rooms.length }, file: reg.file }, 'application service loaded');
+  }
   return { registry, client: { queries: new AppserviceQueries(registry, deps.logger), pinger: new AppservicePinger() } };
 }
 

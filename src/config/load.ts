@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { configSchema, type HomeserverConfig } from './schema.js';
@@ -40,7 +41,11 @@ export function readYamlFile(path: string, what = 'Configuration file'): unknown
 }
 
 export function loadConfigFile(path: string): HomeserverConfig {
-  return parseConfig(readYamlFile(path), path);
+  const config = parseConfig(readYamlFile(path), path);
+  // Registration files are named relative to this file (as bridge.yaml's paths are), not to the working directory.
+  const base = dirname(resolve(path));
+  config.app_service_config_files = config.app_service_config_files.map((file) => resolve(base, file));
+  return config;
 }
 
 export function defaultConfig(overrides: Record<string, unknown> = {}): HomeserverConfig {

@@ -1,13 +1,13 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { loadBridgeConfig } from '../../src/bridge/irc/config.js';
-import { freePort, startHomeserver } from '../helpers/homeserver.js';
-import { api, enc, matrixUser } from './helpers/bridgeFixture.js';
+import { freePort, startHomeserver, type TestServer } from '../helpers/homeserver.js';
+import { api, enc, eventually, matrixUser } from './helpers/bridgeFixture.js';
 import { connectIrcUser } from './helpers/ircUser.js';
 import { startNgircd } from './helpers/ngircd.js';
 
@@ -80,6 +80,68 @@ describe('skjol bridge irc (command line)', () => {
     } finally {
       child.kill('SIGKILL');
       await hs.close();
+      await irc.close();
+    }
+  });
+
+  it('run from another directory, the homeserver and the bridge find the files their configs name relative to themselves; no channels is fine', async () => {
+    const irc = await startNgircd();
+    const etc = join(dir, 'etc');
+    const elsewhere = join(dir, 'elsewhere');
+    mkdirSync(etc, { recursive: true });
+    mkdirSync(elsewhere, { recursive: true });
+    const [asPort, hsPort] = [await freePort(), await freePort()];
+    const bridgePath = join(etc, 'bridge.yaml');
+    // As an operator leaves it after removing the example's channel: `channels:` with nothing under it.
+    writeFileSync(
+      bridgePath,
+      `homeserver: { url: "http://127.0.0.1:${hsPort}", domain: localhost }\nappservice: { port: ${asPort}, registration: reg.yaml }\n` +
+        `database: { engine: sqlite, filename: state/bridge.db }\nencryption: { enabled: false }\nnetworks:\n  ops:\n    host: ${irc.host}\n    port: ${irc.port}\n    channels:\n    # - channel: "#skjol"\nlog_level: warn\n`,
+    );
+    await run(TSX, [join(process.cwd(), 'src/main.ts'), 'bridge', 'irc', '--config', bridgePath, '--generate-registration'], { cwd: elsewhere });
+    const hsPath = join(etc, 'homeserver.yaml');
+    writeFileSync(
+      hsPath,
+      stringify({
+        server_name: 'localhost',
+        listeners: [{ port: hsPort, bind_addresses: ['127.0.0.1'], type: 'http', resources: [{ names: ['client'] }] }],
+        database: { name: 'sqlite3', args: { database: join(dir, 'hs.db') } },
+        signing_key_path: join(dir, 'signing.key'),
+        media_store_path: join(dir, 'media'),
+        enable_registration: true,
+        rc_enabled: false,
+        ip_range_whitelist: ['127.0.0.0/8'],
+        app_service_config_files: ['reg.yaml'],
+        log_level: 'info',
+      }),
+    );
+    const children = [spawn(TSX, [join(process.cwd(), 'src/main.ts'), 'serve', '--config', hsPath], { cwd: elsewhere, stdio: ['ignore', 'pipe', 'pipe'] })];
+    let hsLog = '';
+    let bridgeLog = '';
+    children[0]!.stdout!.on('data', (d) => (hsLog += d));
+    children[0]!.stderr!.on('data', (d) => (hsLog += d));
+    try {
+      const hs = { baseUrl: `http://127.0.0.1:${hsPort}` } as TestServer;
+      await eventually(async () => hsLog.includes('Skjól is serving') || hsLog.includes('"level":60'), 'the homeserver starting', 60_000);
+      const loaded = hsLog.split('\n').filter((l) => l.includes('application service loaded')).map((l) => JSON.parse(l));
+      expect(loaded, hsLog).toHaveLength(1);
+      expect(loaded[0]).toMatchObject({ id: 'skjol-irc', url: `http://127.0.0.1:${asPort}`, namespaces: { users: 1, aliases: 1, rooms: 0 } });
+      const bridge = spawn(TSX, [join(process.cwd(), 'src/main.ts'), 'bridge', 'irc', '--config', bridgePath], { cwd: elsewhere, stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(bridge);
+      bridge.stdout.on('data', (d) => (bridgeLog += d));
+      bridge.stderr.on('data', (d) => (bridgeLog += d));
+      const bob = await connectIrcUser(irc, 'bob');
+      await bob.join('#ops');
+      const alice = await matrixUser(hs, 'alice', 'Alice');
+      const roomId = await eventually(() => api(hs, alice, 'POST', `/_matrix/client/v3/join/${enc('#irc_ops_ops:localhost')}`, {}).then((r) => r.room_id as string), `the portal (bridge log: ${bridgeLog})`, 60_000);
+      await api(hs, alice, 'PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/rel-1`, { msgtype: 'm.text', body: 'found my files' });
+      await bob.waitFor((e) => e.kind === 'message' && e.from === 'Alice[m]' && e.text === 'found my files', 'the message via the bridge');
+      await bob.disconnect();
+      // The bridge's own files sit next to bridge.yaml, not in the directory it was started from.
+      expect(existsSync(join(etc, 'state', 'bridge.db'))).toBe(true);
+      expect(existsSync(join(elsewhere, 'state'))).toBe(false);
+    } finally {
+      for (const child of children) child.kill('SIGKILL');
       await irc.close();
     }
   });

@@ -42,7 +42,8 @@ const network = z
     dynamic_channels: z.boolean().default(true),
     /** Portals created by the bridge (alias or config) are end-to-end encrypted. */
     encrypt_portals: z.boolean().default(false),
-    channels: z.array(channelMapping).default([]),
+    // `channels:` left empty (every entry removed or commented out) is YAML null: no configured portals.
+    channels: z.array(channelMapping).nullish().transform((c) => c ?? []),
   })
   .strict();
 

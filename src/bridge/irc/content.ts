@@ -19,3 +19,10 @@ export function ircLineToContent(kind: IrcMessageKind, text: string, mentionable
   content['m.mentions'] = mentioned.length ? { user_ids: [...new Set(mentioned.map((m) => m.userId))] } : {};
   return content;
 }
+
+/** The Matrix leave reason for an IRC QUIT; networks such as InspIRCd already put "Quit: " before the user's words. */
+export function quitReason(reason: string): string {
+  const said = reason.trim();
+  if (!said) return 'Quit';
+  return /^quit:/i.test(said) ? said : `Quit: ${said}`;
+}

@@ -1,5 +1,5 @@
 import { SerialQueue } from '../serialQueue.js';
-import { ircLineToContent } from './content.js';
+import { ircLineToContent, quitReason } from './content.js';
 import type { BridgeContext } from './context.js';
 import type { Ghosts } from './ghosts.js';
 import { isChannelTarget } from './ids.js';
@@ -82,7 +82,7 @@ export class IrcRelay {
     conn.on('quit', (nick, reason, channels) => {
       if (this.isOurs(network, nick)) return;
       for (const channel of channels) {
-        this.enqueue(network, channel, 'quit', () => this.inPortal(network, channel, (roomId) => this.ghosts.leaveRoom(network, nick, roomId, `Quit: ${reason}`.trim())));
+        this.enqueue(network, channel, 'quit', () => this.inPortal(network, channel, (roomId) => this.ghosts.leaveRoom(network, nick, roomId, quitReason(reason))));
       }
     });
     conn.on('kick', (channel, nick, by, reason) => this.enqueue(network, channel, 'kick', () => this.kicked(network, conn, channel, nick, by, reason)));

@@ -25,6 +25,8 @@ export interface BridgeFixtureOptions {
   network?: Record<string, unknown>;
   /** Extra top-level bridge config (media_url, media_proxy …), given the appservice port. */
   config?: (appservicePort: number) => Record<string, unknown>;
+  /** The IRC server to bridge to; a private ngircd by default (see inspircd.ts for InspIRCd + atheme). */
+  ircServer?: () => Promise<IrcTestServer>;
 }
 
 export interface BridgeFixture {
@@ -45,7 +47,7 @@ const quiet = () => pino({ level: process.env.SKJOL_TEST_BRIDGE_LOG ?? 'silent' 
 /** A real ngircd, a real Skjól with the bridge's registration, and the bridge itself, all on loopback. */
 export async function startBridgeFixture(options: BridgeFixtureOptions = {}): Promise<BridgeFixture> {
   const dir = mkdtempSync(join(tmpdir(), 'skjol-bridge-'));
-  const irc = await startNgircd({ tls: options.ircTls });
+  const irc = options.ircServer ? await options.ircServer() : await startNgircd({ tls: options.ircTls });
   const asPort = await freePort();
   let pgSchema: string | undefined;
   let database: Record<string, unknown> = { engine: 'sqlite', filename: join(dir, 'bridge.db') };
