@@ -50,6 +50,7 @@ import { TypingProvider } from './sync/providers/typing.js';
 import { ToDeviceProvider } from './sync/providers/toDevice.js';
 import { SyncService } from './sync/syncService.js';
 import { UserService } from './users/userService.js';
+import { AdminUsers } from './users/adminUsers.js';
 import { ClientIpRetention } from './users/clientIpRetention.js';
 import { aliasHooks, createAppservices, ensureUserQueried, type AppserviceClient } from './appservice/auth.js';
 import { AppserviceThirdParty } from './appservice/thirdParty.js';
@@ -102,6 +103,8 @@ export interface Services {
   retention: RetentionService;
   /** MSC2228: messages pruned at the time their sender set. */
   selfDestruct: SelfDestructingMessages;
+  /** Synapse's admin API: accounts as an admin sees them. */
+  adminUsers: AdminUsers;
 }
 
 export interface Homeserver {
@@ -193,6 +196,17 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   directory.publicRooms.remote = remoteDirectory(federation.client);
   directory.thirdParty.setProvider(new AppserviceThirdParty(appservices.registry, logger));
   const federationEdus = createFederationEdus({ ...base, rooms, users, e2ee, edus, client: federation.client, roomFederation });
+  const deactivation = new DeactivationService({
+    ...base,
+    rooms,
+    users,
+    presence: edus.presence,
+    deviceLists: e2ee.deviceLists,
+    afterCommitIdle: async () => {
+      await relations.indexer.idle();
+      await push.idle();
+    },
+  });
   const services: Services = {
     ...base,
     publicBaseUrl,
@@ -216,19 +230,10 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     appservices: appservices.registry,
     appserviceClient: appservices.client,
     appservicePusher: new AppservicePusher({ ...base, rooms, registrations: appservices.registry, edus, e2ee }),
-    deactivation: new DeactivationService({
-      ...base,
-      rooms,
-      users,
-      presence: edus.presence,
-      deviceLists: e2ee.deviceLists,
-      afterCommitIdle: async () => {
-        await relations.indexer.idle();
-        await push.idle();
-      },
-    }),
+    deactivation,
     retention: new RetentionService({ ...base, rooms }),
     selfDestruct: new SelfDestructingMessages({ ...base, rooms, enabled: config.enable_ephemeral_messages }),
+    adminUsers: new AdminUsers({ ...base, users, rooms, deactivation }),
   };
   users.account.deactivation = services.deactivation;
   services.media.start();

@@ -3,9 +3,8 @@ import { forbidden, invalidParam } from '../errors.js';
 import type { Services } from '../homeserver.js';
 import { CLIENT_V3, defineRoute, type RouteDefinition } from '../http/route.js';
 import { dict } from '../util/dict.js';
+import { SYNAPSE_ADMIN_V1 } from './admin/common.js';
 import { sessionResponse } from './login.js';
-
-const SYNAPSE_ADMIN_V1 = ['/_synapse/admin/v1'] as const;
 
 export function adminRoutes(services: Services): RouteDefinition[] {
   const { users } = services;
@@ -31,31 +30,6 @@ export function adminRoutes(services: Services): RouteDefinition[] {
         return sessionResponse(registered.userId, services.serverName, registered.session);
       },
     }),
-    // Synapse Admin API, "Get whether a user is a server administrator or not" (Element probes it)
-    defineRoute({
-      method: 'GET',
-      prefixes: SYNAPSE_ADMIN_V1,
-      path: '/users/:userId/admin',
-      auth: 'user',
-      handler: async ({ params, requester }) => {
-        if (!(await users.isAdmin(requester.userId))) throw forbidden('You are not a server admin');
-        if (!users.isLocalUserId(params.userId!)) throw invalidParam('Only local users can be admins of this homeserver');
-        return { admin: await users.isAdmin(params.userId!) };
-      },
-    }),
-    // Synapse Admin API, "Deactivate Account": deactivate (and with `erase`, erase) a local user
-    defineRoute({
-      method: 'POST',
-      prefixes: SYNAPSE_ADMIN_V1,
-      path: '/deactivate/:userId',
-      auth: 'user',
-      body: z.looseObject({ erase: z.boolean().optional() }),
-      handler: async ({ params, requester, body }) => {
-        if (!(await users.isAdmin(requester.userId))) throw forbidden('You are not a server admin');
-        await services.deactivation.deactivate(params.userId!, body.erase ?? false);
-        return { id_server_unbind_result: 'success' };
-      },
-    }),
     // Spec: GET /_matrix/client/v3/admin/whois/{userId} (the user themselves or a server admin, as Synapse)
     defineRoute({
       method: 'GET',
@@ -66,15 +40,20 @@ export function adminRoutes(services: Services): RouteDefinition[] {
         const userId = params.userId!;
         if (userId !== requester.userId && !(await users.isAdmin(requester.userId))) throw forbidden('You are not a server admin');
         if (!users.isLocalUserId(userId)) throw invalidParam('Only local users can be looked up');
-        const devices = dict<{ sessions: Array<{ connections: Array<{ ip: string; last_seen: number; user_agent: string }> }> }>();
-        for (const d of await users.listDevices(userId)) {
-          const seen = d.lastSeenTs !== null && d.lastSeenIp !== null;
-          devices[d.deviceId] = {
-            sessions: [{ connections: seen ? [{ ip: d.lastSeenIp!, last_seen: d.lastSeenTs!, user_agent: d.lastSeenUserAgent ?? '' }] : [] }],
-          };
-        }
-        return { user_id: userId, devices };
+        return whoisResponse(services, userId);
       },
     }),
   ];
+}
+
+/** The whois answer (spec "GET /admin/whois" and Synapse's admin `v1/whois`): one session per device. */
+export async function whoisResponse(services: Services, userId: string): Promise<Record<string, unknown>> {
+  const devices = dict<{ sessions: Array<{ connections: Array<{ ip: string; last_seen: number; user_agent: string }> }> }>();
+  for (const d of await services.users.listDevices(userId)) {
+    const seen = d.lastSeenTs !== null && d.lastSeenIp !== null;
+    devices[d.deviceId] = {
+      sessions: [{ connections: seen ? [{ ip: d.lastSeenIp!, last_seen: d.lastSeenTs!, user_agent: d.lastSeenUserAgent ?? '' }] : [] }],
+    };
+  }
+  return { user_id: userId, devices };
 }

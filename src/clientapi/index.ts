@@ -2,6 +2,7 @@ import type { Services } from '../homeserver.js';
 import type { RouteDefinition } from '../http/route.js';
 import { accountRoutes } from './account.js';
 import { adminRoutes } from './admin.js';
+import { synapseAdminRoutes } from './admin/index.js';
 import { capabilityRoutes } from './capabilities.js';
 import { deviceRoutes } from './devices.js';
 import { loginRoutes } from './login.js';
@@ -58,6 +59,7 @@ export function clientRoutes(services: Services): RouteDefinition[] {
     ...deviceRoutes(services),
     ...capabilityRoutes(services),
     ...adminRoutes(services),
+    ...synapseAdminRoutes(services),
     ...membershipRoutes(services),
     ...roomEventRoutes(services),
     ...roomInitialSyncRoutes(services),
