@@ -22,6 +22,7 @@ import * as threepidBindings from './0023_threepid_bindings.js';
 import * as deactivationJobs from './0020_deactivation_jobs.js';
 import * as retentionPurges from './0021_retention_purges.js';
 import * as eventExpiry from './0028_event_expiry.js';
+import * as slidingSync from './0025_sliding_sync.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -54,6 +55,7 @@ const migrations: Array<[string, Migration]> = [
   ['0020_deactivation_jobs', deactivationJobs],
   ['0021_retention_purges', retentionPurges],
   ['0028_event_expiry', eventExpiry],
+  ['0025_sliding_sync', slidingSync],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

@@ -42,7 +42,9 @@ export type ErrCode =
   | 'M_BAD_ALIAS'
   | 'M_INVALID_SIGNATURE'
   | 'M_THREEPID_DENIED'
-  | 'M_THREEPID_AUTH_FAILED';
+  | 'M_THREEPID_AUTH_FAILED'
+  // MSC4186 sliding sync: the connection position is unknown; the client starts a new connection.
+  | 'M_UNKNOWN_POS';
 
 const DEFAULT_STATUS: Partial<Record<ErrCode, number>> = {
   M_FORBIDDEN: 403,

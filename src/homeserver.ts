@@ -49,6 +49,7 @@ import { ReceiptsProvider } from './sync/providers/receipts.js';
 import { TypingProvider } from './sync/providers/typing.js';
 import { ToDeviceProvider } from './sync/providers/toDevice.js';
 import { SyncService } from './sync/syncService.js';
+import { SlidingSyncService } from './sync/sliding/slidingSyncService.js';
 import { UserService } from './users/userService.js';
 import { AdminUsers } from './users/adminUsers.js';
 import { ClientIpRetention } from './users/clientIpRetention.js';
@@ -76,6 +77,7 @@ export interface Services {
   users: UserService;
   rooms: RoomService;
   sync: SyncService;
+  slidingSync: SlidingSyncService;
   keyBackup: KeyBackupService;
   e2ee: E2eeServices;
   edus: EduServices;
@@ -188,6 +190,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   sync.registerProvider(new ReceiptsProvider({ db, receipts: edus.receipts }));
   sync.registerProvider(new TypingProvider({ db, typing: edus.typing }));
   sync.registerProvider(new PresenceProvider({ db, presence: edus.presence }));
+  const slidingSync = new SlidingSyncService({ ...base, rooms, sync, deviceKeys: e2ee.deviceKeys });
+  users.onDevicesDeleted.push((userId, deviceIds) => slidingSync.onDevicesDeleted(userId, deviceIds));
   const directory = createDirectory(base, { rooms, users });
   const upgradedRoomState = new UpgradedRoomState({ ...base, rooms, tags: directory.tags, accountData: sync.accountData });
   rooms.onCommitted((result) => upgradedRoomState.onCommitted(result));
@@ -215,6 +219,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     users,
     rooms,
     sync,
+    slidingSync,
     keyBackup: new KeyBackupService({ db }),
     e2ee,
     edus,

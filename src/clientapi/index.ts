@@ -21,6 +21,7 @@ import { versionRoutes } from './versions.js';
 import { accountDataRoutes } from './accountData.js';
 import { filterRoutes } from './filter.js';
 import { syncRoutes } from './sync.js';
+import { slidingSyncRoutes } from './slidingSync.js';
 import { peekRoutes } from './peek.js';
 import { presenceRoutes } from './presence.js';
 import { receiptRoutes } from './receipts.js';
@@ -50,6 +51,7 @@ export function clientRoutes(services: Services): RouteDefinition[] {
   return [
     ...versionRoutes(services),
     ...syncRoutes(services),
+    ...slidingSyncRoutes(services),
     ...peekRoutes(services),
     ...filterRoutes(services),
     ...accountDataRoutes(services),

@@ -11,7 +11,7 @@ export const SUPPORTED_SPEC_VERSIONS = [
 /**
  * Unstable features clients probe for, each implemented here (Synapse 1.120 advertises the same names; the
  * ones it sends that this server lacks — label filtering, MSC2432/MSC2666 endpoints, forced encryption
- * presets, busy presence, MSC3773/3874/3912/3391/4069/4028/4108/4140, sliding sync — are left out).
+ * presets, busy presence, MSC3773/3874/3912/3391/4069/4028/4108/4140 — are left out).
  */
 export function unstableFeatures(config: Services['config']): Record<string, boolean> {
   return {
@@ -35,6 +35,8 @@ export function unstableFeatures(config: Services['config']): Record<string, boo
     'org.matrix.msc3814': true,
     // MSC4151 reporting a room (POST /rooms/{roomId}/report).
     'org.matrix.msc4151': true,
+    // MSC4186 simplified sliding sync: Element X and matrix-rust-sdk apps connect only when this is true.
+    'org.matrix.simplified_msc3575': true,
   };
 }
 

@@ -126,6 +126,37 @@ export class SyncService {
     return ctx.response;
   }
 
+  /**
+   * Sliding sync extensions (MSC4186) through the same providers: each topic over (from, to] — or whole when
+   * its `from` is undefined — for exactly `rooms`; `fresh` rooms (new to the connection) get everything, as
+   * rooms newly joined do in /sync. `since` is the connection's position (device lists read its timeline).
+   */
+  async collectForRooms(
+    req: { userId: string; deviceId: string | undefined },
+    topics: ReadonlyMap<SyncTopic, number | undefined>,
+    since: SyncPositions | undefined,
+    to: SyncPositions,
+    rooms: readonly string[],
+    fresh: Iterable<string>,
+  ): Promise<SyncContext> {
+    const ctx = this.context(req, {}, false, since, to, rooms);
+    for (const id of fresh) ctx.newlyJoined.add(id);
+    // Entries exist up front, so room account data of a whole collection lands in them.
+    for (const id of rooms) ctx.response.joinedRoom(id);
+    for (const [topic, from] of topics) {
+      const provider = this.providers.get(topic);
+      if (!provider) continue;
+      if (from === undefined) await provider.complete(ctx, to[topic]);
+      else await provider.incremental(ctx, from, to[topic]);
+    }
+    return ctx;
+  }
+
+  /** Unread counts as /sync gives them, for the sliding sync rooms. */
+  get unreadCounts(): NotificationCounter {
+    return (userId, roomIds, options) => this.notificationCounter(userId, roomIds, options);
+  }
+
   private async compute(
     req: SyncRequest,
     since: SyncPositions | undefined,

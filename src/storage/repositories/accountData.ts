@@ -78,3 +78,9 @@ export async function maxAccountDataStreamId(db: Db): Promise<number> {
   const row = await db('account_data').max({ m: 'stream_id' }).first();
   return Number(row?.m ?? 0);
 }
+
+/** Every entry of one type (global and per room), e.g. all of a user's `m.tag` entries. */
+export async function accountDataOfType(db: Db, userId: string, type: string): Promise<AccountDataRow[]> {
+  const rows: Row[] = await db('account_data').where({ user_id: userId, type }).select('stream_id', 'room_id', 'type', 'content');
+  return rows.map(toRow);
+}

@@ -1,5 +1,6 @@
-import { hiddenByIgnore, ignoredUsersOf } from '../../directory/ignoredUsers.js';
-import { toClientEvent, toStrippedState } from '../../rooms/clientEvent.js';
+import { ignoredUsersOf } from '../../directory/ignoredUsers.js';
+import { strippedStateFor } from '../strippedState.js';
+import { toClientEvent } from '../../rooms/clientEvent.js';
 import { ROOM_VERSIONS } from '../../rooms/roomVersions.js';
 import { matchesRoomEventFilter, type RoomEventFilter } from '../../rooms/eventFilter.js';
 import { encodePaginationToken } from '../../rooms/paginationToken.js';
@@ -24,7 +25,7 @@ import { parseStateMapKey, stateMapKey } from '../../types/pdu.js';
 import { asRoomEventFilter, includeRedundantMembers, lazyLoadMembers, roomAllowed, timelineLimit } from '../filter.js';
 import { LazyMembersCache } from '../lazyMembers.js';
 import type { SyncContext, SyncProvider } from '../provider.js';
-import type { StrippedStateEvent, Timeline } from '../response.js';
+import type { Timeline } from '../response.js';
 import { encodeSyncToken } from '../token.js';
 import type { ClientEvent } from '../../rooms/clientEvent.js';
 import { mapLimit } from '../../util/mapLimit.js';
@@ -37,9 +38,6 @@ const MAX_SCAN = 500;
 /** Rooms worked on at once (their reads overlap on PostgreSQL's pool; SQLite queues them anyway). */
 const ROOM_CONCURRENCY = 8;
 
-
-/** State shown to someone invited or knocking (spec: "Stripped state"). */
-const STRIPPED_TYPES = ['m.room.create', 'm.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', 'm.room.encryption', 'm.room.topic'];
 
 interface RoomPlan {
   roomId: string;
@@ -462,35 +460,12 @@ export class RoomsProvider implements SyncProvider {
 
   /** Invites and knocks: stripped state at the membership event (or what federation sent with it). Returns how many were added. */
   private async buildStripped(ctx: SyncContext, rows: MembershipRow[], kind: 'invite' | 'knock'): Promise<number> {
-    if (rows.length === 0) return 0;
-    // Invites from ignored users are never sent (spec: "Ignoring Users").
-    const ignored = kind === 'invite' ? await ignoredUsersOf(this.db, ctx.userId) : new Set<string>();
-    const { events: eventStore, state: stateStore } = this.deps.rooms;
-    const memberEvents = await eventStore.getMany(this.db, rows.map((r) => r.eventId));
-    const perRoom: Array<{ roomId: string; member: StoredEvent; ids: string[]; carried?: StrippedStateEvent[] }> = [];
-    for (const row of rows) {
-      const member = memberEvents.get(row.eventId);
-      if (!member || (kind === 'invite' && hiddenByIgnore(ignored, { sender: member.pdu.sender }))) continue;
-      const carried = member.pdu.unsigned?.[kind === 'invite' ? 'invite_room_state' : 'knock_room_state'];
-      if (Array.isArray(carried) && member.stateAfter === null) {
-        perRoom.push({ roomId: row.roomId, member, ids: [], carried: carried as StrippedStateEvent[] });
-        continue;
-      }
-      const ids = member.stateAfter === null ? new Map<string, string>() : await stateStore.stateIds(this.db, member.stateAfter);
-      const keys = [...STRIPPED_TYPES.map((t) => stateMapKey(t, '')), stateMapKey('m.room.member', member.pdu.sender)];
-      const wanted = keys.map((k) => ids.get(k)).filter((x): x is string => x !== undefined && x !== member.eventId);
-      perRoom.push({ roomId: row.roomId, member, ids: wanted });
+    const stripped = await strippedStateFor(this.db, this.deps.rooms, ctx.userId, rows, kind);
+    for (const [roomId, events] of stripped) {
+      if (kind === 'invite') ctx.response.invite.set(roomId, { invite_state: { events } });
+      else ctx.response.knock.set(roomId, { knock_state: { events } });
     }
-    const loaded = await eventStore.getMany(this.db, perRoom.flatMap((r) => r.ids));
-    for (const r of perRoom) {
-      const events: StrippedStateEvent[] = r.carried
-        ? [...r.carried]
-        : r.ids.map((id) => loaded.get(id)).filter((e): e is StoredEvent => e !== undefined).map((e) => toStrippedState(e.pdu));
-      events.push(toStrippedState(r.member.pdu));
-      if (kind === 'invite') ctx.response.invite.set(r.roomId, { invite_state: { events } });
-      else ctx.response.knock.set(r.roomId, { knock_state: { events } });
-    }
-    return perRoom.length;
+    return stripped.size;
   }
 }
 
