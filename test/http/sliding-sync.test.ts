@@ -35,7 +35,6 @@ describe.each(testDialects())('sliding sync (MSC4186) on %s', (dialect) => {
   const send = async (user: TestUser, roomId: string, body: string) =>
     (await ok(api(user, 'PUT', `/rooms/${enc(roomId)}/send/m.room.message/t${++txn}`, { msgtype: 'm.text', body }))).event_id as string;
   const state = (user: TestUser, roomId: string, type: string, key: string, content: Json) => ok(api(user, 'PUT', `/rooms/${enc(roomId)}/state/${type}/${enc(key)}`, content));
-  const invite = (user: TestUser, roomId: string, target: TestUser) => ok(api(user, 'POST', `/rooms/${enc(roomId)}/invite`, { user_id: target.userId }));
   const join = (user: TestUser, roomId: string) => ok(api(user, 'POST', `/join/${enc(roomId)}`, {}));
   const leave = (user: TestUser, roomId: string) => ok(api(user, 'POST', `/rooms/${enc(roomId)}/leave`, {}));
   const ss = (user: TestUser, body: Json, query: { pos?: string; timeout?: number } = {}) => {
@@ -309,6 +308,9 @@ describe.each(testDialects())('sliding sync (MSC4186) on %s', (dialect) => {
     const lists = { main: list([[0, 0]]), rest: list([[1, 1]]) };
     await ok(api(kim, 'PUT', `/user/${enc(kim.userId)}/account_data/org.example.global`, { a: 1 }));
     await ok(api(kim, 'PUT', `/user/${enc(kim.userId)}/rooms/${enc(room)}/account_data/org.example.room`, { b: 2 }));
+    const older = await send(lee, room, 'older');
+    await ok(api(lee, 'POST', `/rooms/${enc(room)}/receipt/m.read/${enc(older)}`, {}));
+    await ok(api(kim, 'POST', `/rooms/${enc(room)}/receipt/m.read/${enc(older)}`, {}));
     const event = await send(lee, room, 'read me');
     await ok(api(lee, 'POST', `/rooms/${enc(room)}/receipt/m.read/${enc(event)}`, {}));
     await ok(api(lee, 'PUT', `/sendToDevice/m.test/t${++txn}`, { messages: { [kim.userId]: { [kim.deviceId]: { n: 1 } } } }));
@@ -322,7 +324,11 @@ describe.each(testDialects())('sliding sync (MSC4186) on %s', (dialect) => {
     expect(ext.account_data.global).toContainEqual({ type: 'org.example.global', content: { a: 1 } });
     expect(ext.account_data.rooms[room]).toEqual([{ type: 'org.example.room', content: { b: 2 } }]);
     expect(ext.receipts.rooms[room].type).toBe('m.receipt');
+    // A room new to the connection: receipts on its timeline's events, and the user's own (as Synapse).
+    expect(Object.keys(ext.receipts.rooms[room].content).sort()).toEqual([event, older].sort());
     expect(ext.receipts.rooms[room].content[event]['m.read'][lee.userId]).toBeDefined();
+    expect(Object.keys(ext.receipts.rooms[room].content[older]['m.read'])).toEqual([kim.userId]);
+    expect(ext.e2ee.device_unused_fallback_key_types).toEqual([]);
 
     // Not acknowledged: the message comes again; acknowledged: it is gone.
     const repeat = await ok(ss(kim, { lists, extensions }, { pos: first.pos }));
@@ -344,6 +350,23 @@ describe.each(testDialects())('sliding sync (MSC4186) on %s', (dialect) => {
     const scoped = await ok(ss(kim, { lists, extensions: { account_data: { enabled: true, lists: ['rest'], rooms: [] } } }));
     const restRooms = scoped.lists.rest.ops[0].room_ids as string[];
     expect(Object.keys(scoped.extensions.account_data.rooms).every((id) => restRooms.includes(id))).toBe(true);
+  });
+
+  it('extensions without data answer empty, with the key count Synapse always gives', async () => {
+    const vic = await newUser('vic');
+    const body = { lists: {}, extensions: { to_device: { enabled: true }, e2ee: { enabled: true }, account_data: { enabled: true }, receipts: { enabled: true }, typing: { enabled: true } } };
+    const first = await ok(ss(vic, body));
+    expect(first.lists).toBeUndefined();
+    expect(first.extensions.e2ee).toEqual({ device_one_time_keys_count: { signed_curve25519: 0 }, device_unused_fallback_key_types: [] });
+    expect(first.extensions.to_device.events).toEqual([]);
+    expect(first.extensions.receipts).toEqual({ rooms: {} });
+    expect(first.extensions.typing).toEqual({ rooms: {} });
+    const next = await ok(ss(vic, body, { pos: first.pos }));
+    expect(next.extensions.e2ee.device_lists).toEqual({ changed: [], left: [] });
+    // Key counts are not news: a long-poll with only them waits out its timeout.
+    const started = Date.now();
+    await ok(ss(vic, body, { pos: next.pos, timeout: 400 }));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(350);
   });
 
   it('a long-poll waits while nothing happens and answers when a message arrives', async () => {

@@ -39,22 +39,29 @@ export class ReceiptsProvider implements SyncProvider {
 
   /** Adds one m.receipt event per room; returns how many were added. */
   private place(ctx: SyncContext, rows: readonly ReceiptRow[]): number {
-    const perRoom = new Map<string, Record<string, Record<string, Record<string, { ts: number; thread_id?: string }>>>>();
-    for (const r of rows) {
-      if (r.receiptType === 'm.read.private' && r.userId !== ctx.userId) continue;
-      let content = perRoom.get(r.roomId);
-      if (!content) perRoom.set(r.roomId, (content = dict()));
-      const byType = (content[r.eventId] ??= dict());
-      const byUser = (byType[r.receiptType] ??= dict());
-      // A user may hold several receipts of one type on one event (threads); the newest row wins here.
-      byUser[r.userId] = { ts: r.ts, ...(r.threadId !== undefined ? { thread_id: r.threadId } : {}) };
-    }
     let added = 0;
-    for (const [roomId, content] of perRoom) {
+    for (const [roomId, content] of receiptContents(rows, ctx.userId)) {
       if (!ephemeralAllowed(ctx, roomId, 'm.receipt')) continue;
       addEphemeral(ctx, roomId, { type: 'm.receipt', content });
       added++;
     }
     return added;
   }
+}
+
+export type ReceiptContent = Record<string, Record<string, Record<string, { ts: number; thread_id?: string }>>>;
+
+/** The m.receipt content per room for `viewer`: a private receipt reaches its owner only. */
+export function receiptContents(rows: readonly ReceiptRow[], viewer: string): Map<string, ReceiptContent> {
+  const perRoom = new Map<string, ReceiptContent>();
+  for (const r of rows) {
+    if (r.receiptType === 'm.read.private' && r.userId !== viewer) continue;
+    let content = perRoom.get(r.roomId);
+    if (!content) perRoom.set(r.roomId, (content = dict()));
+    const byType = (content[r.eventId] ??= dict());
+    const byUser = (byType[r.receiptType] ??= dict());
+    // A user may hold several receipts of one type on one event (threads); the newest row wins here.
+    byUser[r.userId] = { ts: r.ts, ...(r.threadId !== undefined ? { thread_id: r.threadId } : {}) };
+  }
+  return perRoom;
 }

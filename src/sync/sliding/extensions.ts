@@ -1,5 +1,8 @@
 import type { DeviceKeysService } from '../../e2ee/deviceKeysService.js';
+import type { Db } from '../../storage/database.js';
+import { changedReceipts, receiptsInRooms, type ReceiptRow } from '../../storage/repositories/receipts.js';
 import { dict } from '../../util/dict.js';
+import { receiptContents, type ReceiptContent } from '../providers/receipts.js';
 import type { BasicEvent } from '../response.js';
 import type { SyncService } from '../syncService.js';
 import type { SyncPositions, SyncTopic } from '../token.js';
@@ -25,10 +28,12 @@ export interface ExtensionsInput {
   interested: InterestedRooms;
   /** Rooms sent in this answer as new to the connection. */
   freshRooms: ReadonlySet<string>;
+  /** The timeline event ids sent per room in this answer. */
+  timelineIds: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 export class SlidingExtensions {
-  constructor(private readonly deps: { sync: SyncService; deviceKeys: DeviceKeysService }) {}
+  constructor(private readonly deps: { db: () => Db; sync: SyncService; deviceKeys: DeviceKeysService }) {}
 
   async collect(input: ExtensionsInput): Promise<{ outcome: ExtensionsOutcome; toDevicePosition: number | undefined }> {
     const { request, since, to } = input;
@@ -64,7 +69,14 @@ export class SlidingExtensions {
 
     const scoped: Array<[SyncTopic, ScopedExtension]> = [];
     if (request.accountData) scoped.push(['accountData', request.accountData]);
-    if (request.receipts) scoped.push(['receipts', request.receipts]);
+    if (request.receipts) {
+      const rooms = this.roomsFor(request.receipts, input.interested, true);
+      const contents = await this.receipts(input, rooms);
+      const roomsOut = dict<unknown>();
+      for (const [roomId, content] of contents) roomsOut[roomId] = { type: 'm.receipt', content };
+      body.receipts = { rooms: roomsOut };
+      news ||= contents.size > 0;
+    }
     if (request.typing) scoped.push(['typing', request.typing]);
     for (const [topic, scope] of scoped) {
       const rooms = this.roomsFor(scope, input.interested, topic !== 'accountData');
@@ -80,8 +92,7 @@ export class SlidingExtensions {
           }
           continue;
         }
-        const type = topic === 'receipts' ? 'm.receipt' : 'm.typing';
-        const event = room.ephemeral.events.find((e) => e.type === type);
+        const event = room.ephemeral.events.find((e) => e.type === 'm.typing');
         if (event) {
           roomsOut[roomId] = event;
           count++;
@@ -97,6 +108,26 @@ export class SlidingExtensions {
       }
     }
     return { outcome: { body, news }, toDevicePosition };
+  }
+
+  /**
+   * Receipts as Synapse's extension gives them: for a room new to the connection only those on the events of
+   * its timeline in this answer and the user's own; otherwise those that changed since the connection's position.
+   */
+  private async receipts(input: ExtensionsInput, rooms: readonly string[]): Promise<Map<string, ReceiptContent>> {
+    const db = this.deps.db();
+    const fresh = rooms.filter((id) => !input.since || input.freshRooms.has(id));
+    const live = new Set(rooms.filter((id) => input.since && !input.freshRooms.has(id)));
+    const rows: ReceiptRow[] = [];
+    if (fresh.length) {
+      for (const r of await receiptsInRooms(db, fresh, input.to.receipts)) {
+        if (r.userId === input.userId || input.timelineIds.get(r.roomId)?.has(r.eventId)) rows.push(r);
+      }
+    }
+    if (live.size && input.since && input.since.receipts < input.to.receipts) {
+      for (const r of await changedReceipts(db, input.since.receipts, input.to.receipts)) if (live.has(r.roomId)) rows.push(r);
+    }
+    return receiptContents(rows, input.userId);
   }
 
   /**

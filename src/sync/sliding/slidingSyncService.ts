@@ -54,7 +54,7 @@ export class SlidingSyncService {
     this.lists = new RoomLists({ db, rooms: deps.rooms, bumpStamps: new BumpStamps(db) });
     this.lazyMembers = new LazyMembersCache(() => deps.clock.now());
     this.builder = new RoomBuilder({ db, rooms: deps.rooms, lazyMembers: this.lazyMembers, counts: deps.sync.unreadCounts });
-    this.extensions = new SlidingExtensions({ sync: deps.sync, deviceKeys: deps.deviceKeys });
+    this.extensions = new SlidingExtensions({ db, sync: deps.sync, deviceKeys: deps.deviceKeys });
   }
 
   async sync(params: SlidingSyncParams, signal?: AbortSignal): Promise<SlidingSyncResponse> {
@@ -136,6 +136,7 @@ export class SlidingSyncService {
       to,
       interested,
       freshRooms: fresh,
+      timelineIds: new Map([...entries].map(([id, e]) => [id, new Set((e.timeline ?? []).map((ev) => ev.event_id))])),
     });
     const response: Omit<SlidingSyncResponse, 'pos'> = {
       ...(interested.lists.size ? { lists: Object.fromEntries(interested.lists) } : {}),
