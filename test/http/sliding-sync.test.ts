@@ -237,6 +237,22 @@ describe.each(testDialects())('sliding sync (MSC4186) on %s', (dialect) => {
     expect(back.required_state.map((e: Json) => e.content.topic)).toEqual(['missed']);
   });
 
+  it('a larger timeline_limit later sends the newest events again, marked as an expanded timeline', async () => {
+    const wes = await newUser('wes');
+    const room = await createRoom(wes, { preset: 'public_chat' });
+    for (let i = 0; i < 5; i++) await send(wes, room, `e${i}`);
+    const sub = (limit: number) => ({ room_subscriptions: { [room]: { timeline_limit: limit, required_state: [] } } });
+    const first = await ok(ss(wes, sub(1)));
+    expect(bodies(first.rooms[room])).toEqual(['e4']);
+    const wider = await ok(ss(wes, sub(3), { pos: first.pos }));
+    expect(bodies(wider.rooms[room])).toEqual(['e2', 'e3', 'e4']);
+    expect(wider.rooms[room].unstable_expanded_timeline).toBe(true);
+    expect(wider.rooms[room].initial).toBeUndefined();
+    // A smaller limit is no news.
+    const narrower = await ok(ss(wes, sub(1), { pos: wider.pos }));
+    expect(narrower.rooms).toEqual({});
+  });
+
   it('a left room is sent once with the leave and then drops out; kicked and banned rooms stay, with nothing after', async () => {
     const hal = await newUser('hal');
     const ivy = await newUser('ivy');
@@ -416,6 +432,8 @@ describe.each(testDialects())('sliding sync (MSC4186) on %s', (dialect) => {
       [quinn, body, first.pos],
       [pat, body, '999999/s1_1_0_0_0_0_0_0_0'],
       [pat, body, 'garbage'],
+      [pat, body, '999999999999999/s1_1_0_0_0_0_0_0_0'],
+      [pat, body, '1/s1_99999999999999999999_0'],
     ];
     for (const [user, b, pos] of cases) {
       const res = await ss(user, b, { pos });

@@ -50,6 +50,8 @@ export class ConnectionStore {
       throw unknownPos();
     }
     const position = Number(m[1]);
+    // Positions are 32-bit serials; a larger number was never handed out (and PostgreSQL would refuse it).
+    if (position > 2_147_483_647) throw unknownPos();
     if (position === 0) return { connectionKey: undefined, position: 0, since, rooms: new Map() };
     const db = this.deps.db.knex;
     const row = await repo.findPosition(db, key, position);
