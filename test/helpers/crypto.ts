@@ -8,6 +8,7 @@ import {
   type Verifier,
 } from 'matrix-js-sdk/lib/crypto-api/index.js';
 import { logger as sdkLogger, type Logger } from 'matrix-js-sdk/lib/logger.js';
+import type { SlidingSync } from 'matrix-js-sdk/lib/sliding-sync.js';
 import { request } from './http.js';
 import { loginDevice, specCheckedFetch, type TestUser } from './users.js';
 
@@ -74,8 +75,15 @@ export async function deleteDevice(baseUrl: string, user: TestUser, deviceId: st
   if (res.status !== 200) throw new Error(`delete device failed: ${res.status} ${JSON.stringify(res.body)}`);
 }
 
-/** A client with Rust crypto for `user` (responses checked against the spec), started and through its first sync. */
-export async function startCryptoClient(baseUrl: string, user: TestUser, options: { initialSyncLimit?: number } = {}): Promise<MatrixClient> {
+/**
+ * A client with Rust crypto for `user` (responses checked against the spec), started and through its first sync;
+ * with `slidingSync` it syncs only through that (MSC4186) instead of /sync.
+ */
+export async function startCryptoClient(
+  baseUrl: string,
+  user: TestUser,
+  options: { initialSyncLimit?: number; slidingSync?: (client: MatrixClient) => SlidingSync } = {},
+): Promise<MatrixClient> {
   const client = createClient({
     baseUrl,
     userId: user.userId,
@@ -94,7 +102,10 @@ export async function startCryptoClient(baseUrl: string, user: TestUser, options
     };
     client.on(ClientEvent.Sync, on);
   });
-  await client.startClient({ initialSyncLimit: options.initialSyncLimit ?? 30 });
+  await client.startClient({
+    initialSyncLimit: options.initialSyncLimit ?? 30,
+    ...(options.slidingSync ? { slidingSync: options.slidingSync(client) } : {}),
+  });
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${user.userId}/${user.deviceId}: first sync timed out`)), 15_000);

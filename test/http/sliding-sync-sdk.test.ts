@@ -1,7 +1,19 @@
 import { ClientEvent, KnownMembership, RoomEvent, SyncState, type MatrixClient, type MatrixEvent, type Room } from 'matrix-js-sdk';
 import { SlidingSync, SlidingSyncEvent, SlidingSyncState, type MSC3575List, type MSC3575SlidingSyncResponse } from 'matrix-js-sdk/lib/sliding-sync.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { until } from '../helpers/crypto.js';
+import {
+  createEncryptedRoom,
+  joinEncryptedRoom,
+  loginDevice,
+  sendText,
+  specViolations,
+  startCryptoClient,
+  stopClients,
+  until,
+  waitForDecrypted,
+  waitForDevices,
+  waitForRoom,
+} from '../helpers/crypto.js';
 import { startHomeserver, testDialects, type TestServer } from '../helpers/homeserver.js';
 import { request } from '../helpers/http.js';
 import { registerUser, sdkClient, type TestUser } from '../helpers/users.js';
@@ -60,6 +72,7 @@ describe.each(testDialects())('matrix-js-sdk sliding sync on %s', (dialect) => {
   let bob: TestUser;
   let txn = 0;
   const started: MatrixClient[] = [];
+  const cryptoClients: MatrixClient[] = [];
   const enc = encodeURIComponent;
   const api = async (user: TestUser, method: string, path: string, body?: unknown): Promise<Json> => {
     const r = await request(server.baseUrl, method, `/_matrix/client/v3${path}`, { token: user.accessToken, ...(body !== undefined ? { body } : {}) });
@@ -77,6 +90,7 @@ describe.each(testDialects())('matrix-js-sdk sliding sync on %s', (dialect) => {
     bob = await registerUser(server.baseUrl, 'bob');
   });
   afterAll(async () => {
+    await stopClients(cryptoClients);
     for (const c of started) c.stopClient();
     await new Promise((r) => setTimeout(r, 100));
     await server?.close();
@@ -233,5 +247,62 @@ describe.each(testDialects())('matrix-js-sdk sliding sync on %s', (dialect) => {
       if (plain.includes(id)) expect(client.getRoom(id)!.name).toBe(`Plain ${plain.indexOf(id)}`);
     }
     expect(seen.errors).toEqual([]);
+  });
+
+  it('carries an E2EE conversation between Rust-crypto clients that sync only through sliding sync', async () => {
+    const ana = await registerUser(server.baseUrl, 'ana');
+    const ben = await registerUser(server.baseUrl, 'ben');
+    const carol = await registerUser(server.baseUrl, 'carol');
+    const slidingErrors: Error[] = [];
+    // What Element Web asks for; the to_device, e2ee and other extensions are the SDK's own.
+    const sliding = (client: MatrixClient) => {
+      const ss = new SlidingSync(
+        server.baseUrl,
+        new Map([['all', { ranges: [[0, 19]], timeline_limit: 10, required_state: [['*', '*']] }]]),
+        { timeline_limit: 10, required_state: [['*', '*']] },
+        client,
+        3_000,
+      );
+      ss.on(SlidingSyncEvent.Lifecycle, (_state, _resp, err) => err && slidingErrors.push(err));
+      return ss;
+    };
+    // ana syncs only through sliding sync, ben through /sync: the two paths meet in one conversation.
+    const anaClient = await startCryptoClient(server.baseUrl, ana, { slidingSync: sliding });
+    cryptoClients.push(anaClient);
+    const benClient = await startCryptoClient(server.baseUrl, ben);
+    cryptoClients.push(benClient);
+    const otkCount = async () => (await api(ana, 'POST', '/keys/upload', {})).one_time_key_counts?.signed_curve25519 ?? 0;
+    const uploaded = await until('ana to upload one-time keys', async () => ((await otkCount()) > 0 ? otkCount() : undefined));
+
+    const roomId = await createEncryptedRoom(anaClient, [ben.userId]);
+    await joinEncryptedRoom(benClient, roomId);
+    await waitForRoom(anaClient, roomId, [ana.userId, ben.userId]);
+
+    // ben claims one of ana's one-time keys to send his room key to her over to_device.
+    await sendText(benClient, roomId, 'hello from ben');
+    await waitForDecrypted(anaClient, roomId, 'hello from ben');
+    await sendText(anaClient, roomId, 'hello from ana');
+    await waitForDecrypted(benClient, roomId, 'hello from ana');
+
+    // A claimed key lowers the count the e2ee extension reports; the client uploads a replacement.
+    await api(carol, 'POST', '/keys/claim', { one_time_keys: { [ana.userId]: { [ana.deviceId]: 'signed_curve25519' } } });
+    const afterClaim = await otkCount();
+    expect(afterClaim).toBeLessThan(uploaded);
+    await until('ana to replace the claimed key', async () => ((await otkCount()) >= uploaded ? true : undefined), 30_000);
+
+    // ben's new device (also on sliding sync) reaches ana through device_lists.changed; she encrypts for it.
+    const ben2 = await loginDevice(server.baseUrl, ben);
+    const ben2Client = await startCryptoClient(server.baseUrl, ben2, { slidingSync: sliding });
+    cryptoClients.push(ben2Client);
+    await waitForDevices(anaClient, ben.userId, [ben.deviceId, ben2.deviceId]);
+    await waitForRoom(ben2Client, roomId, [ana.userId, ben.userId]);
+    await sendText(anaClient, roomId, 'for both of your devices');
+    await waitForDecrypted(ben2Client, roomId, 'for both of your devices');
+    await waitForDecrypted(benClient, roomId, 'for both of your devices');
+    await sendText(ben2Client, roomId, 'from the new device');
+    await waitForDecrypted(anaClient, roomId, 'from the new device');
+
+    expect(slidingErrors).toEqual([]);
+    expect(specViolations).toEqual([]);
   });
 });
