@@ -1,5 +1,7 @@
 import { ignoredUsersOf } from '../../directory/ignoredUsers.js';
-import type { ClientEvent } from '../../rooms/clientEvent.js';
+import { toClientEvent, type ClientEvent } from '../../rooms/clientEvent.js';
+import { ROOM_VERSIONS } from '../../rooms/roomVersions.js';
+import { getRoom } from '../../storage/repositories/rooms.js';
 import { encodePaginationToken } from '../../rooms/paginationToken.js';
 import type { RoomService } from '../../rooms/roomService.js';
 import type { Db } from '../../storage/database.js';
@@ -284,9 +286,13 @@ export class RoomBuilder {
     if (typeof avatar === 'string' && avatar !== '') entry.avatar = avatar;
 
     const requiredEvents = [...wanted.values()].map((id) => loaded.get(id)).filter((e): e is StoredEvent => e !== undefined);
+    const known = await roomExists(db, roomId);
+    const format = (events: StoredEvent[], bundle: boolean) =>
+      // A room this server never had (a rejected remote invite): only the user's own leave, formatted by itself.
+      known ? reader.format(events, viewer, { includeRoomId: false, bundleAggregations: bundle }) : Promise.resolve(events.map(standalone));
     const [timelineOut, stateOut] = await Promise.all([
-      timeline.length ? reader.format(timeline, viewer, { includeRoomId: false }) : Promise.resolve([]),
-      requiredEvents.length ? reader.format(requiredEvents, viewer, { includeRoomId: false, bundleAggregations: false }) : Promise.resolve([]),
+      timeline.length ? format(timeline, true) : Promise.resolve([]),
+      requiredEvents.length ? format(requiredEvents, false) : Promise.resolve([]),
     ]);
     if (timelineOut.length) entry.timeline = timelineOut;
     if (stateOut.length) entry.required_state = stateOut;
@@ -322,6 +328,15 @@ export class RoomBuilder {
     }
     return out;
   }
+}
+
+/** An event of a room without a stored version, in the client format of the default room version. */
+function standalone(e: StoredEvent): ClientEvent {
+  return toClientEvent(e.pdu, ROOM_VERSIONS.get('10')!, { eventId: e.eventId, now: Date.now(), includeRoomId: false });
+}
+
+async function roomExists(db: Db, roomId: string): Promise<boolean> {
+  return (await getRoom(db, roomId)) !== undefined;
 }
 
 interface BuiltEntry {
