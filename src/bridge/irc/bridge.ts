@@ -17,6 +17,7 @@ import { MatrixRelay } from './matrixRelay.js';
 import { Outbox } from './outbox.js';
 import { Portals } from './portals.js';
 import { Puppets } from './puppets.js';
+import { connectionTroubleText } from './refusalText.js';
 import { cryptoPassphrase, mediaProxyKey, readRegistration } from './registration.js';
 import { legacyMediaLink } from './matrixContent.js';
 import { MEDIA_PROXY_PATH, MediaLinks, mediaProxyHandler } from './mediaProxy.js';
@@ -69,6 +70,16 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
   const ghosts = new Ghosts(ctx);
   let matrixRelay: MatrixRelay | undefined;
   const notify = (userId: string, text: string) => matrixRelay?.notify(userId, text);
+  let portals: Portals | undefined;
+  // Said in the portal, mentioning the user, so what IRC refused never disappears without a word there.
+  const tellInPortal = (network: string, channel: string, userId: string, text: string) => {
+    void (async () => {
+      const portal = await portals?.byChannel(network, channel);
+      if (!portal) return notify(userId, `${channel} on ${network}: ${text}`);
+      const name = (await matrix.displayName(userId)) ?? userId;
+      await matrix.send(botUserId, portal.roomId, 'm.room.message', { msgtype: 'm.notice', body: `${name}: ${text}`, 'm.mentions': { user_ids: [userId] } });
+    })().catch((err: Error) => logger.warn({ err: err.message }, 'could not report to a portal'));
+  };
   const dms = new DirectChats(ctx, ghosts);
   const puppets = new Puppets(ctx, {
     privateMessage: (network, userId, kind, from, text) => {
@@ -76,15 +87,8 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
       dms.fromIrc(network, userId, kind, from, text).catch((err: Error) => logger.warn({ network, err: err.message }, 'private message not bridged'));
     },
     notify,
-    // Said in the portal, so a refused message never disappears without a word.
-    channelError: (network, userId, channel, reason) => {
-      void (async () => {
-        const portal = await portals?.byChannel(network, channel);
-        if (!portal) return notify(userId, `${channel} on ${network}: ${reason}`);
-        const name = (await matrix.displayName(userId)) ?? userId;
-        await matrix.send(botUserId, portal.roomId, 'm.room.message', { msgtype: 'm.notice', body: `${name}: IRC refused this (${reason}).`, 'm.mentions': { user_ids: [userId] } });
-      })().catch((err: Error) => logger.warn({ err: err.message }, 'could not report an IRC refusal'));
-    },
+    channelError: (network, userId, channel, reason) => tellInPortal(network, channel, userId, `IRC refused this (${reason}).`),
+    connectionTrouble: (network, userId, reason, wasRegistered, retryInMs) => notify(userId, connectionTroubleText(network, reason, wasRegistered, retryInMs)),
     noSuchNick: (network, userId, nick) => {
       dms
         .noSuchNick(network, userId, nick)
@@ -92,10 +96,9 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
         .catch((err: Error) => logger.warn({ err: err.message }, 'could not report a missing nick'));
     },
   });
-  let portals: Portals | undefined;
   const relay = new IrcRelay(ctx, ghosts, puppets, () => portals!);
   portals = new Portals(ctx, (network, channel) => relay.listen(network, channel));
-  const outbox = new Outbox(ctx, puppets, notify);
+  const outbox = new Outbox(ctx, puppets, notify, tellInPortal);
   const commands = new AdminCommands(ctx, puppets, portals, relay);
   matrixRelay = new MatrixRelay(ctx, ghosts, portals, puppets, dms, outbox, commands, async (body: Json) => {
     await crypto?.receiveTransaction(body);

@@ -2,7 +2,9 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, describeIssues, readYamlFile } from '../../config/load.js';
 import { parseSize } from '../../config/schema.js';
+import { isBindRange } from './bindAddress.js';
 import { DEFAULT_GHOST_PREFIX } from './ids.js';
+import { DEFAULT_RECONNECT } from './reconnectPolicy.js';
 
 const channelMapping = z
   .object({
@@ -34,6 +36,18 @@ const network = z
     max_nick_length: z.number().int().min(4).max(64).default(30),
     /** SASL PLAIN for the bot connection; Matrix users set theirs with !sasl. */
     sasl: z.object({ account: z.string().min(1), password: z.string().min(1) }).strict().optional(),
+    /** Local address, or a range (IPv6 /64, say) to give each Matrix user's connection its own address from. */
+    bind_address: z.string().refine(isBindRange, 'an IP address or a CIDR range such as 2001:db8:42::/64').optional(),
+    /** Backoff after refusals and lost connections; Matrix users' connections stop after `give_up_after` refusals in a row. */
+    reconnect: z
+      .object({
+        base_ms: z.number().int().min(1).default(DEFAULT_RECONNECT.base_ms),
+        max_ms: z.number().int().min(1).default(DEFAULT_RECONNECT.max_ms),
+        give_up_after: z.number().int().min(1).default(DEFAULT_RECONNECT.give_up_after),
+        throttle_ms: z.number().int().min(0).default(DEFAULT_RECONNECT.throttle_ms),
+      })
+      .strict()
+      .default(DEFAULT_RECONNECT),
     /** Flood limits: `burst` lines at once, then one line every `interval_ms`. */
     flood: z.object({ burst: z.number().int().min(1).default(4), interval_ms: z.number().int().min(0).default(1000) }).strict().default({ burst: 4, interval_ms: 1000 }),
     /** Lines of one Matrix message sent to IRC before the rest is replaced by a link. */

@@ -1,8 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { Client, type WhoisResponse } from 'matrix-org-irc';
+import type { Socket } from 'node:net';
+import { Client, type IrcConnection as LibraryConnection, type WhoisResponse } from 'matrix-org-irc';
 import type { IrcIdentity, NetworkConfig } from './config.js';
+import { bindAddressFor } from './bindAddress.js';
 import { nextNickCandidate } from './ids.js';
+import { openIrcSocket } from './ircSocket.js';
+import { Backoff, IrcRefusedError, type ReconnectSettings } from './reconnectPolicy.js';
 
 export interface IrcConnectionOptions {
   host: string;
@@ -21,15 +25,21 @@ export interface IrcConnectionOptions {
   /** Picks another nick when the wanted one is taken. */
   nextNick: (nick: string, attempt: number) => string;
   logger: { info(o: object, m: string): void; warn(o: object, m: string): void; debug(o: object, m: string): void };
-  /** Reconnect delays grow from this to 60 s. */
-  reconnectBaseMs?: number;
+  /** Local address to connect from (one per Matrix user out of networks.<id>.bind_address). */
+  localAddress?: string;
+  reconnect: ReconnectSettings;
+  /** A Matrix user's connection stops after repeated refusals; the bridge's own never does. */
+  mayGiveUp: boolean;
   /** How often channels we are kept out of are tried again. */
   rejoinIntervalMs?: number;
 }
 
-/** Connection options for `identity` on a configured network. */
-export function connectionOptions(net: NetworkConfig, identity: IrcIdentity, logger: IrcConnectionOptions['logger']): IrcConnectionOptions {
+/** Connection options for `identity` on a configured network; `owner` is the Matrix user (none: the bridge bot). */
+export function connectionOptions(net: NetworkConfig, identity: IrcIdentity, logger: IrcConnectionOptions['logger'], owner?: string): IrcConnectionOptions {
   return {
+    localAddress: net.bind_address ? bindAddressFor(net.bind_address, owner ?? 'the bridge bot') : undefined,
+    reconnect: net.reconnect,
+    mayGiveUp: owner !== undefined,
     host: net.host,
     port: net.port,
     tls: net.tls,
@@ -48,6 +58,11 @@ export type IrcMessageKind = 'message' | 'action' | 'notice';
 export interface IrcConnectionEvents {
   registered: [nick: string];
   disconnected: [];
+  /**
+   * A connection (attempt) ended: the server's words if it gave any (ERROR, 465 banned, 463 …), whether we had
+   * been registered, and when the next attempt is made (undefined: no more attempts).
+   */
+  closed: [reason: string | undefined, wasRegistered: boolean, retryInMs: number | undefined];
   message: [kind: IrcMessageKind, from: string, to: string, text: string];
   join: [channel: string, nick: string];
   part: [channel: string, nick: string, reason: string];
@@ -62,7 +77,7 @@ export interface IrcConnectionEvents {
   saslFailed: [reason: string];
 }
 
-type Line = { command: 'PRIVMSG' | 'NOTICE' | 'ACTION'; target: string; text: string; done: () => void };
+type Line = { command: 'PRIVMSG' | 'NOTICE' | 'ACTION'; target: string; text: string; done: () => void; fail: (err: Error) => void };
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -75,6 +90,11 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
   private closed = false;
   private registered = false;
   private attempt = 0;
+  private readonly backoff: Backoff;
+  /** Why the server is closing the current attempt, in its words. */
+  private closingReason: string | undefined;
+  /** The current attempt reached the server (a closed port is an outage, not a refusal). */
+  private established = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readonly wanted = new Map<string, string>();
   private readonly queue: Line[] = [];
@@ -89,6 +109,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     super();
     this.tokens = options.flood.burst;
     this.wantedNick = options.nick;
+    this.backoff = new Backoff(options.reconnect, options.mayGiveUp);
   }
 
   get nick(): string {
@@ -132,32 +153,58 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     });
   }
 
+  private openSeq = 0;
+
   private open(): void {
     if (this.closed) return;
     const o = this.options;
-    const client = new Client(o.host, this.wantedNick, {
-      port: o.port,
-      secure: o.tls ? { rejectUnauthorized: !o.tlsInsecure, ...(o.tlsCa ? { ca: o.tlsCa } : {}) } : false,
-      selfSigned: o.tlsInsecure,
-      userName: o.sasl ? o.sasl.account : o.userName,
-      realName: o.realName,
-      password: o.sasl ? o.sasl.password : o.password,
-      sasl: Boolean(o.sasl),
-      autoConnect: false,
-      autoRejoin: false,
-      retryCount: 0,
-      floodProtection: false,
-      stripColors: false,
-      debug: false,
-      showErrors: false,
-      encoding: false,
-      connectionTimeout: 20_000,
-      onNickConflict: () => {
-        this.attempt++;
-        return o.nextNick(this.wantedNick, this.attempt);
+    const seq = ++this.openSeq;
+    openIrcSocket({ host: o.host, port: o.port, tls: o.tls, tlsInsecure: o.tlsInsecure, tlsCa: o.tlsCa, localAddress: o.localAddress, timeoutMs: 20_000 }).then(
+      (socket) => {
+        if (this.closed || seq !== this.openSeq) socket.destroy();
+        else this.start(socket);
       },
-    });
+      (err: Error) => {
+        if (seq !== this.openSeq) return;
+        o.logger.debug({ host: o.host, err: err.message }, 'IRC server not reachable');
+        this.established = false;
+        this.closingReason = undefined;
+        this.lost();
+      },
+    );
+  }
+
+  private start(socket: Socket): void {
+    const o = this.options;
+    const client = new Client(
+      o.host,
+      this.wantedNick,
+      {
+        port: o.port,
+        userName: o.sasl ? o.sasl.account : o.userName,
+        realName: o.realName,
+        password: o.sasl ? o.sasl.password : o.password,
+        sasl: Boolean(o.sasl),
+        autoConnect: false,
+        autoRejoin: false,
+        retryCount: 0,
+        floodProtection: false,
+        stripColors: false,
+        debug: false,
+        showErrors: false,
+        encoding: false,
+        onNickConflict: () => {
+          this.attempt++;
+          return o.nextNick(this.wantedNick, this.attempt);
+        },
+      },
+      undefined,
+      // Our socket: the library would write its registration before the server had its say (see ircSocket.ts).
+      socket as unknown as LibraryConnection,
+    );
     this.client = client;
+    this.closingReason = undefined;
+    this.established = true;
     this.bind(client);
     client.connect();
   }
@@ -167,7 +214,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     client.on('registered', () => {
       if (!mine()) return;
       this.registered = true;
-      this.reconnectDelay = this.options.reconnectBaseMs ?? 1000;
+      this.backoff.registered();
       this.options.logger.info({ host: this.options.host, nick: client.nick }, 'IRC connection registered');
       for (const channel of this.wanted.values()) void client.join(channel);
       this.scheduleRejoins();
@@ -185,6 +232,8 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     client.on('error', (message) => {
       if (!mine()) return;
       const code = String(message.rawCommand ?? message.command ?? '');
+      // Banned (K-line), no access from this host, wrong server password: the reason the server closes on.
+      if (['463', '464', '465'].includes(code)) this.closingReason ??= message.args.slice(1).join(' ') || code;
       // "No such nick" answering our own WHOIS is the answer, not an error.
       const missing = this.whoisPending.get(this.lower(String(message.args[1] ?? '')));
       if (code === '401' && missing) return missing();
@@ -193,6 +242,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     // SASL that cannot succeed must end the attempt at once: the library would wait for ever (or throw).
     let offered: string[] = [];
     client.on('raw', (m) => {
+      if (mine() && m.command === 'ERROR') this.closingReason ??= String(m.args[0] ?? 'ERROR');
       if (!mine() || !this.options.sasl || m.command !== 'CAP') return;
       const sub = m.args[1];
       const caps = String(m.args[m.args.length - 1] ?? '').split(' ').filter(Boolean);
@@ -238,7 +288,6 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     client.on('names', (channel, users) => mine() && this.emit('names', channel, users));
   }
 
-  private reconnectDelay = 1000;
   private rejoinTimer: NodeJS.Timeout | undefined;
 
   /** Channels we were refused (invite-only, banned …) are tried again now and then, as a user would. */
@@ -258,15 +307,30 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
 
   private lost(): void {
     const wasRegistered = this.registered;
+    // The server may close before we read its ERROR (our registration then meets a reset socket): still a refusal.
+    const reason = this.closingReason ?? (this.established && !wasRegistered ? 'the server closed the connection before registration' : undefined);
     this.registered = false;
     this.client?.removeAllListeners();
+    this.client?.conn?.destroy();
     this.client = undefined;
     if (wasRegistered) this.emit('disconnected');
     if (this.closed) return;
-    const delay = Math.min(this.reconnectDelay, 60_000);
-    this.reconnectDelay = Math.min(this.reconnectDelay * 2, 60_000);
-    this.options.logger.info({ host: this.options.host, nick: this.wantedNick, delay }, 'IRC connection lost, reconnecting');
-    this.reconnectTimer = setTimeout(() => this.open(), delay);
+    const delay = this.backoff.next(reason, wasRegistered);
+    const where = { host: this.options.host, nick: this.wantedNick, reason, delay };
+    if (delay === undefined) {
+      this.options.logger.warn({ ...where, refusals: this.backoff.refusalCount }, 'IRC keeps refusing the connection; giving up');
+      this.closed = true;
+      clearInterval(this.rejoinTimer);
+      const err = new IrcRefusedError(reason ?? 'connection closed', undefined);
+      for (const w of this.waiters.splice(0)) w.reject(err);
+      for (const line of this.queue.splice(0)) line.fail(err);
+    } else {
+      this.options.logger[reason ? 'warn' : 'info'](where, reason ? 'IRC closed the connection; reconnecting' : 'IRC connection lost, reconnecting');
+      // Whoever waits for this connection hears the refusal at once, not at their time-out.
+      if (reason && !wasRegistered) for (const w of this.waiters.splice(0)) w.reject(new IrcRefusedError(reason, delay));
+      this.reconnectTimer = setTimeout(() => this.open(), delay);
+    }
+    this.emit('closed', reason, wasRegistered, delay);
   }
 
   /** Joins (and keeps joining after reconnects); resolves when the server confirms. */
@@ -339,8 +403,8 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
   /** Queues a line; resolves once it was written to the server (after reconnects, if need be). */
   send(command: Line['command'], target: string, text: string): Promise<void> {
     if (this.closed) return Promise.reject(new Error('IRC connection closed'));
-    return new Promise((resolve) => {
-      this.queue.push({ command, target, text, done: resolve });
+    return new Promise((resolve, reject) => {
+      this.queue.push({ command, target, text, done: resolve, fail: reject });
       void this.pump();
     });
   }

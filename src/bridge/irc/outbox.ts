@@ -1,6 +1,8 @@
 import type { BridgeContext } from './context.js';
 import { isChannelTarget } from './ids.js';
 import type { Puppets } from './puppets.js';
+import { IrcRefusedError } from './reconnectPolicy.js';
+import { waitingLineText } from './refusalText.js';
 import type { OutboxItem } from './store/repositories.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -14,11 +16,14 @@ export class Outbox {
   private readonly running = new Map<string, Promise<void>>();
   private readonly again = new Set<string>();
   private closed = false;
+  /** Waiting lines already reported in their portal as held up by a refusal. */
+  private readonly toldWaiting = new Set<number>();
 
   constructor(
     private readonly ctx: BridgeContext,
     private readonly puppets: Puppets,
     private readonly notify: (userId: string, text: string) => void,
+    private readonly tellInPortal: (network: string, channel: string, userId: string, text: string) => void,
   ) {}
 
   async add(items: Array<Omit<OutboxItem, 'id'>>): Promise<void> {
@@ -58,6 +63,13 @@ export class Outbox {
           await this.ctx.store.outbox.done(item.id);
           failures = 0;
         } catch (err) {
+          if (err instanceof IrcRefusedError) {
+            if (err.retryInMs === undefined) return this.giveUp(items, err.reason);
+            this.tellWaiting(item, err.reason, err.retryInMs);
+            // The next attempt is the connection's own (after the server's backoff): waiting for it is enough.
+            await sleep(100);
+            break;
+          }
           failures++;
           const reason = (err as Error).message;
           this.ctx.logger.warn({ network, err: reason, failures }, 'IRC delivery failed; will retry');
@@ -76,6 +88,25 @@ export class Outbox {
     }
   }
 
+  private tellWaiting(item: OutboxItem, reason: string, retryInMs: number): void {
+    if (!isChannelTarget(item.target) || this.toldWaiting.has(item.id)) return;
+    this.toldWaiting.add(item.id);
+    this.tellInPortal(item.network, item.target, item.userId, waitingLineText(reason, retryInMs, preview(item.text)));
+  }
+
+  /** The connection stopped trying: what waited is reported as not delivered, where it was said. */
+  private async giveUp(items: OutboxItem[], reason: string): Promise<void> {
+    const told = new Set<string>();
+    for (const item of items) {
+      await this.ctx.store.outbox.done(item.id);
+      this.toldWaiting.delete(item.id);
+      if (!isChannelTarget(item.target) || told.has(item.target)) continue;
+      told.add(item.target);
+      this.tellInPortal(item.network, item.target, item.userId, waitingLineText(reason, undefined, preview(item.text)));
+    }
+    this.ctx.logger.warn({ network: items[0]?.network, lines: items.length, reason }, 'IRC refused the connection; waiting lines dropped');
+  }
+
   private async sendOne(item: OutboxItem): Promise<void> {
     const { network, userId, target } = item;
     const conn = isChannelTarget(target) ? await this.puppets.join(network, userId, target) : await this.puppets.ensure(network, userId);
@@ -91,3 +122,5 @@ export class Outbox {
     await Promise.race([Promise.all(this.running.values()), sleep(3000)]);
   }
 }
+
+const preview = (text: string) => (text.length > 60 ? `${text.slice(0, 57)}…` : text);

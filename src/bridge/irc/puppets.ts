@@ -12,6 +12,11 @@ export interface PuppetCallbacks {
   channelError(network: string, userId: string, channel: string, reason: string): void;
   /** The IRC server says a nick the user wrote to is not there. */
   noSuchNick(network: string, userId: string, nick: string): void;
+  /**
+   * The server refused or closed the user's connection, in its words; `retryInMs` undefined: the bridge
+   * stopped trying. Told once per streak and reason, not at every attempt.
+   */
+  connectionTrouble(network: string, userId: string, reason: string, wasRegistered: boolean, retryInMs: number | undefined): void;
 }
 
 const identOf = (userId: string) => (localpartOf(userId).replace(/[^a-z0-9]/gi, '').toLowerCase() || 'matrix').slice(0, 10);
@@ -57,7 +62,7 @@ export class Puppets {
     const nick = row?.nick ?? nickFromPattern(net.nick_pattern, { displayname, localpart: localpartOf(userId) }, net.max_nick_length);
     const sasl = row?.saslAccount && row.saslPassword ? { account: row.saslAccount, password: row.saslPassword } : undefined;
     const identity = { nick, userName: identOf(userId), realName: `${userId} (Matrix)`, sasl };
-    const conn = new IrcConnection(connectionOptions(net, identity, this.ctx.logger.child({ network, puppet: userId })));
+    const conn = new IrcConnection(connectionOptions(net, identity, this.ctx.logger.child({ network, puppet: userId }), userId));
     const key = `${network}|${userId}`;
     this.connections.set(key, conn);
     this.bind(network, userId, conn);
@@ -94,6 +99,19 @@ export class Puppets {
       if (code === '401') this.callbacks.noSuchNick(network, userId, subject);
       else if (isChannelTarget(subject)) this.callbacks.channelError(network, userId, subject, rest.join(' ') || code);
       else this.callbacks.notify(userId, `IRC ${network} said (${code}): ${text}`);
+    });
+    // Once per streak of refusals (each attempt has its own wording), and once more when the bridge gives up.
+    let told = false;
+    conn.on('registered', () => (told = false));
+    conn.on('closed', (reason, wasRegistered, retryInMs) => {
+      if (retryInMs === undefined) {
+        // Given up: the next message (or !join) starts a fresh connection.
+        if (this.connections.get(`${network}|${userId}`) === conn) this.connections.delete(`${network}|${userId}`);
+        if (current && nickMap().get(this.ctx.nickKey(current)) === userId) nickMap().delete(this.ctx.nickKey(current));
+      }
+      if (!reason || (told && retryInMs !== undefined)) return;
+      told = true;
+      this.callbacks.connectionTrouble(network, userId, reason, wasRegistered, retryInMs);
     });
     conn.on('saslFailed', (reason) => {
       this.callbacks.notify(userId, `SASL login on ${network} failed (${reason}), so you are not connected. Set the account again with !sasl, or connect without it after !sasl off.`);
