@@ -421,6 +421,17 @@ describe.each(testDialects())('sliding sync (MSC4186) on %s', (dialect) => {
     expect(bodies(next.rooms[room])).toEqual(['after restart']);
   });
 
+  it('one unreadable room is left out; the others still come', async () => {
+    const yan = await newUser('yan');
+    const good = await createRoom(yan, { name: 'good', preset: 'public_chat' });
+    const broken = await createRoom(yan, { name: 'broken', preset: 'public_chat' });
+    await server.hs.services.db.knex('rooms').where({ room_id: broken }).update({ room_version: 'org.example.unknown' });
+    server = await server.restart();
+    const res = await ok(ss(yan, { lists: { all: list([[0, 9]]) } }));
+    expect(res.rooms[good].name).toBe('good');
+    expect(res.rooms[broken]).toBeUndefined();
+  });
+
   it('answers an unknown, foreign or garbled pos with 400 M_UNKNOWN_POS', async () => {
     const pat = await newUser('pat');
     const quinn = await newUser('quinn');

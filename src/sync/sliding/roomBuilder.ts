@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { ignoredUsersOf } from '../../directory/ignoredUsers.js';
 import { toClientEvent, type ClientEvent } from '../../rooms/clientEvent.js';
 import { ROOM_VERSIONS } from '../../rooms/roomVersions.js';
@@ -70,6 +71,7 @@ export interface BuildContext {
 
 export interface RoomBuilderDeps {
   db: () => Db;
+  logger: Logger;
   rooms: Pick<RoomService, 'events' | 'state' | 'reader'>;
   lazyMembers: LazyMembersCache;
   counts: NotificationCounter;
@@ -93,8 +95,8 @@ interface Plan {
 export class RoomBuilder {
   constructor(private readonly deps: RoomBuilderDeps) {}
 
-  /** Entries for the rooms with something to send (every room on a new connection). */
-  async build(ctx: BuildContext, inputs: readonly RoomInput[]): Promise<Map<string, RoomEntry>> {
+  /** Entries for the rooms with something to send (every room on a new connection); `failed` could not be built. */
+  async build(ctx: BuildContext, inputs: readonly RoomInput[], failed: Set<string>): Promise<Map<string, RoomEntry>> {
     const out = new Map<string, RoomEntry>();
     if (!inputs.length) return out;
     const db = this.deps.db();
@@ -113,14 +115,22 @@ export class RoomBuilder {
       for (const [id, s] of await strippedStateFor(db, this.deps.rooms, ctx.userId, rows.map((p) => ({ roomId: p.input.roomId, eventId: p.input.member.eventId })), kind)) stripped.set(id, s);
     }
 
-    const built = await mapLimit(plans, CONCURRENCY, async (plan) => {
+    const attempted = await mapLimit(plans, CONCURRENCY, async (plan) => {
       const { roomId } = plan.input;
       if (!plan.timeline && (plan.input.member.membership === 'invite' || plan.input.member.membership === 'knock')) {
         return { plan, entry: this.inviteEntry(plan, stripped.get(roomId)) };
       }
       const page = pages.get(roomId) ?? [];
-      return { plan, entry: await this.joinedEntry(ctx, plan, page, ignored) };
+      try {
+        return { plan, entry: await this.joinedEntry(ctx, plan, page, ignored) };
+      } catch (err) {
+        // One broken room (say, of a room version this server cannot read) must not fail the whole answer.
+        this.deps.logger.warn({ err, roomId }, 'sliding sync: room left out of the answer');
+        failed.add(roomId);
+        return undefined;
+      }
     });
+    const built = attempted.filter((b): b is NonNullable<typeof b> => b !== undefined);
 
     // Counts and heroes in a batch for the rooms that show them.
     const countRooms = built.filter((b) => b.entry.wantsCounts).map((b) => b.plan.input.roomId);

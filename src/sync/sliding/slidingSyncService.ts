@@ -53,7 +53,7 @@ export class SlidingSyncService {
     this.connections = new ConnectionStore({ db: deps.db, now: () => deps.clock.now() });
     this.lists = new RoomLists({ db, rooms: deps.rooms, bumpStamps: new BumpStamps(db) });
     this.lazyMembers = new LazyMembersCache(() => deps.clock.now());
-    this.builder = new RoomBuilder({ db, rooms: deps.rooms, lazyMembers: this.lazyMembers, counts: deps.sync.unreadCounts });
+    this.builder = new RoomBuilder({ db, logger: deps.logger, rooms: deps.rooms, lazyMembers: this.lazyMembers, counts: deps.sync.unreadCounts });
     this.extensions = new SlidingExtensions({ db, sync: deps.sync, deviceKeys: deps.deviceKeys });
   }
 
@@ -108,15 +108,14 @@ export class SlidingSyncService {
 
     const updated = since && since.timeline < to.timeline ? await roomsWithEventsInRange(this.deps.db.knex, since.timeline, to.timeline) : new Set<string>();
     const inputs = this.roomsToSend(interested, conn, since, updated);
-    const entries = await this.builder.build(
-      { userId: params.userId, deviceId: params.deviceId, lazyKey, since: since?.timeline, to },
-      inputs,
-    );
+    const failed = new Set<string>();
+    const entries = await this.builder.build({ userId: params.userId, deviceId: params.deviceId, lazyKey, since: since?.timeline, to }, inputs, failed);
 
     // What the connection has after this answer.
     const rooms = new Map(conn.rooms);
     const sent = new Set<string>();
     for (const input of inputs) {
+      if (failed.has(input.roomId)) continue;
       sent.add(input.roomId);
       rooms.set(input.roomId, { status: 'live', timelineLimit: input.config.timelineLimit, requiredState: serializeRequiredState(input.config.requiredState) });
     }
