@@ -217,6 +217,18 @@ describe.each(testDialects())('matrix-js-sdk sliding sync on %s', (dialect) => {
     }
     console.log(`[${dialect}] sliding sync: send → SDK Room.timeline latencies in ms: ${latencies.join('; ')}`);
 
+    // The SDK's other extensions: typing and receipts keyed by room, global and room account data.
+    const liveRoom = client.getRoom(target)!;
+    await api(bob, 'PUT', `/rooms/${enc(target)}/typing/${enc(bob.userId)}`, { typing: true, timeout: 30_000 });
+    await until('bob typing', () => (liveRoom.getMember(bob.userId)?.typing ? true : undefined));
+    const lastId = liveRoom.getLiveTimeline().getEvents().at(-1)!.getId()!;
+    await api(bob, 'POST', `/rooms/${enc(target)}/receipt/m.read/${enc(lastId)}`, {});
+    await until('bob\'s read receipt', () => (liveRoom.getEventReadUpTo(bob.userId) === lastId ? true : undefined));
+    await api(alice, 'PUT', `/user/${enc(alice.userId)}/account_data/org.example.sliding`, { hello: 'sliding' });
+    await until('global account data', () => (client.getAccountData('org.example.sliding' as never)?.getContent().hello === 'sliding' ? true : undefined));
+    await api(alice, 'PUT', `/user/${enc(alice.userId)}/rooms/${enc(target)}/tags/u.work`, { order: 0.5 });
+    await until('the room tag', () => (liveRoom.tags['u.work'] ? true : undefined));
+
     // A message in a room outside every window moves it in: the SDK learns the room with that message.
     const outside = plain[5]!;
     expect(client.getRoom(outside)).toBeNull();
