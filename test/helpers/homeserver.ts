@@ -5,30 +5,22 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import knexFactory from 'knex';
 import pino, { type Logger } from 'pino';
+import { inject } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { createHomeserver, type Homeserver } from '../../src/homeserver.js';
+import { pgTarget } from './pgTarget.js';
+
+export { pgTarget, type PgTarget } from './pgTarget.js';
 
 export type Dialect = 'sqlite' | 'postgres';
 
-/** Databases the integration tests run on: SQLite always, PostgreSQL unless SKJOL_TEST_PG=off. */
+/**
+ * Databases the integration tests run on: SQLite always, PostgreSQL unless SKJOL_TEST_PG=off or the
+ * global setup (test/globalSetup.ts) found it unreachable and said so.
+ */
 export function testDialects(): Dialect[] {
-  return process.env.SKJOL_TEST_PG === 'off' ? ['sqlite'] : ['sqlite', 'postgres'];
-}
-
-export interface PgTarget {
-  host: string;
-  port: number;
-  user: string;
-  database: string;
-}
-
-export function pgTarget(): PgTarget {
-  return {
-    host: process.env.SKJOL_TEST_PG_HOST ?? '127.0.0.1',
-    port: Number(process.env.SKJOL_TEST_PG_PORT ?? 5432),
-    user: process.env.SKJOL_TEST_PG_USER ?? 'postgres',
-    database: process.env.SKJOL_TEST_PG_DATABASE ?? 'test',
-  };
+  if (process.env.SKJOL_TEST_PG === 'off') return ['sqlite'];
+  return inject('skjolTestPg') === 'on' ? ['sqlite', 'postgres'] : ['sqlite'];
 }
 
 export interface TestServer {
