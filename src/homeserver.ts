@@ -4,7 +4,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
 import type { Logger } from 'pino';
-import type { HomeserverConfig } from './config/schema.js';
+import { parseDuration, type HomeserverConfig } from './config/schema.js';
 import { loadOrCreateSigningKey } from './config/signingKey.js';
 import type { SigningKey } from './crypto/signing.js';
 import { clientRoutes } from './clientapi/index.js';
@@ -127,7 +127,6 @@ export interface Homeserver {
   close(): Promise<void>;
 }
 
-const SHUTDOWN_GRACE_MS = 5_000;
 // A sync woken by a commit waits this long at most for that event's notification counts.
 const PUSH_COUNT_WAIT_MS = 50;
 
@@ -333,7 +332,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       const closed = servers.map((s) => new Promise<void>((r) => s.close(() => r())));
       for (const s of servers) s.closeIdleConnections();
       notifier.wakeAll();
-      await inFlight.drained(SHUTDOWN_GRACE_MS);
+      // Half the shutdown budget for requests; the other half for the background work stopped below.
+      await inFlight.drained(parseDuration(config.shutdown_timeout) / 2);
       for (const s of servers) s.closeAllConnections();
       await Promise.all(closed);
       await services.deactivation.close();

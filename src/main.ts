@@ -1,12 +1,13 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, defaultConfig, loadConfigFile } from './config/load.js';
-import type { HomeserverConfig } from './config/schema.js';
+import { parseDuration, type HomeserverConfig } from './config/schema.js';
 import { formatSigningKeyFile, generateSigningKey } from './crypto/signing.js';
 import { openExportContext } from './export/exportContext.js';
 import { exportUserData } from './export/userExport.js';
 import { MatrixError } from './errors.js';
 import { createHomeserver } from './homeserver.js';
+import { exitOnSignals } from './shutdown.js';
 
 const USAGE = `Usage: skjol <command> [options]
 
@@ -43,12 +44,7 @@ async function serve(argv: string[]): Promise<void> {
     }
   }
   hs.services.logger.info({ server_name: config.server_name }, 'Skjól is serving');
-  const stop = () => {
-    hs.services.logger.info('shutting down');
-    void hs.close().then(() => process.exit(0));
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  exitOnSignals(hs, hs.services.logger, parseDuration(config.shutdown_timeout));
 }
 
 async function registerUser(argv: string[]): Promise<void> {

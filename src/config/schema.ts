@@ -109,6 +109,9 @@ export const configSchema = z.strictObject({
     })
     .refine((t) => t.request_ms === 0 || t.headers_ms <= t.request_ms, 'headers_ms must not exceed request_ms')
     .default({ headers_ms: 30_000, request_ms: 600_000, keep_alive_ms: 65_000 }),
+  // SIGTERM/SIGINT: in-flight requests get half of this to finish, then remaining connections are cut and
+  // background work is stopped; the process exits by this deadline whatever is still running. No Synapse equivalent.
+  shutdown_timeout: duration.refine((d) => parseDuration(d) > 0, 'must be more than 0').default('10s'),
   // Open connections per client address (an IPv6 /64) over all listeners without x_forwarded, and in total; 0 = no cap.
   max_connections_per_address: z.number().int().nonnegative().default(50),
   // Addresses the per-address cap does not apply to: by default loopback (a local reverse proxy, admin tools).
