@@ -8,6 +8,9 @@ import { exportUserData } from './export/userExport.js';
 import { MatrixError } from './errors.js';
 import { createHomeserver } from './homeserver.js';
 import { exitOnSignals } from './shutdown.js';
+import { BackupError, backupSqlite, pgDumpCommand, runPgDump } from './storage/backup.js';
+import { describeDatabase } from './storage/database.js';
+import { migrationStatus, runMigrations } from './storage/migrations.js';
 
 const USAGE = `Usage: skjol <command> [options]
 
@@ -21,6 +24,10 @@ Commands:
                                             deactivate an account (leave rooms, delete its data); --erase
                                             also purges its messages and profile (README, "Privacy")
   generate-signing-key [--output FILE]      write a new ed25519 signing key in Synapse's format
+  backup FILE [--config FILE]               copy the database while the server runs (SQLite: online backup;
+                                            PostgreSQL: runs pg_dump, or prints how to)
+  migrate [--dry-run] [--config FILE]       bring the database schema up to date (serve does this at start);
+                                            --dry-run lists the migrations that would run, changing nothing
   bridge irc --config FILE [--generate-registration]
                                             run the IRC bridge (an application service), or write its registration
 `;
@@ -120,6 +127,49 @@ function generateKey(argv: string[]): void {
   else process.stdout.write(text);
 }
 
+async function backup(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { config: { type: 'string', short: 'c' } } });
+  const [target] = positionals;
+  if (!target || positionals.length > 1) throw new ConfigError('backup needs one file name: skjol backup FILE [--config FILE]');
+  const config = readConfig(values.config);
+  const database = config.database;
+  try {
+    if (database.name === 'sqlite3') {
+      const bytes = await backupSqlite(database, target);
+      process.stdout.write(`Backed up ${database.args.database} to ${target} (${bytes} bytes)\n`);
+    } else {
+      const dump = pgDumpCommand(database.args, target);
+      const shown = `${dump.env.PGPASSWORD ? 'PGPASSWORD=… ' : ''}${dump.command} ${dump.args.join(' ')}`;
+      if (!(await runPgDump(dump))) {
+        throw new ConfigError(`pg_dump is not installed (Debian: apt install postgresql-client). Run on a machine that has it:\n  ${shown}`);
+      }
+      process.stdout.write(`Backed up ${describeDatabase(database)} with: ${shown}\nRestore into an empty database with pg_restore --no-owner --dbname=NAME ${target}\n`);
+    }
+  } catch (err) {
+    if (err instanceof BackupError) throw new ConfigError(`skjol backup: ${err.message}`);
+    throw err;
+  }
+  // The database is not the whole server: without the signing key and the media the copy is incomplete.
+  process.stdout.write(`Keep with it: the signing key (${config.signing_key_path}) and the media store (${config.media_store_path}).\n`);
+}
+
+async function migrate(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, 'dry-run': { type: 'boolean', default: false } } });
+  const config = readConfig(values.config);
+  const where = describeDatabase(config.database);
+  if (values['dry-run']) {
+    const { applied, pending } = await migrationStatus(config.database);
+    if (pending.length === 0) {
+      process.stdout.write(`${where} is up to date (${applied.length} migrations applied); nothing would run.\n`);
+    } else {
+      process.stdout.write(`${where}: ${applied.length} migrations applied; these ${pending.length} would run:\n${pending.map((n) => `  ${n}\n`).join('')}`);
+    }
+    return;
+  }
+  const ran = await runMigrations(config.database);
+  process.stdout.write(ran.length === 0 ? `${where} was already up to date.\n` : `Ran ${ran.length} migrations on ${where}:\n${ran.map((n) => `  ${n}\n`).join('')}`);
+}
+
 async function bridge(argv: string[]): Promise<void> {
   const [network, ...rest] = argv;
   if (network !== 'irc') throw new ConfigError(`Unknown bridge "${network ?? ''}": Skjól ships an IRC bridge (skjol bridge irc --config FILE)`);
@@ -141,6 +191,10 @@ async function main(): Promise<void> {
       return deactivateUser(rest);
     case 'generate-signing-key':
       return generateKey(rest);
+    case 'backup':
+      return backup(rest);
+    case 'migrate':
+      return migrate(rest);
     case 'bridge':
       return bridge(rest);
     default:

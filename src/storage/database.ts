@@ -74,13 +74,23 @@ export function describeDatabase(config: HomeserverConfig['database']): string {
   return `postgres://${host}:${port}/${name}${schema ? ` schema ${schema}` : ''}`;
 }
 
+/** A connection to the configured database as it is, without migrating it (`skjol migrate --dry-run`). */
+export function connectDatabase(config: HomeserverConfig['database']): Knex {
+  return config.name === 'sqlite3' ? sqliteKnex(config.args.database) : postgresKnex(config.args);
+}
+
+/** Runs the pending migrations (creating the PostgreSQL schema if needed); returns their names. */
+export async function migrateToLatest(knex: Knex, config: HomeserverConfig['database']): Promise<string[]> {
+  if (config.name !== 'sqlite3' && config.args.schema) await knex.raw('CREATE SCHEMA IF NOT EXISTS ??', [config.args.schema]);
+  const [, ran] = (await knex.migrate.latest({ migrationSource })) as [number, string[]];
+  return ran;
+}
+
+/** Connects and brings the schema up to date: every pending migration runs at start. */
 export async function openDatabase(config: HomeserverConfig['database']): Promise<Database> {
-  const knex = config.name === 'sqlite3' ? sqliteKnex(config.args.database) : postgresKnex(config.args);
+  const knex = connectDatabase(config);
   const dialect = config.name === 'sqlite3' ? 'sqlite' : 'postgres';
-  if (dialect === 'postgres' && config.name !== 'sqlite3' && config.args.schema) {
-    await knex.raw('CREATE SCHEMA IF NOT EXISTS ??', [config.args.schema]);
-  }
-  await knex.migrate.latest({ migrationSource });
+  await migrateToLatest(knex, config);
   const write = <T>(fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> =>
     knex.transaction(async (trx) => {
       if (dialect === 'postgres') await trx.raw('SELECT pg_advisory_xact_lock(?)', [STREAM_WRITE_LOCK]);

@@ -4,6 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/homeserver.js';
 
 const VITEST = join(process.cwd(), 'node_modules', '.bin', 'vitest');
+// A whole vitest starts per test: allow for a loaded machine.
+const SLOW = 180_000;
 
 interface Run {
   code: number;
@@ -18,7 +20,7 @@ function runVitest(env: Record<string, string>): Promise<Run> {
     execFile(
       VITEST,
       ['run', 'test/unit/test-dialects.test.ts', '--reporter', 'default', '--no-color'],
-      { env: { ...clean, ...env }, timeout: 120_000 },
+      { env: { ...clean, ...env }, timeout: SLOW - 10_000 },
       (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, output: stdout + stderr }),
     );
   });
@@ -31,18 +33,18 @@ describe('npm test on a machine without PostgreSQL', () => {
     expect(run.output).toMatch(new RegExp(`PostgreSQL half SKIPPED: postgres@127\\.0\\.0\\.1:${closed}/test is unreachable`));
     expect(run.output).toMatch(/Tests\s+2 passed \(2\)/);
     expect(run.code).toBe(0);
-  });
+  }, SLOW);
 
   it('fails the run when SKJOL_TEST_PG=required (CI) and PostgreSQL is unreachable', async () => {
     const closed = await freePort();
     const run = await runVitest({ SKJOL_TEST_PG_PORT: String(closed), SKJOL_TEST_PG: 'required' });
     expect(run.output).toMatch(/SKJOL_TEST_PG=required but PostgreSQL is not usable/);
     expect(run.code).not.toBe(0);
-  });
+  }, SLOW);
 
   it('says nothing about skipping with SKJOL_TEST_PG=off, which asks for SQLite only', async () => {
     const run = await runVitest({ SKJOL_TEST_PG: 'off', SKJOL_TEST_PG_PORT: String(await freePort()) });
     expect(run.output).not.toMatch(/SKIPPED/);
     expect(run.code).toBe(0);
-  });
+  }, SLOW);
 });

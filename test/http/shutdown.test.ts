@@ -91,7 +91,7 @@ describe('shutting down on SIGTERM (skjol serve as a process)', () => {
     expect(server.log()).toMatch(/"msg":"shutting down"/);
     expect(server.log()).toMatch(/"msg":"shut down"/);
     agent.destroy();
-  });
+  }, 180_000);
 
   it('cuts a request that never completes at the configured shutdown_timeout and still exits', async () => {
     dir = mkdtempSync(join(tmpdir(), 'skjol-shutdown-'));
@@ -113,5 +113,5 @@ describe('shutting down on SIGTERM (skjol serve as a process)', () => {
     expect(code).not.toBeNull();
     expect(ms).toBeLessThan(2_000 + 1_000);
     expect(server.log()).toMatch(/"timeout_ms":2000,"msg":"shutting down"/);
-  });
+  }, 180_000);
 });
