@@ -4,7 +4,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
 import type { Logger } from 'pino';
-import { parseDuration, type HomeserverConfig } from './config/schema.js';
+import { parseDuration, type HomeserverConfig, type ResourceName } from './config/schema.js';
 import { loadOrCreateSigningKey } from './config/signingKey.js';
 import type { SigningKey } from './crypto/signing.js';
 import { clientRoutes } from './clientapi/index.js';
@@ -16,9 +16,10 @@ import { publicRoomsApiRoutes, remoteDirectory } from './federation/publicRoomsA
 import { createFederationEdus, type FederationEdus } from './federation/edus/index.js';
 import { createIdentity, type IdentityServices } from './identity/index.js';
 import { thirdPartyInviteApiRoutes } from './federation/thirdPartyInviteApi.js';
-import { ForwardedListeners } from './http/clientAddress.js';
+import { serveHealth } from './http/health.js';
+import { DEFAULT_RESOURCES, ListenerProfiles, resourceGate, type ListenerProfile } from './http/listeners.js';
 import { InFlightRequests } from './http/inFlight.js';
-import { applyCors, errorHandling, mountRoutes, requestLogging } from './http/mount.js';
+import { applyCors, errorHandling, mountRoutes, refuseUnrecognized, requestLogging } from './http/mount.js';
 import { RateLimiter } from './http/rateLimit.js';
 import { ConnectionLimiter, timeoutOptions } from './http/transport.js';
 import type { RouteDefinition } from './http/route.js';
@@ -116,15 +117,21 @@ export interface Homeserver {
   routes: readonly RouteDefinition[];
   /**
    * Starts listening (HTTPS when `tls` is given); port 0 picks a free port. Returns the bound port.
-   * `listener.x_forwarded`: requests on this listener take their address from X-Forwarded-For.
+   * `listener.x_forwarded`: requests on this listener take their address from X-Forwarded-For;
+   * `listener.resources`: what it serves (default client and federation; a metrics listener: metrics).
    */
   listen(
     port?: number,
     host?: string,
     tls?: { certificatePath: string; privateKeyPath: string },
-    listener?: { x_forwarded?: boolean },
+    listener?: ListenOptions,
   ): Promise<number>;
   close(): Promise<void>;
+}
+
+export interface ListenOptions {
+  x_forwarded?: boolean;
+  resources?: readonly ResourceName[];
 }
 
 // A sync woken by a commit waits this long at most for that event's notification counts.
@@ -149,7 +156,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   ensurePrivateDir(config.media_store_path);
   tightenDir(config.media_store_path);
   const signingKey = loadOrCreateSigningKey(config.signing_key_path);
-  const firstPort = config.listeners[0]?.port ?? 8008;
+  const firstPort = config.listeners.find((l) => l.type === 'http')?.port ?? 8008;
   const publicBaseUrl = (config.public_baseurl ?? `http://${config.server_name}:${firstPort}`).replace(/\/$/, '');
   const notifier = new Notifier();
 
@@ -258,12 +265,14 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
 
   const app = express();
   app.disable('x-powered-by');
-  // X-Forwarded-For is trusted per listener (ForwardedListeners), never app-wide.
+  // X-Forwarded-For is trusted per listener (ListenerProfiles), never app-wide.
   app.set('trust proxy', false);
-  const forwarded = new ForwardedListeners();
+  const listeners = new ListenerProfiles();
   app.set('query parser', 'simple');
   const inFlight = new InFlightRequests();
   requestLogging(app, logger);
+  serveHealth(app);
+  app.use(resourceGate(listeners, refuseUnrecognized));
   applyCors(app);
   const limiters = config.rc_enabled
     ? {
@@ -282,7 +291,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     maxBodyBytes: Math.max(config.max_request_body_size, 65536),
     bodyStore: services.media.store,
     inFlight,
-    clientAddress: (req) => forwarded.addressOf(req),
+    clientAddress: (req) => listeners.addressOf(req),
     authenticateServer: async (req) => {
       const server = await federation.authenticator.authenticate(req);
       roomFederation.markAlive(server.origin);
@@ -307,12 +316,11 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     routes,
     listen(port = firstPort, host = '127.0.0.1', tls, listener) {
       return new Promise((resolve, reject) => {
-        const handler: RequestListener = listener?.x_forwarded
-          ? (req, res) => {
-              forwarded.mark(req);
-              app(req, res);
-            }
-          : app;
+        const profile: ListenerProfile = { xForwarded: listener?.x_forwarded ?? false, resources: new Set(listener?.resources ?? DEFAULT_RESOURCES) };
+        const handler: RequestListener = (req, res) => {
+          listeners.mark(req, profile);
+          app(req, res);
+        };
         const options = timeoutOptions(config.http_timeouts);
         const server = tls
           ? createHttpsServer({ ...options, cert: readFileSync(tls.certificatePath), key: readFileSync(tls.privateKeyPath) }, handler)

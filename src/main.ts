@@ -46,8 +46,9 @@ async function serve(argv: string[]): Promise<void> {
     }
     const tls = listener.tls ? { certificatePath: listener.tls_certificate_path!, privateKeyPath: listener.tls_private_key_path! } : undefined;
     for (const address of listener.bind_addresses) {
-      const port = await hs.listen(listener.port, address, tls, { x_forwarded: listener.x_forwarded });
-      hs.services.logger.info({ address, port, tls: Boolean(tls) }, 'listening');
+      const resources = listener.resources.flatMap((r) => r.names);
+      const port = await hs.listen(listener.port, address, tls, { x_forwarded: listener.x_forwarded, resources });
+      hs.services.logger.info({ address, port, tls: Boolean(tls), type: listener.type, resources }, 'listening');
     }
   }
   hs.services.logger.info({ server_name: config.server_name }, 'Skjól is serving');

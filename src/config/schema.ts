@@ -21,18 +21,42 @@ const ipRange = z.string().superRefine((value, ctx) => {
   }
 });
 
-const listener = z.strictObject({
-  port: z.number().int().min(0).max(65535),
-  bind_addresses: z.array(z.string()).default(['127.0.0.1']),
-  type: z.literal('http').default('http'),
-  tls: z.boolean().default(false),
-  tls_certificate_path: z.string().optional(),
-  tls_private_key_path: z.string().optional(),
-  x_forwarded: z.boolean().default(false),
-  resources: z
-    .array(z.strictObject({ names: z.array(z.enum(['client', 'federation', 'media', 'keys'])), compress: z.boolean().optional() }))
-    .default([{ names: ['client', 'federation'] }]),
-});
+// Synapse's resource names (docs: "listeners"); `health` is accepted and always served.
+export const RESOURCE_NAMES = ['client', 'federation', 'media', 'keys', 'openid', 'metrics', 'health'] as const;
+export type ResourceName = (typeof RESOURCE_NAMES)[number];
+
+const listener = z
+  .strictObject({
+    port: z.number().int().min(0).max(65535),
+    bind_addresses: z.array(z.string()).default(['127.0.0.1']),
+    // `metrics`: its own port serving /_synapse/metrics (and /health) only, as Synapse's metrics listener.
+    type: z.enum(['http', 'metrics']).default('http'),
+    tls: z.boolean().default(false),
+    tls_certificate_path: z.string().optional(),
+    tls_private_key_path: z.string().optional(),
+    x_forwarded: z.boolean().default(false),
+    resources: z
+      .array(
+        z.strictObject({
+          names: z.array(z.enum(RESOURCE_NAMES)).min(1),
+          // Synapse's gzip switch; Skjól leaves compression to the reverse proxy, so only `false` is accepted.
+          compress: z.literal(false, { error: 'compress: true is not supported (let the reverse proxy compress)' }).optional(),
+        }),
+      )
+      .optional(),
+  })
+  .superRefine((l, ctx) => {
+    if (l.type === 'metrics' && l.resources) {
+      ctx.addIssue({ code: 'custom', path: ['resources'], message: 'a metrics listener serves only /_synapse/metrics and /health: remove resources' });
+    }
+    if (!l.tls && (l.tls_certificate_path || l.tls_private_key_path)) {
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls_certificate_path / tls_private_key_path are set but tls is false' });
+    }
+  })
+  .transform((l) => ({
+    ...l,
+    resources: l.resources ?? (l.type === 'metrics' ? [{ names: ['metrics' as ResourceName] }] : [{ names: ['client', 'federation'] as ResourceName[] }]),
+  }));
 
 const sqliteDatabase = z.strictObject({
   name: z.literal('sqlite3'),
@@ -86,7 +110,14 @@ export const configSchema = z.strictObject({
     .string()
     .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, 'must be a valid Matrix server name'),
   public_baseurl: z.url().optional(),
-  listeners: z.array(listener).min(1).default([{ port: 8008, bind_addresses: ['127.0.0.1'], type: 'http', tls: false, x_forwarded: false, resources: [{ names: ['client', 'federation'] }] }]),
+  listeners: z.array(listener).min(1).prefault([{ port: 8008 }]),
+  // Synapse's top-level certificate, used by `tls: true` listeners that do not name their own.
+  tls_certificate_path: z.string().optional(),
+  tls_private_key_path: z.string().optional(),
+  // Synapse's key: collect metrics for a `type: metrics` listener (or a `metrics` resource) to serve.
+  enable_metrics: z.boolean().default(false),
+  // One info line per request (method, path without secrets, status, duration, requester); false: at debug.
+  log_requests: z.boolean().default(true),
   database: z.discriminatedUnion('name', [sqliteDatabase, postgresDatabase]).default({ name: 'sqlite3', args: { database: './data/homeserver.db' } }),
   signing_key_path: z.string().default('./data/signing.key'),
   enable_registration: z.boolean().default(true),
@@ -213,7 +244,41 @@ export const configSchema = z.strictObject({
       }),
     )
     .default([]),
-});
+})
+  .superRefine((c, ctx) => {
+    c.listeners.forEach((l, i) => {
+      const cert = l.tls_certificate_path ?? c.tls_certificate_path;
+      const key = l.tls_private_key_path ?? c.tls_private_key_path;
+      if (l.tls && (!cert || !key)) {
+        ctx.addIssue({ code: 'custom', path: ['listeners', i, 'tls'], message: 'tls: true needs tls_certificate_path and tls_private_key_path (on the listener or at the top level)' });
+      }
+      // (resources may be unset here when the listener itself failed to parse)
+      const servesMetrics = l.type === 'metrics' || (l.resources ?? []).some((r) => r.names.includes('metrics'));
+      if (servesMetrics && !c.enable_metrics) {
+        ctx.addIssue({ code: 'custom', path: ['listeners', i], message: 'serves metrics but enable_metrics is not true' });
+      }
+    });
+    if ((c.tls_certificate_path || c.tls_private_key_path) && !c.listeners.some((l) => l.tls)) {
+      ctx.addIssue({ code: 'custom', path: ['tls_certificate_path'], message: 'is set but no listener has tls: true' });
+    }
+    // As Synapse: without certificate checks, a notary without verify_keys could be anyone.
+    c.trusted_key_servers.forEach((server, i) => {
+      if (!c.federation_verify_certificates && !server.verify_keys && !server.accept_keys_insecurely) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['trusted_key_servers', i],
+          message: 'has no verify_keys and federation_verify_certificates is false: add verify_keys, or accept_keys_insecurely: true if you are sure',
+        });
+      }
+    });
+  })
+  // Each TLS listener carries its certificate paths, its own or the top-level ones.
+  .transform((c) => ({
+    ...c,
+    listeners: c.listeners.map((l) =>
+      l.tls ? { ...l, tls_certificate_path: l.tls_certificate_path ?? c.tls_certificate_path, tls_private_key_path: l.tls_private_key_path ?? c.tls_private_key_path } : l,
+    ),
+  }));
 
 export type RawConfig = z.input<typeof configSchema>;
 export type HomeserverConfig = z.output<typeof configSchema>;

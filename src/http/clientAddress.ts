@@ -13,16 +13,3 @@ export function clientAddress(req: IncomingMessage, trustForwarded: boolean): st
   // A value that is not an address (garbage, or an empty header) cannot name a client.
   return first !== undefined && isIP(first) !== 0 ? first : socketAddress;
 }
-
-/** The requests that arrived on a listener with `x_forwarded: true`; one set per homeserver. */
-export class ForwardedListeners {
-  private readonly trusted = new WeakSet<IncomingMessage>();
-
-  mark(req: IncomingMessage): void {
-    this.trusted.add(req);
-  }
-
-  addressOf(req: IncomingMessage): string {
-    return clientAddress(req, this.trusted.has(req));
-  }
-}

@@ -270,9 +270,14 @@ async function answer(
   sendJson(res, 200, result ?? {});
 }
 
+/** The answer to a path this server (or this listener) does not serve: 404 M_UNRECOGNIZED. */
+export function refuseUnrecognized(res: Response): void {
+  sendError(res, unrecognized());
+}
+
 /** Last in the chain: unknown paths, body-parser failures, and anything unexpected. */
 export function errorHandling(app: Express, logger: Logger): void {
-  app.use((_req: Request, res: Response) => sendError(res, unrecognized()));
+  app.use((_req: Request, res: Response) => refuseUnrecognized(res));
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     if (err instanceof MatrixError) return sendError(res, err);
     const e = err as { type?: string; status?: number };
