@@ -109,7 +109,10 @@ export class SlidingSyncService {
     const updated = since && since.timeline < to.timeline ? await roomsWithEventsInRange(this.deps.db.knex, since.timeline, to.timeline) : new Set<string>();
     const inputs = this.roomsToSend(interested, conn, since, updated);
     const failed = new Set<string>();
+    // A retried pos: members sent in the answer that never arrived go out again.
+    if (since) this.lazyMembers.resumeFrom(params.userId, lazyKey, since.timeline);
     const entries = await this.builder.build({ userId: params.userId, deviceId: params.deviceId, lazyKey, since: since?.timeline, to }, inputs, failed);
+    this.lazyMembers.answered(params.userId, lazyKey, to.timeline);
 
     // What the connection has after this answer.
     const rooms = new Map(conn.rooms);
