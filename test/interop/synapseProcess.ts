@@ -1,5 +1,5 @@
-// A real Synapse for the interop tests: its own minimal homeserver.yaml (HTTPS federation listener with a
-// certificate from the federation tests' CA, which it also trusts), started and stopped by the test.
+// A real Synapse for the interop tests: its own minimal homeserver.yaml (with `cert`, an HTTPS federation
+// listener with a certificate from the federation tests' CA, which it also trusts), started and stopped by the test.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,23 +28,18 @@ export interface SynapseServer {
 export interface SynapseOptions {
   python: string;
   dir: string;
-  cert: TestCert;
-  caPath: string;
+  /** With both: an HTTPS federation listener; without: client API only (client-side comparisons). */
+  cert?: TestCert;
+  caPath?: string;
 }
 
 const relaxed = '{ per_second: 10000, burst_count: 10000 }';
 
 /** Synapse's config: only what these tests need, every rate limit out of the way, loopback federation allowed. */
 function homeserverYaml(o: SynapseOptions, serverName: string, clientPort: number, fedPort: number): string {
-  return `server_name: "${serverName}"
-pid_file: "${join(o.dir, 'homeserver.pid')}"
-listeners:
-  - port: ${clientPort}
-    bind_addresses: ['127.0.0.1']
-    type: http
-    x_forwarded: false
-    resources: [{ names: [client], compress: false }]
-  - port: ${fedPort}
+  const federation =
+    o.cert && o.caPath
+      ? `  - port: ${fedPort}
     bind_addresses: ['127.0.0.1']
     type: http
     tls: true
@@ -54,7 +49,17 @@ tls_certificate_path: "${o.cert.certificatePath}"
 tls_private_key_path: "${o.cert.privateKeyPath}"
 federation_verify_certificates: true
 federation_custom_ca_list: ["${o.caPath}"]
-ip_range_blacklist: []
+`
+      : '';
+  return `server_name: "${serverName}"
+pid_file: "${join(o.dir, 'homeserver.pid')}"
+listeners:
+  - port: ${clientPort}
+    bind_addresses: ['127.0.0.1']
+    type: http
+    x_forwarded: false
+    resources: [{ names: [client], compress: false }]
+${federation}ip_range_blacklist: []
 ip_range_whitelist: ['127.0.0.0/8', '::1/128']
 database:
   name: sqlite3
