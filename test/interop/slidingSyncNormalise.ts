@@ -28,6 +28,19 @@ function sortKey(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/**
+ * bump_stamp values are stream positions, different on every server; their order is what a client sorts by.
+ * Each room's bump_stamp becomes its rank among the rooms of the same answer (1 = most recent).
+ */
+export function rankBumpStamps(body: unknown): unknown {
+  const rooms = (body as { rooms?: Record<string, { bump_stamp?: unknown }> } | undefined)?.rooms;
+  if (!rooms || typeof rooms !== 'object') return body;
+  const stamps = [...new Set(Object.values(rooms).map((r) => r?.bump_stamp).filter((v): v is number => typeof v === 'number'))].sort((a, b) => b - a);
+  const out = structuredClone(rooms);
+  for (const room of Object.values(out)) if (typeof room?.bump_stamp === 'number') room.bump_stamp = `rank ${stamps.indexOf(room.bump_stamp) + 1}`;
+  return { ...(body as object), rooms: out };
+}
+
 /** A deep copy with ids, tokens and timestamps replaced (see above). */
 export function normalise(value: unknown, names: Names, key = ''): unknown {
   if (typeof value === 'string') {

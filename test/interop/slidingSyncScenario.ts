@@ -1,4 +1,4 @@
-import { normalise, type Names } from './slidingSyncNormalise.js';
+import { normalise, rankBumpStamps, type Names } from './slidingSyncNormalise.js';
 
 // One sliding-sync (MSC4186) scenario, run unchanged against any homeserver's client API: alice in a DM, an
 // unnamed group, an encrypted room, a space with a child, rooms she is kicked from / left before / leaves
@@ -128,7 +128,7 @@ export async function runScenario(base: string, register: Register): Promise<Tra
     const query = p === undefined ? '?timeout=0' : `?timeout=0&pos=${enc(p)}`;
     const res = await call(who, 'POST', SLIDING_SYNC + query, body);
     raw.set(name, res.body);
-    steps.push({ name, request: normalise({ as: who === alice ? 'alice' : 'bob', pos_of: from ?? null, body }, names), status: res.status, body: normalise(res.body, names) });
+    steps.push({ name, request: normalise({ as: who === alice ? 'alice' : 'bob', pos_of: from ?? null, body }, names), status: res.status, body: normalise(rankBumpStamps(res.body), names) });
     return res.body;
   };
 
