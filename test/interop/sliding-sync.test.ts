@@ -59,6 +59,72 @@ function withoutKnownDifferences(value: unknown, key = ''): unknown {
   return out;
 }
 
+/** What the issue's "Details Element X depends on" say, checked on a transcript (both answering 500 would agree). */
+function expectScenarioShape(t: Transcript): void {
+  const step = (name: string) => t.steps.find((s) => s.name === name)! as { status: number; body: any };
+  for (const s of t.steps) if (!/pos|range|required_state/.test(s.name)) expect(s.status, s.name).toBe(200);
+  const first = step('first window').body;
+  expect(first.lists.all.count).toBe(9); // the room left before the connection is not listed; kicked is
+  expect(first.lists.top_rooms).toMatchObject({ count: 7, ops: [{ op: 'SYNC', range: [0, 1], room_ids: ['!group', '!dm'] }] });
+  expect(first.lists.dms.ops[0].room_ids).toEqual(['!dm']);
+  expect(first.lists.encrypted.ops[0].room_ids).toEqual(['!encrypted']);
+  expect(first.lists.invites.ops[0].room_ids).toEqual(['!invite']);
+  expect(first.lists.spaces.ops[0].room_ids).toEqual(['!space']);
+  expect(first.rooms['!left_before']).toBeUndefined();
+  expect(first.rooms['!dm']).toMatchObject({ initial: true, is_dm: true, heroes: [{ user_id: '@bob:HS' }] });
+  expect(first.rooms['!dm'].name).toBeUndefined();
+  expect(first.rooms['!group'].heroes.map((h: any) => h.user_id)).toEqual(['@bob:HS', '@carol:HS']);
+  expect(first.rooms['!invite'].timeline).toBeUndefined();
+  expect(first.rooms['!invite'].invite_state).toContainEqual({ type: 'm.room.member', state_key: '@alice:HS', sender: '@bob:HS', content: { displayname: 'alice', membership: 'invite' } });
+  expect(first.extensions.to_device).toEqual({ next_batch: 'TOKEN', events: [{ sender: '@bob:HS', type: 'org.example.ping', content: { n: 1 } }] });
+  const dm = step('a new message in the DM').body;
+  expect(Object.keys(dm.rooms)).toEqual(['!dm']);
+  expect(dm.rooms['!dm']).toMatchObject({ limited: false, num_live: 1, timeline: [{ content: { body: 'dm: are you there?' } }] });
+  expect(dm.rooms['!dm'].initial).toBeUndefined();
+  const left = step('left a room, bob has a new device, stopped typing').body;
+  expect(left.rooms['!leaving'].timeline.at(-1)).toMatchObject({ type: 'm.room.member', content: { membership: 'leave' } });
+  expect(left.extensions.e2ee.device_lists.changed).toContain('@bob:HS');
+  const gone = step('the left room is not sent again').body;
+  expect(gone.lists.all.count).toBe(8);
+  expect(gone.rooms['!leaving']).toBeUndefined();
+  expect(step('five messages in the group (limited)').body.rooms['!group']).toMatchObject({ limited: true, num_live: 2 });
+  expect(step('a subscription expands the DM timeline').body.rooms['!dm']).toMatchObject({ unstable_expanded_timeline: true });
+  expect(step('the invite accepted').body.rooms['!invite']).toMatchObject({ initial: true, joined_count: 2 });
+  expect(step('messages after the ban and the kick do not leak').body.rooms).toEqual({});
+  expect(step('the group is named, bob read and types in the DM').body.rooms['!group'].name).toBe('Group');
+  expect(step('narrow connection: the child room moves into range').body.rooms['!child']).toMatchObject({ initial: true, num_live: 1 });
+  for (const name of ["main's pos on the narrow connection", "alice's pos presented by bob", "main's pos without a conn_id"]) {
+    expect({ status: step(name).status, body: step(name).body }, name).toEqual({ status: 400, body: { errcode: 'M_UNKNOWN_POS', error: 'TEXT' } });
+  }
+}
+
+/** Where Skjól knowingly answers otherwise than Synapse 1.120 (reported to the lead): step, path, why. */
+const excused: Array<{ step: RegExp; path: RegExp; why: string }> = [
+  {
+    step: /invite accepted|banned from|after the ban|group is named|scoped|narrow connection: first window/,
+    path: /^\.body\.lists\.\w+\.ops\[0\]\.room_ids/,
+    why: 'list order: Synapse sorts by the latest event of any type (a join, a name change), Skjól by bump_stamp',
+  },
+  {
+    step: /narrow connection: first window/,
+    path: /^\.body\.rooms\.!(banned|group)$/,
+    why: 'the same ordering difference decides which room fills a two-room window',
+  },
+  { step: /invite accepted/, path: /^\.body\.extensions\.e2ee\.device_lists\.changed$/, why: 'Synapse also lists the syncing user when she joins a room' },
+  { step: /group is named/, path: /^\.body\.rooms\.!group\.bump_stamp$/, why: 'Synapse omits an unchanged bump_stamp in incremental answers; Skjól repeats it' },
+  {
+    step: /group is named/,
+    path: /^\.body\.rooms\.!group\.required_state$/,
+    why: "Synapse adds the state sender's membership to required_state though only $ME was asked for",
+  },
+  {
+    step: /scoped/,
+    path: /^\.body\.extensions\.receipts\.rooms\.!dm$/,
+    why: "a room's first receipts: Synapse sends only the user's own and those on timeline events; Skjól the room's current receipts",
+  },
+  { step: /never issued/, path: /^\.body\.errcode$/, why: 'a malformed pos: Synapse M_UNKNOWN, Skjól M_UNKNOWN_POS (what Element X resets on)' },
+];
+
 suite(`Sliding sync: Skjól answers as Synapse 1.120.2 does${skipNote}`, () => {
   let dir: string;
   let synapse: SynapseServer;
@@ -76,9 +142,8 @@ suite(`Sliding sync: Skjól answers as Synapse 1.120.2 does${skipNote}`, () => {
     if (dir && !dumpDir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('the scenario holds on Synapse (the reference is what the MSC describes)', () => {
-    const first = reference.raw.get('first window');
-    expect(first.lists.all.count).toBeGreaterThan(0);
+  it('the scenario holds on Synapse (so agreeing with it means something)', () => {
+    expectScenarioShape(reference);
   });
 
   describe.each(testDialects())('Skjól on %s', (dialect) => {
@@ -96,13 +161,20 @@ suite(`Sliding sync: Skjól answers as Synapse 1.120.2 does${skipNote}`, () => {
       await skjol?.close();
     });
 
+    it('answers as the scenario expects', () => {
+      expectScenarioShape(transcript);
+    });
+
     it('answers every step as Synapse does', () => {
       const diffs: string[] = [];
       expect(transcript.steps.map((s) => s.name)).toEqual(reference.steps.map((s) => s.name));
       reference.steps.forEach((want, i) => {
         const got = transcript.steps[i]!;
         const comparable = (step: typeof got) => withoutKnownDifferences({ status: step.status, body: step.body });
-        for (const d of differences(comparable(got), comparable(want))) diffs.push(`${want.name}: ${d}`);
+        for (const d of differences(comparable(got), comparable(want))) {
+          const path = d.slice(0, d.indexOf(': '));
+          if (!excused.some((e) => e.step.test(want.name) && e.path.test(path))) diffs.push(`${want.name}: ${d}`);
+        }
       });
       expect(diffs, 'Skjól ≠ Synapse').toEqual([]);
     });

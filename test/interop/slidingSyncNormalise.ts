@@ -54,6 +54,8 @@ export function normalise(value: unknown, names: Names, key = ''): unknown {
   }
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
+    // An error's text is for humans and differs between servers; its errcode is what clients act on.
+    if ('errcode' in value && 'error' in value) return { errcode: normalise((value as { errcode: unknown }).errcode, names), error: 'TEXT' };
     for (const k of Object.keys(value).sort()) out[text(k, names)] = normalise((value as Record<string, unknown>)[k], names, k);
     return out;
   }

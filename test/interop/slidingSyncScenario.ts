@@ -164,7 +164,10 @@ export async function runScenario(base: string, register: Register): Promise<Tra
   const leaving = await create(bob, 'leaving', { preset: 'public_chat', name: 'Leaving' });
   await join(alice, leaving);
 
-  await create(bob, 'invite', { preset: 'private_chat', name: 'Invite', invite: [alice.userId] });
+  const banned = await create(bob, 'banned', { preset: 'public_chat', name: 'Banned' });
+  await join(alice, banned);
+
+  const invite = await create(bob, 'invite', { preset: 'private_chat', name: 'Invite', invite: [alice.userId] });
 
   // Activity in a fixed order: child oldest, group newest.
   await send(alice, child, 'child: hello');
@@ -222,16 +225,60 @@ export async function runScenario(base: string, register: Register): Promise<Tra
   for (let i = 1; i <= 5; i++) await send(bob, group, `group: burst ${i}`);
   await slide('five messages in the group (limited)', alice, withSince(gone), 'the left room is not sent again');
 
-  // --- 7. A second connection with a two-room window: activity moves the oldest room into range.
+  // --- 7. A room subscription raises the DM's timeline_limit: the older events come (unstable_expanded_timeline).
+  const expanded = (answer: any) => ({ ...withSince(answer), room_subscriptions: { ...body.room_subscriptions, [dm]: { timeline_limit: 4, required_state: [] } } });
+  let last = await slide('a subscription expands the DM timeline', alice, expanded(raw.get('five messages in the group (limited)')), 'five messages in the group (limited)');
+
+  // --- 8. Alice accepts the invite: the room comes as new (initial, history, full required state).
+  await join(alice, invite);
+  last = await slide('the invite accepted', alice, expanded(last), 'a subscription expands the DM timeline');
+
+  // --- 9. Bob bans alice, then talks in the rooms she was banned and kicked from: the ban comes once, nothing after.
+  await ok(bob, 'POST', `/_matrix/client/v3/rooms/${enc(banned)}/ban`, { user_id: alice.userId, reason: 'enough' });
+  last = await slide('banned from a room', alice, expanded(last), 'the invite accepted');
+  await send(bob, banned, 'banned: alice must not see this');
+  await send(bob, kicked, 'kicked: nor this');
+  last = await slide('messages after the ban and the kick do not leak', alice, expanded(last), 'banned from a room');
+
+  // --- 10. The group gets a name; bob reads the DM and types there.
+  await ok(bob, 'PUT', `/_matrix/client/v3/rooms/${enc(group)}/state/m.room.name/`, { name: 'Group' });
+  const dmMessage = await send(alice, dm, 'dm: still here');
+  await ok(bob, 'POST', `/_matrix/client/v3/rooms/${enc(dm)}/receipt/m.read/${enc(dmMessage)}`, {});
+  await ok(bob, 'PUT', `/_matrix/client/v3/rooms/${enc(dm)}/typing/${enc(bob.userId)}`, { typing: true, timeout: 30_000 });
+  await slide('the group is named, bob read and types in the DM', alice, expanded(last), 'messages after the ban and the kick do not leak');
+
+  // --- 11. Extensions scoped to a list and to a room, on a connection of their own.
+  await ok(bob, 'PUT', `/_matrix/client/v3/rooms/${enc(group)}/typing/${enc(bob.userId)}`, { typing: true, timeout: 30_000 });
+  await slide('extensions scoped to lists and rooms', alice, {
+    conn_id: 'scoped',
+    lists: {
+      dms: { ranges: [[0, 9]], timeline_limit: 0, required_state: [], filters: { is_dm: true } },
+      others: { ranges: [[0, 9]], timeline_limit: 0, required_state: [], filters: { is_dm: false } },
+    },
+    extensions: {
+      // An omitted `lists` or `rooms` means ["*"] (everything); both are given so the scopes narrow.
+      receipts: { enabled: true, lists: ['dms'], rooms: [] },
+      typing: { enabled: true, lists: [], rooms: [group] },
+      account_data: { enabled: true, lists: ['others'], rooms: [] },
+    },
+  });
+
+  // --- 12. A second connection with a two-room window: activity moves the oldest room into range.
   const narrow = { conn_id: 'narrow', lists: { top: { ranges: [[0, 1]], timeline_limit: 1, required_state: [['m.room.name', '']] } } };
   await slide('narrow connection: first window', alice, narrow);
   await send(alice, child, 'child: back on top');
   await slide('narrow connection: the child room moves into range', alice, narrow, 'narrow connection: first window');
 
-  // --- 8. Positions the server must not accept: M_UNKNOWN_POS.
-  const mainPos = raw.get('five messages in the group (limited)')?.pos as string | undefined;
-  await slide("main's pos on the narrow connection", alice, narrow, 'five messages in the group (limited)');
-  await slide("alice's pos presented by bob", bob, { conn_id: 'main', lists: body.lists }, 'five messages in the group (limited)', mainPos);
-  await slide("main's pos without a conn_id", alice, { lists: body.lists }, 'five messages in the group (limited)');
+  // --- 13. Positions the server must not accept: M_UNKNOWN_POS; bodies it must refuse.
+  const latest = 'the group is named, bob read and types in the DM';
+  await slide("main's pos on the narrow connection", alice, narrow, latest);
+  await slide("alice's pos presented by bob", bob, { conn_id: 'main', lists: body.lists }, latest, raw.get(latest)?.pos);
+  await slide("main's pos without a conn_id", alice, { lists: body.lists }, latest);
+  // Not compared: a long-superseded pos of the same connection (Synapse 1.120 still accepted it here and
+  // re-sent, Skjól answers M_UNKNOWN_POS; both make Element X start over) and `timeline_limit: -1` (Synapse
+  // accepts it, Skjól answers 400 M_BAD_JSON as the issue asks).
+  await slide('a pos that was never issued', alice, body, undefined, 'garbage');
+  await slide('a range that ends before it starts', alice, { lists: { bad: { ranges: [[5, 1]], timeline_limit: 1, required_state: [] } } });
+  await slide('required_state that is not pairs', alice, { lists: { bad: { ranges: [[0, 1]], timeline_limit: 1, required_state: [['m.room.name']] } } });
   return { steps, raw };
 }

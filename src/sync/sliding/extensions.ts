@@ -140,12 +140,8 @@ export class SlidingExtensions {
       if (scope.lists && !scope.lists.has(name)) continue;
       for (const op of list.ops) for (const id of op.room_ids) out.add(id);
     }
-    for (const id of interested.relevant.keys()) {
-      if (!scope.rooms || scope.rooms.has(id)) {
-        // Subscriptions are what is in `relevant` beyond the lists' windows; the windows were added above.
-        if (!out.has(id) && interested.subscribed.has(id)) out.add(id);
-      }
-    }
+    // `rooms` names any room of the answer (a list's window or a subscription); omitted, it is ["*"] (Synapse).
+    for (const id of interested.relevant.keys()) if (!scope.rooms || scope.rooms.has(id)) out.add(id);
     return [...out].filter((id) => !joinedOnly || interested.memberships.get(id)?.membership === 'join');
   }
 }

@@ -98,7 +98,7 @@ export interface ListRequest {
 }
 
 export interface ScopedExtension {
-  /** Undefined: every list (or every subscription). */
+  /** Undefined: every list (or every room of the answer). */
   lists: ReadonlySet<string> | undefined;
   rooms: ReadonlySet<string> | undefined;
 }
