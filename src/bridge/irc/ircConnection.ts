@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import { Client, type IrcConnection as LibraryConnection, type WhoisResponse } from 'matrix-org-irc';
 import type { IrcIdentity, NetworkConfig } from './config.js';
 import { bindAddressFor } from './bindAddress.js';
+import { Confirmations } from './confirmations.js';
 import { nextNickCandidate } from './ids.js';
 import { openIrcSocket } from './ircSocket.js';
 import { Backoff, IrcRefusedError, type ReconnectSettings } from './reconnectPolicy.js';
@@ -98,6 +99,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readonly wanted = new Map<string, string>();
   private readonly queue: Line[] = [];
+  private readonly confirmations = new Confirmations<Line>();
   private tokens: number;
   private lastRefill = Date.now();
   private pumping = false;
@@ -243,6 +245,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     let offered: string[] = [];
     client.on('raw', (m) => {
       if (mine() && m.command === 'ERROR') this.closingReason ??= String(m.args[0] ?? 'ERROR');
+      if (mine() && m.command === 'PONG') for (const line of this.confirmations.confirmed(String(m.args[m.args.length - 1] ?? ''))) line.done();
       if (!mine() || !this.options.sasl || m.command !== 'CAP') return;
       const sub = m.args[1];
       const caps = String(m.args[m.args.length - 1] ?? '').split(' ').filter(Boolean);
@@ -315,6 +318,8 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     this.client = undefined;
     if (wasRegistered) this.emit('disconnected');
     if (this.closed) return;
+    // Lines the server may not have read are written again after reconnecting, ahead of the rest.
+    this.queue.unshift(...this.confirmations.takeUnconfirmed());
     const delay = this.backoff.next(reason, wasRegistered);
     const where = { host: this.options.host, nick: this.wantedNick, reason, delay };
     if (delay === undefined) {
@@ -400,7 +405,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     }).finally(() => setTimeout(() => this.whoisPending.delete(key), 1000));
   }
 
-  /** Queues a line; resolves once it was written to the server (after reconnects, if need be). */
+  /** Queues a line; resolves once the server confirmed reading it (after reconnects, if need be). */
   send(command: Line['command'], target: string, text: string): Promise<void> {
     if (this.closed) return Promise.reject(new Error('IRC connection closed'));
     return new Promise((resolve, reject) => {
@@ -416,6 +421,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
       while (this.queue.length && this.registered && !this.closed) {
         this.refill();
         if (this.tokens < 1) {
+          this.checkpoint();
           await sleep(Math.max(10, this.options.flood.interval_ms - (Date.now() - this.lastRefill)));
           continue;
         }
@@ -426,11 +432,19 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
         else await client.action(line.target, line.text);
         this.tokens -= 1;
         this.queue.shift();
-        line.done();
+        this.confirmations.wrote(line);
       }
+      this.checkpoint();
     } finally {
       this.pumping = false;
     }
+  }
+
+  /** Asks the server to confirm what was written since the last checkpoint. */
+  private checkpoint(): void {
+    if (!this.registered || !this.client) return;
+    const token = this.confirmations.checkpoint();
+    if (token) void this.client.send('PING', token);
   }
 
   private refill(): void {
@@ -452,7 +466,10 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
     clearInterval(this.rejoinTimer);
-    for (const w of this.waiters.splice(0)) w.reject(new Error(`IRC connection closed: ${message}`));
+    const err = new Error(`IRC connection closed: ${message}`);
+    for (const w of this.waiters.splice(0)) w.reject(err);
+    // Not confirmed means not delivered as far as anyone knows: the outbox keeps them for the next start.
+    for (const line of [...this.confirmations.takeUnconfirmed(), ...this.queue.splice(0)]) line.fail(err);
     const client = this.client;
     this.client = undefined;
     this.registered = false;

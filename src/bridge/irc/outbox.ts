@@ -56,17 +56,20 @@ export class Outbox {
     while (!this.closed) {
       const items = await this.ctx.store.outbox.pending(userId, network);
       if (!items.length) return;
+      // Lines go out back to back; each is marked delivered only once the server confirmed reading it.
+      const confirmations: Array<Promise<void>> = [];
+      let refusedFor: string | undefined;
       for (const item of items) {
-        if (this.closed) return;
+        if (this.closed) break;
         try {
-          await this.sendOne(item);
-          await this.ctx.store.outbox.done(item.id);
+          const { confirmed } = await this.queueOne(item);
+          confirmations.push(confirmed.then(() => this.ctx.store.outbox.done(item.id)));
           failures = 0;
         } catch (err) {
           if (err instanceof IrcRefusedError) {
-            if (err.retryInMs === undefined) return this.giveUp(items, err.reason);
-            this.tellWaiting(item, err.reason, err.retryInMs);
-            // The next attempt is the connection's own (after the server's backoff): waiting for it is enough.
+            if (err.retryInMs === undefined) refusedFor = err.reason;
+            else this.tellWaiting(item, err.reason, err.retryInMs);
+            // Otherwise the next attempt is the connection's own (after the server's backoff): waiting for it is enough.
             await sleep(100);
             break;
           }
@@ -85,6 +88,13 @@ export class Outbox {
           break;
         }
       }
+      const results = await Promise.allSettled(confirmations);
+      for (const r of results) {
+        if (r.status === 'rejected' && r.reason instanceof IrcRefusedError && r.reason.retryInMs === undefined) refusedFor ??= r.reason.reason;
+      }
+      if (refusedFor !== undefined) return this.giveUp(await this.ctx.store.outbox.pending(userId, network), refusedFor);
+      // Unconfirmed lines stay pending and are sent again (the connection closed under them).
+      if (results.some((r) => r.status === 'rejected')) await sleep(1000);
     }
   }
 
@@ -107,14 +117,16 @@ export class Outbox {
     this.ctx.logger.warn({ network: items[0]?.network, lines: items.length, reason }, 'IRC refused the connection; waiting lines dropped');
   }
 
-  private async sendOne(item: OutboxItem): Promise<void> {
+  /** Hands the line to the user's connection; `confirmed` settles when the server has read it. */
+  private async queueOne(item: OutboxItem): Promise<{ confirmed: Promise<void> }> {
     const { network, userId, target } = item;
     const conn = isChannelTarget(target) ? await this.puppets.join(network, userId, target) : await this.puppets.ensure(network, userId);
     if (item.command === 'TOPIC') await conn.raw('TOPIC', target, item.text);
     else if (item.command === 'KICK') {
       const [nick, ...reason] = item.text.split(' ');
       await conn.raw('KICK', target, nick!, reason.join(' '));
-    } else await conn.send(item.command, target, item.text);
+    } else return { confirmed: conn.send(item.command, target, item.text) };
+    return { confirmed: Promise.resolve() };
   }
 
   async close(): Promise<void> {
