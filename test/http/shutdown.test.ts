@@ -111,7 +111,8 @@ describe('shutting down on SIGTERM (skjol serve as a process)', () => {
     const { code, ms } = await server.signal('SIGTERM');
     await stalledClosed;
     expect(code).not.toBeNull();
-    expect(ms).toBeLessThan(2_000 + 1_000);
+    // Cut by the 2 s deadline, not left to the request's own (10 minute) timeout; the margin absorbs a busy machine.
+    expect(ms).toBeLessThan(10_000);
     expect(server.log()).toMatch(/"timeout_ms":2000,"msg":"shutting down"/);
   }, 180_000);
 });
