@@ -117,11 +117,6 @@ const excused: Array<{ step: RegExp; path: RegExp; why: string }> = [
     path: /^\.body\.rooms\.!group\.required_state$/,
     why: "Synapse adds the state sender's membership to required_state though only $ME was asked for",
   },
-  {
-    step: /scoped/,
-    path: /^\.body\.extensions\.receipts\.rooms\.!dm$/,
-    why: "a room's first receipts: Synapse sends only the user's own and those on timeline events; Skjól the room's current receipts",
-  },
   { step: /never issued/, path: /^\.body\.errcode$/, why: 'a malformed pos: Synapse M_UNKNOWN, Skjól M_UNKNOWN_POS (what Element X resets on)' },
 ];
 
