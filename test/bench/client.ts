@@ -167,6 +167,32 @@ export interface SyncBody {
   };
 }
 
+export type SlidingSyncBody = Record<string, unknown>;
+
+export interface SlidingSyncAnswer {
+  pos: string;
+  lists?: Record<string, { count: number }>;
+  rooms?: Record<string, { timeline?: Array<{ type: string; content?: { body?: unknown } }> }>;
+}
+
+/** MSC4186 simplified sliding sync; `pos` and `timeout` are query parameters. */
+export function slidingSync(
+  client: BenchClient,
+  user: BenchUser,
+  body: SlidingSyncBody,
+  params: { pos?: string; timeout?: number } = {},
+): Promise<Response<SlidingSyncAnswer>> {
+  const q = new URLSearchParams();
+  if (params.pos !== undefined) q.set('pos', params.pos);
+  if (params.timeout !== undefined) q.set('timeout', String(params.timeout));
+  const qs = q.toString();
+  return client.request<SlidingSyncAnswer>('POST', `/_matrix/client/unstable/org.matrix.simplified_msc3575/sync${qs ? `?${qs}` : ''}`, {
+    token: user.accessToken,
+    body,
+    timeoutMs: (params.timeout ?? 0) + 30_000,
+  });
+}
+
 /**
  * Uploads a sync filter and returns its id; falls back to inline JSON (also valid per spec)
  * if the filter endpoint is not there.

@@ -15,6 +15,7 @@ import { BenchClient } from './client.js';
 import { summarizeProfile } from './profile.js';
 import { runInitialSync, type InitialSyncResult } from './scenarios/initialSync.js';
 import { runLatency, type LatencyResult } from './scenarios/latency.js';
+import { runSlidingSync, type SlidingSyncResult } from './scenarios/slidingSync.js';
 import { runThroughput, type ThroughputResult } from './scenarios/throughput.js';
 import type { ScenarioContext } from './scenarios/context.js';
 import { BenchServer, REPO_ROOT, sleep, type MemorySample } from './server.js';
@@ -24,9 +25,11 @@ const USAGE = `Usage: npm run bench -- [options]
 
   --duration SEC     throughput run length in seconds (default 20)
   --samples N        send→sync latency samples (default 200)
-  --only a,b,c       run only these scenarios: a throughput, b latency, c initial sync (RSS is always sampled)
+  --only a,b,c,e     run only these scenarios: a throughput, b latency, c initial sync, e sliding sync
+                     (RSS is always sampled)
   --clients N        throughput clients (default 50)        --rooms N   throughput rooms (default 10)
   --sync-rooms N     rooms of the initial-sync user (default 200)
+  --ss-rooms N       rooms of the sliding-sync user (default 1000)
   --postgres         run against PostgreSQL (SKJOL_TEST_PG_HOST/PORT/USER/DATABASE, default postgres@127.0.0.1:5432/test)
   --tsx              run the server's TypeScript through tsx instead of compiled JS as npm start does
                      (tsx's loader thread adds ~35 MB RSS; bin/skjol.js uses tsx, so the default is what users get)
@@ -40,6 +43,7 @@ interface Flags {
   clients: number;
   rooms: number;
   syncRooms: number;
+  ssRooms: number;
   postgres: boolean;
   cpuProf: boolean;
   compiled: boolean;
@@ -55,6 +59,7 @@ function parseFlags(argv: string[]): Flags | undefined {
       clients: { type: 'string' },
       rooms: { type: 'string' },
       'sync-rooms': { type: 'string' },
+      'ss-rooms': { type: 'string' },
       postgres: { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
       tsx: { type: 'boolean', default: false },
@@ -72,8 +77,8 @@ function parseFlags(argv: string[]): Flags | undefined {
     if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be a number between ${min} and ${max}`);
     return n;
   };
-  const only = new Set((values.only ?? 'a,b,c').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean));
-  for (const s of only) if (!['a', 'b', 'c', 'd'].includes(s)) throw new Error(`--only: unknown scenario "${s}" (a, b, c)`);
+  const only = new Set((values.only ?? 'a,b,c,e').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean));
+  for (const s of only) if (!['a', 'b', 'c', 'd', 'e'].includes(s)) throw new Error(`--only: unknown scenario "${s}" (a, b, c, e)`);
   return {
     durationSec: num('duration', values.duration, 20, 1, 600),
     samples: Math.round(num('samples', values.samples, 200, 1, 10_000)),
@@ -81,6 +86,7 @@ function parseFlags(argv: string[]): Flags | undefined {
     clients: Math.round(num('clients', values.clients, 50, 1, 1000)),
     rooms: Math.round(num('rooms', values.rooms, 10, 1, 1000)),
     syncRooms: Math.round(num('sync-rooms', values['sync-rooms'], 200, 1, 5000)),
+    ssRooms: Math.round(num('ss-rooms', values['ss-rooms'], 1000, 20, 10_000)),
     postgres: values.postgres ?? false,
     cpuProf: values['cpu-prof'] ?? false,
     compiled: !(values.tsx ?? false),
@@ -121,6 +127,7 @@ interface Results {
   throughput?: ThroughputResult;
   latency?: LatencyResult;
   initialSync?: InitialSyncResult;
+  slidingSync?: SlidingSyncResult;
   serverLogLines: number;
 }
 
@@ -172,6 +179,18 @@ async function main(): Promise<number> {
     if (flags.only.has('c')) {
       results.initialSync = await runInitialSync(ctx, { rooms: flags.syncRooms, messagesPerRoom: 49, runs: 5, setupConcurrency: 16 });
       log(`(c) median ${fmtMs(results.initialSync.medianMs)}`);
+    }
+    if (flags.only.has('e')) {
+      results.slidingSync = await runSlidingSync(ctx, {
+        rooms: flags.ssRooms,
+        messagesPerRoom: 2,
+        firstWindows: 20,
+        samples: Math.min(flags.samples, 200),
+        setupConcurrency: 16,
+        parkMs: 15,
+      });
+      const e = results.slidingSync;
+      log(`(e) first window p50 ${fmtMs(e.first.p50)}, incremental p50 ${fmtMs(e.incremental.p50)}, wake-up p50 ${fmtMs(e.wake.p50)}`);
     }
     results.peak = server.memory();
     results.serverLogLines = server.logLines;
@@ -225,6 +244,19 @@ function report(flags: Flags, r: Results, dialect: string): string {
     ]);
     rows.push(['(c) … max / response size', `${fmtMs(s.maxMs)} / ${fmtBytes(s.bytes)} (${s.roomsInResponse} rooms, ${s.timelineEvents} timeline events)`, '—']);
   }
+  const e = r.slidingSync;
+  if (e) {
+    const p = (x: { p50: number; p95: number }) => `**${fmtMs(x.p50)}** / ${fmtMs(x.p95)}`;
+    rows.push([
+      `(e) Sliding sync, first window of a user in ${fmtInt(e.rooms)} rooms ([[0,19]], timeline_limit 1, Element X's required_state), p50 / p95 of ${e.first.n} fresh connections`,
+      p(e.first),
+      '≤ 100 ms',
+    ]);
+    rows.push(['(e) … response size / rooms / list count', `${fmtBytes(e.firstBytes)} / ${e.firstRooms} / ${fmtInt(e.listCount)}`, '—']);
+    rows.push([`(e) Sliding sync, incremental request (pos) after one new message, p50 / p95 of ${e.incremental.n}`, p(e.incremental), '≤ 10 ms']);
+    rows.push([`(e) Send → long-polling sliding sync answer, p50 / p95 of ${e.wake.n}`, p(e.wake), '—']);
+    if (e.failures) rows.push(['(e) failed samples (answer without the message)', fmtInt(e.failures), '—']);
+  }
   rows.push(['(d) RSS idle (2 s after start-up)', `**${fmtMb(r.idle?.rssKb)}**`, '≤ 80 MB']);
   if (t) {
     const rss = t.memory.map((m) => m.rssKb);
@@ -249,6 +281,7 @@ function report(flags: Flags, r: Results, dialect: string): string {
   const setup = [
     t ? `throughput setup ${fmtMs(t.setupMs)}` : '',
     s ? `initial-sync setup ${fmtMs(s.setupMs)}` : '',
+    e ? `sliding-sync setup ${fmtMs(e.setupMs)}` : '',
   ].filter(Boolean);
   const esc = (x: string) => x.replace(/\|/g, '\\|');
   return [
@@ -259,7 +292,7 @@ function report(flags: Flags, r: Results, dialect: string): string {
     '|---|---|---|',
     ...rows.map(([m, v, target]) => `| ${esc(m)} | ${esc(v)} | ${target} |`),
     '',
-    `Machine: Node ${process.version}, ${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ` +
+    `Load average at the end: ${os.loadavg().map((x) => x.toFixed(2)).join(', ')}. Machine: Node ${process.version}, ${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ` +
       `${os.type()} ${os.release()} ${os.arch()}, ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB RAM. ` +
       `Database: ${dialect}. Commit ${commit} (working tree as is). Client and server share the machine.`,
     `Flags: duration ${flags.durationSec} s, samples ${flags.samples}, scenarios ${[...flags.only].join(',')}.` +
