@@ -1,4 +1,4 @@
-import { ClientEvent, KnownMembership, SyncState, createClient, type MatrixClient, type MatrixEvent } from 'matrix-js-sdk';
+import { ClientEvent, KnownMembership, SyncState, createClient, type IStartClientOpts, type MatrixClient, type MatrixEvent } from 'matrix-js-sdk';
 import {
   CryptoEvent,
   VerificationPhase,
@@ -93,6 +93,16 @@ export async function startCryptoClient(
     ...(process.env.SKJOL_TEST_SDK_LOG === 'debug' ? {} : { logger: quietLogger }),
   });
   await client.initRustCrypto({ useIndexedDB: false });
+  await startPrepared(
+    client,
+    { initialSyncLimit: options.initialSyncLimit ?? 30, ...(options.slidingSync ? { slidingSync: options.slidingSync(client) } : {}) },
+    `${user.userId}/${user.deviceId}`,
+  );
+  return client;
+}
+
+/** Starts a client and waits until its first sync (or sliding sync answer) is processed. */
+export async function startPrepared(client: MatrixClient, opts: IStartClientOpts, label: string): Promise<void> {
   const prepared = new Promise<void>((resolve) => {
     const on = (state: SyncState) => {
       if (state === SyncState.Prepared) {
@@ -102,20 +112,16 @@ export async function startCryptoClient(
     };
     client.on(ClientEvent.Sync, on);
   });
-  await client.startClient({
-    initialSyncLimit: options.initialSyncLimit ?? 30,
-    ...(options.slidingSync ? { slidingSync: options.slidingSync(client) } : {}),
-  });
+  await client.startClient(opts);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${user.userId}/${user.deviceId}: first sync timed out`)), 15_000);
+    timer = setTimeout(() => reject(new Error(`${label}: first sync timed out`)), 15_000);
   });
   try {
     await Promise.race([prepared, timeout]);
   } finally {
     clearTimeout(timer);
   }
-  return client;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { ClientEvent, KnownMembership, RoomEvent, SyncState, type MatrixClient, type MatrixEvent, type Room } from 'matrix-js-sdk';
+import { KnownMembership, RoomEvent, type MatrixClient, type MatrixEvent, type Room } from 'matrix-js-sdk';
 import { SlidingSync, SlidingSyncEvent, SlidingSyncState, type MSC3575List, type MSC3575SlidingSyncResponse } from 'matrix-js-sdk/lib/sliding-sync.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -8,6 +8,7 @@ import {
   sendText,
   specViolations,
   startCryptoClient,
+  startPrepared,
   stopClients,
   until,
   waitForDecrypted,
@@ -33,22 +34,6 @@ const REQUIRED_STATE = [
 
 function list(ranges: number[][], filters?: MSC3575List['filters']): MSC3575List {
   return { ranges, timeline_limit: 5, required_state: REQUIRED_STATE, ...(filters ? { filters } : {}) };
-}
-
-/** Starts a client on sliding sync and waits for its first answer to be processed. */
-async function startSliding(client: MatrixClient, slidingSync: SlidingSync): Promise<void> {
-  const prepared = new Promise<void>((resolve) => {
-    const on = (state: SyncState) => {
-      if (state === SyncState.Prepared) {
-        client.off(ClientEvent.Sync, on);
-        resolve();
-      }
-    };
-    client.on(ClientEvent.Sync, on);
-  });
-  await client.startClient({ slidingSync });
-  await until('the first sliding sync answer', () => (client.getSyncState() !== null ? true : undefined));
-  await prepared;
 }
 
 /** Every answer the SlidingSync client receives, and any request it failed. */
@@ -144,7 +129,7 @@ describe.each(testDialects())('matrix-js-sdk sliding sync on %s', (dialect) => {
     ]);
     const slidingSync = new SlidingSync(server.baseUrl, lists, { timeline_limit: 10, required_state: [['*', '*']] }, client, 10_000);
     const seen = recordAnswers(slidingSync);
-    await startSliding(client, slidingSync);
+    await startPrepared(client, { slidingSync }, 'alice on sliding sync');
 
     // Counts are the filtered totals, whatever the range.
     expect(slidingSync.getListData('all')!.joinedCount).toBe(total);
