@@ -421,7 +421,8 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
       while (this.queue.length && this.registered && !this.closed) {
         this.refill();
         if (this.tokens < 1) {
-          this.checkpoint();
+          // While pacing a long queue, a PING every few seconds (not one per line: it counts against flood limits too).
+          if (Date.now() - this.lastCheckpoint >= 2000) this.checkpoint();
           await sleep(Math.max(10, this.options.flood.interval_ms - (Date.now() - this.lastRefill)));
           continue;
         }
@@ -441,10 +442,14 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
   }
 
   /** Asks the server to confirm what was written since the last checkpoint. */
+  private lastCheckpoint = 0;
+
   private checkpoint(): void {
     if (!this.registered || !this.client) return;
     const token = this.confirmations.checkpoint();
-    if (token) void this.client.send('PING', token);
+    if (!token) return;
+    this.lastCheckpoint = Date.now();
+    void this.client.send('PING', token);
   }
 
   private refill(): void {
