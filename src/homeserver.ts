@@ -184,6 +184,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   const edus = createEdus({ ...base, rooms, accountData: sync.accountData });
   const push = createPush(base, { rooms, users, accountData: sync.accountData }, { legacyMentionRules: config.push.legacy_mention_rules });
   push.readPositions = readPositions;
+  sync.setAccountDataDefaults(async (userId) => [{ type: 'm.push_rules', content: await push.rules.accountDataContent(userId) }]);
   // As Synapse: a read receipt of the user updates the badge on their devices (a push of counts only).
   edus.receipts.onLocalReceipt.push((r) => {
     if (r.receiptType === 'm.read') void push.sendBadge(r.userId);

@@ -39,6 +39,12 @@ export class SyncService {
   readonly accountData: AccountDataService;
   readonly peeks: PeekService;
   private readonly providers = new Map<SyncTopic, SyncProvider>();
+  private accountDataProvider!: AccountDataProvider;
+
+  /** Global account data a whole sync carries even when none is stored (the push rules, from src/push). */
+  setAccountDataDefaults(fn: AccountDataProvider['defaults']): void {
+    this.accountDataProvider.defaults = fn;
+  }
 
   constructor(private readonly deps: ServiceDeps & { rooms: RoomService }) {
     this.filters = new FilterService(deps.db);
@@ -48,7 +54,7 @@ export class SyncService {
     const rooms = new RoomsProvider({ db: deps.db, rooms: deps.rooms, now: () => deps.clock.now() });
     this.registerProvider(rooms);
     this.registerProvider(new PeeksProvider({ db: deps.db, rooms }));
-    this.registerProvider(new AccountDataProvider({ db: deps.db }));
+    this.registerProvider((this.accountDataProvider = new AccountDataProvider({ db: deps.db })));
     for (const topic of SYNC_TOPICS) if (!this.providers.has(topic)) this.registerProvider(new EmptyProvider(topic));
   }
 

@@ -377,6 +377,9 @@ describe.each(testDialects())('sliding sync (MSC4186) on %s', (dialect) => {
     expect(first.extensions.to_device.events).toEqual([]);
     expect(first.extensions.receipts).toEqual({ rooms: {} });
     expect(first.extensions.typing).toEqual({ rooms: {} });
+    // As Synapse: the push rules are in the first account data even before the user changed one.
+    const rules = first.extensions.account_data.global.find((e: Json) => e.type === 'm.push_rules');
+    expect(rules.content.global.override.some((r: Json) => r.rule_id === '.m.rule.master')).toBe(true);
     const next = await ok(ss(vic, body, { pos: first.pos }));
     expect(next.extensions.e2ee.device_lists).toEqual({ changed: [], left: [] });
     // Key counts are not news: a long-poll with only them waits out its timeout.

@@ -10,6 +10,12 @@ export class AccountDataProvider implements SyncProvider {
 
   constructor(private readonly deps: { db: Database }) {}
 
+  /**
+   * Server-managed global entries a whole sync carries even before anything was stored (Synapse: the push
+   * rules, which clients such as Element X read from account data).
+   */
+  defaults: (userId: string) => Promise<Array<{ type: string; content: Record<string, unknown> }>> = async () => [];
+
   private get db(): Db {
     return this.deps.db.knex;
   }
@@ -20,6 +26,9 @@ export class AccountDataProvider implements SyncProvider {
 
   async complete(ctx: SyncContext, to: number): Promise<void> {
     const rows = await allAccountData(this.db, ctx.userId, to);
+    for (const d of await this.defaults(ctx.userId)) {
+      if (!rows.some((r) => r.roomId === '' && r.type === d.type)) rows.push({ streamId: 0, roomId: '', type: d.type, content: d.content });
+    }
     await this.place(ctx, rows, false);
   }
 
