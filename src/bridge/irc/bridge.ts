@@ -6,12 +6,14 @@ import { BridgeCrypto } from '../crypto/index.js';
 import { createAppserviceApp, listen } from '../matrix/appserviceServer.js';
 import { HomeserverApi } from '../matrix/homeserverApi.js';
 import { MatrixSide, type Json } from '../matrix/matrixSide.js';
+import { splitChannelEntry } from './channelKeys.js';
 import { AdminCommands } from './commands.js';
 import { mediaBaseUrl, type BridgeConfig } from './config.js';
 import { BridgeContext } from './context.js';
 import { DirectChats } from './directChats.js';
 import { Ghosts } from './ghosts.js';
 import { isValidNick } from './ids.js';
+import { IrcInvites } from './ircInvites.js';
 import { IrcRelay } from './ircRelay.js';
 import { MatrixRelay } from './matrixRelay.js';
 import { Outbox } from './outbox.js';
@@ -95,7 +97,11 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
         .then((done) => done || notify(userId, `${nick} is not on ${network} right now.`))
         .catch((err: Error) => logger.warn({ err: err.message }, 'could not report a missing nick'));
     },
+    invited: (network, userId, channel, from) => {
+      invites.fromIrc(network, userId, channel, from).catch((err: Error) => logger.warn({ network, err: err.message }, 'IRC invite not bridged'));
+    },
   });
+  const invites = new IrcInvites(ctx, () => portals!, puppets, notify);
   const relay = new IrcRelay(ctx, ghosts, puppets, () => portals!);
   portals = new Portals(ctx, (network, channel) => relay.listen(network, channel));
   const outbox = new Outbox(ctx, puppets, notify, tellInPortal);
@@ -140,6 +146,13 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
   await matrix.setDisplayName(botUserId, 'IRC bridge').catch((err: Error) => logger.warn({ err: err.message }, 'could not set the bot display name'));
   if (crypto) await matrix.ensureDevice(botUserId);
 
+  // Keys users joined +k channels with, so the bridge's own connection gets in at once too.
+  for (const row of await store.puppets.connected()) {
+    for (const entry of row.channels) {
+      const { channel, key } = splitChannelEntry(entry);
+      if (key && !ctx.channelKeys.get(row.network, channel)) ctx.channelKeys.set(row.network, channel, key);
+    }
+  }
   for (const network of ctx.networkIds) await relay.start(network);
   for (const network of ctx.networkIds) {
     for (const mapping of ctx.network(network)!.channels) {

@@ -8,7 +8,7 @@ const HELP = [
   'Commands (the network can be left out when the bridge has only one):',
   '!help — this list',
   '!nick [network] <nick> — change your IRC nick',
-  '!join [network] <#channel> — join an IRC channel; you are invited to its room',
+  '!join [network] <#channel> [key] — join an IRC channel (with its key if it has one); you are invited to its room',
   '!part [network] <#channel> — leave an IRC channel',
   '!sasl [network] <account> <password> — log in with SASL from now on (your message is redacted); !sasl [network] off forgets it',
   '!quit [network] — disconnect from IRC',
@@ -85,15 +85,32 @@ export class AdminCommands {
   }
 
   private async join(roomId: string, userId: string, args: string[]): Promise<void> {
-    const parsed = this.network(args, 1);
-    if (typeof parsed === 'string') return this.reply(roomId, `${parsed} Usage: !join [network] <#channel>`);
+    // The channel is the first argument that looks like one: a network id before it, a key (+k) after it.
+    const found = args.findIndex((a) => /^[#&]/.test(a));
+    const at = found < 0 ? args.length - 1 : found;
+    const parsed = args.length - at > 2 ? 'Wrong number of arguments.' : this.network(args.slice(0, at + 1), 1);
+    if (typeof parsed === 'string') return this.reply(roomId, `${parsed} Usage: !join [network] <#channel> [key]`);
     const channel = parsed.rest[0]!;
+    const key = args[at + 1];
     if (!isValidChannelName(channel)) return this.reply(roomId, `"${channel}" is not an IRC channel name (it starts with #).`);
+    if (key !== undefined && !/^[^\s,]{1,64}$/.test(key)) return this.reply(roomId, 'A channel key has no commas and at most 64 characters.');
     const net = this.ctx.network(parsed.network)!;
     const configured = net.channels.some((c) => this.ctx.channelKey(c.channel) === this.ctx.channelKey(channel));
     if (!net.dynamic_channels && !configured) return this.reply(roomId, `${channel} is not bridged on ${parsed.network}.`);
-    const portal = await this.portals.ensure(parsed.network, channel);
-    await this.puppets.join(parsed.network, userId, channel);
+    // Known before the portal exists, so the bridge's own connection can join (and listen) too; a key
+    // that does not open the channel is forgotten again, so it cannot spoil a good one.
+    const previousKey = this.ctx.channelKeys.get(parsed.network, channel);
+    if (key) this.ctx.channelKeys.set(parsed.network, channel, key);
+    let portal;
+    try {
+      portal = await this.portals.ensure(parsed.network, channel);
+      // A portal made before the key was known has the bridge's own connection waiting outside: it tries again.
+      if (key) await this.relay.listen(parsed.network, channel);
+      await this.puppets.join(parsed.network, userId, channel);
+    } catch (err) {
+      if (key) this.ctx.channelKeys.set(parsed.network, channel, previousKey);
+      throw err;
+    }
     await this.ctx.matrix.invite(this.ctx.botUserId, portal.roomId, userId);
     await this.reply(roomId, `Joined ${channel} on ${parsed.network}; you are invited to its room ${this.ctx.portalAlias(parsed.network, channel)}.`);
   }

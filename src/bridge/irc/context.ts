@@ -1,11 +1,15 @@
 import type { Logger } from 'pino';
 import type { MatrixSide } from '../matrix/matrixSide.js';
+import { ChannelKeys } from './channelKeys.js';
 import type { BridgeConfig, NetworkConfig } from './config.js';
 import { ghostLocalpart, ircLowerCase, parseGhostLocalpart, portalAliasLocalpart } from './ids.js';
 import type { BridgeStore } from './store/repositories.js';
 
 /** What every part of the bridge shares: config, the Matrix side, the store, naming rules. */
 export class BridgeContext {
+  /** Keys of +k channels, shared by the bot's and the users' connections. */
+  readonly channelKeys: ChannelKeys;
+
   constructor(
     readonly config: BridgeConfig,
     readonly matrix: MatrixSide,
@@ -13,7 +17,9 @@ export class BridgeContext {
     readonly logger: Logger,
     /** The link IRC users get for an mxc:// URI (./mediaProxy.ts, or the homeserver's legacy path). */
     readonly mediaLink: (mxc: string, name: string) => string | undefined,
-  ) {}
+  ) {
+    this.channelKeys = new ChannelKeys(config);
+  }
 
   get domain(): string {
     return this.config.homeserver.domain;

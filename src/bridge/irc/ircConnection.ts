@@ -33,6 +33,8 @@ export interface IrcConnectionOptions {
   mayGiveUp: boolean;
   /** How often channels we are kept out of are tried again. */
   rejoinIntervalMs?: number;
+  /** The key of a +k channel, asked at every join and rejoin. */
+  channelKey?: (channel: string) => string | undefined;
 }
 
 /** Connection options for `identity` on a configured network; `owner` is the Matrix user (none: the bridge bot). */
@@ -73,6 +75,8 @@ export interface IrcConnectionEvents {
   topic: [channel: string, topic: string, by: string];
   mode: [channel: string, by: string, mode: string, adding: boolean, argument: string | undefined];
   names: [channel: string, users: Map<string, string>];
+  /** Someone invited us to a channel. */
+  invite: [channel: string, from: string];
   /** A numeric error the server sent us, e.g. 482 (not channel operator). */
   serverError: [code: string, text: string];
   saslFailed: [reason: string];
@@ -218,7 +222,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
       this.registered = true;
       this.backoff.registered();
       this.options.logger.info({ host: this.options.host, nick: client.nick }, 'IRC connection registered');
-      for (const channel of this.wanted.values()) void client.join(channel);
+      for (const channel of this.wanted.values()) void client.join(this.joinArgs(channel));
       this.scheduleRejoins();
       this.emit('registered', client.nick);
       for (const w of this.waiters.splice(0)) w.resolve();
@@ -289,6 +293,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     client.on('+mode', (channel, by, mode, argument) => mine() && this.emit('mode', channel, by, mode, true, argument));
     client.on('-mode', (channel, by, mode, argument) => mine() && this.emit('mode', channel, by, mode, false, argument));
     client.on('names', (channel, users) => mine() && this.emit('names', channel, users));
+    client.on('invite', (channel, from) => mine() && this.emit('invite', channel, from));
   }
 
   private rejoinTimer: NodeJS.Timeout | undefined;
@@ -298,7 +303,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     clearInterval(this.rejoinTimer);
     this.rejoinTimer = setInterval(() => {
       if (!this.registered || !this.client) return;
-      for (const channel of this.wanted.values()) if (!this.inChannel(channel)) void this.client.join(channel);
+      for (const channel of this.wanted.values()) if (!this.inChannel(channel)) void this.client.join(this.joinArgs(channel));
     }, this.options.rejoinIntervalMs ?? 60_000);
     this.rejoinTimer.unref();
   }
@@ -369,8 +374,14 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
       };
       client.on('join', onJoin);
       this.on('serverError', onRefused);
-      void client.join(channel);
+      void client.join(this.joinArgs(channel));
     });
+  }
+
+  /** "#chan key" for a +k channel whose key we know (the library splits it into JOIN's two parameters). */
+  private joinArgs(channel: string): string {
+    const key = this.options.channelKey?.(channel);
+    return key ? `${channel} ${key}` : channel;
   }
 
   async part(channel: string, reason = ''): Promise<void> {

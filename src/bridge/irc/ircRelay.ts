@@ -33,7 +33,8 @@ export class IrcRelay {
   async start(network: string): Promise<void> {
     const net = this.ctx.network(network)!;
     const identity = { nick: net.bot_nick, userName: 'skjolbot', realName: 'Skjól IRC bridge', sasl: net.sasl };
-    const conn = new IrcConnection(connectionOptions(net, identity, this.ctx.logger.child({ network, bot: true })));
+    const options = connectionOptions(net, identity, this.ctx.logger.child({ network, bot: true }));
+    const conn = new IrcConnection({ ...options, channelKey: (c) => this.ctx.channelKeys.get(network, c) });
     this.bots.set(network, conn);
     this.bind(network, conn);
     for (const portal of await this.ctx.store.portals.all(network)) void conn.join(portal.channel).catch(() => undefined);
@@ -108,6 +109,8 @@ export class IrcRelay {
     });
     // IRC operators get power level 50 in the portal: ghosts for IRC users, the Matrix user for their own nick.
     conn.on('mode', (channel, _by, mode, adding, argument) => {
+      // A key set or changed on IRC is the one everyone joins with from now on.
+      if (mode === 'k') this.ctx.channelKeys.set(network, channel, adding ? argument : undefined);
       if (mode !== 'o' || !argument || this.ctx.nickKey(argument) === this.ctx.nickKey(conn.nick)) return;
       this.enqueue(network, channel, 'mode', () =>
         this.inPortal(network, channel, async (roomId, encrypted) => {

@@ -7,7 +7,7 @@ import { renderForIrc } from './matrixContent.js';
 import type { Outbox } from './outbox.js';
 import type { Portals } from './portals.js';
 import type { Puppets } from './puppets.js';
-import type { OutboxItem } from './store/repositories.js';
+import type { OutboxItem, Portal } from './store/repositories.js';
 
 /** How long an encrypted event waits for its room key before the bridge gives up on it (and says so). */
 const KEY_WAIT_MS = 60_000;
@@ -184,7 +184,9 @@ export class MatrixRelay {
     }
     if (this.ctx.isBridgeUser(target)) {
       if (this.ctx.isBridgeUser(sender)) return;
-      if (membership === 'invite' && !(await this.portals.byRoom(roomId))) {
+      const portal = membership === 'invite' ? await this.portals.byRoom(roomId) : undefined;
+      if (portal) await this.ghostInvited(portal, sender, target, event);
+      else if (membership === 'invite') {
         await this.dms.onGhostInvited(roomId, sender, target);
         await this.catchUp(roomId, target, sender, event);
       }
@@ -217,6 +219,14 @@ export class MatrixRelay {
       .filter((e) => e.sender === inviter && (e.type === 'm.room.message' || e.type === 'm.room.encrypted') && Number(e.origin_server_ts ?? 0) >= since)
       .reverse();
     for (const e of missed) await this.handle({ ...e, room_id: roomId });
+  }
+
+  /** A Matrix user invited an IRC user's ghost into a portal: an IRC INVITE from their own connection. */
+  private async ghostInvited(portal: Portal, sender: string, ghostId: string, event: Json): Promise<void> {
+    const parsed = this.ctx.parseGhost(ghostId);
+    if (!parsed || parsed.network !== portal.network) return;
+    const nick = (await this.ctx.store.ghosts.nickOf(ghostId)) ?? parsed.nickLower;
+    await this.queue(sender, portal.network, [{ command: 'INVITE', target: portal.channel, text: nick }], String(event.event_id));
   }
 
   /** A Matrix user kicked or banned an IRC user's ghost from a portal: the same on IRC, if they may. */

@@ -122,6 +122,7 @@ export class Outbox {
     const { network, userId, target } = item;
     const conn = isChannelTarget(target) ? await this.puppets.join(network, userId, target) : await this.puppets.ensure(network, userId);
     if (item.command === 'TOPIC') await conn.raw('TOPIC', target, item.text);
+    else if (item.command === 'INVITE') await conn.raw('INVITE', item.text, target);
     else if (item.command === 'KICK') {
       const [nick, ...reason] = item.text.split(' ');
       await conn.raw('KICK', target, nick!, reason.join(' '));

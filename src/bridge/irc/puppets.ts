@@ -1,4 +1,5 @@
 import { localpartOf } from '../matrix/homeserverApi.js';
+import { splitChannelEntry } from './channelKeys.js';
 import type { BridgeContext } from './context.js';
 import { isChannelTarget, nickFromPattern } from './ids.js';
 import { connectionOptions, IrcConnection, type IrcMessageKind } from './ircConnection.js';
@@ -17,6 +18,8 @@ export interface PuppetCallbacks {
    * stopped trying. Told once per streak and reason, not at every attempt.
    */
   connectionTrouble(network: string, userId: string, reason: string, wasRegistered: boolean, retryInMs: number | undefined): void;
+  /** An IRC user invited the Matrix user's nick to a channel. */
+  invited(network: string, userId: string, channel: string, from: string): void;
 }
 
 const identOf = (userId: string) => (localpartOf(userId).replace(/[^a-z0-9]/gi, '').toLowerCase() || 'matrix').slice(0, 10);
@@ -62,11 +65,16 @@ export class Puppets {
     const nick = row?.nick ?? nickFromPattern(net.nick_pattern, { displayname, localpart: localpartOf(userId) }, net.max_nick_length);
     const sasl = row?.saslAccount && row.saslPassword ? { account: row.saslAccount, password: row.saslPassword } : undefined;
     const identity = { nick, userName: identOf(userId), realName: `${userId} (Matrix)`, sasl };
-    const conn = new IrcConnection(connectionOptions(net, identity, this.ctx.logger.child({ network, puppet: userId }), userId));
+    const options = connectionOptions(net, identity, this.ctx.logger.child({ network, puppet: userId }), userId);
+    const conn = new IrcConnection({ ...options, channelKey: (c) => this.ctx.channelKeys.get(network, c) });
     const key = `${network}|${userId}`;
     this.connections.set(key, conn);
     this.bind(network, userId, conn);
-    for (const channel of row?.channels ?? []) void conn.join(channel).catch(() => undefined);
+    for (const entry of row?.channels ?? []) {
+      const { channel, key } = splitChannelEntry(entry);
+      if (key && !this.ctx.channelKeys.get(network, channel)) this.ctx.channelKeys.set(network, channel, key);
+      void conn.join(channel).catch(() => undefined);
+    }
     await this.ctx.store.puppets.update(userId, network, { connected: true });
     // A network that is down keeps the connection trying (with growing delays); the caller hears of it.
     await conn.connect();
@@ -117,6 +125,7 @@ export class Puppets {
       this.callbacks.notify(userId, `SASL login on ${network} failed (${reason}), so you are not connected. Set the account again with !sasl, or connect without it after !sasl off.`);
       void this.disconnect(network, userId, 'SASL failed', true);
     });
+    conn.on('invite', (channel, from) => this.callbacks.invited(network, userId, channel, from));
     conn.on('kick', (channel, nick, by, reason) => {
       if (current && this.ctx.nickKey(nick) === this.ctx.nickKey(current)) void this.forgetChannel(network, userId, channel);
       void by;
@@ -128,9 +137,12 @@ export class Puppets {
     const conn = await this.ensure(network, userId);
     if (!conn.inChannel(channel)) await conn.join(channel);
     const row = await this.ctx.store.puppets.get(userId, network);
+    const key = this.ctx.channelKeys.get(network, channel);
+    const entry = key ? `${channel} ${key}` : channel;
     const channels = row?.channels ?? [];
-    if (!channels.some((c) => this.ctx.channelKey(c) === this.ctx.channelKey(channel))) {
-      await this.ctx.store.puppets.update(userId, network, { channels: [...channels, channel] });
+    if (!channels.includes(entry)) {
+      const others = channels.filter((c) => this.ctx.channelKey(splitChannelEntry(c).channel) !== this.ctx.channelKey(channel));
+      await this.ctx.store.puppets.update(userId, network, { channels: [...others, entry] });
     }
     return conn;
   }
@@ -143,7 +155,7 @@ export class Puppets {
   private async forgetChannel(network: string, userId: string, channel: string): Promise<void> {
     const row = await this.ctx.store.puppets.get(userId, network);
     if (!row) return;
-    await this.ctx.store.puppets.update(userId, network, { channels: row.channels.filter((c) => this.ctx.channelKey(c) !== this.ctx.channelKey(channel)) });
+    await this.ctx.store.puppets.update(userId, network, { channels: row.channels.filter((c) => this.ctx.channelKey(splitChannelEntry(c).channel) !== this.ctx.channelKey(channel)) });
   }
 
   async setNick(network: string, userId: string, nick: string): Promise<void> {

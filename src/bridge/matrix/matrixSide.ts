@@ -59,9 +59,9 @@ export class MatrixSide {
     }
   }
 
-  async invite(byUserId: string, roomId: string, userId: string): Promise<void> {
+  async invite(byUserId: string, roomId: string, userId: string, reason?: string): Promise<void> {
     try {
-      await this.api.request('POST', `/_matrix/client/v3/rooms/${seg(roomId)}/invite`, { userId: byUserId, body: { user_id: userId } });
+      await this.api.request('POST', `/_matrix/client/v3/rooms/${seg(roomId)}/invite`, { userId: byUserId, body: { user_id: userId, ...(reason ? { reason } : {}) } });
     } catch (err) {
       // Already joined or invited: nothing to do.
       if (!(err instanceof MatrixApiError && err.status === 403 && /already|is in the room|joined/i.test(err.message))) throw err;

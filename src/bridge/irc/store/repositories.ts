@@ -32,7 +32,7 @@ export interface OutboxItem {
   eventId: string;
   userId: string;
   network: string;
-  command: 'PRIVMSG' | 'NOTICE' | 'ACTION' | 'TOPIC' | 'KICK';
+  command: 'PRIVMSG' | 'NOTICE' | 'ACTION' | 'TOPIC' | 'KICK' | 'INVITE';
   target: string;
   text: string;
 }
