@@ -31,6 +31,7 @@ const USAGE = `Usage: npm run bench:bridge -- [options]
   --messages N    messages per throughput run, each direction (default 300)
   --samples N     one-at-a-time round trips for the latency percentiles (default 50)
   --ghosts N      IRC users joining the encrypted portal for the memory measurement (default 30)
+  --matrix-users N  Matrix users joining the encrypted portal for the connect-time measurement (default 50)
   --in-flight N   Matrix sends in flight during the Matrix→IRC throughput run (default 4)
   --only WHICH    plain or encrypted: run only that half
 `;
@@ -39,6 +40,7 @@ interface Flags {
   messages: number;
   samples: number;
   ghosts: number;
+  matrixUsers: number;
   inFlight: number;
   plain: boolean;
   encrypted: boolean;
@@ -51,6 +53,7 @@ function parseFlags(argv: string[]): Flags | undefined {
       messages: { type: 'string' },
       samples: { type: 'string' },
       ghosts: { type: 'string' },
+      'matrix-users': { type: 'string' },
       'in-flight': { type: 'string' },
       only: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -73,6 +76,7 @@ function parseFlags(argv: string[]): Flags | undefined {
     messages: num('messages', values.messages, 300, 1, 100_000),
     samples: num('samples', values.samples, 50, 1, 10_000),
     ghosts: num('ghosts', values.ghosts, 30, 1, 1000),
+    matrixUsers: num('matrix-users', values['matrix-users'], 50, 0, 1000),
     inFlight: num('in-flight', values['in-flight'], 4, 1, 100),
     plain: only !== 'encrypted',
     encrypted: only !== 'plain',
@@ -467,6 +471,7 @@ interface SnapshotStats {
 
 interface EncryptedHalf extends Half {
   memory?: GhostMemory;
+  connect?: ConnectTimes;
 }
 
 const gc = (globalThis as { gc?: (options?: Record<string, string>) => void }).gc;
@@ -571,6 +576,38 @@ async function ghostMemory(f: BridgeFixture, alice: TestUser, roomId: string, ch
   }
 }
 
+interface ConnectTimes {
+  users: number;
+  connected: number;
+  /** First join sent → the IRC observer saw every user's JOIN. */
+  allMs: number;
+  /** When each user's JOIN reached IRC, ms after the first join, ascending. */
+  times: number[];
+}
+
+/**
+ * N Matrix users join the encrypted portal at once (raw HTTP clients: the bridge's work is the same); each
+ * gets its own IRC connection, paced by the network's limits. Timed until an IRC user sees all N JOINs.
+ */
+async function matrixUsersConnect(f: BridgeFixture, observer: IrcUser, channel: string, n: number): Promise<ConnectTimes> {
+  const users: TestUser[] = [];
+  for (let i = 0; i < n; i++) users.push(await matrixUser(f.hs, `crowd${i}`, `Crowd${i}`));
+  const mark = observer.mark();
+  const t0 = performance.now();
+  const seen = new Map<string, number>();
+  await Promise.all(users.map((u) => api(f.hs, u, 'POST', `/_matrix/client/v3/join/${enc('#irc_test_secret:localhost')}`, {})));
+  const deadline = Date.now() + 300_000;
+  while (seen.size < n && Date.now() < deadline) {
+    for (const e of observer.events.slice(mark)) {
+      if (e.kind === 'join' && e.channel === channel && /^Crowd\d+/.test(e.nick ?? '') && !seen.has(e.nick!)) seen.set(e.nick!, e.at);
+    }
+    await sleep(100);
+  }
+  const wallT0 = Date.now() - (performance.now() - t0);
+  const times = [...seen.values()].map((at) => at - wallT0).sort((a, b) => a - b);
+  return { users: n, connected: seen.size, allMs: times.at(-1) ?? 0, times };
+}
+
 async function runEncrypted(flags: Flags): Promise<EncryptedHalf> {
   const t0 = performance.now();
   log('encrypted: starting ngircd, Skjól and the bridge (encryption on)…');
@@ -613,6 +650,10 @@ async function runEncrypted(flags: Flags): Promise<EncryptedHalf> {
     half.memory = await ghostMemory(f, alice, roomId, channel, flags.ghosts);
     const m = half.memory;
     log(`encrypted: ${m.joined} ghosts in ${fmtMs(m.createMs)}, RSS +${mb(m.after.rss - m.before.rss)}, heap +${mb(m.after.heapUsed - m.before.heapUsed)}`);
+    if (flags.matrixUsers) {
+      half.connect = await matrixUsersConnect(f, bob, channel, flags.matrixUsers);
+      log(`encrypted: ${half.connect.connected} of ${flags.matrixUsers} Matrix users on IRC in ${fmtMs(half.connect.allMs)}`);
+    }
     return half;
   } finally {
     if (client) await stopClients([client]);
@@ -660,6 +701,10 @@ function report(flags: Flags, plain: Half | undefined, encrypted: EncryptedHalf 
     const gcNote = gc ? 'after GC' : 'no GC';
     const only = (name: string, value: string) => rows.push([name, '—', value]);
     only(`Ghost devices created (${m.ghosts} IRC users join; bridge devices before → after)`, `${m.joined} ghosts joined; ${m.devicesBefore} → ${m.devicesAfter} devices in ${fmtMs(m.createMs)} (${fmtMs(m.createMs / k)} each)`);
+    const c = encrypted?.connect;
+    if (c) {
+      only(`Matrix users connected to IRC (${c.users} join the encrypted portal at once)`, `${c.connected} of ${c.users} in ${fmtMs(c.allMs)}; half of them by ${fmtMs(c.times[Math.floor(c.times.length / 2)] ?? 0)}`);
+    }
     const half = Math.floor(m.joinTimes.length / 2);
     if (half >= 2) {
       const first = m.joinTimes[half - 1]!;
@@ -718,7 +763,7 @@ function report(flags: Flags, plain: Half | undefined, encrypted: EncryptedHalf 
             'into wasm memory freed after the throughput runs add no RSS.',
         ]
       : []),
-    `Flags: --messages ${flags.messages} --samples ${flags.samples} --ghosts ${flags.ghosts} --in-flight ${flags.inFlight}.`,
+    `Flags: --messages ${flags.messages} --samples ${flags.samples} --ghosts ${flags.ghosts} --matrix-users ${flags.matrixUsers} --in-flight ${flags.inFlight}.`,
     '',
   ].join('\n');
 }

@@ -20,6 +20,7 @@ import { Outbox } from './outbox.js';
 import { Portals } from './portals.js';
 import { Puppets } from './puppets.js';
 import { connectionTroubleText } from './refusalText.js';
+import { MatrixTyping } from './typing.js';
 import { cryptoPassphrase, mediaProxyKey, readRegistration } from './registration.js';
 import { legacyMediaLink } from './matrixContent.js';
 import { MEDIA_PROXY_PATH, MediaLinks, mediaProxyHandler } from './mediaProxy.js';
@@ -106,9 +107,19 @@ export async function startIrcBridge(config: BridgeConfig, logger: Logger = brid
   portals = new Portals(ctx, (network, channel) => relay.listen(network, channel));
   const outbox = new Outbox(ctx, puppets, notify, tellInPortal);
   const commands = new AdminCommands(ctx, puppets, portals, relay);
-  matrixRelay = new MatrixRelay(ctx, ghosts, portals, puppets, dms, outbox, commands, async (body: Json) => {
-    await crypto?.receiveTransaction(body);
-  });
+  matrixRelay = new MatrixRelay(
+    ctx,
+    ghosts,
+    portals,
+    puppets,
+    dms,
+    outbox,
+    commands,
+    async (body: Json) => {
+      await crypto?.receiveTransaction(body);
+    },
+    new MatrixTyping(ctx, portals, puppets),
+  );
 
   const app = createAppserviceApp(
     tokens.hsToken,

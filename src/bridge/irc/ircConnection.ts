@@ -8,6 +8,7 @@ import { Confirmations } from './confirmations.js';
 import { nextNickCandidate } from './ids.js';
 import { openIrcSocket } from './ircSocket.js';
 import { Backoff, IrcRefusedError, type ReconnectSettings } from './reconnectPolicy.js';
+import { formatTags, installIrcv3, type TaggedMessage, type Tags } from './ircv3.js';
 
 export interface IrcConnectionOptions {
   host: string;
@@ -75,6 +76,8 @@ export interface IrcConnectionEvents {
   topic: [channel: string, topic: string, by: string];
   mode: [channel: string, by: string, mode: string, adding: boolean, argument: string | undefined];
   names: [channel: string, users: Map<string, string>];
+  /** An IRCv3 TAGMSG (typing notifications and the like), on networks with message-tags. */
+  tagmsg: [from: string, to: string, tags: Tags];
   /** Someone invited us to a channel. */
   invite: [channel: string, from: string];
   /** A numeric error the server sent us, e.g. 482 (not channel operator). */
@@ -208,6 +211,7 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
       // Our socket: the library would write its registration before the server had its say (see ircSocket.ts).
       socket as unknown as LibraryConnection,
     );
+    installIrcv3(client, Boolean(o.sasl));
     this.client = client;
     this.closingReason = undefined;
     this.established = true;
@@ -294,6 +298,9 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
     client.on('-mode', (channel, by, mode, argument) => mine() && this.emit('mode', channel, by, mode, false, argument));
     client.on('names', (channel, users) => mine() && this.emit('names', channel, users));
     client.on('invite', (channel, from) => mine() && this.emit('invite', channel, from));
+    client.on('raw', (m: TaggedMessage) => {
+      if (mine() && m.command === 'TAGMSG' && m.nick && m.args[0] && m.tags) this.emit('tagmsg', m.nick, m.args[0], m.tags);
+    });
   }
 
   private rejoinTimer: NodeJS.Timeout | undefined;
@@ -392,6 +399,18 @@ export class IrcConnection extends EventEmitter<IrcConnectionEvents> {
   async changeNick(nick: string): Promise<void> {
     this.wantedNick = nick;
     if (this.registered) await this.client!.send('NICK', nick);
+  }
+
+  /** Whether the server granted an IRCv3 capability (message-tags …) on this connection. */
+  hasCap(cap: string): boolean {
+    const caps = (this.client as unknown as { state?: { capabilities?: { userCapabilites?: { caps?: Set<string> } } } } | undefined)?.state?.capabilities?.userCapabilites?.caps;
+    return this.registered && Boolean(caps?.has(cap));
+  }
+
+  /** A TAGMSG (client tags only, e.g. +typing), when the network has message-tags; otherwise nothing. */
+  async tagmsg(target: string, tags: Record<string, string>): Promise<void> {
+    if (!this.hasCap('message-tags')) return;
+    await this.client!.send(formatTags(tags), 'TAGMSG', target);
   }
 
   async raw(...args: string[]): Promise<void> {

@@ -119,6 +119,17 @@ export class IrcRelay {
         }),
       );
     });
+    // IRCv3 +typing from IRC users: their ghost types in the portal (Matrix clears it by itself after 6 s).
+    conn.on('tagmsg', (from, to, tags) => {
+      const state = tags.get('+typing') ?? tags.get('+draft/typing');
+      if (!state || !isChannelTarget(to) || this.isOurs(network, from)) return;
+      this.enqueue(network, to, 'typing', () =>
+        this.inPortal(network, to, async (roomId, encrypted) => {
+          const ghost = await this.ghosts.joinRoom(network, from, roomId, encrypted);
+          await this.ctx.matrix.typing(ghost, roomId, state === 'active');
+        }),
+      );
+    });
     conn.on('saslFailed', (reason) => this.ctx.logger.error({ network, reason }, 'the bridge bot could not log in with SASL; fix networks.<id>.sasl and restart the bridge'));
     // The bot kept out of a channel means IRC messages stop arriving: the portal is told.
     conn.on('serverError', (code, text) => {

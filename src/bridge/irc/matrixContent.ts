@@ -41,6 +41,17 @@ function snippet(text: string, max = 40): string {
   return one.length > max ? `${one.slice(0, max - 1)}…` : one;
 }
 
+/** A reaction as one ACTION line: `reacted 👍 to <bob> "the message…"`. */
+export function reactionLine(key: string, quote: { nick: string; text: string } | undefined): string {
+  const emoji = snippet(key, 16);
+  return quote ? `reacted ${emoji} to <${quote.nick}> "${snippet(quote.text)}"` : `reacted ${emoji} to a message`;
+}
+
+/** A redaction of a line the bridge sent lately, as one ACTION line. */
+export function redactionLine(text: string, whose: string | undefined): string {
+  return whose ? `removed a message by ${whose}: "${snippet(text)}"` : `deleted their message: "${snippet(text)}"`;
+}
+
 /** The IRC lines for one Matrix message (text, emote, notice, media, edit, reply), split and capped. */
 export function renderForIrc(type: string, content: Json, target: string, opts: RenderOptions): { command: IrcCommand; lines: string[] } {
   const relates = (content['m.relates_to'] ?? {}) as Json;

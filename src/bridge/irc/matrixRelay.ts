@@ -3,7 +3,8 @@ import type { AdminCommands } from './commands.js';
 import type { BridgeContext } from './context.js';
 import type { DirectChats } from './directChats.js';
 import type { Ghosts } from './ghosts.js';
-import { renderForIrc } from './matrixContent.js';
+import { reactionLine, redactionLine, renderForIrc } from './matrixContent.js';
+import type { MatrixTyping } from './typing.js';
 import type { Outbox } from './outbox.js';
 import type { Portals } from './portals.js';
 import type { Puppets } from './puppets.js';
@@ -11,6 +12,8 @@ import type { OutboxItem, Portal } from './store/repositories.js';
 
 /** How long an encrypted event waits for its room key before the bridge gives up on it (and says so). */
 const KEY_WAIT_MS = 60_000;
+/** Redactions of what the bridge said on IRC within this long are noted there. */
+const RECENT_MS = 60 * 60_000;
 
 /**
  * Events from the homeserver's transactions, turned into IRC actions: messages into the outbox, joins and
@@ -28,7 +31,11 @@ export class MatrixRelay {
     private readonly outbox: Outbox,
     private readonly commands: AdminCommands,
     private readonly receiveCrypto: (body: Json) => Promise<void>,
+    private readonly typing?: MatrixTyping,
   ) {}
+
+  /** What the bridge recently said on IRC for each Matrix event, so a redaction can name it. */
+  private readonly recent = new Map<string, { sender: string; text: string; ts: number }>();
 
   /** Application Service API transaction: handled once, even when the homeserver sends it again. */
   async onTransaction(txnId: string, body: Json): Promise<void> {
@@ -42,6 +49,10 @@ export class MatrixRelay {
       } catch (err) {
         this.ctx.logger.warn({ err: (err as Error).message, type: event.type, room: event.room_id }, 'Matrix event not bridged');
       }
+    }
+    const ephemeral = body.ephemeral ?? body['de.sorunome.msc2409.ephemeral'];
+    for (const e of Array.isArray(ephemeral) ? (ephemeral as Json[]) : []) {
+      if (typeof e === 'object' && e !== null) await this.typing?.onEphemeral(e).catch((err: Error) => this.ctx.logger.debug({ err: err.message }, 'typing not bridged'));
     }
     // Room keys come as to-device messages: only then can a waiting event have become readable.
     if (Array.isArray(body['de.sorunome.msc2409.to_device']) || Array.isArray(body.to_device)) await this.retryUndecrypted();
@@ -116,7 +127,7 @@ export class MatrixRelay {
   }
 
   private async content(event: Json, type: string, roomId: string, sender: string, content: Json): Promise<void> {
-    if (type !== 'm.room.message' && type !== 'm.sticker' && type !== 'm.room.topic') return;
+    if (!['m.room.message', 'm.sticker', 'm.room.topic', 'm.reaction', 'm.room.redaction'].includes(type)) return;
     const eventId = String(event.event_id);
     if (this.seen.has(eventId)) return;
     this.seen.add(eventId);
@@ -134,6 +145,23 @@ export class MatrixRelay {
       if (portal && typeof content.topic === 'string') await this.queue(sender, network, [{ command: 'TOPIC', target, text: content.topic }], eventId);
       return;
     }
+    if (type === 'm.reaction') {
+      const relates = (content['m.relates_to'] ?? {}) as Json;
+      if (relates.rel_type !== 'm.annotation' || typeof relates.key !== 'string' || typeof relates.event_id !== 'string') return;
+      const quote = await this.quoteOf(roomId, relates.event_id, network);
+      await this.queue(sender, network, [{ command: 'ACTION', target, text: reactionLine(relates.key, quote) }], eventId);
+      return;
+    }
+    if (type === 'm.room.redaction') {
+      const redacts = typeof event.redacts === 'string' ? event.redacts : content.redacts;
+      const said = typeof redacts === 'string' ? this.recent.get(redacts) : undefined;
+      // Only what the bridge itself said on IRC lately: older lines have scrolled away, others were never there.
+      if (!said || Date.now() - said.ts > RECENT_MS) return;
+      this.recent.delete(redacts as string);
+      const whose = said.sender === sender ? undefined : ((await this.ctx.matrix.displayName(said.sender)) ?? said.sender);
+      await this.queue(sender, network, [{ command: 'ACTION', target, text: redactionLine(said.text, whose) }], eventId);
+      return;
+    }
     const net = this.ctx.network(network)!;
     const replyTo = await this.repliedTo(roomId, content, network);
     const rendered = renderForIrc(type, content, target, {
@@ -145,6 +173,12 @@ export class MatrixRelay {
       replyTo,
     });
     await this.queue(sender, network, rendered.lines.map((text) => ({ command: rendered.command, target, text })), eventId);
+    if (rendered.lines.length) this.remember(eventId, sender, rendered.lines.join(' '));
+  }
+
+  private remember(eventId: string, sender: string, text: string): void {
+    this.recent.set(eventId, { sender, text, ts: Date.now() });
+    if (this.recent.size > 2000) this.recent.delete(this.recent.keys().next().value!);
   }
 
   private async queue(sender: string, network: string, items: Array<Pick<OutboxItem, 'command' | 'target' | 'text'>>, eventId: string): Promise<void> {
@@ -158,8 +192,13 @@ export class MatrixRelay {
     const relates = content['m.relates_to'] as Json | undefined;
     const inReplyTo = relates?.['m.in_reply_to'] as Json | undefined;
     if (!inReplyTo || typeof inReplyTo.event_id !== 'string' || relates?.rel_type === 'm.replace') return undefined;
+    return this.quoteOf(roomId, inReplyTo.event_id, network);
+  }
+
+  /** The nick and text of a message in the room (decrypted if need be), for quoting it on IRC. */
+  private async quoteOf(roomId: string, eventId: string, network: string): Promise<{ nick: string; text: string } | undefined> {
     const reader = (await this.decryptors(roomId))[0]!;
-    let original = await this.ctx.matrix.event(reader, roomId, inReplyTo.event_id);
+    let original = await this.ctx.matrix.event(reader, roomId, eventId);
     if (!original) return undefined;
     if (original.type === 'm.room.encrypted') {
       const clear = await this.ctx.matrix.decrypt(original, await this.decryptors(roomId)).catch(() => undefined);

@@ -31,6 +31,11 @@ export class MatrixSide {
     this.registered.add(userId);
   }
 
+  /** Client-Server API: PUT /rooms/{roomId}/typing/{userId}. */
+  async typing(userId: string, roomId: string, typing: boolean, timeoutMs = 6000): Promise<void> {
+    await this.api.request('PUT', `/_matrix/client/v3/rooms/${seg(roomId)}/typing/${seg(userId)}`, { userId, body: typing ? { typing, timeout: timeoutMs } : { typing } });
+  }
+
   async setDisplayName(userId: string, name: string): Promise<void> {
     await this.api.request('PUT', `/_matrix/client/v3/profile/${seg(userId)}/displayname`, { userId, body: { displayname: name } });
   }

@@ -25,6 +25,8 @@ export interface InspircdOptions {
   connectionsPerIp?: number;
   /** Links Debian's atheme-services (NickServ + SaslServ with PLAIN and EXTERNAL). */
   services?: boolean;
+  /** Offers IRCv3 message-tags (TAGMSG, client tags such as +typing) and msgid. */
+  messageTags?: boolean;
   /** Also listen with TLS (asking for client certificates, so CertFP works) on another port. */
   tls?: boolean;
 }
@@ -34,7 +36,7 @@ export interface InspircdServer extends IrcTestServer {
   dir: string;
 }
 
-function inspircdConfig(o: { dir: string; port: number; linkPort: number; perIp: number; tls?: { port: number; cert: string; key: string }; services: boolean }): string {
+function inspircdConfig(o: { dir: string; port: number; linkPort: number; perIp: number; tls?: { port: number; cert: string; key: string }; services: boolean; messageTags?: boolean }): string {
   const lines = [
     '<server id="001" name="irc.skjol.test" description="Skjol bridge test server" network="SkjolTest">',
     '<admin name="Skjol test suite" nick="skjol" email="nobody@skjol.test">',
@@ -51,6 +53,7 @@ function inspircdConfig(o: { dir: string; port: number; linkPort: number; perIp:
     '<module name="ircv3_echomessage">',
     `<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="${join(o.dir, 'inspircd.log')}">`,
   ];
+  if (o.messageTags) lines.push('<module name="ircv3_ctctags">', '<module name="ircv3_msgid">');
   if (o.tls) {
     lines.push(
       '<module name="ssl_gnutls">',
@@ -104,7 +107,7 @@ export async function startInspircd(options: InspircdOptions = {}): Promise<Insp
   }
   const services = options.services ?? false;
   const configFile = join(dir, 'inspircd.conf');
-  writeFileSync(configFile, inspircdConfig({ dir, port, linkPort, perIp: options.connectionsPerIp ?? 50, tls, services }));
+  writeFileSync(configFile, inspircdConfig({ dir, port, linkPort, perIp: options.connectionsPerIp ?? 50, tls, services, messageTags: options.messageTags }));
   writeFileSync(join(dir, 'inspircd.motd'), 'Skjol bridge test server\n');
   // InspIRCd refuses to run as root unless told to (the test box may be root).
   const ircd = new Daemon('inspircd', INSPIRCD_BIN, ['--nofork', '--nopid', '--runasroot', `--config=${configFile}`], (l) => l.includes('is now running as'), port);
