@@ -29,6 +29,9 @@ import { DeactivationService } from './deactivation/deactivationService.js';
 import { createE2ee, type E2eeServices } from './e2ee/index.js';
 import { createEdus, type EduServices } from './edus/index.js';
 import { createLogger } from './logger.js';
+import { HomeserverMetrics } from './metrics/metrics.js';
+import { watchQueues } from './metrics/gauges.js';
+import { serveMetrics } from './metrics/serve.js';
 import { createPush, type PushService } from './push/index.js';
 import { readPositions } from './storage/repositories/receipts.js';
 import { MediaService } from './media/mediaService.js';
@@ -108,6 +111,8 @@ export interface Services {
   selfDestruct: SelfDestructingMessages;
   /** Synapse's admin API: accounts as an admin sees them. */
   adminUsers: AdminUsers;
+  /** Prometheus metrics of this homeserver (served on listeners with the metrics resource). */
+  metrics: HomeserverMetrics;
 }
 
 export interface Homeserver {
@@ -159,6 +164,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   const firstPort = config.listeners.find((l) => l.type === 'http')?.port ?? 8008;
   const publicBaseUrl = (config.public_baseurl ?? `http://${config.server_name}:${firstPort}`).replace(/\/$/, '');
   const notifier = new Notifier();
+  const metrics = new HomeserverMetrics(config.server_name, { processMetrics: config.enable_metrics });
+  notifier.metrics = metrics.sync;
 
   const base = { config, serverName: config.server_name, logger, db, clock, notifier, signingKey };
   const users = new UserService(base);
@@ -246,7 +253,14 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     retention: new RetentionService({ ...base, rooms }),
     selfDestruct: new SelfDestructingMessages({ ...base, rooms, enabled: config.enable_ephemeral_messages }),
     adminUsers: new AdminUsers({ ...base, users, rooms, deactivation }),
+    metrics,
   };
+  rooms.onCommitted((result) => metrics.events.persisted(result.events.length));
+  roomFederation.sender.metrics = metrics.federation;
+  roomFederation.receiver.metrics = metrics.federation;
+  services.appservicePusher.sender.metrics = metrics.appservice;
+  push.pushers.delivery.metrics = metrics.push;
+  watchQueues(metrics, { db, notifier, federationSender: roomFederation.sender, appservices: appservices.registry });
   users.account.deactivation = services.deactivation;
   services.media.start();
   // Erasure deletes the user's uploads; the hook may run twice (after a crash), which eraseUserMedia allows.
@@ -271,9 +285,10 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   const listeners = new ListenerProfiles();
   app.set('query parser', 'simple');
   const inFlight = new InFlightRequests();
-  requestLogging(app, logger);
+  requestLogging(app, logger, { logRequests: config.log_requests, metrics, clientAddress: (req) => listeners.addressOf(req) });
   serveHealth(app);
   app.use(resourceGate(listeners, refuseUnrecognized));
+  if (config.enable_metrics) serveMetrics(app, metrics);
   applyCors(app);
   const limiters = config.rc_enabled
     ? {
@@ -293,6 +308,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     bodyStore: services.media.store,
     inFlight,
     clientAddress: (req) => listeners.addressOf(req),
+    metrics,
     authenticateServer: async (req) => {
       const server = await federation.authenticator.authenticate(req);
       roomFederation.markAlive(server.origin);

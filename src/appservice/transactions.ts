@@ -53,6 +53,12 @@ export interface AppserviceSenderDeps {
   fetch?: typeof fetch;
 }
 
+/** What the sender reports to the metrics (src/metrics). */
+export interface AppserviceSenderMetrics {
+  transactionSent(serviceId: string, events: number): void;
+  transactionFailed(serviceId: string): void;
+}
+
 interface Queue {
   running: boolean;
   again: boolean;
@@ -71,6 +77,7 @@ export interface DeviceListItem {
 
 export class AppserviceTransactionSender {
   readonly options: AppserviceSenderOptions;
+  metrics: AppserviceSenderMetrics | undefined;
   private readonly queues = new Map<string, Queue>();
   private readonly running = new Set<Promise<void>>();
   private readonly aborts = new Set<AbortController>();
@@ -181,10 +188,12 @@ export class AppserviceTransactionSender {
       const body = await this.transactionBody(reg, items);
       try {
         await this.put(reg, txnId!, body);
+        this.metrics?.transactionSent(serviceId, items.filter((i) => i.kind === 'event').length);
       } catch (err) {
         if (this.closed) return;
         const retryCount = state.retryCount + 1;
         const delay = appserviceBackoffMs(retryCount, this.options);
+        this.metrics?.transactionFailed(serviceId);
         await saveAppserviceState(db.knex, { ...state, pendingTxnId: txnId, retryCount, nextAttemptTs: clock.now() + delay });
         this.deps.logger.info({ serviceId, txnId, retryCount, delayMs: delay, err: String(err) }, 'appservice: transaction failed, backing off');
         this.schedule(serviceId, delay);

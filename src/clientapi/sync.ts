@@ -30,8 +30,9 @@ export function syncRoutes(services: Services): RouteDefinition[] {
       auth: 'user',
       allowGuests: true,
       query: syncQuery,
-      handler: (ctx) =>
-        services.edus.presence.duringSync(ctx.requester.userId, ctx.query.set_presence, () =>
+      handler: (ctx) => {
+        services.metrics.sync.requested(!ctx.query.since ? 'initial_sync' : ctx.query.full_state ? 'full_state_sync' : 'incremental_sync');
+        return services.edus.presence.duringSync(ctx.requester.userId, ctx.query.set_presence, () =>
           services.sync.sync({
             userId: ctx.requester.userId,
             deviceId: ctx.requester.deviceId,
@@ -40,7 +41,8 @@ export function syncRoutes(services: Services): RouteDefinition[] {
             filter: ctx.query.filter,
             fullState: ctx.query.full_state,
           }),
-        ),
+        );
+      },
     }),
   ];
 }

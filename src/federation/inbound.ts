@@ -31,6 +31,8 @@ export class TransactionReceiver {
   private readonly inFlight = new Map<string, Promise<SendResult>>();
   /** Handles a transaction's EDUs (set by federation/edus); never fails the transaction. Unset: ignored. */
   eduHandler: ((origin: string, edus: readonly unknown[]) => Promise<void>) | undefined;
+  /** Counts new (not repeated) transactions' PDUs and EDUs (src/metrics). */
+  metrics: { transactionReceived(pdus: number, edus: number): void } | undefined;
 
   constructor(private readonly deps: ReceiverDeps) {}
 
@@ -47,6 +49,7 @@ export class TransactionReceiver {
     const { db, logger } = this.deps;
     const earlier = await getInboundTransaction(db.knex, origin, txnId);
     if (earlier !== undefined) return earlier as SendResult;
+    this.metrics?.transactionReceived(body.pdus.length, body.edus?.length ?? 0);
 
     const byRoom = new Map<string, unknown[]>();
     const pdus = dict<PduResult>();

@@ -57,8 +57,15 @@ export function backoffMs(retryCount: number, options: Pick<SenderOptions, 'retr
   return Math.min(options.retryBaseMs * 2 ** Math.max(0, Math.min(retryCount - 1, 30)), options.maxBackoffMs);
 }
 
+/** What the sender reports to the metrics (src/metrics). */
+export interface SenderMetrics {
+  transactionSent(pdus: number, edus: number): void;
+  transactionFailed(): void;
+}
+
 export class TransactionSender {
   readonly options: SenderOptions;
+  metrics: SenderMetrics | undefined;
   private readonly queues = new Map<string, Queue>();
   private readonly running = new Set<Promise<void>>();
   private closed = false;
@@ -110,6 +117,13 @@ export class TransactionSender {
   /** Resolves when nothing is in flight (tests). */
   async idle(): Promise<void> {
     while (this.running.size) await Promise.allSettled([...this.running]);
+  }
+
+  /** Destinations waiting out a backoff after a failed transaction. */
+  backingOff(): number {
+    let n = 0;
+    for (const q of this.queues.values()) if (q.timer) n++;
+    return n;
   }
 
   private queue(destination: string): Queue {
@@ -189,10 +203,12 @@ export class TransactionSender {
         });
         const errors = Object.entries(res?.pdus ?? {}).filter(([, r]) => r && typeof r === 'object' && r.error !== undefined);
         if (errors.length) this.deps.logger.info({ destination, txnId, errors: errors.slice(0, 10) }, 'federation: remote refused PDUs');
+        this.metrics?.transactionSent(body.pdus.length, body.edus.length);
       } catch (err) {
         if (this.closed) return;
         const retryCount = state.retryCount + 1;
         const delay = backoffMs(retryCount, this.options);
+        this.metrics?.transactionFailed();
         await saveDestination(db.knex, { ...state, pendingTxnId: txnId, retryCount, nextAttemptTs: clock.now() + delay });
         this.deps.logger.info({ destination, txnId, retryCount, delayMs: delay, err: (err as { detail?: string }).detail ?? String(err) }, 'federation: transaction failed, backing off');
         this.schedule(destination, delay);

@@ -5,8 +5,10 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { MatrixError, badJson, limitExceeded, unrecognized } from '../errors.js';
 import { MAX_BODY_NESTING, jsonNestingExceeds } from '../util/jsonNesting.js';
+import { servletName } from '../metrics/servletNames.js';
 import { closeWhenAnswered, readBody, streamBody } from './body.js';
 import type { InFlightRequests } from './inFlight.js';
+import { redactedUri } from './redact.js';
 import type { RateLimiter } from './rateLimit.js';
 import {
   JsonReply,
@@ -44,6 +46,15 @@ export interface HttpDeps {
   clientAddress?(req: Request): string;
   /** Where `rawBody: 'stream'` routes spool their bodies. */
   bodyStore?: BodyStore;
+  /** Requests by servlet (src/metrics). */
+  metrics?: HttpMetrics;
+}
+
+/** What the edge reports to the metrics (src/metrics). */
+export interface HttpMetrics {
+  /** A request reached a route; the returned function marks the handler done. */
+  requestStarted(method: string, servlet: string): () => void;
+  requestFinished(method: string, servlet: string, code: number, seconds: number): void;
 }
 
 function extractToken(req: Request): string | undefined {
@@ -101,6 +112,7 @@ function sendJson(res: Response, status: number, body: unknown): void {
 
 function sendError(res: Response, err: MatrixError): void {
   if (res.headersSent) return;
+  res.locals.errcode = err.errcode;
   closeWhenAnswered(res.req, res);
   sendJson(res, err.status, err.toJSON());
 }
@@ -120,18 +132,51 @@ export function applyCors(app: Express): void {
   });
 }
 
-export function requestLogging(app: Express, logger: Logger): void {
+export interface RequestLogOptions {
+  /** One info line per request (Synapse's "Processed request"); false: at debug. */
+  logRequests: boolean;
+  metrics?: HttpMetrics;
+  clientAddress?(req: Request): string;
+}
+
+// nginx's code for a client that went away before the answer: the log and metrics keep such requests apart.
+const CLIENT_CLOSED = 499;
+
+/**
+ * One line per request when it ends: method, the path with secrets taken out of the query, status,
+ * duration, the user (or appservice) or origin server, the client address, and the request id that an
+ * error logged while handling it also carries. Probes (/health, metrics scrapes) are logged at debug only.
+ */
+export function requestLogging(app: Express, logger: Logger, options: RequestLogOptions): void {
   app.use((req, res, next) => {
     const started = process.hrtime.bigint();
     const requestId = randomBytes(6).toString('hex');
     res.locals.requestId = requestId;
-    res.on('finish', () => {
-      // Only the path: the query string may carry an access token.
-      logger.debug(
-        { requestId, method: req.method, path: req.path, status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 },
-        'request',
-      );
-    });
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
+      const quiet = res.locals.quiet === true;
+      if (!quiet) options.metrics?.requestFinished(req.method, (res.locals.servlet as string | undefined) ?? 'unrecognized', status, seconds);
+      const line = {
+        requestId,
+        method: req.method,
+        path: redactedUri(req.originalUrl),
+        status,
+        ms: Math.round(seconds * 1e4) / 10,
+        ...(res.locals.user ? { user: res.locals.user as string } : {}),
+        ...(res.locals.appservice ? { appservice: res.locals.appservice as string } : {}),
+        ...(res.locals.origin ? { origin: res.locals.origin as string } : {}),
+        ...(res.locals.errcode ? { errcode: res.locals.errcode as string } : {}),
+        ip: options.clientAddress?.(req) ?? req.socket.remoteAddress,
+      };
+      if (options.logRequests && !quiet) logger.info(line, 'Processed request');
+      else logger.debug(line, 'Processed request');
+    };
+    res.on('finish', end);
+    res.on('close', end);
     next();
   });
 }
@@ -140,12 +185,17 @@ export function mountRoutes(app: Express, routes: readonly RouteDefinition[], de
   const paths = new Set<string>();
   for (const route of routes) {
     if (route.rawBody === 'stream' && !deps.bodyStore) throw new Error(`${route.path}: streamed bodies need HttpDeps.bodyStore`);
+    // r0 and v3 are one servlet: the label does not split with the prefix a client happens to use.
+    const servlet = servletName(route.prefixes[0]!, route.path);
     for (const prefix of route.prefixes) {
       const fullPath = prefix + route.path;
       paths.add(fullPath);
       const method = route.method.toLowerCase() as 'get' | 'post' | 'put' | 'delete';
       app[method](fullPath, (req: Request, res: Response, next: NextFunction) => {
+        res.locals.servlet = servlet;
+        const handled = deps.metrics?.requestStarted(req.method, servlet);
         const work = handle(route, req, res, deps);
+        if (handled) work.then(handled, handled);
         (deps.inFlight ? deps.inFlight.track(work) : work).catch(next);
       });
     }
@@ -193,8 +243,11 @@ async function answer(
     }
     raw = await readBody(req, res, limit);
     server = await deps.authenticateServer({ method: req.method, uri: req.originalUrl, headers: req.headers, rawBody: raw });
+    res.locals.origin = server.origin;
   } else if (route.auth !== 'none' && token !== undefined) {
     requester = await deps.authenticate(token, { ip, userAgent, query: req.query as Record<string, unknown>, path: req.path });
+    res.locals.user = requester.userId;
+    if (requester.appserviceId) res.locals.appservice = requester.appserviceId;
   } else if (route.auth === 'user') {
     throw new MatrixError('M_MISSING_TOKEN', 'Missing access token', 401);
   }

@@ -56,8 +56,15 @@ export interface DeliveryDeps {
 
 const keyOf = (t: { userId: string; appId: string; pushkey: string }) => JSON.stringify([t.userId, t.appId, t.pushkey]);
 
+/** What delivery reports to the metrics (src/metrics); a badge update is a notification without an event. */
+export interface DeliveryMetrics {
+  delivered(badgeOnly: boolean): void;
+  failed(badgeOnly: boolean): void;
+}
+
 export class PushDelivery {
   readonly options: DeliveryOptions;
+  metrics: DeliveryMetrics | undefined;
   private readonly queues = new Map<string, Queue>();
   private closed = false;
   private readonly idleWaiters: Array<() => void> = [];
@@ -171,7 +178,9 @@ export class PushDelivery {
       }
       if (this.closed || this.queues.get(key) !== q) return;
 
+      const badgeOnly = isBadgeOnly(body);
       if (failure === undefined) {
+        this.metrics?.delivered(badgeOnly);
         q.items.shift();
         q.attempt = 0;
         if (rejected?.includes(q.target.pushkey)) {
@@ -189,6 +198,7 @@ export class PushDelivery {
         continue;
       }
 
+      this.metrics?.failed(badgeOnly);
       q.attempt++;
       this.deps.logger.warn({ appId: q.target.appId, attempt: q.attempt, failure }, 'push delivery failed');
       if (q.attempt >= this.options.maxAttempts) {
@@ -209,4 +219,9 @@ export class PushDelivery {
       this.checkIdle();
     }
   }
+}
+
+function isBadgeOnly(body: unknown): boolean {
+  const notification = (body as { notification?: { event_id?: unknown } } | undefined)?.notification;
+  return notification?.event_id === undefined;
 }

@@ -2,8 +2,14 @@
 // so a wake-up that races a commit can never lose an event (docs/architecture.md, "Sync").
 type Waiter = () => void;
 
+/** How a wait ended, for the metrics (src/metrics). */
+export interface NotifierMetrics {
+  waitEnded(outcome: 'woken' | 'timeout'): void;
+}
+
 export class Notifier {
   private readonly waiters = new Map<string, Set<Waiter>>();
+  metrics: NotifierMetrics | undefined;
 
   /**
    * Resolves when `userId` is notified (or a new event lands in one of `rooms`, for a peek), or after
@@ -19,19 +25,27 @@ export class Notifier {
         for (const key of keys) {
           const s = this.waiters.get(key);
           if (!s) continue;
-          s.delete(done);
+          s.delete(woken);
           if (s.size === 0) this.waiters.delete(key);
         }
         resolve();
       };
-      const timer = setTimeout(done, Math.max(0, timeoutMs));
+      // A wait cancelled (an answer found without waiting, a client gone) is not a long-poll outcome.
+      const woken = () => {
+        this.metrics?.waitEnded('woken');
+        done();
+      };
+      const timer = setTimeout(() => {
+        this.metrics?.waitEnded('timeout');
+        done();
+      }, Math.max(0, timeoutMs));
       // A parked request must not keep the process alive on shutdown; its socket does that while open.
       timer.unref?.();
       signal?.addEventListener('abort', done);
       for (const key of keys) {
         let set = this.waiters.get(key);
         if (!set) this.waiters.set(key, (set = new Set()));
-        set.add(done);
+        set.add(woken);
       }
     });
   }

@@ -10,7 +10,7 @@ describe.each(testDialects())('listeners and their resources, on %s', (dialect) 
   const urls: Record<'both' | 'federation' | 'client' | 'media' | 'metrics', string> = { both: '', federation: '', client: '', media: '', metrics: '' };
 
   beforeAll(async () => {
-    server = await startHomeserver({ dialect });
+    server = await startHomeserver({ dialect, config: { enable_metrics: true } });
     alice = await registerUser(server.baseUrl, 'alice');
     const on = async (resources: Parameters<TestServer['hs']['listen']>[3]) => `http://127.0.0.1:${await server.hs.listen(0, '127.0.0.1', undefined, resources)}`;
     urls.both = server.baseUrl;
@@ -70,5 +70,16 @@ describe.each(testDialects())('listeners and their resources, on %s', (dialect) 
     expect([whoami.status, whoami.body.errcode]).toEqual([404, 'M_UNRECOGNIZED']);
     const version = await request(urls.media, 'GET', '/_matrix/federation/v1/version', { skipSpecCheck: true });
     expect(version.status).toBe(404);
+  });
+
+  it('serves /_synapse/metrics only on a listener with the metrics resource', async () => {
+    const scraped = await fetch(`${urls.metrics}/_synapse/metrics`);
+    expect(scraped.status).toBe(200);
+    expect(scraped.headers.get('content-type')).toMatch(/^text\/plain/);
+    for (const url of [urls.both, urls.client, urls.federation]) {
+      expect((await fetch(`${url}/_synapse/metrics`)).status).toBe(404);
+    }
+    const versions = await request(urls.metrics, 'GET', '/_matrix/client/versions', { skipSpecCheck: true });
+    expect(versions.status).toBe(404);
   });
 });
