@@ -36,12 +36,13 @@ const toMembership = (r: MembershipDbRow): SlidingMembership => ({
   sender: r.sender,
 });
 
-/** The user's current membership in every room they have one in. */
-export async function membershipsWithSender(db: Db, userId: string): Promise<SlidingMembership[]> {
-  const rows: MembershipDbRow[] = await db('current_state as cs')
+/** The user's current membership in every room they have one in (with `after`: only those changed since). */
+export async function membershipsWithSender(db: Db, userId: string, after?: number): Promise<SlidingMembership[]> {
+  const q = db('current_state as cs')
     .join('events as e', 'e.event_id', 'cs.event_id')
-    .where({ 'cs.type': 'm.room.member', 'cs.state_key': userId })
-    .select('cs.room_id', 'cs.membership', 'cs.event_id', 'cs.stream_ordering', 'e.sender');
+    .where({ 'cs.type': 'm.room.member', 'cs.state_key': userId });
+  if (after !== undefined) q.andWhere('cs.stream_ordering', '>', after);
+  const rows: MembershipDbRow[] = await q.select('cs.room_id', 'cs.membership', 'cs.event_id', 'cs.stream_ordering', 'e.sender');
   return rows.map(toMembership);
 }
 

@@ -10,12 +10,12 @@ export interface ConnectionKey {
 }
 
 /** The connection that `position` belongs to, if it is this user's, device's and conn_id's. */
-export async function findPosition(db: Db, key: ConnectionKey, position: number): Promise<{ connectionKey: number; rooms: string } | undefined> {
-  const row: { connection_key: number | string; rooms: string } | undefined = await db('sliding_sync_positions as p')
+export async function findPosition(db: Db, key: ConnectionKey, position: number): Promise<{ connectionKey: number; rooms: string; lastUsed: number } | undefined> {
+  const row: { connection_key: number | string; rooms: string; last_used_ts: number | string } | undefined = await db('sliding_sync_positions as p')
     .join('sliding_sync_connections as c', 'c.connection_key', 'p.connection_key')
     .where({ 'p.position': position, 'c.user_id': key.userId, 'c.device_id': key.deviceId, 'c.conn_id': key.connId })
-    .first('p.connection_key', 'p.rooms');
-  return row ? { connectionKey: Number(row.connection_key), rooms: row.rooms } : undefined;
+    .first('p.connection_key', 'p.rooms', 'c.last_used_ts');
+  return row ? { connectionKey: Number(row.connection_key), rooms: row.rooms, lastUsed: Number(row.last_used_ts) } : undefined;
 }
 
 /** The client answered from `keep`: every other position of the connection is dead (lost or superseded). */

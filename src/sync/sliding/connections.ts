@@ -19,6 +19,8 @@ export interface SentRoom {
 export interface ConnectionState {
   /** Undefined for a connection that keeps nothing (no lists or subscriptions so far). */
   connectionKey: number | undefined;
+  /** When the connection was last marked used (it expires a week after). */
+  lastUsed?: number;
   position: number;
   since: SyncPositions | undefined;
   rooms: Map<string, SentRoom>;
@@ -26,6 +28,9 @@ export interface ConnectionState {
 
 /** Connections unused this long are forgotten (Synapse: a week); their `pos` is then M_UNKNOWN_POS. */
 export const CONNECTION_EXPIRY_MS = 7 * 24 * 3600_000;
+
+/** How stale `last_used_ts` may get before an unchanged answer writes it (far below the expiry). */
+const TOUCH_INTERVAL_MS = 3600_000;
 
 export function unknownPos(): MatrixError {
   return new MatrixError('M_UNKNOWN_POS', 'Unknown position', 400);
@@ -56,9 +61,7 @@ export class ConnectionStore {
     const db = this.deps.db.knex;
     const row = await repo.findPosition(db, key, position);
     if (!row) throw unknownPos();
-    // The client answered from this position: the others were superseded or never reached it.
-    await repo.deleteOtherPositions(db, row.connectionKey, position);
-    return { connectionKey: row.connectionKey, position, since, rooms: decodeRooms(row.rooms) };
+    return { connectionKey: row.connectionKey, lastUsed: row.lastUsed, position, since, rooms: decodeRooms(row.rooms) };
   }
 
   /**
@@ -70,10 +73,15 @@ export class ConnectionStore {
     const now = this.deps.now();
     const encoded = encodeRooms(rooms);
     if (previous.connectionKey !== undefined && encoded === encodeRooms(previous.rooms)) {
-      await repo.touchConnection(db, previous.connectionKey, now);
+      // Nothing new to record: no write on the hot path, but for marking the connection used now and then.
+      if (now - (previous.lastUsed ?? 0) > TOUCH_INTERVAL_MS) await repo.touchConnection(db, previous.connectionKey, now);
       return previous.position;
     }
     return db.transaction(async (trx) => {
+      if (previous.connectionKey !== undefined) {
+        // The client answered from this position: the others were superseded or never reached it.
+        await repo.deleteOtherPositions(trx, previous.connectionKey, previous.position);
+      }
       const connectionKey = previous.connectionKey ?? (await repo.resetConnection(trx, key, now));
       return repo.insertPosition(trx, connectionKey, encoded, now);
     });

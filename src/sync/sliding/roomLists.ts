@@ -1,4 +1,5 @@
 import type { RoomService } from '../../rooms/roomService.js';
+import { LruCache } from '../../util/lru.js';
 import type { Db } from '../../storage/database.js';
 import { accountDataOfType, getAccountData } from '../../storage/repositories/accountData.js';
 import { forgottenRooms } from '../../storage/repositories/rooms.js';
@@ -6,6 +7,10 @@ import { currentStateOfTypes, membershipWithSenderAt, membershipsWithSender, typ
 import type { BumpStamps } from './bumpStamps.js';
 import type { ListFilters, RoomConfig, SlidingSyncRequest } from './request.js';
 import { combine } from './requiredState.js';
+
+/** Users whose memberships are kept between requests, and for how long. */
+const SNAPSHOT_USERS = 5_000;
+const SNAPSHOT_TTL_MS = 5 * 60_000;
 
 // Which rooms a sliding sync request is about (MSC4186 "lists" and "room_subscriptions", as Synapse's
 // room_lists.py answers): the user's rooms, filtered per list, sorted by bump stamp and cut to the ranges.
@@ -38,6 +43,7 @@ export interface InterestedRooms {
 
 export interface RoomListDeps {
   db: () => Db;
+  now: () => number;
   rooms: Pick<RoomService, 'events'>;
   bumpStamps: BumpStamps;
 }
@@ -46,7 +52,32 @@ export class RoomLists {
   /** m.room.create `type` per room: it never changes, so it is kept (null: no type). */
   private readonly roomTypes = new Map<string, string | null>();
 
-  constructor(private readonly deps: RoomListDeps) {}
+  /**
+   * Each user's memberships as last read, brought forward by reading only the rows changed since: a user in
+   * a thousand rooms costs one read of a thousand rows per few minutes, not per request. The expiry bounds how
+   * long a change that does not move the stream (a purge, a state reset) can go unseen.
+   */
+  private readonly snapshots: LruCache<string, { upTo: number; rows: Map<string, SlidingMembership> }>;
+
+  constructor(private readonly deps: RoomListDeps) {
+    this.snapshots = new LruCache(SNAPSHOT_USERS, SNAPSHOT_TTL_MS, deps.now);
+  }
+
+  private async currentMemberships(db: Db, userId: string, to: number): Promise<SlidingMembership[]> {
+    const snapshot = this.snapshots.get(userId);
+    if (!snapshot) {
+      const rows = await membershipsWithSender(db, userId);
+      const upTo = Math.max(to, ...rows.map((r) => r.streamOrdering));
+      this.snapshots.set(userId, { upTo, rows: new Map(rows.map((r) => [r.roomId, r])) });
+      return rows;
+    }
+    if (to > snapshot.upTo) {
+      const changed = await membershipsWithSender(db, userId, snapshot.upTo);
+      for (const r of changed) snapshot.rows.set(r.roomId, r);
+      snapshot.upTo = Math.max(to, snapshot.upTo, ...changed.map((r) => r.streamOrdering));
+    }
+    return [...snapshot.rows.values()];
+  }
 
   async compute(userId: string, req: SlidingSyncRequest, sinceTimeline: number | undefined, to: number): Promise<InterestedRooms> {
     const db = this.deps.db();
@@ -101,7 +132,7 @@ export class RoomLists {
   /** The user's memberships as of `to`, marked newly joined or left since `since`. */
   private async membershipsAt(db: Db, userId: string, since: number | undefined, to: number): Promise<Map<string, UserRoom>> {
     const out = new Map<string, UserRoom>();
-    for (const row of await membershipsWithSender(db, userId)) {
+    for (const row of await this.currentMemberships(db, userId, to)) {
       // Changed after this request's position: use the membership as of the position.
       const atTo = row.streamOrdering <= to ? row : await membershipWithSenderAt(db, row.roomId, userId, to);
       if (!atTo) continue;

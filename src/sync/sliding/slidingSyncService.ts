@@ -51,7 +51,7 @@ export class SlidingSyncService {
   constructor(private readonly deps: ServiceDeps & { rooms: RoomService; sync: SyncService; deviceKeys: DeviceKeysService }) {
     const db = () => deps.db.knex;
     this.connections = new ConnectionStore({ db: deps.db, now: () => deps.clock.now() });
-    this.lists = new RoomLists({ db, rooms: deps.rooms, bumpStamps: new BumpStamps(db) });
+    this.lists = new RoomLists({ db, now: () => deps.clock.now(), rooms: deps.rooms, bumpStamps: new BumpStamps(db) });
     this.lazyMembers = new LazyMembersCache(() => deps.clock.now());
     this.builder = new RoomBuilder({ db, logger: deps.logger, rooms: deps.rooms, lazyMembers: this.lazyMembers, counts: deps.sync.unreadCounts });
     this.extensions = new SlidingExtensions({ db, sync: deps.sync, deviceKeys: deps.deviceKeys });
