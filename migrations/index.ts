@@ -23,6 +23,7 @@ import * as deactivationJobs from './0020_deactivation_jobs.js';
 import * as retentionPurges from './0021_retention_purges.js';
 import * as eventExpiry from './0028_event_expiry.js';
 import * as slidingSync from './0025_sliding_sync.js';
+import * as adminApi from './0026_admin_api.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -56,6 +57,7 @@ const migrations: Array<[string, Migration]> = [
   ['0021_retention_purges', retentionPurges],
   ['0028_event_expiry', eventExpiry],
   ['0025_sliding_sync', slidingSync],
+  ['0026_admin_api', adminApi],
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

@@ -37,6 +37,8 @@ import { readPositions } from './storage/repositories/receipts.js';
 import { MediaService } from './media/mediaService.js';
 import { eraseUserMedia } from './media/erasure.js';
 import { RoomService } from './rooms/roomService.js';
+import { RoomAdmin } from './rooms/roomAdmin.js';
+import { RoomDeletions } from './rooms/roomDeletion.js';
 import { RetentionService } from './rooms/retentionService.js';
 import { SelfDestructingMessages } from './rooms/selfDestruct.js';
 import { createDirectory, type DirectoryServices } from './directory/index.js';
@@ -113,6 +115,10 @@ export interface Services {
   adminUsers: AdminUsers;
   /** Prometheus metrics of this homeserver (served on listeners with the metrics resource). */
   metrics: HomeserverMetrics;
+  /** Synapse's admin API: rooms as an admin sees them, room admins. */
+  roomAdmin: RoomAdmin;
+  /** Synapse's admin API: room deletions (shutdown, block, purge) with their status. */
+  roomDeletions: RoomDeletions;
 }
 
 export interface Homeserver {
@@ -254,6 +260,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     selfDestruct: new SelfDestructingMessages({ ...base, rooms, enabled: config.enable_ephemeral_messages }),
     adminUsers: new AdminUsers({ ...base, users, rooms, deactivation }),
     metrics,
+    roomAdmin: new RoomAdmin({ ...base, rooms }),
+    roomDeletions: new RoomDeletions({ ...base, rooms }),
   };
   rooms.onCommitted((result) => metrics.events.persisted(result.events.length));
   roomFederation.sender.metrics = metrics.federation;
@@ -320,6 +328,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
   await services.appservicePusher.start();
   // A deactivation the previous process did not finish continues now.
   services.deactivation.resume();
+  services.roomDeletions.resume();
 
   const servers: Server[] = [];
   const connections = new ConnectionLimiter({
@@ -362,6 +371,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       for (const s of servers) s.closeAllConnections();
       await Promise.all(closed);
       await services.deactivation.close();
+      await services.roomDeletions.close();
       edus.close();
       push.close();
       await services.retention.stop();

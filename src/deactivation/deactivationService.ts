@@ -1,7 +1,7 @@
 import type { DeviceListService } from '../e2ee/deviceLists.js';
 import type { PresenceService } from '../edus/presence.js';
 import { MatrixError, invalidParam, notFound } from '../errors.js';
-import { pruneStoredEvents } from '../rooms/eventPurge.js';
+import { ROOM_CONFIG_TYPES, pruneStoredEvents } from '../rooms/eventPurge.js';
 import type { RoomService } from '../rooms/roomService.js';
 import type { ServiceDeps } from '../serviceDeps.js';
 import {
@@ -28,23 +28,6 @@ const STEPS = ['presence', 'redact', 'leave', 'data', 'hooks', 'purge', 'compact
 type Step = (typeof STEPS)[number];
 const ERASE_ONLY: ReadonlySet<Step> = new Set(['redact', 'purge', 'compact']);
 
-/**
- * State events that configure the room and authorise others' events keep their content: pruning them would
- * change what the auth rules allow here (e.g. `invite` of power levels in older versions) while other servers
- * keep the original, and the room would fork. They hold no message text.
- */
-const ROOM_CONFIG_TYPES: ReadonlySet<string> = new Set([
-  'm.room.create',
-  'm.room.power_levels',
-  'm.room.join_rules',
-  'm.room.history_visibility',
-  'm.room.guest_access',
-  'm.room.encryption',
-  'm.room.server_acl',
-  'm.room.third_party_invite',
-  'm.room.tombstone',
-  'm.room.canonical_alias',
-]);
 /** State the redaction events cover: what shows the user's name, face or words. */
 const REDACTABLE_STATE: ReadonlySet<string> = new Set(['m.room.member', 'm.room.name', 'm.room.topic', 'm.room.avatar']);
 const PAGE = 200;

@@ -11,6 +11,24 @@ import { getRoomVersion, type RoomVersion } from './roomVersions.js';
 // Erasure keeps an event only as the redacted form its room version defines: event id, hashes and signatures
 // stay valid (they cover that form), the DAG is untouched, the content and everything derived from it go.
 
+/**
+ * State events that configure the room and authorise others' events keep their content: pruning them would
+ * change what the auth rules allow here (e.g. `invite` of power levels in older versions) while other servers
+ * keep the original, and the room would fork. They hold no message text.
+ */
+export const ROOM_CONFIG_TYPES: ReadonlySet<string> = new Set([
+  'm.room.create',
+  'm.room.power_levels',
+  'm.room.join_rules',
+  'm.room.history_visibility',
+  'm.room.guest_access',
+  'm.room.encryption',
+  'm.room.server_acl',
+  'm.room.third_party_invite',
+  'm.room.tombstone',
+  'm.room.canonical_alias',
+]);
+
 // Rooms we hold no row for (an out-of-band invite): the legacy algorithm, which keeps a superset of top-level keys.
 const FALLBACK_VERSION = '10';
 

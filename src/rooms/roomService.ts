@@ -22,6 +22,7 @@ import { RoomReader } from './roomReader.js';
 import { getRoomVersion, type RoomVersion } from './roomVersions.js';
 import { RoomWriter, StreamAllocator, type AppendMeta, type EventDraft, type RolledBack, type RoomWriteContext, type WriteResult } from './roomWriter.js';
 import { StateStore } from './stateStore.js';
+import { roomBlock } from '../storage/repositories/adminRooms.js';
 import { authorisingServers, isRestrictedRoom, localJoinAuthoriser, unableToGrant } from './restrictedJoin.js';
 
 function canonicalEqual(a: unknown, b: unknown): boolean {
@@ -752,6 +753,7 @@ export class RoomService {
   async join(actor: Actor, roomIdOrAlias: string, reason?: string, via: readonly string[] = [], body: Readonly<Record<string, unknown>> = {}): Promise<string> {
     const remoteAlias = roomIdOrAlias.startsWith('#') && serverNameOf(roomIdOrAlias) !== this.deps.serverName;
     const roomId = remoteAlias ? undefined : await this.resolveRoomIdOrAlias(roomIdOrAlias);
+    if (roomId && (await roomBlock(this.deps.db.knex, roomId))) throw forbidden('This room has been blocked on this server');
     const room = roomId ? await roomsRepo.getRoom(this.deps.db.knex, roomId) : undefined;
     const extras = clientJoinExtras(body);
     const requested: Record<string, unknown> = reason !== undefined ? { ...extras, reason } : { ...extras };
@@ -844,6 +846,7 @@ export class RoomService {
 
   async invite(actor: Actor, roomId: string, target: string, reason?: string, isDirect?: boolean): Promise<void> {
     if (!/^@[^:]+:.+$/.test(target)) throw new MatrixError('M_INVALID_PARAM', 'Invalid user id');
+    if (await roomBlock(this.deps.db.knex, roomId)) throw forbidden('This room has been blocked on this server');
     if (this.remoteInviter && serverNameOf(target) !== this.deps.serverName) {
       // The invitee's server must countersign the invite before it is appended (federation).
       const content: Record<string, unknown> = { membership: 'invite' };
