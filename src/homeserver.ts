@@ -36,8 +36,10 @@ import { createPush, type PushService } from './push/index.js';
 import { readPositions } from './storage/repositories/receipts.js';
 import { MediaService } from './media/mediaService.js';
 import { eraseUserMedia } from './media/erasure.js';
+import { AdminMedia } from './media/adminMedia.js';
 import { RoomService } from './rooms/roomService.js';
 import { RoomAdmin } from './rooms/roomAdmin.js';
+import { EventReports } from './rooms/eventReports.js';
 import { RoomDeletions } from './rooms/roomDeletion.js';
 import { RetentionService } from './rooms/retentionService.js';
 import { SelfDestructingMessages } from './rooms/selfDestruct.js';
@@ -119,6 +121,10 @@ export interface Services {
   roomAdmin: RoomAdmin;
   /** Synapse's admin API: room deletions (shutdown, block, purge) with their status. */
   roomDeletions: RoomDeletions;
+  /** Synapse's admin API: media listing, quarantine and deletion. */
+  adminMedia: AdminMedia;
+  /** Synapse's admin API: event reports. */
+  eventReports: EventReports;
 }
 
 export interface Homeserver {
@@ -231,6 +237,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
       await push.idle();
     },
   });
+  const media = new MediaService(base, federation.client);
   const services: Services = {
     ...base,
     publicBaseUrl,
@@ -243,7 +250,7 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     keyBackup: new KeyBackupService({ db }),
     e2ee,
     edus,
-    media: new MediaService(base, federation.client),
+    media,
     push,
     directory,
     relations,
@@ -262,6 +269,8 @@ export async function createHomeserver(config: HomeserverConfig, options: Homese
     metrics,
     roomAdmin: new RoomAdmin({ ...base, rooms }),
     roomDeletions: new RoomDeletions({ ...base, rooms }),
+    adminMedia: new AdminMedia({ ...base, media }),
+    eventReports: new EventReports(base),
   };
   rooms.onCommitted((result) => metrics.events.persisted(result.events.length));
   roomFederation.sender.metrics = metrics.federation;

@@ -223,7 +223,8 @@ export class MediaService {
     const deadline = Date.now() + Math.min(Math.max(timeoutMs ?? DEFAULT_WAIT_MS, 0), MAX_WAIT_MS);
     for (;;) {
       const row = await repo.getMedia(this.deps.db.knex, mediaId);
-      if (!row) throw notFound('Media not found');
+      // Quarantined by an admin: answered as if it did not exist, as Synapse.
+      if (!row || row.quarantinedBy !== undefined) throw notFound('Media not found');
       if (unauthenticated && !this.servesUnauthenticated(row)) throw notFound('Media not found');
       if (row.uploadTs !== undefined) return row;
       if (row.unusedExpiresAt !== undefined && row.unusedExpiresAt <= this.deps.clock.now()) throw notFound('Media not found');
@@ -301,6 +302,7 @@ export class MediaService {
   ): Promise<RemoteMediaRow> {
     const gated = unauthenticated && this.authenticatedOnly;
     const row = await this.remote.get(origin, mediaId, { ...opts, allowRemote: opts.allowRemote && !gated, authenticated: this.authenticatedOnly });
+    if (row.quarantinedBy !== undefined) throw notFound('Media not found');
     if (unauthenticated && !this.servesUnauthenticated(row)) throw notFound('Media not found');
     return row;
   }
@@ -419,11 +421,7 @@ export class MediaService {
     for (;;) {
       const ids = await repo.expiredMediaIds(this.deps.db.knex, { accessedBefore, now, limit: PURGE_BATCH });
       if (ids.length === 0) break;
-      // Rows first: from then on downloads answer 404, and a file left by a crash is only litter.
-      await this.deps.db.knex.transaction((trx) => repo.deleteMedia(trx, ids));
-      for (const id of ids) {
-        await this.store.remove(id).catch((err: unknown) => this.deps.logger.warn({ err, mediaId: id }, 'could not delete media file'));
-      }
+      await this.deleteLocal(ids);
       total += ids.length;
       if (ids.length < PURGE_BATCH || this.closing.signal.aborted) break;
     }
@@ -432,11 +430,23 @@ export class MediaService {
     return total;
   }
 
+  /** Deletes local media items, rows first: from then on downloads answer 404, and a file left by a crash is only litter. */
+  async deleteLocal(ids: readonly string[]): Promise<void> {
+    await this.deps.db.knex.transaction((trx) => repo.deleteMedia(trx, ids));
+    for (const id of ids) {
+      await this.store.remove(id).catch((err: unknown) => this.deps.logger.warn({ err, mediaId: id }, 'could not delete media file'));
+    }
+  }
+
   /** Cached remote media not downloaded for `media_retention.remote_media_lifetime` (kept forever when unset). */
   private async purgeRemote(now: number): Promise<number> {
     const lifetime = this.deps.config.media_retention.remote_media_lifetime;
     if (lifetime === undefined || lifetime === null) return 0;
-    const cutoff = now - parseDuration(lifetime);
+    return this.purgeRemoteBefore(now - parseDuration(lifetime));
+  }
+
+  /** Deletes cached remote media last used before `cutoff` (retention, and the admin API's purge_media_cache). */
+  async purgeRemoteBefore(cutoff: number): Promise<number> {
     let total = 0;
     for (;;) {
       const rows = await remoteRepo.staleRemoteMedia(this.deps.db.knex, cutoff, PURGE_BATCH);

@@ -18,6 +18,8 @@ export interface MediaRow {
   lastAccessTs: number | undefined;
   /** Stored while enable_authenticated_media was on: never served on the legacy unauthenticated paths. */
   authenticated: boolean;
+  /** The admin who quarantined it (Synapse admin API): never served again. */
+  quarantinedBy: string | undefined;
 }
 
 export interface ThumbnailKey {
@@ -48,6 +50,7 @@ interface MediaDbRow {
   unused_expires_at: number | string | null;
   last_access_ts: number | string | null;
   authenticated: boolean | number | null;
+  quarantined_by?: string | null;
 }
 
 interface ThumbnailDbRow {
@@ -78,7 +81,10 @@ const toMedia = (r: MediaDbRow): MediaRow => ({
   lastAccessTs: optNum(r.last_access_ts),
   // SQLite hands booleans back as 0/1.
   authenticated: Boolean(r.authenticated),
+  quarantinedBy: r.quarantined_by ?? undefined,
 });
+
+export { toMedia, type MediaDbRow };
 
 const toThumbnail = (r: ThumbnailDbRow): ThumbnailRow => ({
   mediaId: r.media_id,

@@ -37,3 +37,28 @@ export async function completePending(db: Db, token: string): Promise<void> {
     .where({ token })
     .update({ pending: db.raw('CASE WHEN pending > 0 THEN pending - 1 ELSE 0 END'), completed: db.raw('completed + 1') });
 }
+
+/** Every token, optionally only the valid (or only the invalid) ones at `now` (Synapse admin API). */
+export async function listRegistrationTokens(db: Db, valid: boolean | undefined, now: number): Promise<RegistrationTokenRecord[]> {
+  const rows: Array<{ token: string }> = await db('registration_tokens').orderBy('token').select('token');
+  const all = (await Promise.all(rows.map((r) => getRegistrationToken(db, r.token)))).filter((t): t is RegistrationTokenRecord => t !== undefined);
+  if (valid === undefined) return all;
+  return all.filter((t) => registrationTokenUsable(t, now) === valid);
+}
+
+/** Uses left and not expired. */
+export function registrationTokenUsable(t: RegistrationTokenRecord, now: number): boolean {
+  return (t.usesAllowed === null || t.pending + t.completed < t.usesAllowed) && (t.expiryTime === null || t.expiryTime > now);
+}
+
+export async function updateRegistrationToken(db: Db, token: string, change: { usesAllowed?: number | null; expiryTime?: number | null }): Promise<boolean> {
+  const update: Record<string, number | null> = {};
+  if (change.usesAllowed !== undefined) update.uses_allowed = change.usesAllowed;
+  if (change.expiryTime !== undefined) update.expiry_time = change.expiryTime;
+  if (!Object.keys(update).length) return (await getRegistrationToken(db, token)) !== undefined;
+  return Number(await db('registration_tokens').where({ token }).update(update)) > 0;
+}
+
+export async function deleteRegistrationToken(db: Db, token: string): Promise<boolean> {
+  return Number(await db('registration_tokens').where({ token }).delete()) > 0;
+}

@@ -15,6 +15,8 @@ export interface RemoteMediaRow {
   lastAccessTs: number;
   /** Fetched while enable_authenticated_media was on: never served on the legacy unauthenticated paths. */
   authenticated: boolean;
+  /** The admin who quarantined it (Synapse admin API): never served again. */
+  quarantinedBy?: string | undefined;
 }
 
 interface RemoteMediaDbRow {
@@ -28,6 +30,7 @@ interface RemoteMediaDbRow {
   created_ts: number | string;
   last_access_ts: number | string;
   authenticated: boolean | number | null;
+  quarantined_by?: string | null;
 }
 
 const toRow = (r: RemoteMediaDbRow): RemoteMediaRow => ({
@@ -41,6 +44,7 @@ const toRow = (r: RemoteMediaDbRow): RemoteMediaRow => ({
   createdTs: Number(r.created_ts),
   lastAccessTs: Number(r.last_access_ts),
   authenticated: Boolean(r.authenticated),
+  quarantinedBy: r.quarantined_by ?? undefined,
 });
 
 export async function getRemoteMedia(db: Db, origin: string, mediaId: string): Promise<RemoteMediaRow | undefined> {

@@ -37,7 +37,40 @@ export async function listReports(db: Db, opts: { limit: number; before?: number
   if (opts.before !== undefined) q.where('id', '<', opts.before);
   if (opts.roomId !== undefined) q.where('room_id', opts.roomId);
   const rows: Array<Record<string, unknown>> = await q;
-  return rows.map((r) => ({
+  return rows.map(toReport);
+}
+
+/** Synapse admin API "Show reported events": event reports, offset-paged, with their total. */
+export async function eventReportsPage(
+  db: Db,
+  q: { from: number; limit: number; dir: 'f' | 'b'; roomId?: string | undefined; reporter?: string | undefined },
+): Promise<{ reports: ReportRecord[]; total: number }> {
+  const filtered = () => {
+    const query = db('reports').whereNotNull('event_id');
+    if (q.roomId !== undefined) query.where('room_id', q.roomId);
+    if (q.reporter !== undefined) query.where('reporter', q.reporter);
+    return query;
+  };
+  const count = (await filtered().count({ n: '*' }).first()) as { n: number | string } | undefined;
+  const rows: Array<Record<string, unknown>> = await filtered()
+    .orderBy('received_ts', q.dir === 'b' ? 'desc' : 'asc')
+    .orderBy('id', q.dir === 'b' ? 'desc' : 'asc')
+    .offset(q.from)
+    .limit(q.limit);
+  return { reports: rows.map(toReport), total: Number(count?.n ?? 0) };
+}
+
+export async function getReport(db: Db, id: number): Promise<ReportRecord | undefined> {
+  const row = (await db('reports').where({ id }).first()) as Record<string, unknown> | undefined;
+  return row ? toReport(row) : undefined;
+}
+
+export async function deleteReport(db: Db, id: number): Promise<boolean> {
+  return Number(await db('reports').where({ id }).delete()) > 0;
+}
+
+function toReport(r: Record<string, unknown>): ReportRecord {
+  return {
     id: Number(r.id),
     reporter: String(r.reporter),
     roomId: (r.room_id as string | null) ?? null,
@@ -46,5 +79,5 @@ export async function listReports(db: Db, opts: { limit: number; before?: number
     reason: (r.reason as string | null) ?? null,
     score: r.score === null || r.score === undefined ? null : Number(r.score),
     receivedTs: Number(r.received_ts),
-  }));
+  };
 }
