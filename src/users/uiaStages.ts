@@ -51,10 +51,7 @@ export function passwordStage(serverName: string): UiaStage {
 export async function registrationTokenValid(db: Db, config: HomeserverConfig, token: string, now: number): Promise<boolean> {
   if (config.registration_tokens.includes(token)) return true;
   const row = await regTokens.getRegistrationToken(db, token);
-  if (!row) return false;
-  if (row.expiryTime !== null && row.expiryTime <= now) return false;
-  if (row.usesAllowed !== null && row.pending + row.completed >= row.usesAllowed) return false;
-  return true;
+  return row !== undefined && regTokens.registrationTokenUsable(row, now);
 }
 
 /** Spec: "Token-authenticated registration" (m.login.registration_token). */

@@ -10,9 +10,12 @@ export interface RegistrationTokenRecord {
 
 export async function getRegistrationToken(db: Db, token: string): Promise<RegistrationTokenRecord | undefined> {
   const row = await db('registration_tokens').where({ token }).first();
-  if (!row) return undefined;
+  return row ? toRecord(row) : undefined;
+}
+
+function toRecord(row: Record<string, unknown>): RegistrationTokenRecord {
   return {
-    token: row.token,
+    token: row.token as string,
     usesAllowed: row.uses_allowed === null ? null : Number(row.uses_allowed),
     pending: Number(row.pending),
     completed: Number(row.completed),
@@ -40,8 +43,8 @@ export async function completePending(db: Db, token: string): Promise<void> {
 
 /** Every token, optionally only the valid (or only the invalid) ones at `now` (Synapse admin API). */
 export async function listRegistrationTokens(db: Db, valid: boolean | undefined, now: number): Promise<RegistrationTokenRecord[]> {
-  const rows: Array<{ token: string }> = await db('registration_tokens').orderBy('token').select('token');
-  const all = (await Promise.all(rows.map((r) => getRegistrationToken(db, r.token)))).filter((t): t is RegistrationTokenRecord => t !== undefined);
+  const rows: Array<Record<string, unknown>> = await db('registration_tokens').orderBy('token');
+  const all = rows.map(toRecord);
   if (valid === undefined) return all;
   return all.filter((t) => registrationTokenUsable(t, now) === valid);
 }
