@@ -103,7 +103,7 @@ export class SlidingExtensions {
         body.account_data = { global, rooms: roomsOut };
         news ||= global.length + count > 0;
       } else {
-        body[topic] = { rooms: roomsOut };
+        body.typing = { rooms: roomsOut };
         news ||= count > 0;
       }
     }

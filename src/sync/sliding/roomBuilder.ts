@@ -213,12 +213,15 @@ export class RoomBuilder {
     // Timeline: the newest `timeline_limit` events in range, oldest first.
     let timeline: StoredEvent[] = [];
     let limited = false;
+    /** The newest event at the upper bound, when the timeline page read it anyway. */
+    let newest: StoredEvent | undefined;
     if (plan.timeline) {
       const limit = config.timelineLimit;
       const ids = page.slice(0, limit + 1).map((x) => x.eventId);
       limited = ids.length > limit;
       const raw = [...(await eventStore.getMany(db, ids.slice(0, limit))).values()].sort((a, b) => b.streamOrdering - a.streamOrdering);
       const oldest = raw[raw.length - 1];
+      newest = raw[0];
       timeline = (await reader.filterVisible(ctx.userId, roomId, raw, ignored)).reverse();
       entry.limited = limited;
       entry.prev_batch = oldest
@@ -229,8 +232,9 @@ export class RoomBuilder {
     }
 
     // State as of the upper bound, and (for a room sent before) what changed since then.
-    const upperGroup =
-      member.membership === 'join'
+    const upperGroup = newest
+      ? newest.stateAfter
+      : member.membership === 'join'
         ? ((await lastRoomEventAtStream(db, roomId, plan.upTo))?.stateAfter ?? null)
         : ((await eventStore.get(db, member.eventId))?.stateAfter ?? null);
     const state = upperGroup === null ? new Map<string, string>() : await stateStore.stateIds(db, upperGroup);
@@ -313,7 +317,8 @@ export class RoomBuilder {
     if (input.stamp !== undefined) entry.bump_stamp = input.stamp;
     const joined = member.membership === 'join';
     // Heroes name an unnamed room, without the user (Synapse: only m.room.name counts as a name here).
-    const wantsHeroes = joined && membershipChanged && !(await this.hasName(db, state));
+    const named = nameId !== undefined ? entry.name !== undefined : state.has(stateMapKey('m.room.name', '')) && (await this.hasName(db, state));
+    const wantsHeroes = joined && membershipChanged && !named;
     return { entry, wantsCounts: joined && membershipChanged, wantsHeroes, state };
   }
 
