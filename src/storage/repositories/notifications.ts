@@ -1,12 +1,7 @@
 import type { Db } from '../database.js';
+import { chunks } from '../../util/chunks.js';
 
 const CHUNK = 200;
-
-function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
 
 export interface NewNotification {
   userId: string;
@@ -87,7 +82,7 @@ export async function countNotifications(
   upTo?: number,
 ): Promise<CountRow[]> {
   const out: CountRow[] = [];
-  for (const part of chunks(roomIds)) {
+  for (const part of chunks(roomIds, CHUNK)) {
     const rows: Array<{ room_id: string; thread_id: string | null; n: number | string; h: number | string | null }> = await db('push_notifications')
       .where('user_id', userId)
       .andWhere((q) => {

@@ -1,4 +1,5 @@
 import type { Db } from '../database.js';
+import { chunks } from '../../util/chunks.js';
 
 // Read receipts: one row per (room, user, receipt type, thread); thread '' is an unthreaded receipt.
 
@@ -40,11 +41,6 @@ const toReceipt = (r: Row): ReceiptRow => ({
 
 const CHUNK = 400;
 
-function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
 
 /**
  * Stores a receipt unless the user already has one of this kind at a later event (receipts only move
@@ -68,7 +64,7 @@ export async function putReceipt(
 /** Receipts in the given rooms up to `toInclusive` (the newest per key, as stored). */
 export async function receiptsInRooms(db: Db, roomIds: readonly string[], toInclusive: number): Promise<ReceiptRow[]> {
   const out: ReceiptRow[] = [];
-  for (const part of chunks(roomIds)) {
+  for (const part of chunks(roomIds, CHUNK)) {
     const rows: Row[] = await db('receipts')
       .whereIn('room_id', part as string[])
       .andWhere('stream_id', '<=', toInclusive)
@@ -107,7 +103,7 @@ const READ_TYPES = ['m.read', 'm.read.private'];
  */
 export async function readPositions(db: Db, userId: string, roomIds: readonly string[]): Promise<Map<string, number>> {
   const out = new Map<string, number>();
-  for (const part of chunks(roomIds)) {
+  for (const part of chunks(roomIds, CHUNK)) {
     const own: Array<{ room_id: string; pos: number | string | null }> = await db('events')
       .where('sender', userId)
       .whereIn('room_id', part as string[])

@@ -1,15 +1,11 @@
 import type { Db } from '../database.js';
+import { chunks } from '../../util/chunks.js';
 
 // Reads for MSC4186 room lists: a user's memberships with their senders, bump stamps and current state ids
 // of many rooms, each in one query per chunk of rooms.
 
 const CHUNK = 400;
 
-function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
 
 export interface SlidingMembership {
   roomId: string;
@@ -60,7 +56,7 @@ export async function membershipWithSenderAt(db: Db, roomId: string, userId: str
 /** Per room, the newest stream position of an event of one of `types` at or before `upTo`. */
 export async function latestOfTypes(db: Db, roomIds: readonly string[], types: readonly string[], upTo: number): Promise<Map<string, number>> {
   const out = new Map<string, number>();
-  for (const part of chunks(roomIds)) {
+  for (const part of chunks(roomIds, CHUNK)) {
     const rows: Array<{ room_id: string; s: number | string }> = await db('events')
       .whereIn('room_id', part)
       .whereIn('type', [...types])
@@ -100,7 +96,7 @@ export interface CurrentStateRef {
 /** Current state event ids of `types` in many rooms (state key '' only unless `anyKey`). */
 export async function currentStateOfTypes(db: Db, roomIds: readonly string[], types: readonly string[], anyKey = false): Promise<CurrentStateRef[]> {
   const out: CurrentStateRef[] = [];
-  for (const part of chunks(roomIds)) {
+  for (const part of chunks(roomIds, CHUNK)) {
     const q = db('current_state').whereIn('room_id', part).whereIn('type', [...types]);
     if (!anyKey) q.andWhere('state_key', '');
     const rows: Array<{ room_id: string; type: string; state_key: string; event_id: string }> = await q.select('room_id', 'type', 'state_key', 'event_id');

@@ -1,15 +1,11 @@
 import type { Db } from '../database.js';
+import { chunks } from '../../util/chunks.js';
 
 // Batched reads for /sync: one query for many rooms wherever that is easy, so an initial sync of a user
 // in hundreds of rooms costs a handful of round trips, not several per room.
 
 const CHUNK = 400;
 
-function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
 
 async function rawRows<T>(db: Db, sql: string, bindings: readonly unknown[]): Promise<T[]> {
   const res = await db.raw(sql, bindings as never);
@@ -105,7 +101,7 @@ export async function latestEventIdsPerRoom(db: Db, ranges: readonly RoomRange[]
 export async function memberCounts(db: Db, roomIds: readonly string[]): Promise<Map<string, { joined: number; invited: number }>> {
   const out = new Map<string, { joined: number; invited: number }>();
   for (const id of roomIds) out.set(id, { joined: 0, invited: 0 });
-  for (const part of chunks(roomIds)) {
+  for (const part of chunks(roomIds, CHUNK)) {
     const rows: Array<{ room_id: string; membership: string; c: number | string }> = await db('current_state')
       .where('type', 'm.room.member')
       .whereIn('room_id', part)
@@ -129,7 +125,7 @@ export async function memberCounts(db: Db, roomIds: readonly string[]): Promise<
 export async function heroCandidates(db: Db, roomIds: readonly string[], userId: string, n = 5): Promise<Map<string, string[]>> {
   const active = new Map<string, string[]>();
   const former = new Map<string, string[]>();
-  for (const part of chunks(roomIds)) {
+  for (const part of chunks(roomIds, CHUNK)) {
     const placeholders = part.map(() => '?').join(',');
     const rows = await rawRows<{ room_id: string; state_key: string; active: number | string }>(
       db,
@@ -178,7 +174,7 @@ export async function joinedInRange(db: Db, roomId: string, userId: string, from
 /** The current m.room.name and m.room.canonical_alias event ids per room (a summary names heroes only without them). */
 export async function namingEventIds(db: Db, roomIds: readonly string[]): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
-  for (const part of chunks(roomIds)) {
+  for (const part of chunks(roomIds, CHUNK)) {
     const rows: Array<{ room_id: string; event_id: string }> = await db('current_state')
       .whereIn('room_id', part)
       .whereIn('type', ['m.room.name', 'm.room.canonical_alias'])

@@ -1,4 +1,5 @@
 import type { Db } from '../database.js';
+import { chunks } from '../../util/chunks.js';
 
 // Queries behind the user directory (spec: "POST /user_directory/search") and the public-room checks it
 // needs. Matching is a case-insensitive substring prefilter; the caller ranks and checks exactly.
@@ -10,11 +11,6 @@ function contains(s: string): string {
 
 const CHUNK = 500;
 
-function chunks<T>(items: readonly T[]): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += CHUNK) out.push(items.slice(i, i + CHUNK));
-  return out;
-}
 
 export interface LocalDirectoryUser {
   userId: string;
@@ -65,7 +61,7 @@ export async function remoteMembersMatching(
   };
   if (roomIds === undefined) return run(undefined);
   const out: Array<{ userId: string; roomId: string; json: string }> = [];
-  for (const part of chunks(roomIds)) {
+  for (const part of chunks(roomIds, CHUNK)) {
     out.push(...(await run(part)));
     if (out.length >= limit) break;
   }
@@ -75,7 +71,7 @@ export async function remoteMembersMatching(
 /** For each user, the rooms they are joined to (only users with at least one appear). */
 export async function joinedRoomsOf(db: Db, userIds: readonly string[]): Promise<Map<string, Set<string>>> {
   const out = new Map<string, Set<string>>();
-  for (const part of chunks(userIds)) {
+  for (const part of chunks(userIds, CHUNK)) {
     const rows: Array<{ state_key: string; room_id: string }> = await db('current_state')
       .where({ type: 'm.room.member', membership: 'join' })
       .whereIn('state_key', part)
