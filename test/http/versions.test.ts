@@ -45,6 +45,8 @@ describe.each(testDialects())('/versions on %s', (dialect) => {
       'org.matrix.msc3981': () => call('GET', `/_matrix/client/v1/rooms/${encodeURIComponent(roomId)}/relations/${e}?recurse=true`),
       'org.matrix.msc3814': () => call('GET', '/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device'),
       'org.matrix.msc4151': () => call('POST', `${r}/report`, { reason: 'test' }),
+      'org.matrix.simplified_msc3575': () =>
+        call('POST', '/_matrix/client/unstable/org.matrix.simplified_msc3575/sync', { lists: { all: { ranges: [[0, 9]], timeline_limit: 1, required_state: [] } } }),
     };
     const { unstable_features: features } = (await request(server.baseUrl, 'GET', '/_matrix/client/versions')).body;
     const advertised = Object.keys(features).filter((name) => features[name] === true);
